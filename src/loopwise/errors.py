@@ -1,0 +1,69 @@
+"""Every error loopwise raises on purpose derives from :class:`LoopwiseError`.
+
+The tree::
+
+    LoopwiseError
+    ├── ConfigurationError        a setting is missing or invalid
+    ├── NotFoundError             a named thing (data set, run, model version, alias) does not exist
+    ├── StorageError              the metadata database failed; nothing was half-written
+    │   └── MigrationError        the schema could not be brought to the current revision
+    ├── DataError                 input data is unusable
+    │   ├── DownloadError         a download failed or was refused
+    │   ├── ChecksumError         a file's sha256 is not the expected one
+    │   └── DataFormatError       a missing column, empty or non-UTF-8 text, an unknown label
+    ├── ClassifierError           a classifier cannot be built, loaded or used
+    │   └── CheckpointError       a saved classifier is missing files or corrupt
+    └── TrainingError             a training run failed
+
+Messages say what was wrong (naming the file, line and field where there is one) and what to do.
+"""
+
+from __future__ import annotations
+
+
+class LoopwiseError(Exception):
+    """Root of every error loopwise raises on purpose."""
+
+
+class ConfigurationError(LoopwiseError):
+    """A setting is missing or has a value loopwise cannot use."""
+
+
+class NotFoundError(LoopwiseError):
+    """A named data set, run, model version or alias does not exist."""
+
+
+class StorageError(LoopwiseError):
+    """The metadata database failed; the transaction was rolled back."""
+
+
+class MigrationError(StorageError):
+    """The database schema could not be brought to the revision this loopwise needs."""
+
+
+class DataError(LoopwiseError):
+    """Input data is unusable."""
+
+
+class DownloadError(DataError):
+    """A download failed."""
+
+
+class ChecksumError(DataError):
+    """A file's sha256 differs from the expected one."""
+
+
+class DataFormatError(DataError):
+    """A file has a missing column, empty or non-UTF-8 text, or an unknown label."""
+
+
+class ClassifierError(LoopwiseError):
+    """A classifier cannot be built, loaded or used."""
+
+
+class CheckpointError(ClassifierError):
+    """A saved classifier directory is missing files or is corrupt."""
+
+
+class TrainingError(LoopwiseError):
+    """A training run failed."""

@@ -1,0 +1,39 @@
+"""Evaluating classifiers: metrics with bootstrap intervals, paired comparisons, figures and reports.
+
+The modules here are pure (arrays and dicts in, files out); storing evaluations is ``evaluation.service``'s
+job. Names load lazily, so the storage layer can import ``evaluation.records`` without numpy or matplotlib.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY = {
+    "paired_comparison": "compare",
+    "classification_metrics": "metrics",
+    "encode_labels": "metrics",
+    "expected_calibration_error": "metrics",
+    "reliability_table": "metrics",
+    "confusion_matrix_png": "plots",
+    "reliability_diagram_png": "plots",
+    "EvaluationRecord": "records",
+    "EvaluationReport": "report",
+    "write_comparison_report": "report",
+    "write_evaluation_report": "report",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,166 @@
+"""Evaluating registered models (or saved classifier directories) on a data set split."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from loopwise import registry
+from loopwise.classifiers import TextClassifier, load_classifier
+from loopwise.data.splits import read_split
+from loopwise.data.versions import DatasetVersion, parse_dataset_ref
+from loopwise.errors import DataFormatError
+from loopwise.evaluation.compare import paired_comparison
+from loopwise.evaluation.metrics import classification_metrics
+from loopwise.evaluation.records import EvaluationRecord
+from loopwise.evaluation.report import EvaluationReport, write_comparison_report, write_evaluation_report
+from loopwise.registry.versions import ModelVersion
+from loopwise.storage.artifacts.local import local_path
+
+if TYPE_CHECKING:
+    from loopwise.storage import Store
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    ref: str
+    classifier: TextClassifier
+    version: ModelVersion | None
+
+
+@dataclass(frozen=True)
+class EvaluationOutcome:
+    record: EvaluationRecord
+    report: EvaluationReport
+    metrics: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ComparisonOutcome:
+    comparison: dict[str, Any]
+    path: Path
+
+
+def load_model(store: Store, ref: str) -> LoadedModel:
+    """A registry reference (``name``, ``name:3``, ``name@alias``) or a saved classifier directory."""
+    if Path(ref).expanduser().is_dir():
+        return LoadedModel(ref, load_classifier(Path(ref).expanduser()), None)
+    with store.uow() as uow:
+        version = registry.resolve(uow, ref)
+    return LoadedModel(version.ref, load_classifier(local_path(version.uri)), version)
+
+
+def predict_split(
+    model: LoadedModel,
+    dataset: DatasetVersion,
+    split: str,
+    *,
+    batch_size: int = 64,
+    progress: Progress | None = None,
+) -> tuple[list[str], np.ndarray]:
+    """True labels and predicted probabilities (columns in the classifier's label order) of a split."""
+    texts, labels = read_split(dataset.split(split).uri)
+    unknown = sorted(set(labels) - set(model.classifier.labels))
+    if unknown:
+        raise DataFormatError(
+            f"split {split!r} of {dataset.ref} has labels {unknown} that model {model.ref} does not know "
+            f"(it knows {model.classifier.labels}); evaluate on a data set with the same labels"
+        )
+    chunk = max(batch_size * 8, 256)
+    parts = []
+    for start in range(0, len(texts), chunk):
+        parts.append(model.classifier.predict_proba(texts[start : start + chunk], batch_size=batch_size))
+        if progress is not None:
+            progress(min(start + chunk, len(texts)), len(texts))
+    proba = np.concatenate(parts) if parts else np.zeros((0, len(model.classifier.labels)))
+    return labels, proba
+
+
+def _dataset(store: Store, ref: str) -> DatasetVersion:
+    name, version = parse_dataset_ref(ref)
+    with store.uow() as uow:
+        return uow.datasets.get(name, version)
+
+
+def _default_dir(store: Store, what: str) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    safe = what.replace(":", "-v").replace("@", "-").replace("/", "_")
+    return store.artifacts.path(f"evaluations/{safe}-{stamp}")
+
+
+def evaluate(
+    store: Store,
+    model_ref: str,
+    dataset_ref: str,
+    split: str = "test",
+    *,
+    out_dir: Path | None = None,
+    batch_size: int = 64,
+    bootstrap: int = 1000,
+    progress: Progress | None = None,
+) -> EvaluationOutcome:
+    """Predict every example of the split, compute the metrics, write the report, store the evaluation."""
+    dataset = _dataset(store, dataset_ref)
+    model = load_model(store, model_ref)
+    y_true, proba = predict_split(model, dataset, split, batch_size=batch_size, progress=progress)
+    metrics = classification_metrics(y_true, proba, model.classifier.labels, bootstrap=bootstrap)
+    out_dir = out_dir or _default_dir(store, f"{model.ref}-{dataset.ref}-{split}")
+    context = {
+        "model": model.ref,
+        "dataset": dataset.ref,
+        "split": split,
+        "examples": len(y_true),
+        "evaluated_at": datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+    report = write_evaluation_report(
+        out_dir, metrics, y_true=y_true, proba=proba, labels=model.classifier.labels, context=context
+    )
+    headline = {
+        f"{split}_{key}": metrics[key]
+        for key in ("accuracy", "macro_f1", "weighted_f1", "log_loss", "ece")
+        if metrics.get(key) is not None
+    }
+    with store.uow() as uow:
+        record = uow.evaluations.add(
+            model_ref=model.ref,
+            model_version_id=model.version.id if model.version else None,
+            dataset_version_id=dataset.id,
+            split=split,
+            metrics=headline,
+            report_uri=report.html.resolve().as_uri(),
+        )
+        if model.version is not None:
+            uow.models.update_metrics(model.version.id, headline)
+    return EvaluationOutcome(record, report, metrics)
+
+
+def compare(
+    store: Store,
+    model_a: str,
+    model_b: str,
+    dataset_ref: str,
+    split: str = "test",
+    *,
+    out_dir: Path | None = None,
+    batch_size: int = 64,
+    progress: Progress | None = None,
+) -> ComparisonOutcome:
+    """Paired comparison of two models on the same examples (McNemar and paired bootstrap)."""
+    dataset = _dataset(store, dataset_ref)
+    first, second = load_model(store, model_a), load_model(store, model_b)
+    y_true, proba_a = predict_split(first, dataset, split, batch_size=batch_size, progress=progress)
+    _, proba_b = predict_split(second, dataset, split, batch_size=batch_size, progress=progress)
+    pred_a = [first.classifier.labels[i] for i in proba_a.argmax(axis=1)]
+    pred_b = [second.classifier.labels[i] for i in proba_b.argmax(axis=1)]
+    comparison = paired_comparison(y_true, pred_a, pred_b, name_a=first.ref, name_b=second.ref)
+    out_dir = out_dir or _default_dir(store, f"compare-{first.ref}-{second.ref}-{dataset.ref}-{split}")
+    context = {"model_a": first.ref, "model_b": second.ref, "dataset": dataset.ref, "split": split}
+    path = write_comparison_report(out_dir, comparison, context)
+    return ComparisonOutcome(comparison, path)

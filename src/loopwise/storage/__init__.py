@@ -1,0 +1,43 @@
+"""The metadata store (SQLAlchemy 2, Alembic) and the artifact store.
+
+``Store.open(settings)`` builds the engine, applies migrations on first use, and hands out units of work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from loopwise.config import Settings
+from loopwise.storage.artifacts import LocalArtifactStore
+from loopwise.storage.engine import build_engine
+from loopwise.storage.migrate import ensure_schema
+from loopwise.storage.session import UnitOfWork, session_factory
+
+
+@dataclass
+class Store:
+    engine: Engine
+    sessions: sessionmaker[Session]
+    artifacts: LocalArtifactStore
+    settings: Settings
+
+    @classmethod
+    def open(cls, settings: Settings, *, migrate: bool = True) -> Store:
+        engine = build_engine(settings.resolved_database_url)
+        if migrate:
+            ensure_schema(engine)
+        return cls(
+            engine, session_factory(engine), LocalArtifactStore(settings.resolved_artifact_root), settings
+        )
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.sessions)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+__all__ = ["LocalArtifactStore", "Store", "UnitOfWork"]

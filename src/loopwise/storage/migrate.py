@@ -1,0 +1,99 @@
+"""Alembic migrations shipped in the package, applied on first use and by ``loopwise db upgrade``."""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, text
+
+from loopwise.errors import MigrationError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config(engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = engine
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> str | None:
+    """Bring the schema to ``revision``; safe when several processes do it at once."""
+    try:
+        with _migration_lock(engine):
+            command.upgrade(alembic_config(engine), revision)
+    except MigrationError:
+        raise
+    except Exception as exc:
+        raise MigrationError(
+            f"could not upgrade the database {engine.url.render_as_string(hide_password=True)}: {exc}. "
+            "Check that the database is reachable and was not written by a newer loopwise."
+        ) from exc
+    return current_revision(engine)
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Upgrade to head unless the schema is already there (the fast path costs one query)."""
+    head = head_revision()
+    try:
+        current = current_revision(engine)
+    except Exception as exc:
+        raise MigrationError(
+            f"cannot read the schema revision of {engine.url.render_as_string(hide_password=True)}: {exc}"
+        ) from exc
+    if current == head:
+        return
+    if current is not None and current not in _known_revisions():
+        raise MigrationError(
+            f"the database is at revision {current}, which this loopwise does not know; "
+            "it was written by a newer loopwise: upgrade loopwise"
+        )
+    upgrade(engine)
+
+
+def _known_revisions() -> set[str]:
+    return {script.revision for script in ScriptDirectory(str(MIGRATIONS)).walk_revisions()}
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(727172)"))
+            connection.commit()
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(727172)"))
+                connection.commit()
+        return
+    database = engine.url.database
+    if not database or database == ":memory:":
+        yield
+        return
+    lock_path = Path(database).with_suffix(".migrate.lock")
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,84 @@
+"""The unit of work: one session scope that commits, rolls back, and maps database errors to
+:class:`~loopwise.errors.StorageError`. Repositories hang off it."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from loopwise.errors import LoopwiseError, StorageError
+from loopwise.storage.repositories import (
+    DatasetRepository,
+    EvaluationRepository,
+    ModelRepository,
+    RunRepository,
+)
+
+
+class UnitOfWork:
+    """``with UnitOfWork(factory) as uow: ...`` commits on a clean exit and rolls back on any error.
+
+    Not thread-safe: each thread or request opens its own.
+    """
+
+    datasets: DatasetRepository
+    runs: RunRepository
+    models: ModelRepository
+    evaluations: EvaluationRepository
+
+    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+        self._factory = session_factory
+        self._session: Session | None = None
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            raise RuntimeError("UnitOfWork used outside its `with` block")
+        return self._session
+
+    def __enter__(self) -> Self:
+        self._session = self._factory()
+        self.datasets = DatasetRepository(self._session)
+        self.runs = RunRepository(self._session)
+        self.models = ModelRepository(self._session)
+        self.evaluations = EvaluationRepository(self._session)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        session = self.session
+        try:
+            if exc_type is None:
+                try:
+                    session.commit()
+                except SQLAlchemyError as error:
+                    session.rollback()
+                    raise StorageError(f"the database refused the change: {_short(error)}") from error
+            else:
+                session.rollback()
+                if isinstance(exc, SQLAlchemyError) and not isinstance(exc, LoopwiseError):
+                    raise StorageError(f"database error: {_short(exc)}") from exc
+        finally:
+            session.close()
+            self._session = None
+
+    def commit(self) -> None:
+        """Commit what was done so far; the unit of work stays open."""
+        try:
+            self.session.commit()
+        except SQLAlchemyError as error:
+            self.session.rollback()
+            raise StorageError(f"the database refused the change: {_short(error)}") from error
+
+
+def _short(error: SQLAlchemyError) -> str:
+    return str(getattr(error, "orig", None) or error).splitlines()[0]
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,336 @@
+"""The generic PyTorch training loop behind :meth:`TransformerClassifier.fit`.
+
+AdamW (no weight decay on biases and LayerNorm weights), linear warmup then linear decay, gradient-norm
+clipping, optional freezing of the lowest encoder layers, length-bucketed dynamically padded batches
+(:mod:`loopwise.training.batching`), validation at each epoch's end and every ``eval_every_steps``, and the
+best state by ``selection_metric`` restored at the end. Metrics go to a
+:class:`~loopwise.classifiers.Reporter`; time goes to a :class:`~loopwise.training.profiler.StepProfiler`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from loopwise.classifiers._base import Examples, FitResult, Reporter, TrainConfig
+from loopwise.errors import TrainingError
+from loopwise.training.batching import BatchStream
+from loopwise.training.profiler import StepProfiler
+
+VALIDATION_METRICS = ("val_loss", "val_acc", "val_macro_f1")
+#: parameters whose name contains one of these get no weight decay
+NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias", "layer_norm", "norm.weight")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global RNGs."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def freeze_layers(model: nn.Module, layers: int) -> list[str]:
+    """Freeze the embeddings and the ``layers`` lowest encoder layers of a BERT-family model
+    (``-1``: the embeddings and every encoder layer; ``0``: nothing). The pooler and the classification
+    head stay trainable. Returns the names of the parameters frozen; raises :class:`TrainingError` when
+    the model has no ``base_model.embeddings`` / ``base_model.encoder.layer``.
+    """
+    if layers == 0:
+        return []
+    base = getattr(model, "base_model", model)
+    embeddings = getattr(base, "embeddings", None)
+    encoder_layers = getattr(getattr(base, "encoder", None), "layer", None)
+    if embeddings is None or encoder_layers is None:
+        raise TrainingError(
+            "freeze_layers works on BERT-family models (base_model.embeddings and base_model.encoder.layer); "
+            f"{type(model).__name__} has neither: train with freeze_layers=0"
+        )
+    count = len(encoder_layers)
+    if layers < -1 or layers > count:
+        raise TrainingError(f"freeze_layers={layers} but the encoder has {count} layers: use -1 to {count}")
+    modules = [embeddings, *encoder_layers[: count if layers == -1 else layers]]
+    frozen_ids = {id(p) for module in modules for p in module.parameters()}
+    frozen = []
+    for name, parameter in model.named_parameters():
+        if id(parameter) in frozen_ids:
+            parameter.requires_grad_(False)
+            frozen.append(name)
+    return frozen
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters, without weight decay for biases and norm weights."""
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (no_decay if any(key in name for key in NO_DECAY) else decay).append(parameter)
+    if not decay and not no_decay:
+        raise TrainingError("every parameter is frozen: lower freeze_layers")
+    groups = [
+        {"params": params, "weight_decay": weight_decay}
+        for params, weight_decay in ((decay, config.weight_decay), (no_decay, 0.0))
+        if params
+    ]
+    # the fused kernel is about 5x faster than the default per-tensor loop (MiniLM on CPU: 20 vs 100 ms)
+    fused = {parameter.device.type for parameter in decay + no_decay} <= {"cpu", "cuda"}
+    return torch.optim.AdamW(groups, lr=config.learning_rate, fused=fused or None)
+
+
+def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float) -> Any:
+    """Learning rate rising linearly from 0 over the warmup steps, then falling linearly to 0."""
+    warmup = math.ceil(total_steps * warmup_ratio)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, batches: BatchStream, batch_size: int, num_labels: int) -> dict[str, float]:
+    """``val_loss``, ``val_acc`` and ``val_macro_f1`` of ``model`` over every example of ``batches``."""
+    from sklearn.metrics import f1_score
+
+    was_training = model.training
+    model.eval()
+    device = _device(model)
+    loss_sum, truth, predicted = 0.0, [], []
+    for batch in batches.evaluation_batches(batch_size):
+        batch = {key: value.to(device) for key, value in batch.items()}
+        labels = batch.pop("labels")
+        logits = model(**batch).logits
+        loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum").item()
+        truth.append(labels.cpu().numpy())
+        predicted.append(logits.argmax(dim=-1).cpu().numpy())
+    model.train(was_training)
+    if not truth:
+        return {}
+    y_true, y_pred = np.concatenate(truth), np.concatenate(predicted)
+    return {
+        "val_loss": loss_sum / len(y_true),
+        "val_acc": float((y_true == y_pred).mean()),
+        "val_macro_f1": float(
+            f1_score(y_true, y_pred, labels=list(range(num_labels)), average="macro", zero_division=0)
+        ),
+    }
+
+
+def train(
+    model: nn.Module,
+    tokenizer: Any,
+    train_examples: Examples,
+    encode_labels: Callable[[Sequence[str]], list[int]],
+    num_labels: int,
+    *,
+    validation: Examples | None = None,
+    config: TrainConfig | None = None,
+    reporter: Reporter | None = None,
+    progress: bool | None = None,
+    report_every_steps: int = 10,
+) -> FitResult:
+    """Fine-tune ``model`` (a sequence classifier whose output has ``.logits``) in place.
+
+    ``encode_labels`` maps label names to ids and raises (its error passes through) for an unknown label.
+    Every parameter is unfrozen first, then ``config.freeze_layers`` decides what stays fixed. The best
+    state is picked by ``config.selection_metric``: higher is better, except for ``val_loss``. Reporter
+    calls happen on this thread; ``reporter.should_stop()`` is polled after each. ``progress`` shows a
+    progress bar on stderr (default: only when stderr is a terminal). The thread count is torch's own.
+
+    On return the model holds the best validated state (or the last state without validation data) and
+    is in eval mode. Raises :class:`TrainingError` for an unusable configuration or empty training data.
+    """
+    config = config or TrainConfig()
+    reporter = reporter or Reporter()
+    if len(train_examples) == 0:
+        raise TrainingError("no training examples: give at least one labelled text")
+    if config.selection_metric not in VALIDATION_METRICS:
+        raise TrainingError(
+            f"selection_metric {config.selection_metric!r} is not one of {', '.join(VALIDATION_METRICS)}"
+        )
+    higher_is_better = not config.selection_metric.endswith("loss")
+    if progress is None:
+        progress = sys.stderr.isatty()
+
+    seed_everything(config.seed)
+    for parameter in model.parameters():  # freeze_layers alone decides what trains
+        parameter.requires_grad_(True)
+    freeze_layers(model, config.freeze_layers)
+    batches = BatchStream(train_examples, tokenizer, encode_labels, config)
+    val_batches = BatchStream(validation, tokenizer, encode_labels, config) if validation else None
+    steps_per_epoch = len(batches)
+    if config.steps_per_epoch is not None:
+        steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
+    total_steps = max(1, steps_per_epoch * config.epochs)
+    optimizer = build_optimizer(model, config)
+    scheduler = linear_schedule(optimizer, total_steps, config.warmup_ratio)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    device = _device(model)
+    profiler = StepProfiler(torch.cuda.synchronize if device.type == "cuda" else None)
+
+    state = _State(higher_is_better)
+    model.train()
+    profiler.start()
+    with _ProgressBar(progress, total_steps) as bar:
+
+        def validate(epoch: float) -> bool:
+            with profiler.phase("validation"):
+                metrics = evaluate(model, val_batches, config.validation_batch_size, num_labels)  # type: ignore[arg-type]
+            state.validated_at = state.step
+            value = metrics[config.selection_metric]
+            if state.is_better(value):
+                state.keep(model, metrics, value)
+            reporter.on_validation(state.step, epoch, metrics)
+            return reporter.should_stop()
+
+        for epoch_index in range(config.epochs):
+            iterator = iter(batches.epoch(epoch_index))
+            for step_in_epoch in range(steps_per_epoch):
+                with profiler.phase("data"):
+                    batch = next(iterator, None)
+                    if batch is None:
+                        break
+                    batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+                    labels = batch.pop("labels")
+                with profiler.phase("forward"):
+                    logits = model(**batch).logits
+                    loss = F.cross_entropy(logits.float(), labels)
+                with profiler.phase("backward"):
+                    loss.backward()
+                with profiler.phase("optimizer"):
+                    if config.max_grad_norm and config.max_grad_norm > 0:
+                        torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                mask = batch["attention_mask"]
+                profiler.step(len(labels), int(mask.sum()), mask.numel())
+                state.step += 1
+                loss_value = loss.item()
+                state.window_loss += loss_value
+                state.window_steps += 1
+                epoch = epoch_index + (step_in_epoch + 1) / steps_per_epoch
+                bar.advance(loss_value)
+                if state.step % report_every_steps == 0:
+                    reporter.on_train_step(state.step, epoch, state.train_metrics(scheduler, profiler))
+                    if reporter.should_stop():
+                        state.stopped_early = True
+                        break
+                due = val_batches and config.eval_every_steps and state.step % config.eval_every_steps == 0
+                if due and validate(epoch):
+                    state.stopped_early = True
+                    break
+            if state.stopped_early:
+                break
+            if val_batches and state.validated_at != state.step and validate(float(epoch_index + 1)):
+                state.stopped_early = True
+                break
+
+    if state.window_steps:
+        state.last_train = state.train_metrics(scheduler, profiler)
+    if state.best_params is not None:
+        state.restore(model)
+    model.eval()
+    return FitResult(
+        metrics=dict(state.best_metrics if state.best_metrics is not None else state.last_train),
+        profile=profiler.summary(),
+        steps=state.step,
+        best_step=state.best_step,
+        stopped_early=state.stopped_early,
+    )
+
+
+class _State:
+    """Counters of a running fit and the best state seen so far (trainable parameters only)."""
+
+    def __init__(self, higher_is_better: bool) -> None:
+        self.higher_is_better = higher_is_better
+        self.step = 0
+        self.validated_at = -1
+        self.window_loss = 0.0
+        self.window_steps = 0
+        self.last_train: dict[str, float] = {}
+        self.best_value: float | None = None
+        self.best_metrics: dict[str, float] | None = None
+        self.best_params: dict[str, torch.Tensor] | None = None
+        self.best_step: int | None = None
+        self.stopped_early = False
+
+    def train_metrics(self, scheduler: Any, profiler: StepProfiler) -> dict[str, float]:
+        metrics = {
+            "loss": self.window_loss / max(1, self.window_steps),
+            "learning_rate": float(scheduler.get_last_lr()[0]),
+            "examples_per_s": profiler.examples_per_s(),
+        }
+        self.window_loss, self.window_steps = 0.0, 0
+        self.last_train = metrics
+        return metrics
+
+    def is_better(self, value: float) -> bool:
+        if self.best_value is None or math.isnan(self.best_value):
+            return True
+        return value > self.best_value if self.higher_is_better else value < self.best_value
+
+    def keep(self, model: nn.Module, metrics: dict[str, float], value: float) -> None:
+        self.best_value = value
+        self.best_metrics = dict(metrics)
+        self.best_step = self.step
+        self.best_params = {
+            name: parameter.detach().clone()
+            for name, parameter in model.named_parameters()
+            if parameter.requires_grad
+        }
+
+    def restore(self, model: nn.Module) -> None:
+        parameters = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, value in (self.best_params or {}).items():
+                parameters[name].copy_(value)
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+class _ProgressBar:
+    """A rich progress bar on stderr, or nothing when disabled."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self._progress = None
+        self._task = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(
+                TextColumn("training"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]}"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+            )
+            self._task = self._progress.add_task("training", total=total, loss="-")
+
+    def __enter__(self) -> _ProgressBar:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def advance(self, loss: float) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, advance=1, loss=f"{loss:.4f}")  # type: ignore[arg-type]
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()

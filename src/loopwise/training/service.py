@@ -1,0 +1,175 @@
+"""Training runs end to end: data set version in, registered model version out, every step recorded."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from loopwise import registry
+from loopwise.classifiers import InMemoryExamples, Reporter, TrainConfig, create_classifier
+from loopwise.data.service import split_examples
+from loopwise.data.splits import read_split
+from loopwise.data.versions import DatasetVersion, parse_dataset_ref
+from loopwise.errors import LoopwiseError, TrainingError
+from loopwise.registry.versions import ModelVersion, check_name
+from loopwise.storage.tables import utcnow
+from loopwise.training.runs import RunMetric, RunStatus, TrainingRun
+
+if TYPE_CHECKING:
+    from loopwise.storage import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainRequest:
+    """What to train: a data set reference, a backend and its base model, hyperparameters."""
+
+    dataset: str
+    backend: str = "transformers"
+    base_model: str | None = None
+    model_name: str | None = None
+    config: TrainConfig = field(default_factory=TrainConfig)
+    #: read the training split from disk in pools instead of loading it whole
+    stream: bool = False
+    train_split: str = "train"
+    validation_split: str | None = "validation"
+    parent: str | None = None
+    description: str = ""
+    #: extra keyword arguments for the backend's constructor (for example ``C`` for tfidf)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    run: TrainingRun
+    model: ModelVersion
+
+
+class _DatabaseReporter(Reporter):
+    """Stores step and epoch metrics in the run's table, a short transaction per batch of reports."""
+
+    def __init__(self, store: Store, run_id: str, flush_every: int = 20) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.flush_every = flush_every
+        self.pending: list[RunMetric] = []
+        self.on_metrics: Callable[[int, float, dict[str, float]], None] | None = None
+
+    def _add(self, step: int, epoch: float, metrics: dict[str, float], flush: bool) -> None:
+        self.pending.extend(RunMetric(step, epoch, name, float(value)) for name, value in metrics.items())
+        if flush or len(self.pending) >= self.flush_every:
+            self.flush()
+
+    def on_train_step(self, step: int, epoch: float, metrics: dict[str, float]) -> None:
+        self._add(step, epoch, metrics, flush=False)
+
+    def on_validation(self, step: int, epoch: float, metrics: dict[str, float]) -> None:
+        self._add(step, epoch, metrics, flush=True)
+        if self.on_metrics is not None:
+            self.on_metrics(step, epoch, metrics)
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        try:
+            with self.store.uow() as uow:
+                uow.runs.add_metrics(self.run_id, self.pending)
+            self.pending = []
+        except LoopwiseError:  # a reporter must not break the fit; the summary is stored at the end
+            log.warning("could not store %d metrics of run %s", len(self.pending), self.run_id, exc_info=True)
+
+
+def default_model_name(dataset: DatasetVersion, backend: str) -> str:
+    return f"{dataset.name}-{backend}"
+
+
+def train(store: Store, request: TrainRequest, *, progress: bool | None = None) -> TrainOutcome:
+    """Run one training job and register its model version; a failure marks the run failed and re-raises."""
+    name, version = parse_dataset_ref(request.dataset)
+    with store.uow() as uow:
+        dataset = uow.datasets.get(name, version)
+        model_name = check_name(request.model_name or default_model_name(dataset, request.backend))
+        if request.parent:
+            registry.resolve(uow, request.parent)  # fail before training, not after
+    dataset.split(request.train_split)
+    # Bad input (a wrong model path, an unknown backend) fails here, before anything is recorded.
+    classifier = create_classifier(request.backend, dataset.labels, **_backend_options(request))
+    with store.uow() as uow:
+        run = uow.runs.add(
+            TrainingRun(
+                id=uuid.uuid4().hex,
+                status=RunStatus.RUNNING,
+                backend=request.backend,
+                base_model=request.base_model or "default",
+                dataset_version_id=dataset.id,
+                params={
+                    **request.config.to_dict(),
+                    "stream": request.stream,
+                    "train_split": request.train_split,
+                    "validation_split": request.validation_split,
+                    **request.options,
+                },
+                code_version=registry.code_version(),
+                started_at=utcnow(),
+            )
+        )
+    staged = store.artifacts.staging(prefix=f"run-{run.id[:12]}-")
+    reporter = _DatabaseReporter(store, run.id)
+    try:
+        train_examples: Any = split_examples(dataset, request.train_split)
+        if not request.stream:
+            train_examples = InMemoryExamples(*read_split(dataset.split(request.train_split).uri))
+        validation = None
+        if request.validation_split and request.validation_split in dataset.splits:
+            validation = InMemoryExamples(*read_split(dataset.split(request.validation_split).uri))
+        fit_kwargs: dict[str, Any] = {}
+        if progress is not None and request.backend == "transformers":
+            fit_kwargs["progress"] = progress
+        result = classifier.fit(train_examples, validation, request.config, reporter, **fit_kwargs)
+        reporter.flush()
+        classifier.save(staged)
+        uri = store.artifacts.commit_dir(staged, f"models/{run.id}")
+    except BaseException as exc:
+        shutil.rmtree(staged, ignore_errors=True)
+        reporter.flush()
+        message = str(exc) if isinstance(exc, LoopwiseError) else f"{type(exc).__name__}: {exc}"
+        with store.uow() as uow:
+            uow.runs.finish(run.id, RunStatus.FAILED, error=message)
+        if isinstance(exc, LoopwiseError) or not isinstance(exc, Exception):
+            raise
+        raise TrainingError(f"training run {run.id[:12]} failed: {message}") from exc
+
+    metrics = {k: float(v) for k, v in result.metrics.items()}
+    with store.uow() as uow:
+        finished = uow.runs.finish(
+            run.id, RunStatus.COMPLETED, metrics=metrics, profile=result.profile, artifact_uri=uri
+        )
+        model = registry.register(
+            uow,
+            model_name,
+            backend=request.backend,
+            uri=uri,
+            labels=classifier.labels,
+            run_id=run.id,
+            dataset_version_id=dataset.id,
+            parent=request.parent,
+            params=finished.params | {"base_model": finished.base_model},
+            metrics=metrics,
+            description=request.description,
+        )
+    return TrainOutcome(finished, model)
+
+
+def _backend_options(request: TrainRequest) -> dict[str, Any]:
+    options = dict(request.options)
+    if request.backend == "transformers":
+        options.setdefault("base_model", request.base_model)
+        options.setdefault("max_seq_length", request.config.max_seq_length)
+    elif request.base_model:
+        raise TrainingError(f"the {request.backend} backend takes no base model (got {request.base_model!r})")
+    return options

@@ -1,0 +1,164 @@
+"""The ``loopwise`` command, run as users run it: as a process, with a private LOOPWISE_HOME."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+import typer.main
+
+from loopwise.cli import app
+
+
+def run(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LOOPWISE_HOME": str(home), "COLUMNS": "200"}
+    env.pop("LOOPWISE_DATABASE_URL", None)
+    result = subprocess.run(
+        [sys.executable, "-c", "from loopwise.cli import main; main()", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"loopwise {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = []
+    for name, command in group.commands.items():
+        found.append((*prefix, name))
+        if isinstance(command, click.Group):
+            found.extend(_commands(command, (*prefix, name)))
+    return found
+
+
+COMMANDS = _commands(typer.main.get_command(app))  # type: ignore[arg-type]
+
+
+def test_every_command_is_documented() -> None:
+    root = typer.main.get_command(app)
+    assert {"data", "train", "evaluate", "models", "runs", "db", "demo"} <= set(root.commands)  # type: ignore[attr-defined]
+    for path in COMMANDS:
+        command = root
+        for part in path:
+            command = command.commands[part]  # type: ignore[attr-defined]
+        assert (command.help or "").strip(), f"`loopwise {' '.join(path)}` has no help text"
+        for param in command.params:
+            if isinstance(param, click.Option) and param.name not in {"help"}:
+                documented = bool(param.help) or param.name in {
+                    "learning_rate",
+                    "batch_size",
+                    "epochs",
+                    "seed",
+                    "train",
+                    "validation",
+                    "test",
+                    "as_json",
+                    "limit",
+                    "description",
+                    "warmup_ratio",
+                    "weight_decay",
+                    "validation_batch_size",
+                }
+                assert documented, f"option --{param.name} of `loopwise {' '.join(path)}` is undocumented"
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=lambda p: " ".join(p))
+def test_help_works_for_every_command(path: tuple[str, ...], tmp_path: Path) -> None:
+    result = run(tmp_path, *path, "--help")
+    assert "Usage" in result.stdout
+
+
+def test_the_course_flow_from_the_command_line(tmp_path: Path, reviews_csv: Path) -> None:
+    home = tmp_path / "home"
+    assert "cached and verified" in run(home, "data", "fetch", "reviews", "--file", str(reviews_csv)).stdout
+    prepared = json.loads(run(home, "data", "prepare", "reviews", "--json").stdout)
+    assert {s: v["rows"] for s, v in prepared["splits"].items()} == {
+        "train": 5537,
+        "validation": 307,
+        "test": 309,
+    }
+    again = json.loads(run(home, "data", "prepare", "reviews", "--json").stdout)
+    assert again["version"] == prepared["version"] == 1  # same content, same version
+
+    assert "registered model reviews-tfidf:1" in run(home, "train", "--backend", "tfidf").stdout
+    runs = json.loads(run(home, "runs", "list", "--json").stdout)
+    assert [r["status"] for r in runs] == ["completed"]
+    shown = json.loads(run(home, "runs", "show", runs[0]["id"][:8], "--json").stdout)
+    assert shown["run"]["profile"]["examples_per_s"] > 0
+
+    out = tmp_path / "report"
+    evaluated = run(home, "evaluate", "reviews-tfidf:1", "--split", "test", "--output", str(out)).stdout
+    assert "accuracy" in evaluated
+    report = json.loads((out / "evaluation.json").read_text())
+    assert 0.5 < report["metrics"]["accuracy"]["value"] < 1.0
+    assert {p.name for p in out.iterdir()} >= {
+        "evaluation.json",
+        "confusion_matrix.png",
+        "reliability_diagram.png",
+        "report.html",
+    }
+
+    run(home, "models", "alias", "reviews-tfidf:1", "champion")
+    model = json.loads(run(home, "models", "show", "reviews-tfidf@champion", "--json").stdout)
+    assert model["model"]["aliases"] == ["champion"]
+    assert model["dataset"] == "reviews:1"
+    assert model["model"]["metrics"]["test_accuracy"] == report["metrics"]["accuracy"]["value"]
+    assert len(model["evaluations"]) == 1
+
+    compared = json.loads(
+        run(home, "evaluate", "--compare", "reviews-tfidf:1", "reviews-tfidf@champion", "--json").stdout
+    )
+    assert compared["significant"] is False and compared["p_value"] == 1.0
+
+
+def _snapshot(home: Path) -> dict[str, str]:
+    """Every file under home (but the SQLite WAL internals) with its digest."""
+    return {
+        str(p.relative_to(home)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(home.rglob("*"))
+        if p.is_file() and not p.name.endswith(("-wal", "-shm", ".lock"))
+    }
+
+
+def test_bad_input_fails_clearly_and_changes_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    good = tmp_path / "good.csv"
+    good.write_text("text,label\n" + "".join(f"nice thing {i},pos\nbad thing {i},neg\n" for i in range(20)))
+    run(home, "data", "import", str(good), "--name", "mine")
+    run(home, "db", "current")
+    before = _snapshot(home)
+    models_before = run(home, "models", "list", "--json").stdout
+
+    missing = tmp_path / "missing.csv"
+    missing.write_text("body,label\nhello,pos\n")
+    result = run(home, "data", "import", str(missing), "--name", "mine", check=False)
+    assert result.returncode == 1 and "text" in result.stderr and "missing.csv" in result.stderr
+
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("not the reviews file\n")
+    result = run(home, "data", "fetch", "reviews", "--file", str(wrong), check=False)
+    assert result.returncode == 1 and "sha256" in result.stderr.lower()
+
+    result = run(home, "train", "--dataset", "mine", "--model", str(tmp_path / "nowhere"), check=False)
+    assert result.returncode == 1 and "nowhere" in result.stderr
+
+    corrupt = tmp_path / "corrupt-model"
+    corrupt.mkdir()
+    (corrupt / "classifier.json").write_text("{ not json")
+    result = run(home, "evaluate", str(corrupt), "--dataset", "mine", check=False)
+    assert result.returncode == 1 and "corrupt" in result.stderr
+
+    result = run(home, "evaluate", "ghost:1", "--dataset", "mine", check=False)
+    assert result.returncode == 1 and "not found" in result.stderr
+
+    assert _snapshot(home) == before
+    assert run(home, "models", "list", "--json").stdout == models_before

@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+
+import pytest
+
+from loopwise.classifiers import TrainConfig
+from loopwise.data.service import import_dataset
+from loopwise.errors import ClassifierError, NotFoundError, TrainingError
+from loopwise.storage import Store
+from loopwise.training.runs import RunStatus
+from loopwise.training.service import TrainRequest, train
+
+WORDS = {"-1": "awful terrible broken", "0": "okay average plain", "1": "great lovely perfect"}
+
+
+def _small_csv(path: Path, per_class: int = 40) -> Path:
+    rng = random.Random(0)
+    rows = []
+    for label, words in WORDS.items():
+        for i in range(per_class):
+            rows.append({"review": f"{' '.join(rng.sample(words.split(), 2))} item {i}", "stars": label})
+    rng.shuffle(rows)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["review", "stars"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def small_dataset(store: Store, tmp_path: Path) -> str:
+    version = import_dataset(
+        store,
+        _small_csv(tmp_path / "small.csv"),
+        name="small",
+        text_column="review",
+        label_column="stars",
+        train=0.7,
+        validation=0.15,
+        test=0.15,
+    )
+    return version.ref
+
+
+def _config(**overrides: object) -> TrainConfig:
+    values = {
+        "batch_size": 8,
+        "epochs": 2,
+        "max_seq_length": 32,
+        "learning_rate": 1e-3,
+        "eval_every_steps": 4,
+    }
+    values.update(overrides)
+    return TrainConfig(**values)  # type: ignore[arg-type]
+
+
+def test_a_run_registers_a_model_with_lineage_metrics_and_profile(
+    store: Store, small_dataset: str, tiny_bert_dir: Path
+) -> None:
+    outcome = train(
+        store,
+        TrainRequest(
+            dataset=small_dataset, base_model=str(tiny_bert_dir), model_name="tiny", config=_config()
+        ),
+        progress=False,
+    )
+    run, model = outcome.run, outcome.model
+    assert run.status is RunStatus.COMPLETED and run.finished_at is not None
+    assert model.ref == "tiny:1" and model.run_id == run.id and model.labels == ["-1", "0", "1"]
+    assert model.params["learning_rate"] == 1e-3 and model.params["base_model"] == str(tiny_bert_dir)
+    assert "val_acc" in run.metrics and model.metrics == run.metrics
+    assert {"examples_per_s", "peak_rss_mb", "cpu_utilization"} <= run.profile.keys()
+    with store.uow() as uow:
+        history = uow.runs.metrics(run.id)
+        assert uow.datasets.get_by_id(model.dataset_version_id).ref == small_dataset
+    names = {m.name for m in history}
+    assert {"loss", "val_acc", "val_loss"} <= names
+    assert len([m for m in history if m.name == "val_acc"]) >= 2  # every 4 steps and at each epoch end
+    assert (Path(model.uri.removeprefix("file://")) / "classifier.json").exists()
+
+
+def test_the_tfidf_backend_trains_through_the_same_service(store: Store, small_dataset: str) -> None:
+    outcome = train(store, TrainRequest(dataset=small_dataset, backend="tfidf"), progress=False)
+    assert outcome.model.ref == "small-tfidf:1"
+    assert outcome.run.metrics["val_acc"] > 0.5
+
+
+def test_a_wrong_model_path_records_nothing(store: Store, small_dataset: str, tmp_path: Path) -> None:
+    with pytest.raises(ClassifierError, match="no-such-model"):
+        train(store, TrainRequest(dataset=small_dataset, base_model=str(tmp_path / "no-such-model")))
+    with store.uow() as uow:
+        assert uow.runs.list() == [] and uow.models.list() == []
+
+
+def test_an_unknown_dataset_or_parent_fails_before_training(store: Store, small_dataset: str) -> None:
+    with pytest.raises(NotFoundError, match="data set 'nope' not found"):
+        train(store, TrainRequest(dataset="nope", backend="tfidf"))
+    with pytest.raises(NotFoundError, match="models list"):
+        train(store, TrainRequest(dataset=small_dataset, backend="tfidf", parent="ghost:1"))
+    with store.uow() as uow:
+        assert uow.runs.list() == []
+
+
+def test_a_failure_mid_fit_marks_the_run_failed_and_leaves_no_model(
+    store: Store, small_dataset: str, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loopwise.classifiers.transformer import TransformerClassifier
+
+    def explode(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(TransformerClassifier, "fit", explode)
+    with pytest.raises(TrainingError, match="out of memory"):
+        train(store, TrainRequest(dataset=small_dataset, base_model=str(tiny_bert_dir), config=_config()))
+    with store.uow() as uow:
+        (run,) = uow.runs.list()
+        assert run.status is RunStatus.FAILED and "out of memory" in (run.error or "")
+        assert uow.models.list() == []
+    assert not list((store.artifacts.root / ".staging").iterdir())
+    assert not (store.artifacts.root / "models").exists()
+
+
+def test_streaming_training_reads_the_split_from_disk(
+    store: Store, small_dataset: str, tiny_bert_dir: Path
+) -> None:
+    outcome = train(
+        store,
+        TrainRequest(
+            dataset=small_dataset,
+            base_model=str(tiny_bert_dir),
+            stream=True,
+            config=_config(stream_pool_size=16, epochs=1),
+        ),
+        progress=False,
+    )
+    assert outcome.run.params["stream"] is True
+    assert outcome.run.profile["examples"] > 0
