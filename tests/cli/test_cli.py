@@ -94,6 +94,9 @@ def test_the_course_flow_from_the_command_line(tmp_path: Path, reviews_csv: Path
     assert [r["status"] for r in runs] == ["completed"]
     shown = json.loads(run(home, "runs", "show", runs[0]["id"][:8], "--json").stdout)
     assert shown["run"]["profile"]["examples_per_s"] > 0
+    curves = tmp_path / "curves.png"
+    run(home, "runs", "show", runs[0]["id"], "--plot", str(curves))
+    assert curves.read_bytes().startswith(b"\x89PNG") and curves.stat().st_size > 10_000
 
     out = tmp_path / "report"
     evaluated = run(home, "evaluate", "reviews-tfidf:1", "--split", "test", "--output", str(out)).stdout
@@ -162,3 +165,18 @@ def test_bad_input_fails_clearly_and_changes_nothing(tmp_path: Path) -> None:
 
     assert _snapshot(home) == before
     assert run(home, "models", "list", "--json").stdout == models_before
+
+
+@pytest.mark.integration
+def test_the_main_job_runs_end_to_end_on_a_small_budget(tmp_path: Path, reviews_csv: Path) -> None:
+    home = tmp_path / "home"
+    out = run(home, "demo", "--file", str(reviews_csv), "--steps", "3", "--max-seq-length", "32").stdout
+    assert "course split reviews:1: train 5,537 / validation 307 / test 309" in out
+    assert "reviews-sentiment:1 is reviews-sentiment@champion" in out
+    report = Path(out.split("report: ", 1)[1].split()[0])
+    assert report.name == "report.html" and report.exists()
+    figures = json.loads((report.parent / "evaluation.json").read_text())
+    assert figures["context"]["split"] == "test" and figures["context"]["examples"] == 309
+    model = json.loads(run(home, "models", "show", "reviews-sentiment@champion", "--json").stdout)
+    assert model["model"]["metrics"]["test_accuracy"] == figures["metrics"]["accuracy"]["value"]
+    assert model["model"]["params"]["steps_per_epoch"] == 3

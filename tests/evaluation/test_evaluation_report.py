@@ -144,3 +144,19 @@ def test_plots_write_pngs_and_check_their_input(tmp_path) -> None:
 def test_public_names_are_exported() -> None:
     for name in evaluation.__all__:
         assert getattr(evaluation, name).__module__.startswith("loopwise.evaluation")
+
+
+def test_training_curves_are_drawn_and_an_empty_run_is_refused(tmp_path: Path) -> None:
+    from loopwise.evaluation.plots import training_curves_png
+
+    series = {
+        "loss": [(step, 1.0 / step) for step in range(1, 50)],
+        "val_loss": [(10, 0.9), (20, 0.7)],
+        "val_acc": [(10, 0.5), (20, 0.6)],
+        "learning_rate": [(step, 1e-4) for step in range(1, 50)],
+    }
+    path = training_curves_png(series, tmp_path / "curves.png")
+    assert path.read_bytes().startswith(b"\x89PNG") and path.stat().st_size > 10_000
+    with pytest.raises(DataFormatError, match="no loss or validation metrics"):
+        training_curves_png({"learning_rate": [(1, 1e-4)]}, tmp_path / "empty.png")
+    assert not (tmp_path / "empty.png").exists()

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 
@@ -49,6 +50,22 @@ def _offline(source: str | Path) -> bool:
     return Path(source).is_dir() or os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
 
 
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' own progress bars and load reports (loopwise shows its own)."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def _load_pretrained(source: str | Path, labels: Sequence[str]) -> tuple[Any, Any]:
     """The sequence-classification model and fast tokenizer at ``source``; exceptions pass through."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -59,7 +76,8 @@ def _load_pretrained(source: str | Path, labels: Sequence[str]) -> tuple[Any, An
         raise ClassifierError(f"{source} has no fast tokenizer ({TOKENIZER}): save one with the model")
     # The head's initialisation draws from torch's RNG: fork it so that building a classifier neither
     # depends on nor disturbs the caller's random state.
-    with torch.random.fork_rng(devices=[]):
+    # transformers reports the new head as "MISSING" weights; that is expected here, so keep it quiet.
+    with _quiet_transformers(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = AutoModelForSequenceClassification.from_pretrained(
             str(source),
@@ -157,7 +175,8 @@ class TransformerClassifier(TextClassifier):
     def save(self, directory: Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(directory)
+        with _quiet_transformers():
+            self.model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
         write_manifest(
             directory,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from loopwise.cli._common import console, open_store, print_json, short_time
+from loopwise.cli._common import console, err_console, open_store, print_json, short_time
 
 app = typer.Typer(help="Training runs: list them, show one with its metrics and profiler summary.")
 
@@ -41,11 +42,22 @@ def list_(
 def show(
     run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix of it.")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    plot: Annotated[
+        Path | None, typer.Option(help="Also draw the loss and validation curves to this PNG file.")
+    ] = None,
 ) -> None:
     """Show a run: parameters, final metrics, the profiler summary and the validation history."""
     with open_store() as store, store.uow() as uow:
         run = uow.runs.get(run_id)
         history = uow.runs.metrics(run.id)
+    if plot is not None:
+        from loopwise.evaluation.plots import training_curves_png
+
+        series: dict[str, list[tuple[int, float]]] = {}
+        for metric in history:
+            series.setdefault(metric.name, []).append((metric.step, metric.value))
+        training_curves_png(series, plot, title=f"run {run.id[:12]} ({run.backend}, {run.base_model})")
+        err_console.print(f"curves: {plot}")
     if as_json:
         print_json({"run": run, "history": history})
         return

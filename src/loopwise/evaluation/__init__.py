@@ -17,6 +17,7 @@ _LAZY = {
     "reliability_table": "metrics",
     "confusion_matrix_png": "plots",
     "reliability_diagram_png": "plots",
+    "training_curves_png": "plots",
     "EvaluationRecord": "records",
     "EvaluationReport": "report",
     "write_comparison_report": "report",

@@ -7,7 +7,7 @@ pyplot state or global backend setting is touched, and nothing is left open afte
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,7 @@ from loopwise.errors import DataFormatError
 from loopwise.evaluation._files import write_bytes_atomic
 from loopwise.evaluation.metrics import expected_calibration_error, reliability_table
 
-__all__ = ["confusion_matrix_png", "reliability_diagram_png"]
+__all__ = ["confusion_matrix_png", "reliability_diagram_png", "training_curves_png"]
 
 _DPI = 110
 
@@ -117,6 +117,33 @@ def reliability_diagram_png(
     bottom.bar(lowers, [row["count"] for row in table], width=width, align="edge", color="#9d9d9d")
     bottom.set_xlabel("confidence (top-label probability)")
     bottom.set_ylabel("rows")
+    return write_bytes_atomic(Path(path), _render(fig))
+
+
+def training_curves_png(
+    series: Mapping[str, Sequence[tuple[int, float]]], path: str | Path, *, title: str = "Training run"
+) -> Path:
+    """Plot a run's metrics against the optimizer step: losses on the left, validation scores on the right.
+
+    ``series`` maps a metric name (``loss``, ``val_loss``, ``val_acc``, ...) to ``(step, value)`` points.
+    Raises :class:`DataFormatError` when there is nothing to plot.
+    """
+    losses = {k: v for k, v in series.items() if k.endswith("loss") and v}
+    scores = {k: v for k, v in series.items() if k.startswith("val_") and not k.endswith("loss") and v}
+    if not losses and not scores:
+        raise DataFormatError("the run has no loss or validation metrics to plot yet")
+    fig = Figure(figsize=(10, 4), dpi=_DPI)
+    left, right = fig.subplots(1, 2)
+    for axes, group, ylabel in ((left, losses, "loss"), (right, scores, "validation score")):
+        for name, points in sorted(group.items()):
+            steps, values = zip(*points, strict=True)
+            axes.plot(steps, values, marker="o" if len(points) < 30 else None, markersize=3, label=name)
+        axes.set_xlabel("step")
+        axes.set_ylabel(ylabel)
+        axes.grid(alpha=0.3)
+        if group:
+            axes.legend()
+    fig.suptitle(title)
     return write_bytes_atomic(Path(path), _render(fig))
 
 

@@ -27,6 +27,7 @@ from loopwise.storage.tables import (
 from loopwise.training.runs import RunMetric, RunStatus, TrainingRun
 
 _VERSION_RETRIES = 20
+_SPLIT_ORDER = {"train": 0, "validation": 1, "test": 2}
 
 
 def _next_version(session: Session, column: Any, name_column: Any, name: str) -> int:
@@ -121,9 +122,8 @@ class DatasetRepository:
         split_rows = self.session.scalars(
             select(DatasetSplitRow).where(DatasetSplitRow.dataset_version_id == row.id)
         ).all()
-        splits = {
-            s.split: SplitInfo(s.split, s.uri, s.rows, dict(s.label_counts), s.sha256) for s in split_rows
-        }
+        ordered = sorted(split_rows, key=lambda s: (_SPLIT_ORDER.get(s.split, len(_SPLIT_ORDER)), s.split))
+        splits = {s.split: SplitInfo(s.split, s.uri, s.rows, dict(s.label_counts), s.sha256) for s in ordered}
         return DatasetVersion(
             id=row.id,
             name=row.name,
