@@ -42,6 +42,7 @@ seed: install
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy src/loopwise
 
 format: install
 	$(BIN)/ruff format src tests benchmarks

@@ -107,5 +107,7 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def reviews_csv() -> Path:
     """The course CSV from ../shared/data (CI and developer machines have it)."""
     if not SHARED_REVIEWS.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"the course data set is not at {SHARED_REVIEWS}; CI must have ../shared/data")
         pytest.skip(f"the course data set is not at {SHARED_REVIEWS}")
     return SHARED_REVIEWS

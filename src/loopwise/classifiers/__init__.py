@@ -6,8 +6,9 @@ imported on first use of their names.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from loopwise._lazy import lazy_exports
 from loopwise.classifiers._base import (
     Examples,
     FitResult,
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
     from loopwise.classifiers.transformer import TransformerClassifier
 
 _LAZY = {
-    "TransformerClassifier": "loopwise.classifiers.transformer",
-    "TfidfClassifier": "loopwise.classifiers.tfidf",
+    "TransformerClassifier": "transformer",
+    "TfidfClassifier": "tfidf",
 }
 
 __all__ = [
@@ -51,14 +52,4 @@ __all__ = [
     "write_manifest",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -145,8 +145,13 @@ class TextClassifier(ABC):
         validation: Examples | None = None,
         config: TrainConfig | None = None,
         reporter: Reporter | None = None,
+        *,
+        progress: bool | None = None,
     ) -> FitResult:
-        """Fit on ``train``; raise :class:`ClassifierError` for a label not in ``labels``."""
+        """Fit on ``train``; raise :class:`ClassifierError` for a label not in ``labels``.
+
+        ``progress`` asks for a progress bar on stderr (None: only when stderr is a terminal); backends
+        that finish in seconds may ignore it."""
 
     @abstractmethod
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:

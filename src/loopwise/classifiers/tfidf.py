@@ -62,6 +62,8 @@ class TfidfClassifier(TextClassifier):
         validation: Examples | None = None,
         config: TrainConfig | None = None,
         reporter: Reporter | None = None,
+        *,
+        progress: bool | None = None,
     ) -> FitResult:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.table import Table
@@ -11,6 +11,9 @@ from rich.table import Table
 from loopwise.cli._common import console, open_store, print_json, progress_bar, settings, short_time
 from loopwise.data.versions import DatasetVersion, parse_dataset_ref
 from loopwise.errors import NotFoundError
+
+if TYPE_CHECKING:
+    from loopwise.data.recipes import DropNa
 
 app = typer.Typer(help="Data sets: fetch, prepare the course split, import CSV / JSON lines / Parquet, list.")
 
@@ -67,6 +70,8 @@ def prepare(
     from loopwise.data.service import prepare_reviews
 
     _known(name)
+    if dropna not in ("any", "needed"):
+        raise typer.BadParameter(f"--dropna must be 'any' or 'needed', not {dropna!r}")
     csv_path = fetch_reviews(settings())
     with open_store() as store:
         version = prepare_reviews(
@@ -74,7 +79,7 @@ def prepare(
             csv_path,
             name=dataset_name or name,
             balance=balance,
-            dropna=dropna,
+            dropna=cast("DropNa", dropna),
             train=train,
             validation=validation,
             test=test,

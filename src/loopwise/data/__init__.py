@@ -6,9 +6,9 @@ pyarrow and scikit-learn are imported only then, torch never).
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from loopwise._lazy import lazy_exports
 from loopwise.data.versions import DatasetVersion, SplitInfo, parse_dataset_ref
 
 if TYPE_CHECKING:
@@ -97,15 +97,4 @@ __all__ = [
     "version_hash",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -6,8 +6,7 @@ job. Names load lazily, so the storage layer can import ``evaluation.records`` w
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from loopwise._lazy import lazy_exports
 
 _LAZY = {
     "paired_comparison": "compare",
@@ -26,15 +25,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

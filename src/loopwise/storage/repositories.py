@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -182,7 +183,7 @@ class RunRepository:
         )
         self.session.flush()
 
-    def metrics(self, run_id: str) -> list[RunMetric]:
+    def metrics(self, run_id: str) -> builtins.list[RunMetric]:
         rows = self.session.scalars(
             select(RunMetricRow).where(RunMetricRow.run_id == run_id).order_by(RunMetricRow.id)
         ).all()

@@ -127,10 +127,7 @@ def train(store: Store, request: TrainRequest, *, progress: bool | None = None) 
         validation = None
         if request.validation_split and request.validation_split in dataset.splits:
             validation = InMemoryExamples(*read_split(dataset.split(request.validation_split).uri))
-        fit_kwargs: dict[str, Any] = {}
-        if progress is not None and request.backend == "transformers":
-            fit_kwargs["progress"] = progress
-        result = classifier.fit(train_examples, validation, request.config, reporter, **fit_kwargs)
+        result = classifier.fit(train_examples, validation, request.config, reporter, progress=progress)
         reporter.flush()
         classifier.save(staged)
         uri = store.artifacts.commit_dir(staged, f"models/{run.id}")
