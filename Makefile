@@ -18,7 +18,7 @@ demo: install seed
 	$(BIN)/loopwise demo
 
 ## test: lint, then the whole test suite (SQLite and PostgreSQL, unit and integration)
-test: install lint
+test: install seed lint
 	$(BIN)/python -m pytest
 
 ## install: the virtual environment with loopwise and its dev tools (torch: the CPU wheel 2.13.0)
