@@ -147,3 +147,17 @@ def test_reviews_from_a_local_copy_match_the_known_digest(reviews_csv: Path, tmp
     assert sha256_file(path) == settings.reviews_sha256
     # cached and verified: no network, even with an unreachable URL
     assert fetch_reviews(settings, url="http://127.0.0.1:9/x.csv") == path
+
+
+def test_a_wrong_local_file_is_reported_even_when_the_cache_is_good(tmp_path: Path) -> None:
+    good = tmp_path / "good.csv"
+    good.write_bytes(b"review,label\nfine,1\n")
+    digest = hashlib.sha256(good.read_bytes()).hexdigest()
+    dest = tmp_path / "cache" / "reviews.csv"
+    assert fetch(good, dest, digest) == dest
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_bytes(b"something else\n")
+    with pytest.raises(ChecksumError, match=r"wrong\.csv"):
+        fetch(wrong, dest, digest)
+    assert dest.read_bytes() == good.read_bytes()
+    assert [p.name for p in dest.parent.iterdir()] == ["reviews.csv"]

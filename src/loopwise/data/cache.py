@@ -74,16 +74,19 @@ def fetch(
 ) -> Path:
     """Put the file at ``url_or_path`` (http(s)/file URL or path) at ``dest``, verified against ``sha256``.
 
-    Returns ``dest``. When ``dest`` exists and matches ``sha256``, nothing is fetched; when it exists but does
-    not match, it is removed first. Without ``sha256`` an existing ``dest`` is replaced (nothing to check it
+    Returns ``dest``. When ``dest`` exists and matches ``sha256``, nothing is downloaded (a local source is
+    still verified, so a wrong ``--file`` is reported, and the good copy kept); when it exists but does not
+    match, it is removed first. Without ``sha256`` an existing ``dest`` is replaced (nothing to check it
     against). On any error ``dest`` is left absent and no temporary file remains.
     """
     dest = Path(dest)
     expected = sha256.lower() if sha256 else None
     if dest.exists():
         if expected is not None and sha256_file(dest) == expected:
-            return dest
-        dest.unlink()
+            if _local_source(url_or_path) is None:
+                return dest
+        else:
+            dest.unlink()
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     part = Path(name)
