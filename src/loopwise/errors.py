@@ -13,12 +13,15 @@ The tree::
     │   └── DataFormatError       a missing column, empty or non-UTF-8 text, an unknown label
     ├── ClassifierError           a classifier cannot be built, loaded or used
     │   └── CheckpointError       a saved classifier is missing files or corrupt
-    └── TrainingError             a training run failed
+    ├── TrainingError             a training run failed
+    └── TuningSpecError           a tuning spec is invalid (every problem listed, each with its field)
 
 Messages say what was wrong (naming the file, line and field where there is one) and what to do.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class LoopwiseError(Exception):
@@ -67,3 +70,15 @@ class CheckpointError(ClassifierError):
 
 class TrainingError(LoopwiseError):
     """A training run failed."""
+
+
+class TuningSpecError(LoopwiseError):
+    """A tuning spec is invalid; nothing ran.
+
+    ``problems`` lists every problem found as ``(field, message)`` pairs, the field a dotted path such as
+    ``parameters.learning_rate.min`` and the message saying what to fix.
+    """
+
+    def __init__(self, message: str, problems: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(message)
+        self.problems: list[tuple[str, str]] = list(problems)

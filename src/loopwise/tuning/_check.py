@@ -1,0 +1,468 @@
+"""The spec checker: walks a raw spec mapping once and collects every problem as (dotted field, message).
+
+Private to :mod:`loopwise.tuning.spec`; :func:`~loopwise.tuning.spec.parse_spec` is the way in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import fields
+from typing import Any
+
+from loopwise.classifiers import TrainConfig
+from loopwise.errors import LoopwiseError
+from loopwise.registry.versions import check_name
+from loopwise.tuning.spec import (
+    METRIC_DIRECTIONS,
+    STRATEGIES,
+    Backend,
+    Completion,
+    Direction,
+    EarlyStopping,
+    Objective,
+    Parameter,
+    ParameterType,
+    Scaling,
+    TuningSpec,
+    WarmStart,
+    WarmStartType,
+)
+
+_METRIC_ALIASES = {
+    "validation:accuracy": "val_acc",
+    "validation:macro_f1": "val_macro_f1",
+    "validation:f1": "val_macro_f1",
+    "validation:loss": "val_loss",
+}
+_SCALING_ALIASES = {"logarithmic": "log", "reverselogarithmic": "reverse_log", "reverselog": "reverse_log"}
+_TOP_ALIASES = {
+    "hyperparameters": "static",
+    "hyperparameter_ranges": "parameters",
+    "max_jobs": "max_trials",
+    "max_parallel_jobs": "max_parallel_trials",
+    "early_stopping_type": "early_stopping",
+}
+_PARAMETER_ALIASES = {"min_value": "min", "max_value": "max", "scaling_type": "scaling"}
+#: course hyperparameter names -> TrainConfig fields, with a value conversion
+_HP_ALIASES: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "train_batch_size": ("batch_size", lambda v: v),
+    "train_steps_per_epoch": ("steps_per_epoch", lambda v: v),
+    # the course's freeze_bert_layer: True freezes the whole encoder (-1), False freezes nothing (0)
+    "freeze_bert_layer": ("freeze_layers", lambda v: (-1 if v else 0) if isinstance(v, bool) else v),
+}
+_TOP_KEYS = [
+    "name",
+    "dataset",
+    "backend",
+    "base_model",
+    "static",
+    "parameters",
+    "objective",
+    "objective_metric_name",
+    "objective_type",
+    "strategy",
+    "max_trials",
+    "max_parallel_trials",
+    "early_stopping",
+    "completion",
+    "warm_start",
+    "seed",
+    "retries",
+    "max_steps_per_trial",
+]
+
+_TRAIN_FIELDS: dict[str, tuple[type, bool]] = {}  # field name -> (base type, None allowed)
+for _f in fields(TrainConfig):
+    _hint = typing.get_type_hints(TrainConfig)[_f.name]
+    _args = [a for a in typing.get_args(_hint) if a is not type(None)] or [_hint]
+    _TRAIN_FIELDS[_f.name] = (_args[0], _hint is not _args[0])
+
+#: value limits of the hyperparameters where TrainConfig would fail later
+_LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "learning_rate": (lambda v: v > 0, "above 0"),
+    "batch_size": (lambda v: v >= 1, "at least 1"),
+    "epochs": (lambda v: v >= 1, "at least 1"),
+    "max_seq_length": (lambda v: v >= 1, "at least 1"),
+    "steps_per_epoch": (lambda v: v >= 1, "at least 1"),
+    "validation_batch_size": (lambda v: v >= 1, "at least 1"),
+    "eval_every_steps": (lambda v: v >= 1, "at least 1"),
+    "freeze_layers": (lambda v: v >= -1, "at least -1 (-1 freezes the whole encoder)"),
+    "warmup_ratio": (lambda v: 0 <= v <= 1, "between 0 and 1"),
+    "weight_decay": (lambda v: v >= 0, "at least 0"),
+    "max_grad_norm": (lambda v: v > 0, "above 0"),
+}
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class _Checker:
+    """Walks the raw mapping once, collecting every problem as ``(dotted field, message)``."""
+
+    def __init__(self) -> None:
+        self.problems: list[tuple[str, str]] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.problems.append((path, message))
+
+    # -- primitives ---------------------------------------------------------------------------------------
+
+    def keys(
+        self, raw: Any, path: str, allowed: list[str], aliases: Mapping[str, str]
+    ) -> dict[str, tuple[str, Any]]:
+        """Canonical key -> (key as written, value); unknown, duplicate and non-string keys reported."""
+        out: dict[str, tuple[str, Any]] = {}
+        if not isinstance(raw, dict):
+            self.add(path, f"expected a mapping of settings, got {type(raw).__name__}")
+            return out
+        for key, value in raw.items():
+            where = f"{path}.{key}" if path else str(key)
+            canonical = aliases.get(key, key) if isinstance(key, str) else key
+            if canonical not in allowed:
+                names = [*allowed, *aliases]
+                self.add(where, f"unknown setting {key!r}{_suggest(str(key), names)}; use one of {allowed}")
+            elif canonical in out:
+                self.add(where, f"{out[canonical][0]!r} and {key!r} are the same setting: keep one")
+            else:
+                out[canonical] = (key, value)
+        return out
+
+    def choice(
+        self, raw: Any, path: str, choices: tuple[str, ...], aliases: Mapping[str, str] | None = None
+    ) -> Any:
+        if isinstance(raw, str):
+            table = {c.replace("_", ""): c for c in choices}
+            table.update({k.replace("_", ""): v for k, v in (aliases or {}).items()})
+            found = table.get(raw.strip().lower().replace("-", "").replace("_", ""))
+            if found:
+                return found
+        hint = _suggest(str(raw).lower(), list(choices))
+        self.add(path, f"unknown value {raw!r}{hint}; use one of {', '.join(choices)}")
+        return None
+
+    def number(self, raw: Any, path: str, integer: bool = False, minimum: float | None = None) -> Any:
+        value: Any = None
+        if isinstance(raw, bool):
+            pass
+        elif isinstance(raw, int) or (isinstance(raw, float) and not integer):
+            value = raw
+        elif isinstance(raw, str) and not integer:
+            with contextlib.suppress(ValueError):  # YAML 1.1 reads 1e-5 (no dot) as a string
+                value = float(raw)
+        if value is None:
+            kind = "a whole number" if integer else "a number"
+            self.add(path, f"expected {kind}, got {raw!r}")
+            return None
+        if minimum is not None and value < minimum:
+            self.add(path, f"must be at least {minimum:g}, got {value!r}")
+            return None
+        return value if integer else float(value)
+
+    def hp_value(self, name: str, raw: Any, path: str) -> Any:
+        """A value for TrainConfig field ``name``: type-checked, within its limits; None when reported."""
+        base, nullable = _TRAIN_FIELDS[name]
+        if raw is None:
+            if not nullable:
+                self.add(path, f"{name} cannot be null: give a value or leave it out")
+            return None
+        if base is bool or base is str:
+            if not isinstance(raw, base):
+                self.add(path, f"{name} takes a {base.__name__}, got {raw!r}")
+                return None
+            value: Any = raw
+        else:
+            value = self.number(raw, path, integer=base is int)
+            if value is None:
+                return None
+        limit = _LIMITS.get(name)
+        if limit is not None and not limit[0](value):
+            self.add(path, f"{name} must be {limit[1]}, got {value!r}")
+            return None
+        return value
+
+    def hp_name(self, key: Any, path: str) -> tuple[str, Callable[[Any], Any]] | None:
+        if isinstance(key, str) and key in _HP_ALIASES:
+            return _HP_ALIASES[key]
+        if isinstance(key, str) and key in _TRAIN_FIELDS:
+            return key, lambda v: v
+        names = sorted(_TRAIN_FIELDS)
+        self.add(path, f"unknown hyperparameter {key!r}{_suggest(str(key), names)}; use one of {names}")
+        return None
+
+    # -- sections -----------------------------------------------------------------------------------------
+
+    def spec(self, data: Any, source: str) -> TuningSpec | None:
+        if not isinstance(data, dict):
+            self.add("", f"a tuning spec is a mapping of settings, got {type(data).__name__}")
+            return None
+        top = self.keys(data, "", _TOP_KEYS, _TOP_ALIASES)
+        raw = {key: value for key, (_, value) in top.items()}
+        path = {key: written for key, (written, _) in top.items()}
+
+        name = raw.get("name")
+        if not isinstance(name, str):
+            self.add("name", "give the tuning job a name (letters, digits, '.', '_' or '-')")
+        else:
+            try:
+                check_name(name, "tuning job name")
+            except LoopwiseError as exc:
+                self.add("name", str(exc))
+
+        dataset = raw.get("dataset", "reviews")
+        if not isinstance(dataset, str) or not dataset or dataset.count(":") > 1:
+            self.add("dataset", f"expected a data set reference NAME or NAME:VERSION, got {dataset!r}")
+        backend = self.choice(raw.get("backend", "transformers"), "backend", typing.get_args(Backend))
+        base_model = raw.get("base_model")
+        if base_model is not None and not isinstance(base_model, str):
+            self.add("base_model", f"expected a model name or path, got {base_model!r}")
+
+        static = self.static(raw.get("static", {}), path.get("static", "static"))
+        strategy = self.choice(raw.get("strategy", "bayesian"), path.get("strategy", "strategy"), STRATEGIES)
+        parameters = self.parameters(raw.get("parameters"), path.get("parameters", "parameters"), static)
+        if strategy == "grid":
+            for p in parameters:
+                if p.type == "continuous":
+                    self.add(
+                        f"{path.get('parameters', 'parameters')}.{p.name}.type",
+                        "grid search needs a finite set of values: make it categorical with values "
+                        "(or integer), or use strategy random, bayesian or hyperband",
+                    )
+        objective = self.objective(raw)
+
+        max_trials = self.number(raw.get("max_trials", 20), path.get("max_trials", "max_trials"), True, 1)
+        where = path.get("max_parallel_trials", "max_parallel_trials")
+        parallel = self.number(raw.get("max_parallel_trials", 1), where, True)
+        if parallel is not None and (parallel < 1 or (max_trials is not None and parallel > max_trials)):
+            self.add(where, f"must be between 1 and max_trials ({max_trials}), got {parallel}")
+            parallel = None
+
+        where = path.get("early_stopping", "early_stopping")
+        default_stop = "auto" if strategy == "hyperband" else "off"
+        early = raw.get("early_stopping", default_stop)
+        if isinstance(early, bool):  # YAML 1.1 reads off/on as booleans
+            early = "auto" if early else "off"
+        early = self.choice(early, where, typing.get_args(EarlyStopping))
+        if strategy == "hyperband" and early == "off":
+            self.add(
+                where,
+                "hyperband stops trials early by design: remove early_stopping or choose another strategy",
+            )
+
+        completion = self.completion(raw.get("completion", {}), "completion")
+        warm_start = self.warm_start(raw.get("warm_start"), "warm_start", name)
+        seed = self.number(raw.get("seed", static.get("seed", 42)), "seed", True)
+        retries = self.number(raw.get("retries", 0), "retries", True, 0)
+        cap = raw.get("max_steps_per_trial")
+        cap = None if cap is None else self.number(cap, "max_steps_per_trial", True, 1)
+
+        if self.problems or not isinstance(name, str):
+            return None
+        return TuningSpec(
+            name=name,
+            parameters=parameters,
+            dataset=dataset,
+            backend=backend,
+            base_model=base_model,
+            static=static,
+            objective=objective,
+            strategy=strategy,
+            max_trials=max_trials,
+            max_parallel_trials=parallel,
+            early_stopping=early,
+            completion=completion,
+            warm_start=warm_start,
+            seed=seed,
+            retries=retries,
+            max_steps_per_trial=cap,
+            source=source,
+        )
+
+    def static(self, raw: Any, path: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if raw is None:
+            return out
+        if not isinstance(raw, dict):
+            self.add(path, f"expected a mapping of hyperparameter: value, got {type(raw).__name__}")
+            return out
+        for key, value in raw.items():
+            where = f"{path}.{key}"
+            if key == "run_validation":  # the course's switch; tuning always validates
+                if value is not True:
+                    self.add(where, "tuning needs validation to score trials: set it true or remove it")
+                continue
+            resolved = self.hp_name(key, where)
+            if resolved is None:
+                continue
+            name, convert = resolved
+            if name in out:
+                self.add(where, f"{name} is given twice (under two names): keep one")
+                continue
+            out[name] = self.hp_value(name, convert(value), where)
+        return out
+
+    def parameters(self, raw: Any, path: str, static: Mapping[str, Any]) -> tuple[Parameter, ...]:
+        if not isinstance(raw, dict) or not raw:
+            self.add(path, "give at least one hyperparameter to search: NAME: {type: ..., min/max or values}")
+            return ()
+        out: list[Parameter] = []
+        for key, body in raw.items():
+            where = f"{path}.{key}"
+            resolved = self.hp_name(key, where)
+            if resolved is None:
+                continue
+            name, convert = resolved
+            if name in static:
+                self.add(where, f"{name} is both static and searched: remove it from one of them")
+                continue
+            if any(p.name == name for p in out):
+                self.add(where, f"{name} is searched twice (under two names): keep one")
+                continue
+            parameter = self.parameter(name, body, where, convert)
+            if parameter is not None:
+                out.append(parameter)
+        return tuple(out)
+
+    def parameter(self, name: str, raw: Any, path: str, convert: Callable[[Any], Any]) -> Parameter | None:
+        keys = self.keys(raw, path, ["type", "min", "max", "scaling", "values"], _PARAMETER_ALIASES)
+        body = {key: value for key, (_, value) in keys.items()}
+        at = {key: f"{path}.{written}" for key, (written, _) in keys.items()}
+        if not isinstance(raw, dict):
+            return None
+        if "type" not in body:
+            self.add(f"{path}.type", "missing: give continuous, integer or categorical")
+            return None
+        kind = self.choice(body["type"], at["type"], typing.get_args(ParameterType))
+        if kind is None:
+            return None
+        base = _TRAIN_FIELDS[name][0]
+        if kind == "categorical":
+            return self.categorical(name, body, at, path, convert)
+        for key in ("values",):
+            if key in body:
+                self.add(at[key], "values are for categorical parameters: use type categorical or drop them")
+        if base not in (int, float) or (kind == "continuous" and base is int):
+            need = "integer or categorical" if base is int else "categorical"
+            self.add(at["type"], f"{name} takes {base.__name__} values: use type {need}")
+            return None
+        bounds: list[Any] = []
+        for key in ("min", "max"):
+            if key not in body:
+                self.add(f"{path}.{key}", f"missing: give the range's {key}imum")
+                bounds.append(None)
+                continue
+            value = self.number(convert(body[key]), at[key], integer=kind == "integer")
+            bounds.append(None if value is None else self.hp_value(name, value, at[key]))
+        low, high = bounds
+        scaling = self.choice(
+            body.get("scaling", "auto"),
+            at.get("scaling", f"{path}.scaling"),
+            typing.get_args(Scaling),
+            _SCALING_ALIASES,
+        )
+        if low is None or high is None or scaling is None:
+            return None
+        if low > high:
+            self.add(at["min"], f"min ({low!r}) is above max ({high!r}): swap them")
+            return None
+        if low == high:
+            self.add(at["min"], f"empty range: min equals max ({low!r}); make {name} static or widen it")
+            return None
+        if scaling == "log" and low <= 0:
+            self.add(at["min"], f"a log range needs min > 0, got {low!r}: raise min or use scaling linear")
+            return None
+        if scaling == "reverse_log":
+            if kind == "integer":
+                self.add(at["scaling"], "reverse_log is for continuous parameters: use linear or log")
+                return None
+            if low < 0:
+                self.add(at["min"], f"reverse_log needs values in [0, 1), min is {low!r}: raise it to 0")
+                return None
+            if high >= 1:
+                self.add(at["max"], f"reverse_log needs values in [0, 1), max is {high!r}: lower it below 1")
+                return None
+        return Parameter(name, kind, low, high, scaling)
+
+    def categorical(
+        self, name: str, body: dict[str, Any], at: dict[str, str], path: str, convert: Callable[[Any], Any]
+    ) -> Parameter | None:
+        for key in ("min", "max", "scaling"):
+            if key in body:
+                self.add(at[key], f"{key} is for numeric ranges: drop it or use type continuous/integer")
+        values = body.get("values")
+        if not isinstance(values, list) or not values:
+            self.add(at.get("values", f"{path}.values"), "give a non-empty list of values")
+            return None
+        before = len(self.problems)
+        checked = [self.hp_value(name, convert(v), f"{at['values']}[{i}]") for i, v in enumerate(values)]
+        if len(self.problems) > before:
+            return None
+        if len(set(checked)) != len(checked):
+            self.add(at["values"], f"values repeat ({values!r}): list each value once")
+            return None
+        return Parameter(name, "categorical", values=tuple(checked))
+
+    def objective(self, raw: dict[str, Any]) -> Objective:
+        body: dict[str, Any] = {}
+        if "objective" in raw:
+            objective = raw["objective"]
+            if isinstance(objective, str):
+                body = {"metric": objective}
+            else:
+                keys = self.keys(objective, "objective", ["metric", "direction"], {"type": "direction"})
+                body = {key: value for key, (_, value) in keys.items()}
+            if "objective_metric_name" in raw or "objective_type" in raw:
+                self.add("objective", "give the objective once: either objective or objective_metric_name")
+        if "objective_metric_name" in raw:
+            body["metric"] = raw["objective_metric_name"]
+        if "objective_type" in raw:
+            body["direction"] = raw["objective_type"]
+        where = "objective_metric_name" if "objective_metric_name" in raw else "objective.metric"
+        metric = self.choice(body.get("metric", "val_acc"), where, tuple(METRIC_DIRECTIONS), _METRIC_ALIASES)
+        natural = METRIC_DIRECTIONS.get(metric or "", "maximize")
+        direction = natural
+        if "direction" in body:
+            where = "objective_type" if "objective_type" in raw else "objective.direction"
+            direction = self.choice(body["direction"], where, typing.get_args(Direction)) or natural
+            if metric is not None and direction != natural:
+                self.add(where, f"{metric} is to {natural}, not {direction}: drop direction or set {natural}")
+        return Objective(metric or "val_acc", direction)  # type: ignore[arg-type]
+
+    def completion(self, raw: Any, path: str) -> Completion:
+        if raw is None:
+            return Completion()
+        allowed = ["target_objective", "no_improvement_trials", "max_runtime_s"]
+        body = {key: value for key, (_, value) in self.keys(raw, path, allowed, {}).items()}
+        target = body.get("target_objective")
+        patience = body.get("no_improvement_trials")
+        runtime = body.get("max_runtime_s")
+        return Completion(
+            target_objective=None if target is None else self.number(target, f"{path}.target_objective"),
+            no_improvement_trials=None
+            if patience is None
+            else self.number(patience, f"{path}.no_improvement_trials", True, 1),
+            max_runtime_s=None
+            if runtime is None
+            else self.number(runtime, f"{path}.max_runtime_s", minimum=1),
+        )
+
+    def warm_start(self, raw: Any, path: str, own_name: Any) -> WarmStart | None:
+        if raw is None:
+            return None
+        body = {key: value for key, (_, value) in self.keys(raw, path, ["parents", "type"], {}).items()}
+        parents = body.get("parents")
+        if isinstance(parents, str):
+            parents = [parents]
+        if not isinstance(parents, list) or not parents or not all(isinstance(p, str) for p in parents):
+            self.add(f"{path}.parents", "give a non-empty list of parent tuning job names")
+            parents = []
+        if own_name in parents:
+            self.add(f"{path}.parents", f"a job cannot warm start from itself ({own_name!r}): remove it")
+        kind = self.choice(
+            body.get("type", "identical_data_and_algorithm"), f"{path}.type", typing.get_args(WarmStartType)
+        )
+        return WarmStart(tuple(parents), kind or "identical_data_and_algorithm")
