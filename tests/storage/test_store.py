@@ -22,6 +22,7 @@ TABLES = {
     "model_versions",
     "model_aliases",
     "evaluations",
+    "tuning_jobs",
 }
 
 
@@ -53,7 +54,7 @@ def test_upgrade_is_idempotent(store: Store) -> None:
 
 def test_unknown_revision_from_a_newer_loopwise_is_refused(sqlite_store: Store) -> None:
     with sqlite_store.engine.begin() as connection:
-        connection.execute(text("UPDATE alembic_version SET version_num = 'fffffff'"))
+        connection.execute(text("UPDATE loopwise_alembic_version SET version_num = 'fffffff'"))
     with pytest.raises(MigrationError, match="newer loopwise"):
         ensure_schema(sqlite_store.engine)
 

@@ -16,6 +16,9 @@ from sqlalchemy import Engine, text
 from loopwise.errors import MigrationError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: loopwise's own Alembic version table; Optuna keeps its tables (and its own ``alembic_version``) in the
+#: same database for tuning studies, so the default name would be shared and each would refuse the other.
+VERSION_TABLE = "loopwise_alembic_version"
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -33,7 +36,9 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        return MigrationContext.configure(
+            connection, opts={"version_table": VERSION_TABLE}
+        ).get_current_revision()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> str | None:

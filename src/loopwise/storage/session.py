@@ -16,6 +16,7 @@ from loopwise.storage.repositories import (
     EvaluationRepository,
     ModelRepository,
     RunRepository,
+    TuningJobRepository,
 )
 
 
@@ -29,6 +30,7 @@ class UnitOfWork:
     runs: RunRepository
     models: ModelRepository
     evaluations: EvaluationRepository
+    tuning_jobs: TuningJobRepository
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._factory = session_factory
@@ -46,6 +48,7 @@ class UnitOfWork:
         self.runs = RunRepository(self._session)
         self.models = ModelRepository(self._session)
         self.evaluations = EvaluationRepository(self._session)
+        self.tuning_jobs = TuningJobRepository(self._session)
         return self
 
     def __exit__(

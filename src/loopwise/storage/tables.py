@@ -144,3 +144,18 @@ class EvaluationRow(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
     report_uri: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class TuningJobRow(Base):
+    __tablename__ = "tuning_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    study_name: Mapped[str] = mapped_column(String(200))
+    best_trial: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    best_model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -42,6 +42,8 @@ class TrainRequest:
     description: str = ""
     #: extra keyword arguments for the backend's constructor (for example ``C`` for tfidf)
     options: dict[str, Any] = field(default_factory=dict)
+    #: extra entries recorded in the run's and the model version's params (lineage: a tuning job, a trial)
+    lineage: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -53,12 +55,15 @@ class TrainOutcome:
 class _DatabaseReporter(Reporter):
     """Stores step and epoch metrics in the run's table, a short transaction per batch of reports."""
 
-    def __init__(self, store: Store, run_id: str, flush_every: int = 20) -> None:
+    def __init__(
+        self, store: Store, run_id: str, flush_every: int = 20, forward: Reporter | None = None
+    ) -> None:
         self.store = store
         self.run_id = run_id
         self.flush_every = flush_every
         self.pending: list[RunMetric] = []
         self.on_metrics: Callable[[int, float, dict[str, float]], None] | None = None
+        self.forward = forward
 
     def _add(self, step: int, epoch: float, metrics: dict[str, float], flush: bool) -> None:
         self.pending.extend(RunMetric(step, epoch, name, float(value)) for name, value in metrics.items())
@@ -67,11 +72,18 @@ class _DatabaseReporter(Reporter):
 
     def on_train_step(self, step: int, epoch: float, metrics: dict[str, float]) -> None:
         self._add(step, epoch, metrics, flush=False)
+        if self.forward is not None:
+            self.forward.on_train_step(step, epoch, metrics)
 
     def on_validation(self, step: int, epoch: float, metrics: dict[str, float]) -> None:
         self._add(step, epoch, metrics, flush=True)
         if self.on_metrics is not None:
             self.on_metrics(step, epoch, metrics)
+        if self.forward is not None:
+            self.forward.on_validation(step, epoch, metrics)
+
+    def should_stop(self) -> bool:
+        return self.forward is not None and self.forward.should_stop()
 
     def flush(self) -> None:
         if not self.pending:
@@ -88,8 +100,13 @@ def default_model_name(dataset: DatasetVersion, backend: str) -> str:
     return f"{dataset.name}-{backend}"
 
 
-def train(store: Store, request: TrainRequest, *, progress: bool | None = None) -> TrainOutcome:
-    """Run one training job and register its model version; a failure marks the run failed and re-raises."""
+def train(
+    store: Store, request: TrainRequest, *, progress: bool | None = None, reporter: Reporter | None = None
+) -> TrainOutcome:
+    """Run one training job and register its model version; a failure marks the run failed and re-raises.
+
+    ``reporter`` also receives every report (after it is stored), and its ``should_stop`` can end the fit
+    early (a tuner pruning the trial); the best checkpoint so far is registered as usual."""
     name, version = parse_dataset_ref(request.dataset)
     with store.uow() as uow:
         dataset = uow.datasets.get(name, version)
@@ -113,13 +130,14 @@ def train(store: Store, request: TrainRequest, *, progress: bool | None = None) 
                     "train_split": request.train_split,
                     "validation_split": request.validation_split,
                     **request.options,
+                    **request.lineage,
                 },
                 code_version=registry.code_version(),
                 started_at=utcnow(),
             )
         )
     staged = store.artifacts.staging(prefix=f"run-{run.id[:12]}-")
-    reporter = _DatabaseReporter(store, run.id)
+    database_reporter = _DatabaseReporter(store, run.id, forward=reporter)
     try:
         train_examples: Any = split_examples(dataset, request.train_split)
         if not request.stream:
@@ -127,13 +145,15 @@ def train(store: Store, request: TrainRequest, *, progress: bool | None = None) 
         validation = None
         if request.validation_split and request.validation_split in dataset.splits:
             validation = InMemoryExamples(*read_split(dataset.split(request.validation_split).uri))
-        result = classifier.fit(train_examples, validation, request.config, reporter, progress=progress)
-        reporter.flush()
+        result = classifier.fit(
+            train_examples, validation, request.config, database_reporter, progress=progress
+        )
+        database_reporter.flush()
         classifier.save(staged)
         uri = store.artifacts.commit_dir(staged, f"models/{run.id}")
     except BaseException as exc:
         shutil.rmtree(staged, ignore_errors=True)
-        reporter.flush()
+        database_reporter.flush()
         message = str(exc) if isinstance(exc, LoopwiseError) else f"{type(exc).__name__}: {exc}"
         with store.uow() as uow:
             uow.runs.finish(run.id, RunStatus.FAILED, error=message)

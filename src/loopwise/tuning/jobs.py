@@ -1,0 +1,37 @@
+"""Tuning jobs as the domain sees them: a checked spec, an Optuna study of the same name, a status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from loopwise.tuning.spec import TuningSpec, parse_spec
+
+
+class JobStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class TuningJob:
+    """One tuning job. ``spec`` is the canonical mapping (:meth:`TuningSpec.to_dict`); ``study_name`` names
+    its Optuna study in the same database."""
+
+    id: int
+    name: str
+    spec: dict[str, Any]
+    status: JobStatus
+    study_name: str
+    created_at: datetime
+    best_trial: int | None = None
+    best_model_version_id: int | None = None
+    error: str | None = None
+    finished_at: datetime | None = None
+
+    def tuning_spec(self) -> TuningSpec:
+        return parse_spec(self.spec, source=f"tuning job {self.name}")

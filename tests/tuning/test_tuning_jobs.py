@@ -1,0 +1,230 @@
+"""Tuning jobs: trials run one process each, a failing trial fails alone, and a job killed with SIGKILL in
+the middle of a trial resumes without losing a completed trial."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from loopwise.config import Settings
+from loopwise.data.service import import_dataset
+from loopwise.errors import NotFoundError, StorageError, TuningSpecError
+from loopwise.storage import Store
+from loopwise.tuning import parse_spec
+from loopwise.tuning._study import optuna_storage
+from loopwise.tuning.jobs import JobStatus
+from loopwise.tuning.service import job_trials, run_job, start_job
+
+WORDS = {"-1": "awful terrible broken", "0": "okay average plain", "1": "great lovely perfect"}
+
+
+def _import_small(store: Store, directory: Path) -> str:
+    rng = random.Random(0)
+    path = directory / "small.csv"
+    rows = [
+        {"review": f"{' '.join(rng.sample(words.split(), 2))} item {i}", "stars": label}
+        for label, words in WORDS.items()
+        for i in range(40)
+    ]
+    rng.shuffle(rows)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["review", "stars"])
+        writer.writeheader()
+        writer.writerows(rows)
+    version = import_dataset(
+        store,
+        path,
+        name="small",
+        text_column="review",
+        label_column="stars",
+        train=0.7,
+        validation=0.15,
+        test=0.15,
+    )
+    return version.ref
+
+
+def _bert_spec(dataset: str, tiny_bert_dir: Path, **overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": "tiny",
+        "dataset": dataset,
+        "backend": "transformers",
+        "base_model": str(tiny_bert_dir),
+        "static": {"batch_size": 8, "epochs": 1, "max_seq_length": 32, "eval_every_steps": 4},
+        "parameters": {"learning_rate": {"type": "continuous", "min": 1e-4, "max": 1e-2, "scaling": "log"}},
+        "strategy": "random",
+        "max_trials": 3,
+    }
+    spec.update(overrides)
+    return spec
+
+
+def test_a_job_runs_its_trials_registers_each_and_marks_the_best(store: Store, tmp_path: Path) -> None:
+    dataset = _import_small(store, tmp_path)
+    spec = parse_spec(
+        {
+            "name": "reviews-tfidf",
+            "dataset": dataset,
+            "backend": "tfidf",
+            "parameters": {"learning_rate": {"type": "continuous", "min": 1e-5, "max": 1e-3}},
+            "strategy": "random",
+            "max_trials": 3,
+        }
+    )
+    seen: list[int] = []
+    start_job(store, spec)
+    job = run_job(store, "reviews-tfidf", progress=lambda trial: seen.append(trial.number))
+
+    assert job.status is JobStatus.COMPLETED and job.finished_at is not None and job.error is None
+    _, trials = job_trials(store, "reviews-tfidf")
+    assert seen == [0, 1, 2] and [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    best = max(trials, key=lambda t: (t.value, -t.number))
+    assert job.best_trial == best.number
+    with store.uow() as uow:
+        models = uow.models.list("reviews-tfidf")
+        by_id = {m.id: m for m in models}
+    assert len(models) == 3
+    for trial in trials:
+        model = by_id[trial.user_attrs["model_version_id"]]
+        assert model.params["tuning_job"] == "reviews-tfidf" and model.params["trial"] == trial.number
+        assert model.metrics["val_acc"] == trial.value
+    assert [m.id for m in models if "best" in m.aliases] == [job.best_model_version_id]
+    assert by_id[job.best_model_version_id].params["trial"] == best.number
+
+
+def test_a_trial_whose_training_raises_fails_alone_and_the_job_goes_on(
+    sqlite_store: Store, tmp_path: Path, tiny_bert_dir: Path
+) -> None:
+    dataset = _import_small(sqlite_store, tmp_path)
+    # max_seq_length 1 is a valid spec value the transformers backend refuses (it needs at least 2)
+    spec = _bert_spec(
+        dataset,
+        tiny_bert_dir,
+        strategy="grid",
+        max_trials=2,
+        parameters={"max_seq_length": {"type": "categorical", "values": [1, 32]}},
+        static={"batch_size": 8, "epochs": 1, "steps_per_epoch": 2},
+    )
+    start_job(sqlite_store, parse_spec(spec))
+    job = run_job(sqlite_store, "tiny")
+
+    _, trials = job_trials(sqlite_store, "tiny")
+    failed = [t for t in trials if t.state is TrialState.FAIL]
+    complete = [t for t in trials if t.state is TrialState.COMPLETE]
+    assert failed and all(t.params["max_seq_length"] == 1 for t in failed)
+    assert "max_seq_length must be at least 2" in failed[0].user_attrs["error"]
+    assert len(complete) == 2 and all(t.params["max_seq_length"] == 32 for t in complete)
+    assert job.status is JobStatus.COMPLETED and job.best_trial in {t.number for t in complete}
+
+
+def test_a_bad_spec_or_unknown_data_set_is_refused_before_anything_is_recorded(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    with pytest.raises(TuningSpecError) as bad:
+        parse_spec({"name": "j", "strategy": "annealing", "parameters": {}})
+    assert any(field == "strategy" for field, _ in bad.value.problems)
+
+    parameters = {"epochs": {"type": "integer", "min": 1, "max": 2}}
+    spec = parse_spec({"name": "j", "dataset": "missing", "backend": "tfidf", "parameters": parameters})
+    with pytest.raises(NotFoundError):
+        start_job(sqlite_store, spec)
+    with sqlite_store.uow() as uow:
+        assert uow.tuning_jobs.list() == []
+    storage = optuna_storage(sqlite_store)
+    assert optuna.get_all_study_names(storage) == []
+    storage.engine.dispose()
+
+    dataset = _import_small(sqlite_store, tmp_path)
+    ok = parse_spec({**spec.to_dict(), "dataset": dataset})
+    start_job(sqlite_store, ok)
+    with pytest.raises(StorageError, match="exists"):
+        start_job(sqlite_store, ok)
+    with sqlite_store.uow() as uow:
+        assert [job.name for job in uow.tuning_jobs.list()] == ["j"]
+
+
+def _cli(home: Path, *args: str) -> tuple[list[str], dict[str, str]]:
+    env = {**os.environ, "LOOPWISE_HOME": str(home), "COLUMNS": "200"}
+    env.pop("LOOPWISE_DATABASE_URL", None)
+    command = [sys.executable, "-c", "from loopwise.cli import main; main()", "tune", *args]
+    return command, env
+
+
+def _trials(storage: optuna.storages.RDBStorage, name: str) -> list[optuna.trial.FrozenTrial]:
+    try:
+        return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+    except KeyError:  # the study is not created yet
+        return []
+
+
+def test_sigkill_in_the_middle_of_a_trial_loses_nothing_on_resume(
+    tmp_path: Path, tiny_bert_dir: Path
+) -> None:
+    home = tmp_path / "home"
+    store = Store.open(Settings(home=home))
+    dataset = _import_small(store, tmp_path)
+    spec_path = tmp_path / "tiny.yaml"
+    static = {"batch_size": 8, "epochs": 3, "max_seq_length": 32, "eval_every_steps": 4}
+    spec_path.write_text(yaml.safe_dump(_bert_spec(dataset, tiny_bert_dir, static=static)))
+    command, env = _cli(home, "start", str(spec_path))
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    storage = optuna_storage(store)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            trials = _trials(storage, "tiny")
+            states = [t.state for t in trials]
+            if TrialState.COMPLETE in states and TrialState.RUNNING in states:
+                break
+            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+            assert time.monotonic() < deadline, f"no trial running after a completed one: {states}"
+            time.sleep(0.2)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        time.sleep(1.0)  # the trial process dies with its parent
+        before = {t.number: t for t in _trials(storage, "tiny")}
+        interrupted = [t for t in before.values() if t.state is TrialState.RUNNING]
+        completed = [t for t in before.values() if t.state is TrialState.COMPLETE]
+        assert len(interrupted) == 1 and completed
+
+        command, env = _cli(home, "resume", "tiny")
+        resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        assert resumed.returncode == 0, resumed.stderr
+
+        after = {t.number: t for t in _trials(storage, "tiny")}
+    finally:
+        storage.engine.dispose()
+        if process.poll() is None:
+            process.kill()
+    for trial in completed:
+        kept = after[trial.number]
+        assert (kept.state, kept.value, kept.params) == (TrialState.COMPLETE, trial.value, trial.params)
+        assert kept.user_attrs["model_version_id"] == trial.user_attrs["model_version_id"]
+    lost = after[interrupted[0].number]
+    assert lost.state is TrialState.FAIL and "interrupted" in lost.user_attrs["error"]
+    reruns = [t for t in after.values() if t.user_attrs.get("rerun_of") == lost.number]
+    assert len(reruns) == 1 and reruns[0].params == lost.params and reruns[0].state is TrialState.COMPLETE
+    finished = [t for t in after.values() if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 3
+    with store.uow() as uow:
+        job = uow.tuning_jobs.get("tiny")
+        best = uow.models.get_by_id(job.best_model_version_id) if job.best_model_version_id else None
+    store.close()
+    assert job.status is JobStatus.COMPLETED and best is not None and "best" in best.aliases
+
+    command, env = _cli(home, "status", "tiny")
+    shown = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert "best trial" in shown.stdout and "interrupted" in shown.stdout
