@@ -153,3 +153,18 @@ def test_processes_migrate_and_write_at_once(
     with store.uow() as uow:
         assert sorted(d.version for d in uow.datasets.list()) == [1, 2, 3, 4]
     store.close()
+
+
+def test_a_database_from_before_the_own_version_table_is_adopted(store: Store) -> None:
+    """Early databases kept loopwise's revision in Alembic's default table, which Optuna needs."""
+    with store.engine.begin() as connection:
+        revision = connection.execute(text("SELECT version_num FROM loopwise_alembic_version")).scalar()
+        connection.execute(text("DROP TABLE loopwise_alembic_version"))
+        connection.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+        connection.execute(text("INSERT INTO alembic_version VALUES (:rev)"), {"rev": revision})
+    assert current_revision(store.engine) is None
+    ensure_schema(store.engine)
+    assert current_revision(store.engine) == head_revision() == revision
+    assert "alembic_version" not in inspect(store.engine).get_table_names()
+    with store.uow() as uow:
+        assert uow.datasets.list() == []

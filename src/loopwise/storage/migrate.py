@@ -11,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, inspect, text
 
 from loopwise.errors import MigrationError
 
@@ -45,6 +45,7 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
     """Bring the schema to ``revision``; safe when several processes do it at once."""
     try:
         with _migration_lock(engine):
+            _adopt_legacy_revision(engine)
             command.upgrade(alembic_config(engine), revision)
     except MigrationError:
         raise
@@ -73,6 +74,24 @@ def ensure_schema(engine: Engine) -> None:
             "it was written by a newer loopwise: upgrade loopwise"
         )
     upgrade(engine)
+
+
+def _adopt_legacy_revision(engine: Engine) -> None:
+    """Databases written before loopwise had its own version table kept its revision in Alembic's default
+    ``alembic_version`` (which Optuna needs for itself): move it over, once."""
+    tables = set(inspect(engine).get_table_names())
+    if VERSION_TABLE in tables or "alembic_version" not in tables or "dataset_versions" not in tables:
+        return
+    with engine.begin() as connection:
+        rows = [row[0] for row in connection.execute(text("SELECT version_num FROM alembic_version"))]
+        ours = [revision for revision in rows if revision in _known_revisions()]
+        if not ours:
+            return
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        context.stamp(ScriptDirectory(str(MIGRATIONS)), ours[0])
+        connection.execute(text("DELETE FROM alembic_version WHERE version_num = :rev"), {"rev": ours[0]})
+        if len(rows) == 1:
+            connection.execute(text("DROP TABLE alembic_version"))
 
 
 def _known_revisions() -> set[str]:
