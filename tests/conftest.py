@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -78,6 +78,45 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     store = Store.open(settings)
     yield store
     store.close()
+
+
+SMALL_WORDS = {"-1": "awful terrible broken", "0": "okay average plain", "1": "great lovely perfect"}
+
+
+@pytest.fixture
+def import_small(tmp_path: Path) -> Callable[[Store], str]:
+    """Import a small separable 3-class data set (40 rows a class, 70/15/15) into a store; returns its ref."""
+    import csv
+    import random
+
+    from loopwise.data.service import import_dataset
+
+    def build(store: Store) -> str:
+        rng = random.Random(0)
+        rows = [
+            {"review": f"{' '.join(rng.sample(words.split(), 2))} item {i}", "stars": label}
+            for label, words in SMALL_WORDS.items()
+            for i in range(40)
+        ]
+        rng.shuffle(rows)
+        path = tmp_path / "small.csv"
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["review", "stars"])
+            writer.writeheader()
+            writer.writerows(rows)
+        version = import_dataset(
+            store,
+            path,
+            name="small",
+            text_column="review",
+            label_column="stars",
+            train=0.7,
+            validation=0.15,
+            test=0.15,
+        )
+        return version.ref
+
+    return build
 
 
 @pytest.fixture(scope="session")

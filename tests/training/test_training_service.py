@@ -1,48 +1,20 @@
 from __future__ import annotations
 
-import csv
-import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from loopwise.classifiers import TrainConfig
-from loopwise.data.service import import_dataset
 from loopwise.errors import ClassifierError, NotFoundError, TrainingError
 from loopwise.storage import Store
 from loopwise.training.runs import RunStatus
 from loopwise.training.service import TrainRequest, train
 
-WORDS = {"-1": "awful terrible broken", "0": "okay average plain", "1": "great lovely perfect"}
-
-
-def _small_csv(path: Path, per_class: int = 40) -> Path:
-    rng = random.Random(0)
-    rows = []
-    for label, words in WORDS.items():
-        for i in range(per_class):
-            rows.append({"review": f"{' '.join(rng.sample(words.split(), 2))} item {i}", "stars": label})
-    rng.shuffle(rows)
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["review", "stars"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
 
 @pytest.fixture
-def small_dataset(store: Store, tmp_path: Path) -> str:
-    version = import_dataset(
-        store,
-        _small_csv(tmp_path / "small.csv"),
-        name="small",
-        text_column="review",
-        label_column="stars",
-        train=0.7,
-        validation=0.15,
-        test=0.15,
-    )
-    return version.ref
+def small_dataset(store: Store, import_small: Callable[[Store], str]) -> str:
+    return import_small(store)
 
 
 def _config(**overrides: object) -> TrainConfig:

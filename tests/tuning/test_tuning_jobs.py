@@ -3,13 +3,12 @@ the middle of a trial resumes without losing a completed trial."""
 
 from __future__ import annotations
 
-import csv
 import os
-import random
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,41 +18,12 @@ import yaml
 from optuna.trial import TrialState
 
 from loopwise.config import Settings
-from loopwise.data.service import import_dataset
 from loopwise.errors import NotFoundError, StorageError, TuningSpecError
 from loopwise.storage import Store
 from loopwise.tuning import parse_spec
 from loopwise.tuning._study import optuna_storage
 from loopwise.tuning.jobs import JobStatus
 from loopwise.tuning.service import job_trials, run_job, start_job
-
-WORDS = {"-1": "awful terrible broken", "0": "okay average plain", "1": "great lovely perfect"}
-
-
-def _import_small(store: Store, directory: Path) -> str:
-    rng = random.Random(0)
-    path = directory / "small.csv"
-    rows = [
-        {"review": f"{' '.join(rng.sample(words.split(), 2))} item {i}", "stars": label}
-        for label, words in WORDS.items()
-        for i in range(40)
-    ]
-    rng.shuffle(rows)
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["review", "stars"])
-        writer.writeheader()
-        writer.writerows(rows)
-    version = import_dataset(
-        store,
-        path,
-        name="small",
-        text_column="review",
-        label_column="stars",
-        train=0.7,
-        validation=0.15,
-        test=0.15,
-    )
-    return version.ref
 
 
 def _bert_spec(dataset: str, tiny_bert_dir: Path, **overrides: Any) -> dict[str, Any]:
@@ -71,8 +41,10 @@ def _bert_spec(dataset: str, tiny_bert_dir: Path, **overrides: Any) -> dict[str,
     return spec
 
 
-def test_a_job_runs_its_trials_registers_each_and_marks_the_best(store: Store, tmp_path: Path) -> None:
-    dataset = _import_small(store, tmp_path)
+def test_a_job_runs_its_trials_registers_each_and_marks_the_best(
+    store: Store, tmp_path: Path, import_small: Callable[[Store], str]
+) -> None:
+    dataset = import_small(store)
     spec = parse_spec(
         {
             "name": "reviews-tfidf",
@@ -105,9 +77,9 @@ def test_a_job_runs_its_trials_registers_each_and_marks_the_best(store: Store, t
 
 
 def test_a_trial_whose_training_raises_fails_alone_and_the_job_goes_on(
-    sqlite_store: Store, tmp_path: Path, tiny_bert_dir: Path
+    sqlite_store: Store, tmp_path: Path, import_small: Callable[[Store], str], tiny_bert_dir: Path
 ) -> None:
-    dataset = _import_small(sqlite_store, tmp_path)
+    dataset = import_small(sqlite_store)
     # max_seq_length 1 is a valid spec value the transformers backend refuses (it needs at least 2)
     spec = _bert_spec(
         dataset,
@@ -130,7 +102,7 @@ def test_a_trial_whose_training_raises_fails_alone_and_the_job_goes_on(
 
 
 def test_a_bad_spec_or_unknown_data_set_is_refused_before_anything_is_recorded(
-    sqlite_store: Store, tmp_path: Path
+    sqlite_store: Store, tmp_path: Path, import_small: Callable[[Store], str]
 ) -> None:
     with pytest.raises(TuningSpecError) as bad:
         parse_spec({"name": "j", "strategy": "annealing", "parameters": {}})
@@ -146,7 +118,7 @@ def test_a_bad_spec_or_unknown_data_set_is_refused_before_anything_is_recorded(
     assert optuna.get_all_study_names(storage) == []
     storage.engine.dispose()
 
-    dataset = _import_small(sqlite_store, tmp_path)
+    dataset = import_small(sqlite_store)
     ok = parse_spec({**spec.to_dict(), "dataset": dataset})
     start_job(sqlite_store, ok)
     with pytest.raises(StorageError, match="exists"):
@@ -170,11 +142,11 @@ def _trials(storage: optuna.storages.RDBStorage, name: str) -> list[optuna.trial
 
 
 def test_sigkill_in_the_middle_of_a_trial_loses_nothing_on_resume(
-    tmp_path: Path, tiny_bert_dir: Path
+    tmp_path: Path, import_small: Callable[[Store], str], tiny_bert_dir: Path
 ) -> None:
     home = tmp_path / "home"
     store = Store.open(Settings(home=home))
-    dataset = _import_small(store, tmp_path)
+    dataset = import_small(store)
     spec_path = tmp_path / "tiny.yaml"
     static = {"batch_size": 8, "epochs": 3, "max_seq_length": 32, "eval_every_steps": 4}
     spec_path.write_text(yaml.safe_dump(_bert_spec(dataset, tiny_bert_dir, static=static)))

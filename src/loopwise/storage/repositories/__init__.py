@@ -1,0 +1,18 @@
+"""Repositories: queries over the tables that take and return domain objects, never rows.
+
+One module per capability; the unit of work (``storage.session``) hangs one of each off itself.
+"""
+
+from loopwise.storage.repositories.datasets import DatasetRepository
+from loopwise.storage.repositories.evaluations import EvaluationRepository
+from loopwise.storage.repositories.models import ModelRepository
+from loopwise.storage.repositories.runs import RunRepository
+from loopwise.storage.repositories.tuning import TuningJobRepository
+
+__all__ = [
+    "DatasetRepository",
+    "EvaluationRepository",
+    "ModelRepository",
+    "RunRepository",
+    "TuningJobRepository",
+]
