@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
 	touch $@
 
 ## seed: put the course CSV into the data cache from ../shared/data when it is there (no download)
@@ -48,9 +48,12 @@ format: install
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
-## benchmark: the training-throughput benchmark (writes benchmarks/results/train_throughput.json)
+## benchmark: every benchmark (figures into benchmarks/results/*.json; course_lab1 takes about an hour)
 benchmark: install seed
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/tuning_overhead.py
+	$(BIN)/python benchmarks/tuning_efficiency.py
+	$(BIN)/python benchmarks/course_lab1.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

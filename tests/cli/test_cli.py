@@ -137,8 +137,8 @@ def test_bad_input_fails_clearly_and_changes_nothing(tmp_path: Path) -> None:
     good = tmp_path / "good.csv"
     good.write_text("text,label\n" + "".join(f"nice thing {i},pos\nbad thing {i},neg\n" for i in range(20)))
     run(home, "data", "import", str(good), "--name", "mine")
-    assert "database at revision 0002" in run(home, "db", "upgrade").stdout
-    assert "revision: 0002" in run(home, "db", "current").stdout
+    assert "database at revision 0003" in run(home, "db", "upgrade").stdout
+    assert "revision: 0003" in run(home, "db", "current").stdout
     before = _snapshot(home)
     models_before = run(home, "models", "list", "--json").stdout
 
@@ -171,13 +171,20 @@ def test_bad_input_fails_clearly_and_changes_nothing(tmp_path: Path) -> None:
 @pytest.mark.integration
 def test_the_main_job_runs_end_to_end_on_a_small_budget(tmp_path: Path, reviews_csv: Path) -> None:
     home = tmp_path / "home"
-    out = run(home, "demo", "--file", str(reviews_csv), "--steps", "3", "--max-seq-length", "32").stdout
+    budget = ("--budget", "96", "--per-trial", "48", "--max-trials", "3", "--max-seq-length", "32")
+    out = run(home, "demo", "--file", str(reviews_csv), *budget).stdout
     assert "course split reviews:1: train 5,537 / validation 307 / test 309" in out
-    assert "reviews-sentiment:1 is reviews-sentiment@champion" in out
-    report = Path(out.split("report: ", 1)[1].split()[0])
+    assert "tuning job reviews-sentiment-tuning-1" in out
+    trials = [line for line in out.splitlines() if line.startswith("trial ") and " examples; " in line]
+    used = [int(line.split("(")[1].split()[0].replace(",", "")) for line in trials]
+    assert len(trials) >= 2 and all(n <= 48 for n in used) and sum(used) <= 96  # 96 in all, 48 a trial
+    report = Path(out.split("\nreport: ", 1)[1].split()[0])
     assert report.name == "report.html" and report.exists()
     figures = json.loads((report.parent / "evaluation.json").read_text())
     assert figures["context"]["split"] == "test" and figures["context"]["examples"] == 309
+    tuning_report = Path(out.split("tuning report: ", 1)[1].split()[0])
+    assert tuning_report.name == "report.html" and tuning_report.exists()
     model = json.loads(run(home, "models", "show", "reviews-sentiment@champion", "--json").stdout)
     assert model["model"]["metrics"]["test_accuracy"] == figures["metrics"]["accuracy"]["value"]
-    assert model["model"]["params"]["steps_per_epoch"] == 3
+    assert model["model"]["params"]["tuning_job"] == "reviews-sentiment-tuning-1"
+    assert "best" in model["model"]["aliases"] and f"{model['model']['name']}:" in out

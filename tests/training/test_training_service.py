@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from loopwise.classifiers import TrainConfig
+from loopwise.classifiers import Reporter, TrainConfig
 from loopwise.errors import ClassifierError, NotFoundError, TrainingError
 from loopwise.storage import Store
 from loopwise.training.runs import RunStatus
@@ -93,6 +93,35 @@ def test_a_failure_mid_fit_marks_the_run_failed_and_leaves_no_model(
         assert uow.models.list() == []
     assert not list((store.artifacts.root / ".staging").iterdir())
     assert not (store.artifacts.root / "models").exists()
+
+
+class _PruneAfterFirstValidation(Reporter):
+    def __init__(self) -> None:
+        self.validations = 0
+
+    def on_validation(self, step: int, epoch: float, metrics: dict[str, float]) -> None:
+        self.validations += 1
+
+    def should_stop(self) -> bool:
+        return self.validations >= 1
+
+    def discard_model(self) -> bool:
+        return True
+
+
+def test_a_run_its_reporter_stops_and_discards_ends_stopped_without_a_model(
+    store: Store, small_dataset: str, tiny_bert_dir: Path
+) -> None:
+    reporter = _PruneAfterFirstValidation()
+    request = TrainRequest(dataset=small_dataset, base_model=str(tiny_bert_dir), config=_config(epochs=5))
+    outcome = train(store, request, progress=False, reporter=reporter)
+
+    assert outcome.model is None and reporter.validations == 1
+    assert outcome.run.status is RunStatus.STOPPED and "val_acc" in outcome.run.metrics
+    with store.uow() as uow:
+        assert uow.models.list() == [] and uow.runs.get(outcome.run.id).status is RunStatus.STOPPED
+    assert not (store.artifacts.root / "models").exists()
+    assert not list((store.artifacts.root / ".staging").iterdir())
 
 
 def test_streaming_training_reads_the_split_from_disk(

@@ -190,6 +190,8 @@ def test_sigkill_in_the_middle_of_a_trial_loses_nothing_on_resume(
     assert len(reruns) == 1 and reruns[0].params == lost.params and reruns[0].state is TrialState.COMPLETE
     finished = [t for t in after.values() if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == 3
+    sampled = [t.params["learning_rate"] for t in after.values() if "rerun_of" not in t.user_attrs]
+    assert len(set(sampled)) == len(sampled)  # the resumed process does not replay the first one's samples
     with store.uow() as uow:
         job = uow.tuning_jobs.get("tiny")
         best = uow.models.get_by_id(job.best_model_version_id) if job.best_model_version_id else None

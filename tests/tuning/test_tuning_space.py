@@ -119,6 +119,32 @@ def test_max_steps_per_trial_caps_the_optimizer_steps(
     assert max_trial_steps(spec) == min(cap, expected[0] * expected[1])
 
 
+@pytest.mark.parametrize(
+    ("batch_size", "per_trial", "left", "expected"),
+    [
+        (128, 11_000, None, (3, 28)),  # 85 steps: 3 epochs of 28
+        (256, 11_000, None, (3, 14)),  # 42 steps
+        (128, 11_000, 2_000, (3, 5)),  # what is left of the job's budget: 15 steps
+        (128, None, 200, (1, 1)),  # one step when the budget is nearly spent
+    ],
+)
+def test_compute_caps_in_examples_become_steps_for_each_batch_size(
+    batch_size: int, per_trial: int | None, left: int | None, expected: tuple[int, int]
+) -> None:
+    spec = parse_spec(
+        {
+            "name": "cap",
+            "static": {"epochs": 3, "steps_per_epoch": 50},
+            "max_examples_per_trial": per_trial,
+            "parameters": {"batch_size": {"type": "categorical", "values": [128, 256]}},
+        }
+    )
+    config = build_config(spec, {"batch_size": batch_size}, max_examples=left)
+    assert (config.epochs, config.steps_per_epoch) == expected
+    if per_trial is not None:
+        assert max_trial_steps(spec) == per_trial // 128  # the smallest batches take the most steps
+
+
 def test_max_trial_steps_knows_whole_epochs_only_when_told() -> None:
     spec = spec_with()  # epochs searched up to 16, steps_per_epoch unset
     assert max_trial_steps(spec) is None

@@ -75,7 +75,7 @@ def test_default_bayesian_spec_is_the_ready_bert_search_space() -> None:
     assert by_name["batch_size"].values == (16, 32)
     assert by_name["freeze_layers"] == Parameter("freeze_layers", "integer", 0, 3, "linear")
     assert "epochs" not in by_name and spec.static["epochs"] == 3
-    assert spec.strategy == "hyperband" and spec.early_stopping == "auto"
+    assert spec.strategy == "bayesian" and spec.early_stopping == "auto"
 
 
 def test_a_minimal_spec_gets_the_documented_defaults() -> None:

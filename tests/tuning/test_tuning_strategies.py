@@ -78,17 +78,20 @@ def test_the_same_seed_reproduces_the_same_parameters() -> None:
     assert sample(11) != sample(12)
 
 
-def test_hyperband_uses_epochs_as_the_fidelity_in_steps() -> None:
-    pruner = make_pruner(spec_with(strategy="hyperband"))
+def test_hyperband_uses_epochs_as_the_fidelity_in_examples_seen() -> None:
+    pruner = make_pruner(spec_with(strategy="hyperband"))  # 3 epochs of 50 steps of up to 32 examples
     assert isinstance(pruner, HyperbandPruner)
-    assert (pruner._min_resource, pruner._max_resource, pruner._reduction_factor) == (50, 150, 3)
+    assert (pruner._min_resource, pruner._max_resource, pruner._reduction_factor) == (1600, 4800, 3)
+    capped = make_pruner(spec_with(strategy="hyperband"), train_size=1000)  # an epoch is the whole split
+    assert isinstance(capped, HyperbandPruner)
+    assert (capped._min_resource, capped._max_resource) == (1000, 3000)
 
 
 def test_hyperband_without_known_epoch_length_measures_the_first_trial() -> None:
     spec = spec_with(strategy="hyperband", static={"epochs": 3})
     pruner = make_pruner(spec)
     assert isinstance(pruner, HyperbandPruner) and pruner._max_resource == "auto"
-    told = make_pruner(spec, epoch_steps=40)
+    told = make_pruner(spec, train_size=40)
     assert isinstance(told, HyperbandPruner)
     assert (told._min_resource, told._max_resource) == (40, 120)
 
@@ -96,7 +99,7 @@ def test_hyperband_without_known_epoch_length_measures_the_first_trial() -> None
 def test_early_stopping_auto_is_the_median_rule_after_the_first_epoch() -> None:
     pruner = make_pruner(spec_with(strategy="random", early_stopping="auto", max_trials=10))
     assert isinstance(pruner, MedianPruner)
-    assert pruner._n_warmup_steps == 50 and pruner._n_startup_trials == 2
+    assert pruner._n_warmup_steps == 1600 and pruner._n_startup_trials == 2
 
 
 def test_early_stopping_off_prunes_nothing() -> None:
@@ -110,11 +113,11 @@ def test_course_lab1_gets_random_search_with_the_median_rule() -> None:
     assert isinstance(pruner, MedianPruner) and pruner._n_startup_trials == 1
 
 
-def test_default_space_is_the_default_spec_and_runs_with_tpe_and_hyperband() -> None:
+def test_default_space_is_the_default_spec_and_runs_with_tpe_and_the_median_rule() -> None:
     spec = load_spec(builtin_spec_path("default_bayesian"))
     assert default_space() == spec.parameters
     study = optuna.create_study(
-        direction="maximize", sampler=make_sampler(spec), pruner=make_pruner(spec, epoch_steps=10)
+        direction="maximize", sampler=make_sampler(spec), pruner=make_pruner(spec, train_size=10)
     )
     for _ in range(6):
         trial = study.ask()

@@ -107,6 +107,11 @@ class Reporter:
     def should_stop(self) -> bool:
         return False
 
+    def discard_model(self) -> bool:
+        """Asked once the fit ended: True when its model is not wanted (a tuner pruned the trial), so the
+        training service records the run ``stopped`` and registers nothing."""
+        return False
+
 
 @dataclass
 class FitResult:

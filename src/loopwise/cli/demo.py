@@ -1,19 +1,20 @@
 """``loopwise demo``: the course loop on the reviews data, offline, on the embedded default.
 
-For now: fetch and verify the data, prepare the course split, fine-tune MiniLM on a budget, evaluate it
-on the test split, register it as the champion, and print where the report is. Later capabilities
-(tuning, endpoints, monitoring, labeling, review) join the same command.
+For now: fetch and verify the data, prepare the course split, tune MiniLM's fine-tuning with loopwise's
+default tuning (Bayesian search with the median stopping rule) on a compute budget counted in training
+examples, evaluate the best model once on the test split, write the tuning report, and register the best
+model as the champion. Later capabilities (endpoints, monitoring, labeling, review) join the same command.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from loopwise.cli._common import console, err_console, open_store, progress_bar, settings
+from loopwise.cli._common import console, open_store, settings
 
 COURSE_TEST_ACCURACY = 0.767
 
@@ -22,19 +23,25 @@ def demo(
     file: Annotated[
         Path | None, typer.Option(help="A local copy of the reviews CSV (verified, then cached).")
     ] = None,
-    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps of the fine-tuning budget.")] = 300,
-    batch_size: Annotated[int, typer.Option(min=1)] = 16,
-    learning_rate: Annotated[float, typer.Option(min=0.0)] = 5e-5,
+    budget: Annotated[
+        int,
+        typer.Option(min=1, help="The tuning job's compute budget: training examples over all its trials."),
+    ] = 12_000,
+    per_trial: Annotated[
+        int, typer.Option(min=1, help="The most training examples one trial may use.")
+    ] = 4_000,
+    max_trials: Annotated[int, typer.Option(min=1, help="The most trials the tuning job runs.")] = 8,
     max_seq_length: Annotated[int, typer.Option(min=8, max=512)] = 128,
     name: Annotated[str, typer.Option(help="Registered model name.")] = "reviews-sentiment",
 ) -> None:
-    """Run the course loop: data -> course split -> fine-tune MiniLM -> evaluate -> register as champion."""
+    """Run the course loop: data -> course split -> tune MiniLM -> evaluate the best on the test split ->
+    tuning report -> register the best as champion."""
     from loopwise import registry
-    from loopwise.classifiers import TrainConfig
     from loopwise.data.cache import fetch_reviews
     from loopwise.data.service import prepare_reviews
-    from loopwise.evaluation.service import evaluate
-    from loopwise.training.service import TrainRequest, train
+    from loopwise.tuning import builtin_spec_path, load_spec, parse_spec
+    from loopwise.tuning.report import write_tuning_report
+    from loopwise.tuning.service import job_trials, run_job, start_job
 
     started = time.monotonic()
     current = settings()
@@ -46,41 +53,87 @@ def demo(
         sizes = " / ".join(f"{s} {info.rows:,}" for s, info in dataset.splits.items())
         console.print(f"course split {dataset.ref}: {sizes}")
 
-        console.rule("2. fine-tune all-MiniLM-L6-v2")
-        config = TrainConfig(
-            learning_rate=learning_rate,
-            batch_size=batch_size,
-            epochs=1,
-            max_seq_length=max_seq_length,
-            steps_per_epoch=steps,
-            warmup_ratio=0.1,
-        )
-        outcome = train(
-            store,
-            TrainRequest(dataset=dataset.ref, model_name=name, config=config, description="loopwise demo"),
-            progress=err_console.is_terminal,
-        )
-        profile, val_acc = outcome.run.profile, outcome.run.metrics.get("val_acc", float("nan"))
-        console.print(
-            f"run {outcome.run.id[:12]}: validation accuracy {val_acc:.4f}, "
-            f"{profile.get('examples_per_s', 0):.1f} examples/s"
-        )
-
-        console.rule("3. evaluate on the test split")
-        with progress_bar("predicting") as update:
-            result = evaluate(store, outcome.model.ref, dataset.ref, "test", progress=update)
-        metrics = result.metrics
-        low, high = metrics["intervals"]["accuracy"]
-        console.print(
-            f"test accuracy {metrics['accuracy']:.4f} (95% CI {low:.3f}-{high:.3f}; the course's model: "
-            f"{COURSE_TEST_ACCURACY}), macro F1 {metrics['macro_f1']:.4f}"
-        )
-
-        console.rule("4. register")
+        console.rule("2. tune all-MiniLM-L6-v2 (default: Bayesian search + median-rule early stopping)")
         with store.uow() as uow:
-            champion = registry.set_alias(uow, outcome.model.ref, "champion")
+            taken = {job.name for job in uow.tuning_jobs.list()}
+        job_name = next(
+            f"{name}-tuning-{n}" for n in range(1, len(taken) + 2) if f"{name}-tuning-{n}" not in taken
+        )
+        default = load_spec(builtin_spec_path("default_bayesian")).to_dict()
+        spec = parse_spec(
+            {
+                **default,
+                "name": job_name,
+                "dataset": dataset.ref,
+                "model_name": name,
+                "static": {**default["static"], "max_seq_length": max_seq_length},
+                "max_trials": max_trials,
+                "max_examples_per_trial": per_trial,
+                "completion": {**default["completion"], "max_examples": budget},
+            },
+            source="loopwise demo",
+        )
+        start_job(store, spec)
+        console.print(
+            f"tuning job [bold]{job_name}[/bold]: up to {max_trials} trials, {budget:,} training examples "
+            f"in all, at most {per_trial:,} a trial"
+        )
+        job = run_job(store, job_name, progress=_print_trial)
+        job, trials = job_trials(store, job_name)
+        if job.best_model_version_id is None:
+            console.print(f"[red]the tuning job ended without a model: {job.error}[/red]")
+            raise typer.Exit(1)
+
+        console.rule("3. the best model on the test split (evaluated once; tuning never saw it)")
+        with store.uow() as uow:
+            best = uow.models.get_by_id(job.best_model_version_id)
+            evaluation = next(
+                (e for e in uow.evaluations.for_model(best.id) if e.id == job.test_evaluation_id), None
+            )
+        if evaluation is None:
+            console.print(f"[red]the best model was not evaluated on the test split: {job.error}[/red]")
+            raise typer.Exit(1)
+        figures = _evaluation_figures(evaluation.report_uri)["metrics"]
+        low, high = figures["accuracy"]["ci95"]
+        console.print(
+            f"trial {job.best_trial} ({best.ref}): validation accuracy {best.metrics.get('val_acc', 0):.4f}, "
+            f"test accuracy {figures['accuracy']['value']:.4f} (95% CI {low:.3f}-{high:.3f}; "
+            f"the course's model: {COURSE_TEST_ACCURACY}), macro F1 {figures['macro_f1']['value']:.4f}"
+        )
+
+        console.rule("4. tuning report")
+        report = write_tuning_report(job, trials, store.artifacts.path(f"tuning/{job_name}/report"))
+
+        console.rule("5. register")
+        with store.uow() as uow:
+            champion = registry.set_alias(uow, best.ref, "champion")
         console.print(f"{champion.ref} is {champion.name}@champion")
     console.rule("done")
-    console.print(f"report: {result.report.html}")
-    console.print(f"evaluation.json: {result.report.json}")
+    console.print(f"tuning report: {report.html}")
+    console.print(f"report: {_local(evaluation.report_uri)}")
+    console.print(f"evaluation.json: {_local(evaluation.report_uri).parent / 'evaluation.json'}")
     console.print(f"took {time.monotonic() - started:.0f} s")
+
+
+def _print_trial(trial: Any) -> None:
+    value = "-" if trial.value is None else f"{trial.value:.4f}"
+    params = ", ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items()
+    )
+    console.print(
+        f"trial {trial.number}: {trial.state.name.lower()} val_acc {value} "
+        f"({trial.user_attrs.get('examples', 0):,} examples; {params})",
+        highlight=False,
+    )
+
+
+def _local(uri: str) -> Path:
+    from loopwise.storage.artifacts.local import local_path
+
+    return local_path(uri)
+
+
+def _evaluation_figures(report_uri: str) -> dict[str, Any]:
+    import json
+
+    return dict(json.loads((_local(report_uri).parent / "evaluation.json").read_text(encoding="utf-8")))

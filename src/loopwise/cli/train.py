@@ -73,6 +73,7 @@ def train(
     )
     with open_store() as store:
         outcome = run_training(store, request, progress=err_console.is_terminal)
+    assert outcome.model is not None  # nothing stops a plain run early
     metrics = "  ".join(f"{k} {v:.4f}" for k, v in outcome.run.metrics.items())
     console.print(f"run {outcome.run.id[:12]} completed: {metrics}")
     console.print(f"registered model [bold]{outcome.model.ref}[/bold] ({outcome.model.uri})")

@@ -26,12 +26,20 @@ def _spec_path(spec: str) -> Path:
 
 def _print_trial(trial: Any) -> None:
     value = "-" if trial.value is None else f"{trial.value:.4f}"
-    error = trial.user_attrs.get("error")
+    error = _error(trial)
     console.print(
         f"trial {trial.number}: {trial.state.name.lower()} objective {value}"
         + (f" ({error.splitlines()[0][:200]})" if error else ""),
         highlight=False,
     )
+
+
+def _error(trial: Any) -> str:
+    """Why a trial failed; a trial failed for its silent worker carries no error of its own."""
+    error = str(trial.user_attrs.get("error") or "")
+    if not error and trial.state.name == "FAIL":
+        return "interrupted: its worker stopped sending heartbeats (re-run with the same parameters)"
+    return error
 
 
 @app.command()
@@ -51,32 +59,99 @@ def check(
     console.print(yaml.safe_dump(checked.to_dict(), sort_keys=False).rstrip(), highlight=False)
 
 
+ExecutorOption = Annotated[
+    str,
+    typer.Option(
+        "--executor",
+        help="Where trials run: 'process' (a local process each) or 'ray' (Ray tasks; pip install "
+        "'loopwise[ray]').",
+    ),
+]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address", help="A running Ray cluster for --executor ray (default: start a local one)."
+    ),
+]
+
+
 @app.command()
 def start(
     spec: SpecArgument,
     name: Annotated[str | None, typer.Option("--name", help="The job's name (default: the spec's).")] = None,
+    executor: ExecutorOption = "process",
+    ray_address: RayAddressOption = None,
+    create_only: Annotated[
+        bool,
+        typer.Option("--create-only", help="Record the job and return; run it with `loopwise tune worker`."),
+    ] = False,
 ) -> None:
-    """Check the spec, record the job and run its trials, one process each, until it is done."""
+    """Check the spec, record the job and run its trials (up to max_parallel_trials at once, a process
+    each) until it is done."""
     from loopwise.tuning import load_spec
     from loopwise.tuning.service import run_job, start_job
 
     checked = load_spec(_spec_path(spec))
+    _check_executor(executor)
     with open_store() as store:
         job = start_job(store, checked, name=name)
-        console.print(f"tuning job [bold]{job.name}[/bold] started ({checked.max_trials} trials)")
-        job = run_job(store, job.name, progress=_print_trial)
+        console.print(
+            f"tuning job [bold]{job.name}[/bold] started ({checked.max_trials} trials, "
+            f"{checked.max_parallel_trials} at a time)"
+        )
+        if create_only:
+            console.print(f"run it with: loopwise tune worker {job.name}")
+            return
+        job = run_job(store, job.name, progress=_print_trial, executor=executor, ray_address=ray_address)
     _print_outcome(job)
 
 
 @app.command()
-def resume(job: Annotated[str, typer.Argument(help="The tuning job's name.")]) -> None:
-    """Go on with a job whose tuning process stopped: completed trials are kept, the interrupted one runs
-    again with the same parameters, and the job stops at max_trials."""
+def worker(
+    job: Annotated[str, typer.Argument(help="The tuning job's name.")],
+    executor: ExecutorOption = "process",
+    ray_address: RayAddressOption = None,
+    slots: Annotated[
+        int | None,
+        typer.Option(
+            "--slots", min=1, help="The most trials this worker runs at once (default: max_parallel_trials)."
+        ),
+    ] = None,
+) -> None:
+    """Join a running job as one more worker: start it on any machine that reaches the job's database
+    (PostgreSQL) and artifacts. Workers share the job's trials (no trial runs twice, max_parallel_trials
+    holds across all of them) and take over the trials of a worker that died."""
+    from loopwise.tuning.service import run_job
+
+    _check_executor(executor)
+    with open_store() as store:
+        finished = run_job(
+            store, job, progress=_print_trial, executor=executor, ray_address=ray_address, slots=slots
+        )
+    _print_outcome(finished)
+
+
+@app.command()
+def resume(
+    job: Annotated[str, typer.Argument(help="The tuning job's name.")],
+    executor: ExecutorOption = "process",
+    ray_address: RayAddressOption = None,
+) -> None:
+    """Go on with a job whose tuning processes all stopped: completed trials are kept, interrupted ones
+    run again with the same parameters, and the job stops at max_trials."""
     from loopwise.tuning.service import resume_job
 
+    _check_executor(executor)
     with open_store() as store:
-        finished = resume_job(store, job, progress=_print_trial)
+        finished = resume_job(store, job, progress=_print_trial, executor=executor, ray_address=ray_address)
     _print_outcome(finished)
+
+
+def _check_executor(executor: str) -> None:
+    from loopwise.tuning.executors import EXECUTORS
+
+    if executor not in EXECUTORS:
+        raise typer.BadParameter(f"{executor!r}: use one of {', '.join(EXECUTORS)}", param_hint="--executor")
 
 
 @app.command()
@@ -122,7 +197,7 @@ def status(
         table.add_column(column)
     for t in ranked:
         duration = _duration(t)
-        note = t.user_attrs.get("model_ref") or (t.user_attrs.get("error") or "")[:120]
+        note = t.user_attrs.get("model_ref") or _error(t)[:120]
         table.add_row(
             str(t.number),
             t.state.name.lower(),
@@ -155,3 +230,62 @@ def _print_outcome(job: Any) -> None:
     if job.error:
         console.print(f"error: {job.error}", highlight=False)
         raise typer.Exit(1)
+
+
+@app.command()
+def results(
+    job: Annotated[str, typer.Argument(help="The tuning job's name.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for the report (default: tuning/<job>/report in the artifacts)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print results.json instead of the table.")] = False,
+) -> None:
+    """The job's trials ranked by objective and its best model; writes results.json, figures and an HTML
+    report."""
+    import json
+
+    from loopwise.tuning.report import write_tuning_report
+    from loopwise.tuning.service import job_trials
+
+    with open_store() as store:
+        found, trials = job_trials(store, job)
+        out_dir = out or store.artifacts.path(f"tuning/{found.name}/report")
+    report = write_tuning_report(found, trials, out_dir)
+    document = json.loads(report.json.read_text(encoding="utf-8"))
+    if as_json:
+        print_json(document)
+        return
+    console.print(_results_table(document))
+    best = document["best"]
+    if best is not None:
+        console.print(
+            f"best trial: {best['number']} ({document['objective']['metric']} {best['objective']:.4f}), "
+            f"model {best['model_ref'] or '-'}",
+            highlight=False,
+        )
+    else:
+        console.print("best trial: none complete yet")
+    if found.error:
+        console.print(f"error: {found.error}", highlight=False)
+    console.print(f"report: {report.html}", highlight=False, soft_wrap=True)
+
+
+def _results_table(document: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    job, objective = document["job"], document["objective"]
+    table = Table(title=f"{job['name']}: {job['status']} ({objective['metric']}, {objective['direction']})")
+    for column in ("trial", "state", objective["metric"], "params", "duration", "model / error"):
+        table.add_column(column)
+    for row in document["trials"]:
+        note = row["model_ref"] or (row["error"] or "")[:120]
+        table.add_row(
+            f"{row['number']}{' *' if row['best'] else ''}",
+            row["state"],
+            "-" if row["objective"] is None else f"{row['objective']:.4f}",
+            ", ".join(f"{k}={_short(v)}" for k, v in row["params"].items()),
+            "-" if row["duration_s"] is None else f"{row['duration_s']:.1f}s",
+            str(note),
+        )
+    return table

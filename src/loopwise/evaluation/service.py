@@ -54,6 +54,7 @@ def load_model(store: Store, ref: str) -> LoadedModel:
         return LoadedModel(ref, load_classifier(Path(ref).expanduser()), None)
     with store.uow() as uow:
         version = registry.resolve(uow, ref)
+    version.require_checkpoint()
     return LoadedModel(version.ref, load_classifier(local_path(version.uri)), version)
 
 

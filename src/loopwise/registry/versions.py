@@ -29,10 +29,23 @@ class ModelVersion:
     metrics: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     aliases: tuple[str, ...] = ()
+    #: when a tuning job removed the checkpoint (it keeps only its best ones); None: the files are there
+    checkpoint_removed_at: datetime | None = None
 
     @property
     def ref(self) -> str:
         return f"{self.name}:{self.version}"
+
+    def require_checkpoint(self) -> None:
+        """Raise :class:`NotFoundError` when the checkpoint was removed."""
+        if self.checkpoint_removed_at is not None:
+            job = self.params.get("tuning_job")
+            by = f"tuning job {job!r}" if job else "its tuning job"
+            raise NotFoundError(
+                f"the checkpoint of model {self.ref} was removed by {by} on "
+                f"{self.checkpoint_removed_at:%Y-%m-%d %H:%M}, which keeps only its best checkpoints; "
+                f"retrain it with its recorded params (`loopwise models show {self.ref}`)"
+            )
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ class RunStatus(StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
+    #: stopped early by its reporter (a tuner pruned the trial) and kept no model
+    STOPPED = "stopped"
 
 
 @dataclass(frozen=True)

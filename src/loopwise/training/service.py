@@ -49,7 +49,8 @@ class TrainRequest:
 @dataclass(frozen=True)
 class TrainOutcome:
     run: TrainingRun
-    model: ModelVersion
+    #: None when the reporter discarded the model (a pruned trial)
+    model: ModelVersion | None
 
 
 class _DatabaseReporter(Reporter):
@@ -106,7 +107,8 @@ def train(
     """Run one training job and register its model version; a failure marks the run failed and re-raises.
 
     ``reporter`` also receives every report (after it is stored), and its ``should_stop`` can end the fit
-    early (a tuner pruning the trial); the best checkpoint so far is registered as usual."""
+    early; the best checkpoint so far is registered as usual, unless its ``discard_model`` says so (a pruned
+    trial): then the run ends ``stopped`` with its metrics and no model is registered."""
     name, version = parse_dataset_ref(request.dataset)
     with store.uow() as uow:
         dataset = uow.datasets.get(name, version)
@@ -149,6 +151,12 @@ def train(
             train_examples, validation, request.config, database_reporter, progress=progress
         )
         database_reporter.flush()
+        if reporter is not None and reporter.discard_model():
+            shutil.rmtree(staged, ignore_errors=True)
+            metrics = {k: float(v) for k, v in result.metrics.items()}
+            with store.uow() as uow:
+                stopped = uow.runs.finish(run.id, RunStatus.STOPPED, metrics=metrics, profile=result.profile)
+            return TrainOutcome(stopped, None)
         classifier.save(staged)
         uri = store.artifacts.commit_dir(staged, f"models/{run.id}")
     except BaseException as exc:

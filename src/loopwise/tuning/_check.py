@@ -72,6 +72,9 @@ _TOP_KEYS = [
     "seed",
     "retries",
     "max_steps_per_trial",
+    "keep_checkpoints",
+    "max_examples_per_trial",
+    "model_name",
 ]
 
 _TRAIN_FIELDS: dict[str, tuple[type, bool]] = {}  # field name -> (base type, None allowed)
@@ -259,6 +262,15 @@ class _Checker:
         retries = self.number(raw.get("retries", 0), "retries", True, 0)
         cap = raw.get("max_steps_per_trial")
         cap = None if cap is None else self.number(cap, "max_steps_per_trial", True, 1)
+        keep = self.number(raw.get("keep_checkpoints", 3), "keep_checkpoints", True, 1)
+        model_name = raw.get("model_name")
+        if model_name is not None:
+            try:
+                check_name(model_name, "model name")
+            except LoopwiseError as exc:
+                self.add("model_name", str(exc))
+        per_trial = raw.get("max_examples_per_trial")
+        per_trial = None if per_trial is None else self.number(per_trial, "max_examples_per_trial", True, 1)
 
         if self.problems or not isinstance(name, str):
             return None
@@ -279,6 +291,9 @@ class _Checker:
             seed=seed,
             retries=retries,
             max_steps_per_trial=cap,
+            keep_checkpoints=keep,
+            max_examples_per_trial=per_trial,
+            model_name=model_name,
             source=source,
         )
 
@@ -435,11 +450,12 @@ class _Checker:
     def completion(self, raw: Any, path: str) -> Completion:
         if raw is None:
             return Completion()
-        allowed = ["target_objective", "no_improvement_trials", "max_runtime_s"]
+        allowed = ["target_objective", "no_improvement_trials", "max_runtime_s", "max_examples"]
         body = {key: value for key, (_, value) in self.keys(raw, path, allowed, {}).items()}
         target = body.get("target_objective")
         patience = body.get("no_improvement_trials")
         runtime = body.get("max_runtime_s")
+        examples = body.get("max_examples")
         return Completion(
             target_objective=None if target is None else self.number(target, f"{path}.target_objective"),
             no_improvement_trials=None
@@ -448,6 +464,7 @@ class _Checker:
             max_runtime_s=None
             if runtime is None
             else self.number(runtime, f"{path}.max_runtime_s", minimum=1),
+            max_examples=None if examples is None else self.number(examples, f"{path}.max_examples", True, 1),
         )
 
     def warm_start(self, raw: Any, path: str, own_name: Any) -> WarmStart | None:

@@ -6,10 +6,14 @@ as loopwise's; loopwise's schema revision lives in ``loopwise_alembic_version``,
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import optuna
+from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial
 
 from loopwise.tuning.strategies import make_pruner, make_sampler
 
@@ -19,10 +23,28 @@ if TYPE_CHECKING:
     from loopwise.tuning.spec import TuningSpec
 
 
-def optuna_storage(store: Store) -> RDBStorage:
-    """Optuna's storage over the store's database (a new engine; dispose it with ``engine.dispose()``)."""
+def optuna_storage(
+    store: Store,
+    *,
+    heartbeat_s: int | None = None,
+    grace_s: int | None = None,
+    on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+) -> RDBStorage:
+    """Optuna's storage over the store's database (a new engine; dispose it with ``engine.dispose()``).
+
+    ``heartbeat_s``: the heartbeat interval of running trials, with ``grace_s`` the silence after which
+    ``optuna.storages.fail_stale_trials`` fails a trial and calls ``on_stale`` for it."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return RDBStorage(store.settings.resolved_database_url)
+    if heartbeat_s is None:
+        return RDBStorage(store.settings.resolved_database_url)
+    with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        return RDBStorage(
+            store.settings.resolved_database_url,
+            heartbeat_interval=heartbeat_s,
+            grace_period=grace_s,
+            heartbeat_stale_trial_callback=on_stale,
+        )
 
 
 def create_study(storage: RDBStorage, spec: TuningSpec) -> optuna.Study:
@@ -37,13 +59,18 @@ def create_study(storage: RDBStorage, spec: TuningSpec) -> optuna.Study:
 
 
 def load_study(
-    storage: RDBStorage, job: TuningJob, spec: TuningSpec, *, sampler: bool = True
+    storage: RDBStorage,
+    job: TuningJob,
+    spec: TuningSpec,
+    *,
+    sampler: bool = True,
+    train_size: int | None = None,
 ) -> optuna.Study:
     """The job's study with the spec's sampler (a plain random one when ``sampler`` is False: a trial
-    process only reports, it samples nothing) and pruner."""
+    process only reports, it samples nothing) and pruner (``train_size``: the training split's rows)."""
     return optuna.load_study(
         study_name=job.study_name,
         storage=storage,
         sampler=make_sampler(spec) if sampler else optuna.samplers.RandomSampler(),
-        pruner=make_pruner(spec),
+        pruner=make_pruner(spec, train_size),
     )

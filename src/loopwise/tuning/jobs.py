@@ -32,6 +32,8 @@ class TuningJob:
     best_model_version_id: int | None = None
     error: str | None = None
     finished_at: datetime | None = None
+    #: the best model's evaluation on the test split (done once, when the job completes)
+    test_evaluation_id: int | None = None
 
     def tuning_spec(self) -> TuningSpec:
         return parse_spec(self.spec, source=f"tuning job {self.name}")

@@ -84,12 +84,16 @@ def decode_params(spec: TuningSpec, stored: Mapping[str, Any]) -> dict[str, Any]
     return params
 
 
-def build_config(spec: TuningSpec, params: Mapping[str, Any]) -> TrainConfig:
+def build_config(
+    spec: TuningSpec, params: Mapping[str, Any], *, max_examples: int | None = None
+) -> TrainConfig:
     """The TrainConfig of one trial: TrainConfig defaults, then ``spec.static``, then ``params``.
 
-    ``selection_metric`` follows the objective unless set static. ``max_steps_per_trial`` caps the optimizer
-    steps: with ``E`` epochs and a cap ``C``, each epoch stops after ``C // E`` steps (or fewer if
-    ``steps_per_epoch`` says so); when ``C < E`` the trial runs ``C`` epochs of one step.
+    ``selection_metric`` follows the objective unless set static. The optimizer steps are capped at ``C``,
+    the least of ``max_steps_per_trial``, ``max_examples_per_trial // batch_size`` and ``max_examples //
+    batch_size`` (``max_examples``: what is left of the job's compute budget): with ``E`` epochs each epoch
+    stops after ``C // E`` steps (or fewer if ``steps_per_epoch`` says so); when ``C < E`` the trial runs
+    ``C`` epochs of one step.
     """
     unknown = sorted(set(params) - {p.name for p in spec.parameters})
     if unknown:
@@ -98,7 +102,9 @@ def build_config(spec: TuningSpec, params: Mapping[str, Any]) -> TrainConfig:
             [(f"parameters.{name}", "not in the spec's search space") for name in unknown],
         )
     config = TrainConfig(**{"selection_metric": spec.objective.metric, **spec.static, **params})
-    cap = spec.max_steps_per_trial
+    caps = [spec.max_steps_per_trial]
+    caps += [max(1, n // config.batch_size) for n in (spec.max_examples_per_trial, max_examples) if n]
+    cap = min((c for c in caps if c is not None), default=None)
     if cap is not None:
         if config.epochs > cap:
             config.epochs, per_epoch = cap, 1
@@ -147,9 +153,37 @@ def max_trial_steps(spec: TuningSpec, epoch_steps: int | None = None) -> int | N
     if per_epoch is None or (epoch_steps is not None and epoch_steps < per_epoch):
         per_epoch = epoch_steps
     total = None if per_epoch is None else int(epochs) * int(per_epoch)
-    cap = spec.max_steps_per_trial
-    if cap is not None:
-        total = cap if total is None else min(total, cap)
+    caps = [spec.max_steps_per_trial]
+    if spec.max_examples_per_trial is not None:  # the smallest batches take the most steps
+        caps.append(max(1, spec.max_examples_per_trial // int(_lowest_value(spec, "batch_size"))))
+    for cap in caps:
+        if cap is not None:
+            total = cap if total is None else min(total, cap)
+    return total
+
+
+def _lowest_value(spec: TuningSpec, name: str) -> Any:
+    for p in spec.parameters:
+        if p.name == name:
+            return p.min if p.type != "categorical" else min(p.values)
+    return spec.static.get(name, getattr(TrainConfig(), name))
+
+
+def max_trial_examples(spec: TuningSpec, train_size: int | None = None) -> int | None:
+    """The most training examples one trial can process, the resource pruners count in; None when unknown
+    (whole epochs of a training split whose size is not given). ``train_size``: the training split's rows.
+    Epochs of ``steps_per_epoch`` steps count at the largest batch size."""
+    epochs = int(highest_value(spec, "epochs"))
+    batch = int(highest_value(spec, "batch_size"))
+    steps = highest_value(spec, "steps_per_epoch")
+    per_epoch = None if steps is None else int(steps) * batch
+    if train_size is not None:
+        per_epoch = train_size if per_epoch is None else min(per_epoch, train_size)
+    total = None if per_epoch is None else epochs * per_epoch
+    step_cap = None if spec.max_steps_per_trial is None else spec.max_steps_per_trial * batch
+    for cap in (spec.max_examples_per_trial, step_cap):
+        if cap is not None:
+            total = cap if total is None else min(total, cap)
     return total
 
 

@@ -80,6 +80,9 @@ class Completion:
     target_objective: float | None = None
     no_improvement_trials: int | None = None
     max_runtime_s: float | None = None
+    #: the job's compute budget in training examples processed, over all its trials (a trial gets what is
+    #: left when it starts and stops there)
+    max_examples: int | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,12 @@ class TuningSpec:
     retries: int = 0
     #: cap on one trial's optimizer steps (epochs x steps_per_epoch), to fit a small machine
     max_steps_per_trial: int | None = None
+    #: how many of the best completed trials keep their checkpoints (the others' files are removed)
+    keep_checkpoints: int = 3
+    #: cap on one trial's training examples (its steps: this // batch_size), to compare at equal compute
+    max_examples_per_trial: int | None = None
+    #: the registered name of the trials' model versions (default: the job's name)
+    model_name: str | None = None
     source: str = field(default="<spec>", compare=False)
 
     def parameter(self, name: str) -> Parameter:
@@ -144,6 +153,9 @@ class TuningSpec:
             "seed": self.seed,
             "retries": self.retries,
             "max_steps_per_trial": self.max_steps_per_trial,
+            "keep_checkpoints": self.keep_checkpoints,
+            "max_examples_per_trial": self.max_examples_per_trial,
+            "model_name": self.model_name,
         }
 
 

@@ -9,7 +9,8 @@ bayesian    ``TPESampler`` (multivariate, grouped, constant liar)  the median ru
 hyperband   the same ``TPESampler``                                ``HyperbandPruner``, reduction factor 3
 ==========  =====================================================  =======================================
 
-Pruners work in optimizer steps (the ``step`` a trial reports its validation metrics at). Epochs are the
+Pruners work in training examples seen (a trial reports each validation at ``optimizer step x batch
+size``), so trials of different batch sizes are compared after the same amount of data. Epochs are the
 fidelity: Hyperband's smallest budget is one epoch and its largest the whole trial; the median rule never
 stops a trial before its first epoch ends.
 """
@@ -22,7 +23,7 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.pruners import BasePruner, HyperbandPruner, MedianPruner, NopPruner
 from optuna.samplers import BaseSampler, GridSampler, RandomSampler, TPESampler
 
-from loopwise.tuning.space import grid_points, highest_value, max_trial_steps
+from loopwise.tuning.space import grid_points, highest_value, max_trial_examples
 from loopwise.tuning.spec import Parameter, TuningSpec
 
 REDUCTION_FACTOR = 3
@@ -46,12 +47,12 @@ def make_sampler(spec: TuningSpec) -> BaseSampler:
         )
 
 
-def make_pruner(spec: TuningSpec, epoch_steps: int | None = None) -> BasePruner:
+def make_pruner(spec: TuningSpec, train_size: int | None = None) -> BasePruner:
     """A new pruner: Hyperband for ``hyperband``, else the median rule for ``early_stopping: auto``, else
-    none. ``epoch_steps``: the optimizer steps of a whole epoch, when the spec leaves ``steps_per_epoch``
-    unset and the caller knows the training set's size (without it Hyperband measures the first finished
-    trial, and the median rule may act from the first report)."""
-    total = max_trial_steps(spec, epoch_steps)
+    none; resources are training examples seen. ``train_size``: the training split's rows, when the spec
+    leaves ``steps_per_epoch`` unset (without it Hyperband measures the first finished trial, and the
+    median rule may act from the first report)."""
+    total = max_trial_examples(spec, train_size)
     epochs = int(highest_value(spec, "epochs"))
     one_epoch = None if total is None else max(1, total // epochs)
     if spec.strategy == "hyperband":

@@ -6,8 +6,10 @@ with a reporter that hands each validation's objective to Optuna and stops when 
 tells the study the outcome:
 
 * COMPLETE with the kept checkpoint's objective; user attributes ``model_version_id``, ``model_ref`` and
-  ``run_id`` name the registered model version (named after the job, lineage in its params);
-* PRUNED when the pruner stopped it;
+  ``run_id`` name the registered model version (named after the job, lineage in its params). A trial
+  stopped at the job's deadline (its maximum runtime) completes with what it reached, marked
+  ``stopped_by: max_runtime``;
+* PRUNED when the pruner stopped it: its run ends ``stopped`` and no model is registered;
 * FAIL with the user attribute ``error`` when training raised or never reported the objective.
 
 A crash that leaves the trial RUNNING (killed, out of memory) is failed by the tuning process. The process
@@ -19,12 +21,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 
 import optuna
 from optuna.trial import TrialState
 
 from loopwise.classifiers import Reporter
 from loopwise.config import Settings
+from loopwise.data.versions import parse_dataset_ref
 from loopwise.errors import LoopwiseError
 from loopwise.storage import Store
 from loopwise.tuning._study import load_study, optuna_storage
@@ -34,13 +38,20 @@ log = logging.getLogger(__name__)
 
 
 class TrialReporter(Reporter):
-    """Reports the objective metric of each validation to the Optuna trial; asks it whether to prune."""
+    """Reports the objective metric of each validation to the Optuna trial at the training examples seen
+    so far (``step x batch_size``); asks it whether to prune."""
 
-    def __init__(self, trial: optuna.trial.Trial, metric: str) -> None:
+    def __init__(
+        self, trial: optuna.trial.Trial, metric: str, batch_size: int, deadline: float | None = None
+    ) -> None:
         self.trial = trial
         self.metric = metric
+        self.batch_size = batch_size
+        #: wall-clock time (``time.time()``) when the job's maximum runtime ends
+        self.deadline = deadline
         self.reported = False
         self.pruned = False
+        self.out_of_time = False
         self._last_step = -1
 
     def on_validation(self, step: int, epoch: float, metrics: dict[str, float]) -> None:
@@ -48,36 +59,55 @@ class TrialReporter(Reporter):
             return
         self._last_step = step
         try:
-            self.trial.report(float(metrics[self.metric]), step)
+            self.trial.report(float(metrics[self.metric]), step * self.batch_size)
             self.reported = True
             self.pruned = self.trial.should_prune()
         except Exception:  # a reporter must not raise; the trial then runs to its end
             log.warning("could not report step %d of trial %d", step, self.trial.number, exc_info=True)
 
     def should_stop(self) -> bool:
+        if self.deadline is not None and not self.out_of_time and time.time() >= self.deadline:
+            self.out_of_time = True
+        return self.pruned or self.out_of_time
+
+    def discard_model(self) -> bool:
         return self.pruned
 
 
-def run_trial(store: Store, job_name: str, trial_id: int, *, progress: bool | None = False) -> TrialState:
-    """Train one asked trial and tell the study its outcome; returns the state told."""
+def run_trial(
+    store: Store,
+    job_name: str,
+    trial_id: int,
+    *,
+    deadline: float | None = None,
+    max_examples: int | None = None,
+    progress: bool | None = False,
+) -> TrialState:
+    """Train one asked trial and tell the study its outcome; returns the state told. ``deadline``: the
+    wall-clock time (``time.time()``) at which the trial stops where it is, the job's runtime being up;
+    ``max_examples``: what is left of the job's compute budget, which caps the trial's steps."""
     from loopwise.training.service import TrainRequest, train
 
     with store.uow() as uow:
         job = uow.tuning_jobs.get(job_name)
+        train_split = uow.datasets.get(*parse_dataset_ref(job.spec["dataset"])).splits.get("train")
     spec = job.tuning_spec()
     storage = optuna_storage(store)
     try:
-        study = load_study(storage, job, spec, sampler=False)
+        study = load_study(
+            storage, job, spec, sampler=False, train_size=None if train_split is None else train_split.rows
+        )
         trial = optuna.trial.Trial(study, trial_id)
-        reporter = TrialReporter(trial, spec.objective.metric)
         try:
             params = decode_params(spec, storage.get_trial(trial_id).params)
+            config = build_config(spec, params, max_examples=max_examples)
+            reporter = TrialReporter(trial, spec.objective.metric, config.batch_size, deadline)
             request = TrainRequest(
                 dataset=spec.dataset,
                 backend=spec.backend,
                 base_model=spec.base_model,
-                model_name=job.name,
-                config=build_config(spec, params),
+                model_name=spec.model_name or job.name,
+                config=config,
                 description=f"tuning job {job.name}, trial {trial.number}",
                 lineage={"tuning_job": job.name, "trial": trial.number},
             )
@@ -87,13 +117,16 @@ def run_trial(store: Store, job_name: str, trial_id: int, *, progress: bool | No
             trial.set_user_attr("error", message)
             study.tell(trial, state=TrialState.FAIL)
             return TrialState.FAIL
-        model = outcome.model
-        trial.set_user_attr("model_version_id", model.id)
-        trial.set_user_attr("model_ref", model.ref)
         trial.set_user_attr("run_id", outcome.run.id)
-        if reporter.pruned:
+        trial.set_user_attr("examples", int(outcome.run.profile.get("examples", 0)))
+        model = outcome.model
+        if reporter.pruned or model is None:
             study.tell(trial, state=TrialState.PRUNED)
             return TrialState.PRUNED
+        trial.set_user_attr("model_version_id", model.id)
+        trial.set_user_attr("model_ref", model.ref)
+        if reporter.out_of_time:
+            trial.set_user_attr("stopped_by", "max_runtime")
         value = model.metrics.get(spec.objective.metric)
         if not reporter.reported or value is None:
             trial.set_user_attr(
@@ -107,6 +140,57 @@ def run_trial(store: Store, job_name: str, trial_id: int, *, progress: bool | No
         return TrialState.COMPLETE
     finally:
         storage.engine.dispose()
+
+
+def forked_main(
+    job_name: str,
+    trial_id: int,
+    deadline: float | None,
+    max_examples: int | None,
+    env: dict[str, str],
+    stderr_path: str,
+    watch_pid: int,
+) -> None:
+    """The entry point of a trial forked from the tuning worker's fork server (which imported the heavy
+    modules once): take the worker's settings from ``env``, send errors to ``stderr_path``, die when the
+    worker ``watch_pid`` dies, run the trial, exit 0 (told), 1 (failed) or 3 (the worker is gone)."""
+    import os
+    import threading
+
+    with open(stderr_path, "ab", buffering=0) as errors, open(os.devnull, "wb") as null:
+        os.dup2(errors.fileno(), 2)
+        os.dup2(null.fileno(), 1)
+    os.environ.update(env)
+    _die_with_parent()  # the fork server, which exits when the worker dies
+    if "OMP_NUM_THREADS" in env:
+        import torch
+
+        torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
+    threading.Thread(target=_watch, args=(watch_pid,), daemon=True).start()
+    store = Store.open(Settings(), migrate=False)
+    try:
+        state = run_trial(store, job_name, trial_id, deadline=deadline, max_examples=max_examples)
+    finally:
+        store.close()
+    sys.stderr.flush()
+    os._exit(0 if state is not TrialState.FAIL else 1)
+
+
+def _watch(pid: int) -> None:
+    """Exit this process (3) as soon as process ``pid`` is gone (or dead and not yet reaped)."""
+    import os
+
+    while True:
+        try:
+            os.kill(pid, 0)
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                if stat.read().rsplit(b")", 1)[-1].split()[0] == b"Z":
+                    os._exit(3)
+        except ProcessLookupError:
+            os._exit(3)
+        except OSError:
+            pass
+        time.sleep(0.5)
 
 
 def _die_with_parent() -> None:
@@ -126,13 +210,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("job")
     parser.add_argument("trial_id", type=int)
     parser.add_argument("--parent-pid", type=int, help="exit at once if this process is gone")
+    parser.add_argument("--deadline", type=float, help="stop training at this time (seconds since the epoch)")
+    parser.add_argument("--max-examples", type=int, help="train on at most this many examples")
     args = parser.parse_args(argv)
     _die_with_parent()
     if args.parent_pid is not None and _gone(args.parent_pid):
         return 3
     store = Store.open(Settings())  # LOOPWISE_* variables, set by the tuning process
     try:
-        state = run_trial(store, args.job, args.trial_id)
+        state = run_trial(
+            store, args.job, args.trial_id, deadline=args.deadline, max_examples=args.max_examples
+        )
     finally:
         store.close()
     return 0 if state is not TrialState.FAIL else 1

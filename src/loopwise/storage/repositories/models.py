@@ -13,6 +13,7 @@ from loopwise.storage.repositories._versioning import _insert_versioned
 from loopwise.storage.tables import (
     ModelAliasRow,
     ModelVersionRow,
+    utcnow,
 )
 
 
@@ -109,6 +110,13 @@ class ModelRepository:
         row.metrics = {**(row.metrics or {}), **metrics}
         self.session.flush()
 
+    def mark_checkpoint_removed(self, model_version_id: int) -> None:
+        row = self.session.get(ModelVersionRow, model_version_id)
+        if row is None:
+            raise NotFoundError(f"model version id {model_version_id} not found")
+        row.checkpoint_removed_at = utcnow()
+        self.session.flush()
+
     def _domain(self, row: ModelVersionRow) -> ModelVersion:
         aliases = self.session.scalars(
             select(ModelAliasRow.alias)
@@ -131,4 +139,5 @@ class ModelRepository:
             metrics=dict(row.metrics or {}),
             description=row.description,
             aliases=tuple(aliases),
+            checkpoint_removed_at=row.checkpoint_removed_at,
         )

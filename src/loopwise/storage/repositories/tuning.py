@@ -54,6 +54,7 @@ class TuningJobRepository:
         best_model_version_id: int | None = _UNSET,
         error: str | None = _UNSET,
         finished_at: datetime | None = _UNSET,
+        test_evaluation_id: int | None = _UNSET,
     ) -> TuningJob:
         """Change the given fields (leave one out to keep it; None clears it)."""
         row = self.session.scalar(select(TuningJobRow).where(TuningJobRow.name == name))
@@ -69,6 +70,8 @@ class TuningJobRepository:
             row.error = error
         if finished_at is not _UNSET:
             row.finished_at = finished_at
+        if test_evaluation_id is not _UNSET:
+            row.test_evaluation_id = test_evaluation_id
         self.session.flush()
         return self._domain(row)
 
@@ -85,4 +88,5 @@ class TuningJobRepository:
             best_model_version_id=row.best_model_version_id,
             error=row.error,
             finished_at=row.finished_at,
+            test_evaluation_id=row.test_evaluation_id,
         )

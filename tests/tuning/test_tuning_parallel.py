@@ -1,0 +1,306 @@
+"""Tuning jobs in parallel: trials at once up to max_parallel_trials, workers sharing a job through
+PostgreSQL, a dead worker's trial taken over, retries, kept checkpoints, the test-split evaluation of the
+best model, warm start, the maximum runtime, and the Ray executor."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import FrozenTrial, TrialState
+
+from loopwise.config import Settings
+from loopwise.errors import NotFoundError, TuningSpecError
+from loopwise.evaluation.service import load_model
+from loopwise.storage import Store
+from loopwise.storage.artifacts.local import local_path
+from loopwise.tuning import parse_spec
+from loopwise.tuning import service as tuning_service
+from loopwise.tuning.jobs import JobStatus
+from loopwise.tuning.service import active_seconds, job_trials, run_job, start_job
+
+
+def _tfidf_spec(dataset: str, **overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": "par",
+        "dataset": dataset,
+        "backend": "tfidf",
+        "parameters": {"learning_rate": {"type": "continuous", "min": 1e-5, "max": 1e-3}},
+        "strategy": "random",
+        "max_trials": 4,
+    }
+    spec.update(overrides)
+    return spec
+
+
+def _bert_spec(dataset: str, tiny_bert_dir: Path, static: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """The tfidf spec on the tiny random BERT instead, with these static hyperparameters."""
+    return {
+        **_tfidf_spec(dataset, **overrides),
+        "backend": "transformers",
+        "base_model": str(tiny_bert_dir),
+        "static": {"batch_size": 8, "max_seq_length": 32, **static},
+    }
+
+
+def _most_at_once(trials: list[FrozenTrial]) -> int:
+    """The most trials that were running at the same moment."""
+    events = []
+    for t in trials:
+        if t.datetime_start is not None and t.datetime_complete is not None:
+            events += [(t.datetime_start, 1), (t.datetime_complete, -1)]
+    most = current = 0
+    for _, change in sorted(events, key=lambda e: (e[0], e[1])):
+        current += change
+        most = max(most, current)
+    return most
+
+
+def test_trials_run_in_parallel_up_to_the_limit_and_the_best_is_evaluated_once_on_test(
+    sqlite_store: Store, import_small: Callable[[Store], str]
+) -> None:
+    dataset = import_small(sqlite_store)
+    spec = parse_spec(_tfidf_spec(dataset, max_trials=4, max_parallel_trials=2, keep_checkpoints=1))
+    start_job(sqlite_store, spec)
+    job = run_job(sqlite_store, "par")
+
+    assert job.status is JobStatus.COMPLETED, job.error
+    _, trials = job_trials(sqlite_store, "par")
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    assert _most_at_once(trials) == 2
+
+    # the best model was evaluated once, on the test split
+    assert job.test_evaluation_id is not None
+    with sqlite_store.uow() as uow:
+        versions = uow.models.list("par")
+        evaluations = [e for v in versions for e in uow.evaluations.for_model(v.id)]
+        best = uow.models.get_by_id(job.best_model_version_id or -1)
+    assert [(e.id, e.split, e.model_ref) for e in evaluations] == [(job.test_evaluation_id, "test", best.ref)]
+    assert "test_accuracy" in best.metrics and "best" in best.aliases
+
+    # keep_checkpoints: 1 -> only the best trial's files are left; the others are marked removed
+    kept = [v for v in versions if v.checkpoint_removed_at is None]
+    assert [v.id for v in kept] == [best.id] and local_path(best.uri).is_dir()
+    removed = [v for v in versions if v.checkpoint_removed_at is not None]
+    assert len(removed) == 3 and not any(local_path(v.uri).exists() for v in removed)
+    with pytest.raises(NotFoundError, match="keeps only its best checkpoints"):
+        load_model(sqlite_store, removed[0].ref)
+    assert load_model(sqlite_store, "par@best").version == best
+
+
+def _worker(home: Path, url: str, job: str, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "LOOPWISE_HOME": str(home), "LOOPWISE_DATABASE_URL": url, "COLUMNS": "200"}
+    command = [sys.executable, "-c", "from loopwise.cli import main; main()", "tune", "worker", job, *extra]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.postgres
+def test_two_worker_processes_share_one_job_on_postgresql(
+    postgres_url: str, tmp_path: Path, import_small: Callable[[Store], str]
+) -> None:
+    home = tmp_path / "home"
+    store = Store.open(Settings(home=home, database_url=postgres_url))
+    try:
+        dataset = import_small(store)
+        start_job(store, parse_spec(_tfidf_spec(dataset, max_trials=6, max_parallel_trials=2)))
+        workers = [_worker(home, postgres_url, "par", "--slots", "2") for _ in range(2)]
+        outputs = [w.communicate(timeout=600) for w in workers]
+        for worker, (_, err) in zip(workers, outputs, strict=True):
+            assert worker.returncode == 0, err
+        job, trials = job_trials(store, "par")
+        with store.uow() as uow:
+            versions = uow.models.list("par")
+    finally:
+        store.close()
+
+    assert job.status is JobStatus.COMPLETED
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 6  # exactly max_trials, none twice
+    assert sorted(v.params["trial"] for v in versions) == list(range(6))  # each trial trained once
+    assert len({t.params["learning_rate"] for t in trials}) == 6  # no worker replays another's samples
+    assert _most_at_once(trials) <= 2  # max_parallel_trials across both workers
+    ran = [
+        {int(line.split()[1].rstrip(":")) for line in out.splitlines() if line.startswith("trial ")}
+        for out, _ in outputs
+    ]
+    assert ran[0] | ran[1] == set(range(6)) and not ran[0] & ran[1], ran
+
+
+def test_a_worker_takes_over_the_trial_of_a_worker_that_died(
+    tmp_path: Path, import_small: Callable[[Store], str], tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    store = Store.open(Settings(home=home))
+    dataset = import_small(store)
+    spec = _bert_spec(dataset, tiny_bert_dir, {"epochs": 3, "eval_every_steps": 4}, max_trials=2)
+    start_job(store, parse_spec(spec))
+    first = _worker(home, store.settings.resolved_database_url, "par")
+    storage = tuning_service.optuna_storage(store)
+    try:
+        deadline = time.monotonic() + 300
+        while not any(t.state is TrialState.RUNNING for t in _trials(storage, "par")):
+            assert first.poll() is None, first.communicate()[1]
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        os.kill(first.pid, signal.SIGKILL)
+        first.communicate(timeout=30)
+        monkeypatch.setattr(tuning_service, "HEARTBEAT_S", 1)
+        monkeypatch.setattr(tuning_service, "GRACE_S", 2)
+        job = run_job(store, "par")  # a second worker, in this process
+        trials = _trials(storage, "par")
+    finally:
+        storage.engine.dispose()
+        if first.poll() is None:
+            first.kill()
+        store.close()
+    assert job.status is JobStatus.COMPLETED
+    dead = [t for t in trials if t.state is TrialState.FAIL]
+    assert len(dead) == 1
+    reruns = [t for t in trials if t.user_attrs.get("rerun_of") == dead[0].number]
+    assert len(reruns) == 1 and reruns[0].params == dead[0].params and reruns[0].state is TrialState.COMPLETE
+    assert sum(t.state is TrialState.COMPLETE for t in trials) == 2
+
+
+def _trials(storage: optuna.storages.RDBStorage, name: str) -> list[FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+
+
+def test_a_failed_trial_is_retried_with_the_same_parameters(
+    sqlite_store: Store, import_small: Callable[[Store], str], tiny_bert_dir: Path
+) -> None:
+    dataset = import_small(sqlite_store)
+    # max_seq_length 1 is a valid spec value the transformers backend refuses: every attempt fails
+    parameters = {"max_seq_length": {"type": "categorical", "values": [1]}}
+    spec = _bert_spec(dataset, tiny_bert_dir, {"epochs": 1, "steps_per_epoch": 2}, parameters=parameters)
+    spec.update(max_trials=1, retries=1)
+    del spec["static"]["max_seq_length"]
+    start_job(sqlite_store, parse_spec(spec))
+    job = run_job(sqlite_store, "par")
+
+    _, trials = job_trials(sqlite_store, "par")
+    assert job.status is JobStatus.FAILED and "max_seq_length must be at least 2" in (job.error or "")
+    assert all(t.state is TrialState.FAIL and t.params == {"max_seq_length": 1} for t in trials)
+    # three failures for good end the job; each first attempt was retried once, each retry not again
+    retries = [t for t in trials if "retry_of" in t.user_attrs]
+    assert len(trials) == 6 and [t.user_attrs["retry_of"] for t in retries] == [0, 2, 4]
+    assert {t.user_attrs["attempt"] for t in retries} == {1}
+
+
+def test_warm_start_copies_identical_parents_and_transfers_the_best_configurations(
+    sqlite_store: Store, import_small: Callable[[Store], str]
+) -> None:
+    dataset = import_small(sqlite_store)
+    start_job(sqlite_store, parse_spec(_tfidf_spec(dataset, name="parent", max_trials=3)))
+    parent = run_job(sqlite_store, "parent")
+    _, parent_trials = job_trials(sqlite_store, "parent")
+
+    warm = {"parents": ["parent"], "type": "identical_data_and_algorithm"}
+    start_job(sqlite_store, parse_spec(_tfidf_spec(dataset, name="child", max_trials=2, warm_start=warm)))
+    child = run_job(sqlite_store, "child")
+    _, trials = job_trials(sqlite_store, "child")
+    copied = [t for t in trials if "warm_start_of" in t.user_attrs]
+    own = [t for t in trials if "warm_start_of" not in t.user_attrs]
+    assert sorted(t.user_attrs["warm_start_of"] for t in copied) == [f"parent#{n}" for n in range(3)]
+    assert [(t.params, t.value) for t in copied] == [(t.params, t.value) for t in parent_trials]
+    assert len(own) == 2 and child.status is JobStatus.COMPLETED  # copies don't count towards max_trials
+    assert child.best_trial in {t.number for t in own}
+
+    transfer = {"parents": ["parent"], "type": "transfer_learning"}
+    start_job(sqlite_store, parse_spec(_tfidf_spec(dataset, name="moved", max_trials=2, warm_start=transfer)))
+    run_job(sqlite_store, "moved")
+    _, moved = job_trials(sqlite_store, "moved")
+    best_parent = parent_trials[parent.best_trial or 0]
+    assert moved[0].user_attrs["transferred_from"] == f"parent#{best_parent.number}"
+    assert moved[0].params == best_parent.params and moved[0].value is not None
+
+    other_space = {"learning_rate": {"type": "continuous", "min": 1e-4, "max": 1e-2}}
+    bad = _tfidf_spec(dataset, name="bad", parameters=other_space, warm_start=warm)
+    with pytest.raises(TuningSpecError, match="differs in parameters"):
+        start_job(sqlite_store, parse_spec(bad))
+    with sqlite_store.uow() as uow:
+        assert "bad" not in [job.name for job in uow.tuning_jobs.list()]
+
+
+def _trial_at(start: datetime, seconds: float, state: TrialState = TrialState.COMPLETE) -> FrozenTrial:
+    trial = optuna.trial.create_trial(
+        state=state,
+        value=0.5 if state is TrialState.COMPLETE else None,
+        params={"x": 1.0},
+        distributions={"x": optuna.distributions.FloatDistribution(0.0, 2.0)},
+    )
+    trial.datetime_start = start
+    trial.datetime_complete = start + timedelta(seconds=seconds) if state is not TrialState.RUNNING else None
+    return trial
+
+
+def test_runtime_counts_time_with_a_trial_running_not_the_gaps_between_resumes() -> None:
+    t0 = datetime(2026, 1, 1, 12, 0, 0)
+    trials = [
+        _trial_at(t0, 10),  # 0..10
+        _trial_at(t0 + timedelta(seconds=5), 10),  # 5..15 overlaps: 15 s so far
+        _trial_at(t0 + timedelta(hours=2), 4),  # after a crash and a resume: +4 s
+    ]
+    assert active_seconds(trials) == pytest.approx(19.0)
+    running = _trial_at(t0 + timedelta(hours=3), 0, TrialState.RUNNING)
+    assert active_seconds([running], now=t0 + timedelta(hours=3, seconds=7)) == pytest.approx(7.0)
+    assert active_seconds([]) == 0.0
+
+
+def test_the_maximum_runtime_stops_a_running_trial_where_it_is(
+    sqlite_store: Store, import_small: Callable[[Store], str], tiny_bert_dir: Path
+) -> None:
+    dataset = import_small(sqlite_store)
+    static = {"epochs": 500, "eval_every_steps": 2}
+    spec = _bert_spec(dataset, tiny_bert_dir, static, max_trials=5, completion={"max_runtime_s": 20})
+    start_job(sqlite_store, parse_spec(spec))
+    started = time.monotonic()
+    job = run_job(sqlite_store, "par")
+    elapsed = time.monotonic() - started
+
+    _, trials = job_trials(sqlite_store, "par")
+    assert job.status is JobStatus.COMPLETED, job.error
+    assert len(trials) == 1 and trials[0].state is TrialState.COMPLETE
+    assert trials[0].user_attrs["stopped_by"] == "max_runtime"
+    assert elapsed < 90  # 500 epochs would take far longer
+
+
+@pytest.mark.ray
+def test_the_ray_executor_runs_the_trials_on_a_local_ray(
+    sqlite_store: Store, import_small: Callable[[Store], str]
+) -> None:
+    pytest.importorskip("ray", reason="the Ray executor is an optional extra: pip install 'loopwise[ray]'")
+    dataset = import_small(sqlite_store)
+    start_job(sqlite_store, parse_spec(_tfidf_spec(dataset, max_trials=3, max_parallel_trials=2)))
+    job = run_job(sqlite_store, "par", executor="ray")
+
+    _, trials = job_trials(sqlite_store, "par")
+    assert job.status is JobStatus.COMPLETED, job.error
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    assert all(t.user_attrs["model_ref"].startswith("par:") for t in trials)
+
+
+def test_a_compute_budget_in_examples_caps_the_last_trial_and_ends_the_job(
+    sqlite_store: Store, import_small: Callable[[Store], str], tiny_bert_dir: Path
+) -> None:
+    dataset = import_small(sqlite_store)  # 84 training examples
+    spec = _bert_spec(dataset, tiny_bert_dir, {"epochs": 3}, max_trials=10, completion={"max_examples": 300})
+    start_job(sqlite_store, parse_spec(spec))
+    job = run_job(sqlite_store, "par")
+
+    _, trials = job_trials(sqlite_store, "par")
+    assert job.status is JobStatus.COMPLETED
+    examples = [t.user_attrs["examples"] for t in trials]
+    allowances = [t.user_attrs["examples_allowance"] for t in trials]
+    # each trial may use what the ended ones left; the first runs its 3 epochs, the next are capped
+    assert allowances == [300 - sum(examples[:i]) for i in range(len(trials))]
+    assert all(0 < used <= allowed for used, allowed in zip(examples, allowances, strict=True))
+    assert allowances[1] < examples[0] and sum(examples) <= 300 and len(trials) < 10
+    assert all(t.state is TrialState.COMPLETE for t in trials)
