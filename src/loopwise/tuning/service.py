@@ -307,7 +307,8 @@ def _ask(study: optuna.Study, spec: TuningSpec) -> optuna.trial.Trial:
     """Ask the next trial with a sampler seeded by the spec's seed and the trials so far: one worker's run
     is reproducible, and a resumed job or a second worker does not replay the first one's samples (a
     sampler seeded once per process would)."""
-    study.sampler = make_sampler(replace(spec, seed=spec.seed + len(study.get_trials(deepcopy=False))))
+    if spec.strategy != "grid":  # the grid sampler picks unvisited points from the storage anyway
+        study.sampler = make_sampler(replace(spec, seed=spec.seed + len(study.get_trials(deepcopy=False))))
     with warnings.catch_warnings():  # Optuna warns that heartbeats are meant for Study.optimize
         warnings.simplefilter("ignore", UserWarning)
         return study.ask()
