@@ -65,7 +65,7 @@ def confusion_matrix_png(
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
-    return write_bytes_atomic(Path(path), _render(fig))
+    return write_bytes_atomic(Path(path), render_png(fig))
 
 
 def reliability_diagram_png(
@@ -117,7 +117,7 @@ def reliability_diagram_png(
     bottom.bar(lowers, [row["count"] for row in table], width=width, align="edge", color="#9d9d9d")
     bottom.set_xlabel("confidence (top-label probability)")
     bottom.set_ylabel("rows")
-    return write_bytes_atomic(Path(path), _render(fig))
+    return write_bytes_atomic(Path(path), render_png(fig))
 
 
 def training_curves_png(
@@ -144,10 +144,11 @@ def training_curves_png(
         if group:
             axes.legend()
     fig.suptitle(title)
-    return write_bytes_atomic(Path(path), _render(fig))
+    return write_bytes_atomic(Path(path), render_png(fig))
 
 
-def _render(fig: Figure) -> bytes:
+def render_png(fig: Figure) -> bytes:
+    """The figure as PNG bytes (Agg), cleared afterwards."""
     canvas = FigureCanvasAgg(fig)
     fig.tight_layout()
     buffer = io.BytesIO()

@@ -6,16 +6,15 @@ by the Agg canvas directly: no pyplot state, no global backend setting, nothing 
 
 from __future__ import annotations
 
-import io
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from optuna.trial import FrozenTrial, TrialState
 
 from loopwise.evaluation._files import write_bytes_atomic
+from loopwise.evaluation.plots import render_png
 
 _DPI = 110
 _COMPLETE = "#4c78a8"
@@ -117,7 +116,7 @@ def objective_png(
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="best")
-    return write_bytes_atomic(path, _render(fig))
+    return write_bytes_atomic(path, render_png(fig))
 
 
 def learning_curves_png(
@@ -178,7 +177,7 @@ def learning_curves_png(
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    return write_bytes_atomic(path, _render(fig))
+    return write_bytes_atomic(path, render_png(fig))
 
 
 def importances_png(importances: Mapping[str, float], path: Path, *, title: str) -> Path:
@@ -194,7 +193,7 @@ def importances_png(importances: Mapping[str, float], path: Path, *, title: str)
     ax.set_xlabel("importance (share of the objective's variance)")
     ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
-    return write_bytes_atomic(path, _render(fig))
+    return write_bytes_atomic(path, render_png(fig))
 
 
 def last_value(trial: FrozenTrial) -> float | None:
@@ -207,12 +206,3 @@ def last_value(trial: FrozenTrial) -> float | None:
 def _series(values: Mapping[int, float]) -> tuple[list[int], list[float]]:
     steps = sorted(values)
     return steps, [float(values[step]) for step in steps]
-
-
-def _render(fig: Figure) -> bytes:
-    canvas = FigureCanvasAgg(fig)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    canvas.print_png(buffer)
-    fig.clear()
-    return buffer.getvalue()

@@ -120,6 +120,19 @@ class _Child:
                 self.process.join()
 
 
+def _trial_command(
+    job_name: str, trial_id: int, deadline: float | None, max_examples: int | None
+) -> list[str]:
+    """``python -m loopwise.tuning.trial`` for one trial, dying with this process."""
+    command = [sys.executable, "-m", "loopwise.tuning.trial", job_name, str(trial_id)]
+    command += ["--parent-pid", str(os.getpid())]
+    if deadline is not None:
+        command += ["--deadline", f"{deadline:.3f}"]
+    if max_examples is not None:
+        command += ["--max-examples", str(max_examples)]
+    return command
+
+
 class ProcessExecutor:
     """Each trial in a process of its own that dies with this one. On Linux trials are forked from a fork
     server that imported torch, transformers and loopwise once (a trial starts in milliseconds);
@@ -148,12 +161,7 @@ class ProcessExecutor:
             process: Any = self.context.Process(target=forked_main, args=args, name=f"trial-{trial_id}")
             process.start()
         else:
-            command = [sys.executable, "-m", "loopwise.tuning.trial", self.job_name, str(trial_id)]
-            command += ["--parent-pid", str(os.getpid())]
-            if deadline is not None:
-                command += ["--deadline", f"{deadline:.3f}"]
-            if max_examples is not None:
-                command += ["--max-examples", str(max_examples)]
+            command = _trial_command(self.job_name, trial_id, deadline, max_examples)
             with open(errors, "wb") as sink:
                 env = {**os.environ, **self.env}
                 process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=sink, env=env)
@@ -195,12 +203,7 @@ def _ray_trial(
 ) -> tuple[int, str]:
     """A Ray task: run one trial in a process of its own on the Ray node, which dies with this Ray worker;
     returns its exit code and the tail of its error output."""
-    command = [sys.executable, "-m", "loopwise.tuning.trial", job_name, str(trial_id)]
-    command += ["--parent-pid", str(os.getpid())]
-    if deadline is not None:
-        command += ["--deadline", f"{deadline:.3f}"]
-    if max_examples is not None:
-        command += ["--max-examples", str(max_examples)]
+    command = _trial_command(job_name, trial_id, deadline, max_examples)
     with tempfile.TemporaryFile() as errors:
         code = subprocess.call(command, stdout=subprocess.DEVNULL, stderr=errors, env={**os.environ, **env})
         errors.seek(0)
