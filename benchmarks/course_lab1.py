@@ -45,7 +45,8 @@ from loopwise.storage import Store
 from loopwise.storage.artifacts.local import local_path
 from loopwise.tuning import builtin_spec_path, load_spec, parse_spec
 from loopwise.tuning.jobs import JobStatus
-from loopwise.tuning.service import examples_spent, job_trials, resume_job, start_job
+from loopwise.tuning.outcome import examples_spent
+from loopwise.tuning.service import job_trials, resume_job, start_job
 
 RESULTS = Path(__file__).parent / "results" / "course_lab1.json"
 COURSE_TEST_ACCURACY = 0.767

@@ -24,9 +24,11 @@ from loopwise.evaluation.service import load_model
 from loopwise.storage import Store
 from loopwise.storage.artifacts.local import local_path
 from loopwise.tuning import parse_spec
-from loopwise.tuning import service as tuning_service
+from loopwise.tuning import worker as tuning_worker
+from loopwise.tuning._study import optuna_storage
 from loopwise.tuning.jobs import JobStatus
-from loopwise.tuning.service import active_seconds, job_trials, run_job, start_job
+from loopwise.tuning.outcome import active_seconds
+from loopwise.tuning.service import job_trials, run_job, start_job
 
 
 def _tfidf_spec(dataset: str, **overrides: Any) -> dict[str, Any]:
@@ -143,7 +145,7 @@ def test_a_worker_takes_over_the_trial_of_a_worker_that_died(
     spec = _bert_spec(dataset, tiny_bert_dir, {"epochs": 3, "eval_every_steps": 4}, max_trials=2)
     start_job(store, parse_spec(spec))
     first = _worker(home, store.settings.resolved_database_url, "par")
-    storage = tuning_service.optuna_storage(store)
+    storage = optuna_storage(store)
     try:
         deadline = time.monotonic() + 300
         while not any(t.state is TrialState.RUNNING for t in _trials(storage, "par")):
@@ -152,8 +154,8 @@ def test_a_worker_takes_over_the_trial_of_a_worker_that_died(
             time.sleep(0.2)
         os.kill(first.pid, signal.SIGKILL)
         first.communicate(timeout=30)
-        monkeypatch.setattr(tuning_service, "HEARTBEAT_S", 1)
-        monkeypatch.setattr(tuning_service, "GRACE_S", 2)
+        monkeypatch.setattr(tuning_worker, "HEARTBEAT_S", 1)
+        monkeypatch.setattr(tuning_worker, "GRACE_S", 2)
         job = run_job(store, "par")  # a second worker, in this process
         trials = _trials(storage, "par")
     finally:
@@ -163,10 +165,35 @@ def test_a_worker_takes_over_the_trial_of_a_worker_that_died(
         store.close()
     assert job.status is JobStatus.COMPLETED
     dead = [t for t in trials if t.state is TrialState.FAIL]
-    assert len(dead) == 1
+    assert len(dead) == 1 and dead[0].user_attrs["error"] == tuning_worker.STALE_ERROR
     reruns = [t for t in trials if t.user_attrs.get("rerun_of") == dead[0].number]
     assert len(reruns) == 1 and reruns[0].params == dead[0].params and reruns[0].state is TrialState.COMPLETE
     assert sum(t.state is TrialState.COMPLETE for t in trials) == 2
+
+
+def test_a_worker_fails_other_workers_silent_trials_but_never_its_own(
+    sqlite_store: Store, import_small: Callable[[Store], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start_job(sqlite_store, parse_spec(_tfidf_spec(import_small(sqlite_store))))
+    monkeypatch.setattr(tuning_worker, "GRACE_S", 1)
+    with tuning_worker.job_storage(sqlite_store, heartbeat=True) as storage:
+        study = optuna.load_study(study_name="par", storage=storage)
+        mine, theirs = study.ask(), study.ask()
+        for trial in (mine, theirs):
+            trial.suggest_float("learning_rate", 1e-5, 1e-3)
+            storage.record_heartbeat(trial._trial_id)
+        time.sleep(2.1)  # both silent for longer than the grace period
+        tuning_worker.fail_stale(storage, study, exclude={mine._trial_id})
+        trials = _trials(storage, "par")
+    assert [t.state for t in trials] == [TrialState.RUNNING, TrialState.FAIL, TrialState.WAITING]
+    assert trials[1].user_attrs["error"] == tuning_worker.STALE_ERROR
+    # queued again, to run with the same parameters
+    assert trials[2].user_attrs == {"rerun_of": 1}
+    assert (
+        trials[2].system_attrs["fixed_params"]
+        == trials[1].params
+        == {"learning_rate": theirs.params["learning_rate"]}
+    )
 
 
 def _trials(storage: optuna.storages.RDBStorage, name: str) -> list[FrozenTrial]:

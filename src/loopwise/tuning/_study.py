@@ -7,13 +7,11 @@ as loopwise's; loopwise's schema revision lives in ``loopwise_alembic_version``,
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RDBStorage
-from optuna.trial import FrozenTrial
 
 from loopwise.tuning.strategies import make_pruner, make_sampler
 
@@ -28,12 +26,11 @@ def optuna_storage(
     *,
     heartbeat_s: int | None = None,
     grace_s: int | None = None,
-    on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None,
 ) -> RDBStorage:
     """Optuna's storage over the store's database (a new engine; dispose it with ``engine.dispose()``).
 
     ``heartbeat_s``: the heartbeat interval of running trials, with ``grace_s`` the silence after which
-    ``optuna.storages.fail_stale_trials`` fails a trial and calls ``on_stale`` for it."""
+    a trial counts as stale."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if heartbeat_s is None:
         return RDBStorage(store.settings.resolved_database_url)
@@ -43,7 +40,6 @@ def optuna_storage(
             store.settings.resolved_database_url,
             heartbeat_interval=heartbeat_s,
             grace_period=grace_s,
-            heartbeat_stale_trial_callback=on_stale,
         )
 
 

@@ -28,7 +28,7 @@ from loopwise.errors import DataFormatError
 from loopwise.evaluation._files import write_text_atomic
 from loopwise.tuning import _plots
 from loopwise.tuning.jobs import TuningJob
-from loopwise.tuning.service import RERUN_OF, RETRY_OF, TRANSFERRED_FROM, WARM_START_OF
+from loopwise.tuning.outcome import RERUN_OF, RETRY_OF, TRANSFERRED_FROM, WARM_START_OF
 from loopwise.tuning.space import decode_params, optuna_name
 
 __all__ = [

@@ -160,6 +160,8 @@ def forked_main(
     with open(stderr_path, "ab", buffering=0) as errors, open(os.devnull, "wb") as null:
         os.dup2(errors.fileno(), 2)
         os.dup2(null.fileno(), 1)
+    for key in [k for k in os.environ if k.startswith("LOOPWISE_") and k not in env]:
+        del os.environ[key]  # the fork server's environment is as old as the server: the worker's wins
     os.environ.update(env)
     _die_with_parent()  # the fork server, which exits when the worker dies
     if "OMP_NUM_THREADS" in env:

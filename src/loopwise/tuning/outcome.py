@@ -1,0 +1,98 @@
+"""What a tuning job's trials add up to: which are its own, how long they ran, the compute they spent,
+whether the job is done, and its best trial. Pure functions of the study's trials, shared by the worker,
+the report and the benchmarks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from optuna.trial import FrozenTrial, TrialState
+
+from loopwise.tuning.jobs import JobStatus
+
+if TYPE_CHECKING:
+    from loopwise.tuning.spec import TuningSpec
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+#: user attributes of copied, transferred, retried and re-run trials
+WARM_START_OF = "warm_start_of"
+TRANSFERRED_FROM = "transferred_from"
+RETRY_OF = "retry_of"
+RERUN_OF = "rerun_of"
+#: user attribute: the compute (training examples) a trial may use of the job's budget
+ALLOWANCE = "examples_allowance"
+
+
+def own_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The job's own trials (not those copied from warm-start parents)."""
+    return [t for t in trials if WARM_START_OF not in t.user_attrs]
+
+
+def active_seconds(trials: list[FrozenTrial], now: datetime | None = None) -> float:
+    """How long at least one of the trials was running: the length of the union of their
+    [start, end] intervals (a running trial ends now). Time between a crash and a resume does not count."""
+    now = now or datetime.now(UTC).replace(tzinfo=None)
+    spans = sorted(
+        (t.datetime_start, t.datetime_complete or now) for t in trials if t.datetime_start is not None
+    )
+    total, end = 0.0, None
+    for start, stop in spans:
+        if end is None or start > end:
+            total += (stop - start).total_seconds()
+            end = stop
+        elif stop > end:
+            total += (stop - end).total_seconds()
+            end = stop
+    return total
+
+
+def examples_spent(trials: list[FrozenTrial]) -> int:
+    """Training examples the ended trials processed (as their runs' profiles counted them)."""
+    ended = [t for t in trials if t.state in (*FINISHED, TrialState.FAIL)]
+    return sum(int(t.user_attrs.get("examples", 0)) for t in ended)
+
+
+def failed_for_good(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """Failed trials that were neither retried nor re-run."""
+    again = {t.user_attrs.get(RETRY_OF) for t in trials} | {t.user_attrs.get(RERUN_OF) for t in trials}
+    return [t for t in trials if t.state is TrialState.FAIL and t.number not in again]
+
+
+def why_done(trials: list[FrozenTrial], spec: TuningSpec) -> tuple[JobStatus, str | None] | None:
+    """Why the job with these trials ends now (status, error), or None to run another trial."""
+    own = own_trials(trials)
+    finished = [t for t in own if t.state in FINISHED]
+    failed = failed_for_good(own)
+    if len(finished) >= spec.max_trials:
+        return JobStatus.COMPLETED, None
+    if len(failed) >= max(3, spec.max_trials):
+        last = failed[-1].user_attrs.get("error", "no error recorded")
+        return JobStatus.FAILED, f"{len(failed)} trials failed, the last with: {last}"
+    completion = spec.completion
+    values = [float(t.value) for t in own if t.state is TrialState.COMPLETE and t.value is not None]
+    pick = max if spec.objective.direction == "maximize" else min
+    target = completion.target_objective
+    if values and target is not None and pick(pick(values), target) == pick(values):
+        return JobStatus.COMPLETED, None
+    n = completion.no_improvement_trials
+    if n is not None and len(values) > n and pick(values[:-n]) == pick(values):
+        return JobStatus.COMPLETED, None
+    if completion.max_runtime_s is not None and active_seconds(own) >= completion.max_runtime_s:
+        return JobStatus.COMPLETED, None
+    if completion.max_examples is not None and examples_spent(own) >= completion.max_examples:
+        return JobStatus.COMPLETED, None
+    return None
+
+
+def ranked_trials(trials: list[FrozenTrial], spec: TuningSpec) -> list[FrozenTrial]:
+    """The job's own complete trials, best first (ties: the earliest first)."""
+    complete = [t for t in own_trials(trials) if t.state is TrialState.COMPLETE and t.value is not None]
+    sign = -1.0 if spec.objective.direction == "maximize" else 1.0
+    return sorted(complete, key=lambda t: (sign * float(t.value or 0.0), t.number))
+
+
+def best_trial(trials: list[FrozenTrial], spec: TuningSpec) -> FrozenTrial | None:
+    """The job's own best complete trial (ties: the earliest)."""
+    ranked = ranked_trials(trials, spec)
+    return ranked[0] if ranked else None

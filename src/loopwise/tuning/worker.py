@@ -1,0 +1,296 @@
+"""A tuning worker: the loop that asks a job's trials, starts them through an executor, watches them end,
+and finishes the job (see :mod:`loopwise.tuning.service` for how workers share a job).
+
+Each pass of the loop reaps the trials that ended (a process that died without telling fails its trial,
+with the reason; a failed trial is retried while it has retries), sends the heartbeat for the trials this
+worker runs, and then, under the job's lock, fails other workers' silent trials, and asks one more trial,
+waits, or finishes the job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from enum import Enum
+from typing import TYPE_CHECKING
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from loopwise import registry
+from loopwise.data.versions import parse_dataset_ref
+from loopwise.errors import LoopwiseError
+from loopwise.storage.artifacts.local import local_path
+from loopwise.storage.locks import named_lock
+from loopwise.storage.tables import utcnow
+from loopwise.tuning._study import load_study, optuna_storage
+from loopwise.tuning.executors import Executor, make_executor
+from loopwise.tuning.jobs import JobStatus, TuningJob
+from loopwise.tuning.outcome import (
+    ALLOWANCE,
+    FINISHED,
+    RERUN_OF,
+    RETRY_OF,
+    active_seconds,
+    best_trial,
+    examples_spent,
+    own_trials,
+    ranked_trials,
+    why_done,
+)
+from loopwise.tuning.space import suggest
+from loopwise.tuning.strategies import make_sampler
+
+if TYPE_CHECKING:
+    from loopwise.storage import Store
+    from loopwise.tuning.spec import TuningSpec
+
+log = logging.getLogger(__name__)
+
+#: seconds between a worker's heartbeats for its running trials
+HEARTBEAT_S = 5
+#: a running trial whose worker sent no heartbeat for this long is interrupted
+GRACE_S = 30
+#: how long a worker with nothing to do waits before it looks again
+POLL_S = 0.5
+
+#: the error of a trial failed because its worker went silent
+STALE_ERROR = "interrupted: its worker stopped sending heartbeats"
+
+Progress = Callable[[FrozenTrial], None]
+
+
+@contextlib.contextmanager
+def job_storage(store: Store, *, heartbeat: bool = False) -> Iterator[RDBStorage]:
+    """Optuna's storage for the duration of the block; ``heartbeat``: with the heartbeat settings a
+    worker needs to beat for its trials and to find other workers' silent ones."""
+    storage = optuna_storage(store, heartbeat_s=HEARTBEAT_S if heartbeat else None, grace_s=GRACE_S)
+    try:
+        yield storage
+    finally:
+        storage.engine.dispose()
+
+
+class Step(Enum):
+    ASK = "ask"
+    WAIT = "wait"
+    FINISH = "finish"
+
+
+class Worker:
+    """One tuning worker's loop: reap ended trials, beat, then under the job's lock fail stale trials
+    and ask one more trial, or finish the job."""
+
+    def __init__(
+        self,
+        store: Store,
+        job: TuningJob,
+        executor: str,
+        ray_address: str | None,
+        slots: int | None,
+        progress: Progress | None,
+    ) -> None:
+        self.store = store
+        self.job = job
+        self.spec = job.tuning_spec()
+        self.slots = max(1, slots or self.spec.max_parallel_trials)
+        self.progress = progress
+        self.executor_kind = executor
+        self.ray_address = ray_address
+        self.lock_name = f"tuning-job-{job.id}"
+        self.local: set[int] = set()
+
+    def run(self) -> TuningJob:
+        with job_storage(self.store, heartbeat=True) as storage:
+            executor = make_executor(
+                self.executor_kind, self.store, self.job.name, ray_address=self.ray_address, slots=self.slots
+            )
+            try:
+                return self._loop(storage, executor)
+            finally:
+                executor.close()
+
+    def _loop(self, storage: RDBStorage, executor: Executor) -> TuningJob:
+        study = load_study(storage, self.job, self.spec)
+        last_beat = 0.0
+        while True:
+            for ended in executor.wait(0.0):
+                self._reap(storage, study, ended.trial_id, ended.error)
+            if time.monotonic() - last_beat >= HEARTBEAT_S:
+                for trial_id in self.local:
+                    storage.record_heartbeat(trial_id)
+                last_beat = time.monotonic()
+            with named_lock(self.store.engine, self.lock_name):
+                with self.store.uow() as uow:
+                    job = uow.tuning_jobs.get(self.job.name)
+                if job.status is not JobStatus.RUNNING:
+                    break  # another worker finished it
+                fail_stale(storage, study, exclude=self.local)
+                step, deadline, allowance = self._plan(study)
+                if step is Step.FINISH:
+                    trials = study.get_trials(deepcopy=False)
+                    outcome = why_done(trials, self.spec) or (JobStatus.COMPLETED, None)
+                    return finish(self.store, study, job, *outcome)
+                if step is Step.ASK:
+                    trial = ask(study, self.spec)
+                    suggest(trial, self.spec)
+                    storage.record_heartbeat(trial._trial_id)
+                    if allowance is not None:
+                        trial.set_user_attr(ALLOWANCE, allowance)
+                    self.local.add(trial._trial_id)
+                    executor.submit(trial._trial_id, deadline, allowance)
+                    continue
+            for ended in executor.wait(POLL_S):
+                self._reap(storage, study, ended.trial_id, ended.error)
+        # Trials of this worker that told their outcome may still be exiting: report them too.
+        drain_until = time.monotonic() + 30
+        while self.local and time.monotonic() < drain_until:
+            for ended in executor.wait(POLL_S):
+                self._reap(storage, study, ended.trial_id, ended.error)
+        return job
+
+    def _plan(self, study: optuna.Study) -> tuple[Step, float | None, int | None]:
+        """What to do now; for ASK, the new trial's deadline and compute allowance."""
+        trials = study.get_trials(deepcopy=False)
+        running = [t for t in trials if t.state is TrialState.RUNNING]
+        if why_done(trials, self.spec) is not None:
+            return (Step.WAIT if running or self.local else Step.FINISH), None, None
+        own = own_trials(trials)
+        finished = [t for t in own if t.state in FINISHED]
+        if len(finished) + len(running) >= self.spec.max_trials:
+            return Step.WAIT, None, None
+        if len(running) >= self.spec.max_parallel_trials or len(self.local) >= self.slots:
+            return Step.WAIT, None, None
+        limit = self.spec.completion.max_runtime_s
+        deadline = None if limit is None else time.time() + limit - active_seconds(own)
+        budget = self.spec.completion.max_examples
+        allowance = None
+        if budget is not None:
+            held = sum(int(t.user_attrs.get(ALLOWANCE, 0)) for t in running)
+            allowance = budget - examples_spent(own) - held
+            if allowance <= 0:  # the running trials hold the rest of the budget
+                return Step.WAIT, None, None
+        return Step.ASK, deadline, allowance
+
+    def _reap(self, storage: RDBStorage, study: optuna.Study, trial_id: int, error: str | None) -> None:
+        self.local.discard(trial_id)
+        trial = storage.get_trial(trial_id)
+        if trial.state is TrialState.RUNNING:  # the process died without telling
+            storage.set_trial_user_attr(
+                trial_id, "error", error or "the trial process ended without an outcome"
+            )
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            trial = storage.get_trial(trial_id)
+        if trial.state is TrialState.FAIL and int(trial.user_attrs.get("attempt", 0)) < self.spec.retries:
+            study.enqueue_trial(
+                dict(trial.params),
+                user_attrs={RETRY_OF: trial.number, "attempt": int(trial.user_attrs.get("attempt", 0)) + 1},
+            )
+        if trial.state is TrialState.COMPLETE:
+            with named_lock(self.store.engine, self.lock_name):
+                keep_best_checkpoints(self.store, study, self.spec)
+        if self.progress is not None:
+            self.progress(trial)
+
+
+def ask(study: optuna.Study, spec: TuningSpec) -> optuna.trial.Trial:
+    """Ask the next trial with a sampler seeded by the spec's seed and the trials so far: one worker's run
+    is reproducible, and a resumed job or a second worker does not replay the first one's samples (a
+    sampler seeded once per process would)."""
+    if spec.strategy != "grid":  # the grid sampler picks unvisited points from the storage anyway
+        study.sampler = make_sampler(replace(spec, seed=spec.seed + len(study.get_trials(deepcopy=False))))
+    with warnings.catch_warnings():  # Optuna warns that heartbeats are meant for Study.optimize
+        warnings.simplefilter("ignore", UserWarning)
+        return study.ask()
+
+
+def fail_stale(storage: RDBStorage, study: optuna.Study, *, exclude: set[int]) -> None:
+    """Fail the trials whose worker stopped sending heartbeats for :data:`GRACE_S` seconds, and queue
+    them again with the same parameters. Never this worker's own trials (``exclude``): a worker that was
+    slow to beat (a loaded machine, a long garbage collection) must not fail the trials it is running."""
+    stale = [i for i in storage._get_stale_trial_ids(study._study_id) if i not in exclude]
+    for trial_id in stale:
+        try:
+            storage.set_trial_user_attr(trial_id, "error", STALE_ERROR)
+            failed = storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            continue  # it told its outcome meanwhile, or another worker failed it first
+        if failed:
+            rerun(study, storage.get_trial(trial_id))
+
+
+def rerun(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Queue an interrupted trial again with its parameters (its retries are not spent)."""
+    attrs = {RERUN_OF: trial.number}
+    if "attempt" in trial.user_attrs:
+        attrs["attempt"] = trial.user_attrs["attempt"]
+    study.enqueue_trial(dict(trial.params), user_attrs=attrs)
+
+
+def keep_best_checkpoints(store: Store, study: optuna.Study, spec: TuningSpec) -> None:
+    """Remove the checkpoint files of complete trials outside the ``keep_checkpoints`` best."""
+    ranked = ranked_trials(study.get_trials(deepcopy=False), spec)
+    for trial in ranked[spec.keep_checkpoints :]:
+        model_id = trial.user_attrs.get("model_version_id")
+        if model_id is None:
+            continue
+        with store.uow() as uow:
+            version = uow.models.get_by_id(int(model_id))
+            if version.checkpoint_removed_at is not None or version.aliases:
+                continue  # removed already, or somebody points at it
+            uow.models.mark_checkpoint_removed(version.id)
+            path = local_path(version.uri)
+            root = store.artifacts.root
+            if root in path.parents:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def finish(
+    store: Store, study: optuna.Study, job: TuningJob, status: JobStatus, error: str | None
+) -> TuningJob:
+    """End the job: alias the best model ``best`` and evaluate it once on the test split."""
+    spec = job.tuning_spec()
+    best = best_trial(study.get_trials(deepcopy=False), spec)
+    model_id = None if best is None else best.user_attrs.get("model_version_id")
+    if best is None and status is JobStatus.COMPLETED:
+        status, error = JobStatus.FAILED, error or "no trial completed"
+    test_evaluation_id = job.test_evaluation_id
+    if model_id is not None:
+        with store.uow() as uow:
+            version = uow.models.get_by_id(int(model_id))
+            registry.set_alias(uow, version.ref, "best")
+        if test_evaluation_id is None:
+            test_evaluation_id, note = evaluate_on_test(store, version.ref, spec.dataset)
+            error = error or note
+    with store.uow() as uow:
+        return uow.tuning_jobs.update(
+            job.name,
+            status=status,
+            best_trial=None if best is None else best.number,
+            best_model_version_id=None if model_id is None else int(model_id),
+            error=error,
+            finished_at=utcnow(),
+            test_evaluation_id=test_evaluation_id,
+        )
+
+
+def evaluate_on_test(store: Store, model_ref: str, dataset_ref: str) -> tuple[int | None, str | None]:
+    """The best model's one evaluation on the test split: (evaluation id, None), or (None, why not)."""
+    from loopwise.evaluation.service import evaluate
+
+    with store.uow() as uow:
+        dataset = uow.datasets.get(*parse_dataset_ref(dataset_ref))
+    if "test" not in dataset.splits:
+        return None, None
+    try:
+        return evaluate(store, model_ref, dataset.ref, "test").record.id, None
+    except LoopwiseError as exc:
+        log.warning("could not evaluate %s on the test split: %s", model_ref, exc)
+        return None, f"the best model could not be evaluated on the test split: {exc}"
