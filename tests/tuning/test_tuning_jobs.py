@@ -202,3 +202,18 @@ def test_sigkill_in_the_middle_of_a_trial_loses_nothing_on_resume(
     shown = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr
     assert "best trial" in shown.stdout and "interrupted" in shown.stdout
+
+
+def test_a_trial_records_the_examples_it_has_seen_every_few_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    from loopwise.tuning import trial as trial_module
+    from loopwise.tuning.outcome import EXAMPLES_SEEN
+
+    study = optuna.create_study()
+    trial = study.ask()
+    reporter = trial_module.TrialReporter(trial, "val_acc", batch_size=8)
+    monkeypatch.setattr(trial_module, "PROGRESS_S", 0.0)
+    reporter.on_train_step(5, 0.1, {"loss": 1.0})
+    assert study.trials[0].user_attrs[EXAMPLES_SEEN] == 40  # steps x batch size
+    monkeypatch.setattr(trial_module, "PROGRESS_S", 3600.0)
+    reporter.on_train_step(6, 0.1, {"loss": 1.0})  # within the interval: not recorded
+    assert study.trials[0].user_attrs[EXAMPLES_SEEN] == 40

@@ -27,7 +27,7 @@ from loopwise.tuning import parse_spec
 from loopwise.tuning import worker as tuning_worker
 from loopwise.tuning._study import optuna_storage
 from loopwise.tuning.jobs import JobStatus
-from loopwise.tuning.outcome import active_seconds
+from loopwise.tuning.outcome import EXAMPLES_SEEN, active_seconds, job_progress, why_done
 from loopwise.tuning.service import job_trials, run_job, start_job
 
 
@@ -268,6 +268,43 @@ def _trial_at(start: datetime, seconds: float, state: TrialState = TrialState.CO
     return trial
 
 
+def test_progress_counts_examples_against_the_budget_or_trials_against_max_trials() -> None:
+    t0 = datetime(2026, 1, 1, 12, 0, 0)
+    done = _trial_at(t0, 10)
+    done.user_attrs = {"examples": 100}
+    copied = _trial_at(t0, 10)  # a warm-start parent's trial is not this job's compute
+    copied.user_attrs = {"examples": 1000, "warm_start_of": "parent#0"}
+    reported = _trial_at(t0, 0, TrialState.RUNNING)  # validated at 40 examples, recorded 56 since
+    reported.intermediate_values = {24: 0.5, 40: 0.6}
+    reported.user_attrs = {EXAMPLES_SEEN: 56}
+    validated = _trial_at(t0, 0, TrialState.RUNNING)
+    validated.intermediate_values = {32: 0.5}
+    budget = parse_spec(_tfidf_spec("d:1", max_trials=4, completion={"max_examples": 300}))
+    assert job_progress([done, copied, reported, validated], budget) == (188, 300, "training examples")
+    done.user_attrs = {"examples": 900}
+    assert job_progress([done, reported], budget)[0] == 300  # never past the total
+    trials_only = parse_spec(_tfidf_spec("d:1", max_trials=4))
+    assert job_progress([done, copied, reported], trials_only) == (1, 4, "trials")
+
+
+def test_a_budget_ends_the_job_when_what_is_left_is_too_little_for_a_trial() -> None:
+    def spent(*examples: int) -> list[FrozenTrial]:
+        trials = [_trial_at(datetime(2026, 1, 1), 10) for _ in examples]
+        for trial, n in zip(trials, examples, strict=True):
+            trial.user_attrs = {"examples": n}
+        return trials
+
+    capped = parse_spec(
+        _tfidf_spec("d:1", max_trials=8, max_examples_per_trial=4000, completion={"max_examples": 12000})
+    )
+    assert why_done(spent(4000, 3905), capped) is None  # 4,095 left: one more trial
+    assert why_done(spent(4000, 3905, 3000), capped) is None  # 1,095 left: at least a quarter of a trial
+    assert why_done(spent(4000, 3905, 4000), capped) == (JobStatus.COMPLETED, None)  # 95 left: crumbs
+    uncapped = parse_spec(_tfidf_spec("d:1", max_trials=8, completion={"max_examples": 12000}))
+    assert why_done(spent(4000, 3905, 4000), uncapped) is None  # without a per-trial cap, down to 1
+    assert why_done(spent(4000, 4000, 4000), uncapped) == (JobStatus.COMPLETED, None)
+
+
 def test_runtime_counts_time_with_a_trial_running_not_the_gaps_between_resumes() -> None:
     t0 = datetime(2026, 1, 1, 12, 0, 0)
     trials = [
@@ -320,10 +357,16 @@ def test_a_compute_budget_in_examples_caps_the_last_trial_and_ends_the_job(
     dataset = import_small(sqlite_store)  # 84 training examples
     spec = _bert_spec(dataset, tiny_bert_dir, {"epochs": 3}, max_trials=10, completion={"max_examples": 300})
     start_job(sqlite_store, parse_spec(spec))
-    job = run_job(sqlite_store, "par")
+    watched: list[tuple[int, int, str]] = []
+    job = run_job(sqlite_store, "par", watch=lambda ts: watched.append(job_progress(ts, parse_spec(spec))))
 
     _, trials = job_trials(sqlite_store, "par")
     assert job.status is JobStatus.COMPLETED
+    # live progress: the examples spent against the budget, never going back
+    done = [d for d, _, _ in watched]
+    assert watched and {(total, unit) for _, total, unit in watched} == {(300, "training examples")}
+    assert done == sorted(done) and done[-1] <= 300
+    assert job_progress(trials, parse_spec(spec))[0] == sum(t.user_attrs["examples"] for t in trials)
     examples = [t.user_attrs["examples"] for t in trials]
     allowances = [t.user_attrs["examples_allowance"] for t in trials]
     # each trial may use what the ended ones left; the first runs its 3 epochs, the next are capped

@@ -68,7 +68,8 @@ def short_time(value: datetime | None) -> str:
 
 @contextmanager
 def progress_bar(description: str, total: int | None = None) -> Iterator[Any]:
-    """A progress bar on stderr; yields ``update(done, total)``. Hidden when stderr is not a terminal."""
+    """A progress bar on stderr; yields ``update(done, total, text)`` (``text``: a new description).
+    Hidden when stderr is not a terminal."""
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -81,7 +82,11 @@ def progress_bar(description: str, total: int | None = None) -> Iterator[Any]:
     ) as bar:
         task = bar.add_task(description, total=total)
 
-        def update(done: int, new_total: int | None = None) -> None:
-            bar.update(task, completed=done, total=new_total if new_total is not None else total)
+        def update(done: int, new_total: int | None = None, text: str | None = None) -> None:
+            total_now = new_total if new_total is not None else total
+            if text is None:
+                bar.update(task, completed=done, total=total_now)
+            else:
+                bar.update(task, completed=done, total=total_now, description=text)
 
         yield update

@@ -37,6 +37,7 @@ def demo(
     """Run the course loop: data -> course split -> tune MiniLM -> evaluate the best on the test split ->
     tuning report -> register the best as champion."""
     from loopwise import registry
+    from loopwise.cli.tune import live_progress
     from loopwise.data.cache import fetch_reviews
     from loopwise.data.service import prepare_reviews
     from loopwise.tuning import builtin_spec_path, load_spec, parse_spec
@@ -78,7 +79,8 @@ def demo(
             f"tuning job [bold]{job_name}[/bold]: up to {max_trials} trials, {budget:,} training examples "
             f"in all, at most {per_trial:,} a trial"
         )
-        job = run_job(store, job_name, progress=_print_trial)
+        with live_progress(spec) as watch:
+            job = run_job(store, job_name, progress=_print_trial, watch=watch)
         job, trials = job_trials(store, job_name)
         if job.best_model_version_id is None:
             console.print(f"[red]the tuning job ended without a model: {job.error}[/red]")

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
 
-from loopwise.cli._common import console, open_store, print_json
+from loopwise.cli._common import console, open_store, print_json, progress_bar
+
+if TYPE_CHECKING:
+    from loopwise.tuning.spec import TuningSpec
 
 app = typer.Typer(help="Automatic model tuning: tuning specs (random, grid, bayesian, hyperband) and jobs.")
 
@@ -22,6 +27,27 @@ def _spec_path(spec: str) -> Path:
     from loopwise.tuning import BUILTIN_SPECS, builtin_spec_path
 
     return builtin_spec_path(spec) if spec in BUILTIN_SPECS and not Path(spec).exists() else Path(spec)
+
+
+@contextmanager
+def live_progress(spec: TuningSpec) -> Iterator[Callable[[list[Any]], None]]:
+    """A progress bar for a tuning worker; yields its ``watch``: the job's training examples against its
+    compute budget (else its finished trials against max_trials), the trials running and the best so far."""
+    from loopwise.tuning.outcome import best_trial, job_progress
+
+    _, total, unit = job_progress([], spec)
+    with progress_bar(f"tuning ({unit})", total=total) as update:
+
+        def watch(trials: list[Any]) -> None:
+            done, total, unit = job_progress(trials, spec)
+            best = best_trial(trials, spec)
+            running = sum(t.state.name == "RUNNING" for t in trials)
+            text = f"tuning ({unit}), {running} running"
+            if best is not None:
+                text += f", best {spec.objective.metric} {best.value:.4f} (trial {best.number})"
+            update(done, total, text)
+
+        yield watch
 
 
 def _print_trial(trial: Any) -> None:
@@ -102,7 +128,15 @@ def start(
         if create_only:
             console.print(f"run it with: loopwise tune worker {job.name}")
             return
-        job = run_job(store, job.name, progress=_print_trial, executor=executor, ray_address=ray_address)
+        with live_progress(checked) as watch:
+            job = run_job(
+                store,
+                job.name,
+                progress=_print_trial,
+                watch=watch,
+                executor=executor,
+                ray_address=ray_address,
+            )
     _print_outcome(job)
 
 
@@ -124,9 +158,15 @@ def worker(
     from loopwise.tuning.service import run_job
 
     _check_executor(executor)
-    with open_store() as store:
+    with open_store() as store, live_progress(_job_spec(store, job)) as watch:
         finished = run_job(
-            store, job, progress=_print_trial, executor=executor, ray_address=ray_address, slots=slots
+            store,
+            job,
+            progress=_print_trial,
+            watch=watch,
+            executor=executor,
+            ray_address=ray_address,
+            slots=slots,
         )
     _print_outcome(finished)
 
@@ -142,9 +182,16 @@ def resume(
     from loopwise.tuning.service import resume_job
 
     _check_executor(executor)
-    with open_store() as store:
-        finished = resume_job(store, job, progress=_print_trial, executor=executor, ray_address=ray_address)
+    with open_store() as store, live_progress(_job_spec(store, job)) as watch:
+        finished = resume_job(
+            store, job, progress=_print_trial, watch=watch, executor=executor, ray_address=ray_address
+        )
     _print_outcome(finished)
+
+
+def _job_spec(store: Any, name: str) -> TuningSpec:
+    with store.uow() as uow:
+        return uow.tuning_jobs.get(name).tuning_spec()
 
 
 def _check_executor(executor: str) -> None:

@@ -22,6 +22,8 @@ RETRY_OF = "retry_of"
 RERUN_OF = "rerun_of"
 #: user attribute: the compute (training examples) a trial may use of the job's budget
 ALLOWANCE = "examples_allowance"
+#: user attribute: the training examples a running trial has seen so far (recorded every few seconds)
+EXAMPLES_SEEN = "examples_seen"
 
 
 def own_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
@@ -59,6 +61,13 @@ def failed_for_good(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     return [t for t in trials if t.state is TrialState.FAIL and t.number not in again]
 
 
+def smallest_trial(spec: TuningSpec) -> int:
+    """The fewest training examples worth a new trial under a compute budget: a quarter of
+    ``max_examples_per_trial`` (a last trial on the budget's crumbs could not be compared with the others
+    and would cost its start-up and validations for nothing); 1 without that cap."""
+    return max(1, (spec.max_examples_per_trial or 0) // 4)
+
+
 def why_done(trials: list[FrozenTrial], spec: TuningSpec) -> tuple[JobStatus, str | None] | None:
     """Why the job with these trials ends now (status, error), or None to run another trial."""
     own = own_trials(trials)
@@ -80,7 +89,8 @@ def why_done(trials: list[FrozenTrial], spec: TuningSpec) -> tuple[JobStatus, st
         return JobStatus.COMPLETED, None
     if completion.max_runtime_s is not None and active_seconds(own) >= completion.max_runtime_s:
         return JobStatus.COMPLETED, None
-    if completion.max_examples is not None and examples_spent(own) >= completion.max_examples:
+    budget = completion.max_examples
+    if budget is not None and budget - examples_spent(own) < smallest_trial(spec):
         return JobStatus.COMPLETED, None
     return None
 
@@ -96,3 +106,19 @@ def best_trial(trials: list[FrozenTrial], spec: TuningSpec) -> FrozenTrial | Non
     """The job's own best complete trial (ties: the earliest)."""
     ranked = ranked_trials(trials, spec)
     return ranked[0] if ranked else None
+
+
+def job_progress(trials: list[FrozenTrial], spec: TuningSpec) -> tuple[int, int, str]:
+    """How far the job is: ``(done, total, unit)``, in training examples when it has a compute budget (a
+    running trial counts the examples it reported so far), else in finished trials."""
+    own = own_trials(trials)
+    budget = spec.completion.max_examples
+    if budget is not None:
+        running = [t for t in own if t.state is TrialState.RUNNING]
+        seen = sum(
+            max(int(max(t.intermediate_values, default=0)), int(t.user_attrs.get(EXAMPLES_SEEN, 0)))
+            for t in running
+        )
+        return min(budget, examples_spent(own) + seen), budget, "training examples"
+    finished = sum(t.state in FINISHED for t in own)
+    return min(finished, spec.max_trials), spec.max_trials, "trials"

@@ -42,7 +42,7 @@ from loopwise.registry.versions import check_name
 from loopwise.tuning._study import create_study, load_study, optuna_storage
 from loopwise.tuning.jobs import JobStatus, TuningJob
 from loopwise.tuning.warm_start import warm_start
-from loopwise.tuning.worker import Progress, Worker, job_storage, rerun
+from loopwise.tuning.worker import Progress, Watch, Worker, job_storage, rerun
 
 if TYPE_CHECKING:
     from loopwise.storage import Store
@@ -88,18 +88,21 @@ def run_job(
     name: str,
     *,
     progress: Progress | None = None,
+    watch: Watch | None = None,
     executor: str = "process",
     ray_address: str | None = None,
     slots: int | None = None,
 ) -> TuningJob:
     """Work on the job as one tuning worker until it ends; returns the job as it ended (a job that ended
     already is returned as it is). ``slots``: the most trials this worker runs at once (default: the
-    spec's ``max_parallel_trials``, which also caps all workers together)."""
+    spec's ``max_parallel_trials``, which also caps all workers together). ``progress`` is called with each
+    of this worker's trials that ended, ``watch`` about once a second with all the job's trials (for live
+    progress: :func:`loopwise.tuning.outcome.job_progress`)."""
     with store.uow() as uow:
         job = uow.tuning_jobs.get(name)
     if job.status is not JobStatus.RUNNING:
         return job
-    return Worker(store, job, executor, ray_address, slots, progress).run()
+    return Worker(store, job, executor, ray_address, slots, progress, watch).run()
 
 
 def resume_job(
@@ -107,6 +110,7 @@ def resume_job(
     name: str,
     *,
     progress: Progress | None = None,
+    watch: Watch | None = None,
     executor: str = "process",
     ray_address: str | None = None,
 ) -> TuningJob:
@@ -125,7 +129,7 @@ def resume_job(
             storage.set_trial_user_attr(trial._trial_id, "error", "interrupted: the tuning process stopped")
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             rerun(study, trial)
-    return run_job(store, name, progress=progress, executor=executor, ray_address=ray_address)
+    return run_job(store, name, progress=progress, watch=watch, executor=executor, ray_address=ray_address)
 
 
 def job_trials(store: Store, name: str) -> tuple[TuningJob, list[FrozenTrial]]:

@@ -32,9 +32,13 @@ from loopwise.data.versions import parse_dataset_ref
 from loopwise.errors import LoopwiseError
 from loopwise.storage import Store
 from loopwise.tuning._study import load_study, optuna_storage
+from loopwise.tuning.outcome import EXAMPLES_SEEN
 from loopwise.tuning.space import build_config, decode_params
 
 log = logging.getLogger(__name__)
+
+#: seconds between two records of a running trial's progress
+PROGRESS_S = 10.0
 
 
 class TrialReporter(Reporter):
@@ -53,6 +57,18 @@ class TrialReporter(Reporter):
         self.pruned = False
         self.out_of_time = False
         self._last_step = -1
+        self._last_progress = time.monotonic()
+
+    def on_train_step(self, step: int, epoch: float, metrics: dict[str, float]) -> None:
+        """Every :data:`PROGRESS_S` seconds, record the examples seen so far (live progress between
+        validations)."""
+        if time.monotonic() - self._last_progress < PROGRESS_S:
+            return
+        self._last_progress = time.monotonic()
+        try:
+            self.trial.set_user_attr(EXAMPLES_SEEN, step * self.batch_size)
+        except Exception:
+            log.warning("could not record the progress of trial %d", self.trial.number, exc_info=True)
 
     def on_validation(self, step: int, epoch: float, metrics: dict[str, float]) -> None:
         if self.metric not in metrics or step <= self._last_step:

@@ -43,6 +43,7 @@ from loopwise.tuning.outcome import (
     examples_spent,
     own_trials,
     ranked_trials,
+    smallest_trial,
     why_done,
 )
 from loopwise.tuning.space import suggest
@@ -64,7 +65,13 @@ POLL_S = 0.5
 #: the error of a trial failed because its worker went silent
 STALE_ERROR = "interrupted: its worker stopped sending heartbeats"
 
+#: seconds between two calls of a worker's ``watch``
+WATCH_S = 1.0
+
+#: called with each trial of this worker that ended
 Progress = Callable[[FrozenTrial], None]
+#: called about once a second with all the job's trials, for live progress
+Watch = Callable[[list[FrozenTrial]], None]
 
 
 @contextlib.contextmanager
@@ -96,12 +103,14 @@ class Worker:
         ray_address: str | None,
         slots: int | None,
         progress: Progress | None,
+        watch: Watch | None = None,
     ) -> None:
         self.store = store
         self.job = job
         self.spec = job.tuning_spec()
         self.slots = max(1, slots or self.spec.max_parallel_trials)
         self.progress = progress
+        self.watch = watch
         self.executor_kind = executor
         self.ray_address = ray_address
         self.lock_name = f"tuning-job-{job.id}"
@@ -119,10 +128,13 @@ class Worker:
 
     def _loop(self, storage: RDBStorage, executor: Executor) -> TuningJob:
         study = load_study(storage, self.job, self.spec)
-        last_beat = 0.0
+        last_beat = last_watch = 0.0
         while True:
             for ended in executor.wait(0.0):
                 self._reap(storage, study, ended.trial_id, ended.error)
+            if self.watch is not None and time.monotonic() - last_watch >= WATCH_S:
+                self.watch(study.get_trials(deepcopy=False))
+                last_watch = time.monotonic()
             if time.monotonic() - last_beat >= HEARTBEAT_S:
                 for trial_id in self.local:
                     storage.record_heartbeat(trial_id)
@@ -175,7 +187,7 @@ class Worker:
         if budget is not None:
             held = sum(int(t.user_attrs.get(ALLOWANCE, 0)) for t in running)
             allowance = budget - examples_spent(own) - held
-            if allowance <= 0:  # the running trials hold the rest of the budget
+            if allowance < smallest_trial(self.spec):  # the running trials hold the rest of the budget
                 return Step.WAIT, None, None
         return Step.ASK, deadline, allowance
 
