@@ -18,6 +18,7 @@ GROUP = "loopwise.classifiers"
 BUILTIN = {
     "transformers": "loopwise.classifiers.transformer:TransformerClassifier",
     "tfidf": "loopwise.classifiers.tfidf:TfidfClassifier",
+    "onnx": "loopwise.classifiers.onnx:OnnxClassifier",
 }
 
 

@@ -1,0 +1,90 @@
+"""The ONNX backend: a fine-tuned transformers classifier exported, then run by ONNX Runtime."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from contract import LABELS, synthetic_examples
+
+from loopwise.classifiers import TrainConfig, TransformerClassifier, create_classifier, load_classifier
+from loopwise.classifiers.onnx import FP32, INT8, OnnxClassifier, export_onnx
+from loopwise.errors import CheckpointError, ClassifierError
+
+TEXTS = [
+    "I love this product!",
+    "OK, but not great.",
+    "This is not the right product.",
+    "x",
+    "a very long review " * 40,  # longer than the sample the model was exported with: truncated to 32
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_bert_dir: Path) -> TransformerClassifier:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        classifier = TransformerClassifier(LABELS, base_model=tiny_bert_dir, max_seq_length=32)
+        classifier.fit(
+            synthetic_examples(300, seed=0), config=TrainConfig(learning_rate=1e-3, epochs=6, batch_size=8)
+        )
+        return classifier
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def exported(trained: TransformerClassifier, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_onnx(trained, tmp_path_factory.mktemp("onnx"), int8=True)
+
+
+def test_the_exported_model_gives_pytorchs_probabilities(
+    trained: TransformerClassifier, exported: Path
+) -> None:
+    assert {path.name for path in exported.iterdir()} == {FP32, INT8, "tokenizer.json", "classifier.json"}
+    onnx = load_classifier(exported)  # by the manifest's backend, fp32
+    assert isinstance(onnx, OnnxClassifier) and onnx.labels == LABELS and onnx.precision == "fp32"
+    texts = TEXTS + list(synthetic_examples(40, seed=1).texts)
+    expected = trained.predict_proba(texts)
+    assert len(set(trained.predict(texts))) > 1  # a fitted model, not a uniform guess
+    for batch_size in (1, 7, 64):  # batching and padding do not change an answer
+        got = onnx.predict_proba(texts, batch_size=batch_size)
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert onnx.predict(texts) == trained.predict(texts)
+    assert onnx.predict_proba([]).shape == (0, 3)
+
+
+def test_int8_is_close_to_fp32(exported: Path) -> None:
+    fp32 = OnnxClassifier.load(exported)
+    int8 = OnnxClassifier.load(exported, precision="int8", threads=1)
+    texts = TEXTS + list(synthetic_examples(40, seed=2).texts)
+    a, b = fp32.predict_proba(texts), int8.predict_proba(texts)
+    np.testing.assert_allclose(b.sum(axis=1), 1.0, atol=1e-9)
+    assert np.abs(a - b).max() < 0.05
+    assert (exported / INT8).stat().st_size < (exported / FP32).stat().st_size
+
+
+def test_bad_exports_and_misuse_say_what_to_do(
+    trained: TransformerClassifier, exported: Path, tmp_path: Path
+) -> None:
+    fp32_only = export_onnx(trained, tmp_path / "fp32")
+    assert not (fp32_only / INT8).exists()
+    with pytest.raises(CheckpointError, match=r"holds no int8 model.*export it again with int8"):
+        OnnxClassifier.load(fp32_only, precision="int8")
+    broken = tmp_path / "broken"
+    shutil.copytree(exported, broken)
+    (broken / FP32).write_bytes(b"not a model")
+    with pytest.raises(CheckpointError, match=r"cannot load .*model\.onnx.*export the classifier again"):
+        OnnxClassifier.load(broken)
+    (broken / FP32).unlink()
+    with pytest.raises(CheckpointError, match=r"model\.onnx is missing"):
+        OnnxClassifier.load(broken)
+    with pytest.raises(ClassifierError, match="exporting a fine-tuned transformers classifier"):
+        create_classifier("onnx", LABELS)
+    onnx = OnnxClassifier.load(exported)
+    with pytest.raises(ClassifierError, match="only predicts"):
+        onnx.fit(synthetic_examples(6, seed=0))
