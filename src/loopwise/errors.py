@@ -14,7 +14,10 @@ The tree::
     ├── ClassifierError           a classifier cannot be built, loaded or used
     │   └── CheckpointError       a saved classifier is missing files or corrupt
     ├── TrainingError             a training run failed
-    └── TuningSpecError           a tuning spec is invalid (every problem listed, each with its field)
+    ├── SpecError                 a spec is invalid (every problem listed, each with its field)
+    │   ├── TuningSpecError       a tuning spec
+    │   └── EndpointConfigError   an endpoint configuration
+    └── EndpointError             an endpoint cannot do what was asked in its state
 
 Messages say what was wrong (naming the file, line and field where there is one) and what to do.
 """
@@ -72,8 +75,8 @@ class TrainingError(LoopwiseError):
     """A training run failed."""
 
 
-class TuningSpecError(LoopwiseError):
-    """A tuning spec is invalid; nothing ran.
+class SpecError(LoopwiseError):
+    """A spec or configuration is invalid; nothing ran or changed.
 
     ``problems`` lists every problem found as ``(field, message)`` pairs, the field a dotted path such as
     ``parameters.learning_rate.min`` and the message saying what to fix.
@@ -82,3 +85,15 @@ class TuningSpecError(LoopwiseError):
     def __init__(self, message: str, problems: Sequence[tuple[str, str]] = ()) -> None:
         super().__init__(message)
         self.problems: list[tuple[str, str]] = list(problems)
+
+
+class TuningSpecError(SpecError):
+    """A tuning spec is invalid; nothing ran."""
+
+
+class EndpointConfigError(SpecError):
+    """An endpoint configuration is invalid; nothing changed (fields such as ``variants.VariantA.weight``)."""
+
+
+class EndpointError(LoopwiseError):
+    """An endpoint cannot do what was asked in its state (deleting one that is updating, for example)."""

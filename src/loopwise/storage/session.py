@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from loopwise.errors import LoopwiseError, StorageError
 from loopwise.storage.repositories import (
     DatasetRepository,
+    EndpointRepository,
     EvaluationRepository,
     ModelRepository,
     RunRepository,
@@ -31,6 +32,7 @@ class UnitOfWork:
     models: ModelRepository
     evaluations: EvaluationRepository
     tuning_jobs: TuningJobRepository
+    endpoints: EndpointRepository
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._factory = session_factory
@@ -49,6 +51,7 @@ class UnitOfWork:
         self.models = ModelRepository(self._session)
         self.evaluations = EvaluationRepository(self._session)
         self.tuning_jobs = TuningJobRepository(self._session)
+        self.endpoints = EndpointRepository(self._session)
         return self
 
     def __exit__(

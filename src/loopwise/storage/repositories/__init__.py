@@ -4,6 +4,7 @@ One module per capability; the unit of work (``storage.session``) hangs one of e
 """
 
 from loopwise.storage.repositories.datasets import DatasetRepository
+from loopwise.storage.repositories.endpoints import EndpointRepository
 from loopwise.storage.repositories.evaluations import EvaluationRepository
 from loopwise.storage.repositories.models import ModelRepository
 from loopwise.storage.repositories.runs import RunRepository
@@ -11,6 +12,7 @@ from loopwise.storage.repositories.tuning import TuningJobRepository
 
 __all__ = [
     "DatasetRepository",
+    "EndpointRepository",
     "EvaluationRepository",
     "ModelRepository",
     "RunRepository",

@@ -1,0 +1,203 @@
+"""``loopwise endpoint``: endpoints with production and shadow variants."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from loopwise.cli._common import console, err_console, open_store, print_json, short_time
+
+app = typer.Typer(help="Endpoints: variants of models behind one name, weighted traffic, shadow copies.")
+
+NameArgument = Annotated[str, typer.Argument(help="The endpoint's name.")]
+
+
+@app.command()
+def create(
+    name: NameArgument,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="A YAML endpoint configuration (a 'variants' list).")
+    ] = None,
+    variant: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--variant",
+            help="A variant as key=value pairs, repeatable: "
+            "name=VariantA,model=reviews-sentiment@champion,weight=50,instances=1 "
+            "(also role=shadow, shadow_share, precision=int8, max_batch_size, max_wait_ms).",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the endpoint as JSON.")] = False,
+) -> None:
+    """Create an endpoint from variants (--variant, repeatable) or a YAML file (--config), export its
+    models to ONNX and check that each loads; it ends InService or Failed (with the reason)."""
+    from loopwise.errors import EndpointConfigError
+    from loopwise.serving.config import load_endpoint_config, parse_endpoint_config, parse_variant_option
+    from loopwise.serving.service import create_endpoint
+
+    if (config is None) == (not variant):
+        raise EndpointConfigError(
+            "give the variants either with --variant (repeatable) or in a file with --config, not both",
+            [("variants", "missing or given twice")],
+        )
+    checked = (
+        load_endpoint_config(config)
+        if config is not None
+        else parse_endpoint_config(
+            {"variants": [parse_variant_option(v) for v in variant or []]}, source="--variant"
+        )
+    )
+    with open_store() as store:
+        out = err_console if as_json else console  # --json keeps stdout for the JSON
+        endpoint = create_endpoint(
+            store, name, checked, progress=lambda message: out.print(message, highlight=False)
+        )
+    if as_json:
+        print_json(_endpoint_json(endpoint))
+    else:
+        _print_endpoint(endpoint)
+    if endpoint.failure_reason:
+        raise typer.Exit(1)
+
+
+@app.command()
+def describe(
+    name: NameArgument,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the endpoint as JSON.")] = False,
+) -> None:
+    """The endpoint's status, its variants with their traffic shares, and its configuration history."""
+    from loopwise.serving.service import describe_endpoint
+
+    with open_store() as store:
+        endpoint, history = describe_endpoint(store, name)
+    if as_json:
+        print_json(
+            {
+                **_endpoint_json(endpoint),
+                "history": [
+                    {
+                        "version": h.version,
+                        "note": h.note,
+                        "created_at": h.created_at,
+                        "config": h.config.to_dict(),
+                    }
+                    for h in history
+                ],
+            }
+        )
+        return
+    _print_endpoint(endpoint)
+    console.print("configurations:")
+    for item in history:
+        mark = "*" if item.version == endpoint.current.version else " "
+        console.print(f" {mark} {item.version}  {short_time(item.created_at)}  {item.note}", highlight=False)
+
+
+@app.command("list")
+def list_(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """Every endpoint with its status, configuration version and variants."""
+    from rich.table import Table
+
+    from loopwise.serving.service import list_endpoints
+
+    with open_store() as store:
+        endpoints = list_endpoints(store)
+    if as_json:
+        print_json([_endpoint_json(e) for e in endpoints])
+        return
+    table = Table(title="endpoints")
+    for column in ("name", "status", "config", "variants", "updated"):
+        table.add_column(column)
+    for e in endpoints:
+        shares = e.config.traffic_shares()
+        variants = ", ".join(
+            f"{v.name} {shares[v.name]:.0%}" if v.role == "production" else f"{v.name} (shadow)"
+            for v in e.config.variants
+        )
+        table.add_row(e.name, e.status.value, str(e.current.version), variants, short_time(e.updated_at))
+    console.print(table)
+
+
+@app.command("update-weights")
+def update_weights(
+    name: NameArgument,
+    weights: Annotated[
+        list[str], typer.Argument(help="New weights as Variant=weight, e.g. VariantA=0 VariantB=100.")
+    ],
+) -> None:
+    """Shift traffic between production variants without redeploying: records a new configuration
+    version and puts it in force."""
+    from loopwise.errors import EndpointConfigError
+    from loopwise.serving.service import update_weights as update
+
+    parsed: dict[str, float] = {}
+    for item in weights:
+        variant, sep, value = item.partition("=")
+        try:
+            parsed[variant.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not variant.strip():
+            raise EndpointConfigError(
+                f"{item!r}: write Variant=weight, e.g. VariantB=100", [("weights", f"bad weight {item!r}")]
+            )
+    with open_store() as store:
+        endpoint = update(store, name, parsed)
+    _print_endpoint(endpoint)
+
+
+@app.command()
+def delete(
+    name: NameArgument,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete the endpoint and its configuration history (its models stay in the registry)."""
+    from loopwise.serving.service import delete_endpoint
+
+    if not yes:
+        typer.confirm(f"delete endpoint {name}?", abort=True)
+    with open_store() as store:
+        delete_endpoint(store, name)
+    console.print(f"endpoint {name} deleted")
+
+
+def _endpoint_json(endpoint: Any) -> dict[str, Any]:
+    return {
+        "name": endpoint.name,
+        "status": endpoint.status.value,
+        "failure_reason": endpoint.failure_reason,
+        "config_version": endpoint.current.version,
+        "traffic_shares": endpoint.config.traffic_shares(),
+        "config": endpoint.config.to_dict(),
+        "created_at": endpoint.created_at,
+        "updated_at": endpoint.updated_at,
+    }
+
+
+def _print_endpoint(endpoint: Any) -> None:
+    from rich.table import Table
+
+    console.print(
+        f"endpoint [bold]{endpoint.name}[/bold]: {endpoint.status.value} "
+        f"(configuration {endpoint.current.version})"
+    )
+    if endpoint.failure_reason:
+        console.print(f"[red]failed: {endpoint.failure_reason}[/red]", highlight=False)
+    shares = endpoint.config.traffic_shares()
+    table = Table()
+    for column in ("variant", "role", "model", "traffic", "instances", "precision", "batching"):
+        table.add_column(column)
+    for v in endpoint.config.variants:
+        traffic = f"{shares[v.name]:.0%}" if v.role == "production" else f"copy of {v.shadow_share:.0%}"
+        table.add_row(
+            v.name,
+            v.role,
+            v.model,
+            traffic,
+            str(v.instances),
+            v.precision,
+            f"{v.max_batch_size} / {v.max_wait_ms:g} ms",
+        )
+    console.print(table)

@@ -1,0 +1,1 @@
+"""Serving: endpoints with production and shadow variants, their configurations, deployment."""

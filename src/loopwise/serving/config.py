@@ -1,0 +1,218 @@
+"""Endpoint configurations: the variants behind an endpoint, read from YAML, the command line or Python.
+
+A configuration is immutable; changing an endpoint (new weights, a new variant) records a new version of
+it. Each variant names a model version or alias (resolved to a version when the configuration is
+recorded, so moving an alias later does not change a running endpoint), its traffic weight, how many
+instances (worker processes) serve it and how they batch. SageMaker's names are accepted as aliases
+(``variant_name``, ``model_name``, ``initial_weight``, ``initial_instance_count``), so a production variant
+list from the course reads as written.
+
+Production variants share the traffic in proportion to their weights. A shadow variant gets a copy of a
+sampled share (``shadow_share``) of the production requests; its answers are captured, never returned.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from loopwise.errors import EndpointConfigError
+
+Role = Literal["production", "shadow"]
+Precision = Literal["fp32", "int8"]
+#: what an endpoint or variant name may look like (SageMaker's rule: letters, digits and hyphens, up to 63)
+VARIANT_NAME = re.compile(r"^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$")
+
+
+def check_endpoint_name(name: str) -> str:
+    """``name`` when it is a valid endpoint name (variant names' rule), else :class:`EndpointConfigError`."""
+    if not VARIANT_NAME.match(name):
+        raise EndpointConfigError(
+            f"endpoint name {name!r}: use letters, digits and single hyphens, up to 63 characters",
+            [("name", "invalid endpoint name")],
+        )
+    return name
+
+
+class Variant(BaseModel):
+    """One variant of an endpoint."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str = Field(validation_alias=AliasChoices("name", "variant_name"))
+    #: a model reference as given: ``name:version`` or ``name@alias``
+    model: str = Field(validation_alias=AliasChoices("model", "model_name", "model_ref"))
+    #: the model version the reference resolved to when the configuration was recorded
+    model_version_id: int | None = None
+    weight: float = Field(default=1.0, ge=0, validation_alias=AliasChoices("weight", "initial_weight"))
+    instances: int = Field(
+        default=1, ge=1, le=64, validation_alias=AliasChoices("instances", "initial_instance_count")
+    )
+    role: Role = "production"
+    #: shadow variants: the share of production requests copied to it
+    shadow_share: float = Field(default=1.0, gt=0, le=1)
+    precision: Precision = "fp32"
+    #: dynamic batching: the most requests one model call answers, and the longest a request waits for
+    #: others to join its batch
+    max_batch_size: int = Field(default=32, ge=1, le=1024)
+    max_wait_ms: float = Field(default=2.0, ge=0, le=1000)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if not VARIANT_NAME.match(name):
+            raise ValueError(
+                f"variant name {name!r}: use letters, digits and single hyphens, up to 63 characters"
+            )
+        return name
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, model: str) -> str:
+        if not model.strip():
+            raise ValueError("model is empty: give a model version (name:version) or alias (name@alias)")
+        return model.strip()
+
+
+class EndpointConfig(BaseModel):
+    """The variants of one endpoint."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    variants: tuple[Variant, ...] = Field(
+        min_length=1, validation_alias=AliasChoices("variants", "production_variants")
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> EndpointConfig:
+        names = [v.name for v in self.variants]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"variant names must differ: {', '.join(repeated)} appear more than once")
+        production = [v for v in self.variants if v.role == "production"]
+        if not production:
+            raise ValueError("an endpoint needs at least one production variant (role: production)")
+        if sum(v.weight for v in production) <= 0:
+            raise ValueError("the production variants' weights are all 0: give at least one a weight above 0")
+        return self
+
+    @property
+    def production(self) -> tuple[Variant, ...]:
+        return tuple(v for v in self.variants if v.role == "production")
+
+    @property
+    def shadows(self) -> tuple[Variant, ...]:
+        return tuple(v for v in self.variants if v.role == "shadow")
+
+    def variant(self, name: str) -> Variant:
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        raise EndpointConfigError(
+            f"no variant {name!r}: this endpoint has {', '.join(v.name for v in self.variants)}",
+            [("variants", f"unknown variant {name!r}")],
+        )
+
+    def traffic_shares(self) -> dict[str, float]:
+        """Each production variant's share of the traffic (weights normalised to sum to 1)."""
+        total = sum(v.weight for v in self.production)
+        return {v.name: v.weight / total for v in self.production}
+
+    def with_weights(self, weights: Mapping[str, float]) -> EndpointConfig:
+        """A copy with these variants' weights changed (checked like a new configuration)."""
+        for name in weights:
+            self.variant(name)
+        variants = [{**v.model_dump(), "weight": weights.get(v.name, v.weight)} for v in self.variants]
+        return parse_endpoint_config({"variants": variants}, source="the new weights")
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def parse_endpoint_config(raw: Any, *, source: str = "<config>") -> EndpointConfig:
+    """Check a configuration mapping; raises :class:`EndpointConfigError` listing every problem as
+    (dotted field, message)."""
+    if not isinstance(raw, Mapping):
+        raise EndpointConfigError(
+            f"{source}: an endpoint configuration is a mapping with a 'variants' list, got "
+            f"{type(raw).__name__}",
+            [("", "expected a mapping")],
+        )
+    try:
+        return EndpointConfig.model_validate(dict(raw))
+    except ValidationError as exc:
+        errors = exc.errors()
+        if any(len(e["loc"]) > 2 for e in errors):  # the list's own length check only echoes its items'
+            errors = [e for e in errors if e["type"] != "too_short"]
+        problems = [(_field(error["loc"], raw), _message(error)) for error in errors]
+        listed = "; ".join(f"{field}: {message}" if field else message for field, message in problems)
+        raise EndpointConfigError(
+            f"{source} is not a valid endpoint configuration: {listed}", problems
+        ) from None
+
+
+def load_endpoint_config(path: Path) -> EndpointConfig:
+    """Read and check a YAML configuration file."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EndpointConfigError(
+            f"no endpoint configuration file at {path}", [("", "file not found")]
+        ) from None
+    except yaml.YAMLError as exc:
+        raise EndpointConfigError(f"{path} is not valid YAML: {exc}", [("", "invalid YAML")]) from None
+    return parse_endpoint_config(raw, source=str(path))
+
+
+def parse_variant_option(text: str) -> dict[str, Any]:
+    """One ``--variant`` option: ``name=VariantA,model=reviews-sentiment@champion,weight=50,instances=1``."""
+    fields: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise EndpointConfigError(
+                f"--variant {text!r}: write key=value pairs separated by commas, such as "
+                "name=VariantA,model=reviews-sentiment@champion,weight=50",
+                [("variants", f"bad --variant {text!r}")],
+            )
+        fields[key.strip()] = value.strip()
+    return fields
+
+
+def _field(loc: tuple[Any, ...], raw: Mapping[str, Any]) -> str:
+    """A dotted field name for an error location; list items by their variant name when they have one."""
+    parts: list[str] = []
+    node: Any = raw
+    for item in loc:
+        if isinstance(item, int) and isinstance(node, list) and item < len(node):
+            node = node[item]
+            name = node.get("name") or node.get("variant_name") if isinstance(node, Mapping) else None
+            parts.append(str(name) if name else str(item))
+            continue
+        if isinstance(item, str) and item.startswith("function-after"):
+            continue
+        parts.append(str(item))
+        node = node.get(item) if isinstance(node, Mapping) else None
+    return ".".join(parts)
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    message = str(error["msg"])
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    if error["type"] == "extra_forbidden":
+        message = "unknown field (check its spelling)"
+    return message

@@ -1,0 +1,160 @@
+"""The endpoints' control plane: create, describe, list, re-weight and delete endpoints.
+
+Creating an endpoint resolves each variant's model reference to a model version (recorded in the
+configuration, so that moving an alias later changes nothing that runs), records the endpoint
+``Creating`` with configuration 1, then deploys: each transformers model is exported to ONNX (cached per
+model version; int8 too where a variant asks for it) and every variant's model is loaded once to prove it
+serves. The endpoint ends ``InService``, or ``Failed`` with the reason, and its record stays for
+``describe``. Changing weights records a new configuration version and puts it in force.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from loopwise import registry
+from loopwise.errors import EndpointConfigError, LoopwiseError, NotFoundError
+from loopwise.registry.versions import ModelVersion
+from loopwise.serving.config import (
+    EndpointConfig,
+    Precision,
+    Variant,
+    check_endpoint_name,
+    parse_endpoint_config,
+)
+from loopwise.serving.endpoints import ConfigVersion, Endpoint, EndpointStatus
+from loopwise.storage.artifacts.local import local_path
+
+if TYPE_CHECKING:
+    from loopwise.storage import Store
+
+log = logging.getLogger(__name__)
+
+#: called with a message for each step of a deployment
+Progress = Callable[[str], None]
+
+
+def create_endpoint(
+    store: Store, name: str, config: EndpointConfig, *, progress: Progress | None = None
+) -> Endpoint:
+    """Record and deploy a new endpoint; returns it ``InService`` or ``Failed`` (with the reason). Nothing
+    is recorded when the name is bad or taken, or a model reference does not resolve."""
+    check_endpoint_name(name)
+    resolved = _resolve(store, config)
+    with store.uow() as uow:
+        uow.endpoints.add(name, resolved)
+    return _deploy(store, name, resolved, progress)
+
+
+def describe_endpoint(store: Store, name: str) -> tuple[Endpoint, list[ConfigVersion]]:
+    """The endpoint and every configuration it had, oldest first."""
+    with store.uow() as uow:
+        return uow.endpoints.get(name), uow.endpoints.history(name)
+
+
+def list_endpoints(store: Store) -> list[Endpoint]:
+    with store.uow() as uow:
+        return uow.endpoints.list()
+
+
+def update_weights(store: Store, name: str, weights: Mapping[str, float]) -> Endpoint:
+    """Record a configuration with these production variants' weights (others unchanged) and put it in
+    force. Raises :class:`EndpointConfigError` for an unknown variant or weights that leave no traffic."""
+    with store.uow() as uow:
+        endpoint = uow.endpoints.get(name, for_update=True)
+        for variant in weights:
+            if endpoint.config.variant(variant).role != "production":
+                raise EndpointConfigError(
+                    f"{variant} is a shadow variant: it gets a copy of requests (shadow_share), not a weight",
+                    [(f"variants.{variant}.weight", "shadow variants have no weight")],
+                )
+        config = endpoint.config.with_weights(weights)
+        note = "weights: " + ", ".join(f"{v}={w:g}" for v, w in weights.items())
+        return uow.endpoints.add_config(name, config, note)
+
+
+def delete_endpoint(store: Store, name: str) -> None:
+    """Remove the endpoint and its configurations (models and their exports stay in the registry)."""
+    with store.uow() as uow:
+        uow.endpoints.delete(name)
+
+
+def serving_dir(store: Store, version: ModelVersion, precision: Precision = "fp32") -> Path:
+    """The directory a variant's workers load for ``version``: its ONNX export for transformers models
+    (made on first use and cached beside the artifacts; int8 added when asked for), the checkpoint itself
+    for other backends."""
+    version.require_checkpoint()
+    checkpoint = local_path(version.uri)
+    if version.backend != "transformers":
+        if precision != "fp32":
+            raise EndpointConfigError(
+                f"model {version.ref} ({version.backend}) has no int8 form: use precision fp32",
+                [("precision", "int8 needs a transformers model")],
+            )
+        return checkpoint
+    from loopwise.classifiers.onnx import INT8, export_onnx
+    from loopwise.classifiers.transformer import TransformerClassifier
+
+    exported = store.artifacts.path(f"serving/{version.name}/v{version.version}/onnx")
+    manifest = exported / "classifier.json"
+    if manifest.exists() and (precision == "fp32" or (exported / INT8).exists()):
+        return exported
+    staging = exported.with_name(exported.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    export_onnx(TransformerClassifier.load(checkpoint), staging, int8=precision == "int8")
+    shutil.rmtree(exported, ignore_errors=True)
+    staging.rename(exported)  # a reader never sees half an export
+    return exported
+
+
+def _resolve(store: Store, config: EndpointConfig) -> EndpointConfig:
+    """The configuration with each variant's model version id filled in."""
+    variants = []
+    problems = []
+    with store.uow() as uow:
+        for variant in config.variants:
+            try:
+                version = registry.resolve(uow, variant.model)
+                version.require_checkpoint()
+            except NotFoundError as exc:
+                problems.append((f"variants.{variant.name}.model", str(exc)))
+                continue
+            variants.append({**variant.model_dump(), "model_version_id": version.id})
+    if problems:
+        raise EndpointConfigError(
+            "the endpoint configuration names models that cannot be served: "
+            + "; ".join(f"{field}: {message}" for field, message in problems),
+            problems,
+        )
+    return parse_endpoint_config({"variants": variants})
+
+
+def _deploy(store: Store, name: str, config: EndpointConfig, progress: Progress | None) -> Endpoint:
+    try:
+        for variant in config.variants:
+            _prepare(store, variant, progress)
+    except (LoopwiseError, OSError) as exc:
+        with store.uow() as uow:
+            return uow.endpoints.set_status(name, EndpointStatus.FAILED, failure_reason=str(exc))
+    with store.uow() as uow:
+        return uow.endpoints.set_status(name, EndpointStatus.IN_SERVICE)
+
+
+def _prepare(store: Store, variant: Variant, progress: Progress | None) -> None:
+    """Export the variant's model if needed and load it once, as a worker will."""
+    from loopwise.classifiers import load_classifier
+    from loopwise.classifiers.onnx import OnnxClassifier
+
+    with store.uow() as uow:
+        version = uow.models.get_by_id(int(variant.model_version_id or -1))
+    if progress is not None:
+        progress(f"{variant.name}: preparing {version.ref} ({variant.precision})")
+    directory = serving_dir(store, version, variant.precision)
+    if version.backend == "transformers":
+        OnnxClassifier.load(directory, precision=variant.precision, threads=1)
+    else:
+        load_classifier(directory)
