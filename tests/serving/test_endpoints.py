@@ -36,17 +36,6 @@ def _two(model_a: str = "small-tfidf:1", model_b: str = "small-tfidf:2") -> dict
     }
 
 
-@pytest.fixture
-def two_models(store: Store, import_small: Callable[[Store], str]) -> Store:
-    """Two TF-IDF versions of small-tfidf, the second with the alias champion."""
-    dataset = import_small(store)
-    for _ in range(2):
-        train(store, TrainRequest(dataset=dataset, backend="tfidf", model_name="small-tfidf"), progress=False)
-    with store.uow() as uow:
-        registry.set_alias(uow, "small-tfidf:2", "champion")
-    return store
-
-
 def test_the_courses_variant_list_reads_as_written() -> None:
     config = parse_endpoint_config(
         {

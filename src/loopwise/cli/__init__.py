@@ -10,6 +10,7 @@ from loopwise.cli import data, db, endpoint, models, runs, tune
 from loopwise.cli._common import err_console
 from loopwise.cli.demo import demo
 from loopwise.cli.evaluate import evaluate
+from loopwise.cli.server import server
 from loopwise.cli.train import train
 from loopwise.errors import LoopwiseError
 
@@ -29,6 +30,7 @@ app.add_typer(endpoint.app, name="endpoint")
 app.command()(train)
 app.command()(evaluate)
 app.command()(demo)
+app.command()(server)
 
 
 def main() -> None:

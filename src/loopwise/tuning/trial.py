@@ -26,6 +26,7 @@ import time
 import optuna
 from optuna.trial import TrialState
 
+from loopwise._process import die_with_parent
 from loopwise.classifiers import Reporter
 from loopwise.config import Settings
 from loopwise.data.versions import parse_dataset_ref
@@ -179,7 +180,7 @@ def forked_main(
     for key in [k for k in os.environ if k.startswith("LOOPWISE_") and k not in env]:
         del os.environ[key]  # the fork server's environment is as old as the server: the worker's wins
     os.environ.update(env)
-    _die_with_parent()  # the fork server, which exits when the worker dies
+    die_with_parent()  # the fork server, which exits when the worker dies
     if "OMP_NUM_THREADS" in env:
         import torch
 
@@ -211,18 +212,6 @@ def _watch(pid: int) -> None:
         time.sleep(0.5)
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (elsewhere: nothing)."""
-    if not sys.platform.startswith("linux"):
-        return
-    import contextlib
-    import ctypes
-    import signal
-
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loopwise.tuning.trial", description=__doc__)
     parser.add_argument("job")
@@ -231,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deadline", type=float, help="stop training at this time (seconds since the epoch)")
     parser.add_argument("--max-examples", type=int, help="train on at most this many examples")
     args = parser.parse_args(argv)
-    _die_with_parent()
+    die_with_parent()
     if args.parent_pid is not None and _gone(args.parent_pid):
         return 3
     store = Store.open(Settings())  # LOOPWISE_* variables, set by the tuning process

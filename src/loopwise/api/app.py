@@ -1,0 +1,79 @@
+"""The ``loopwise server`` application: the endpoints' data plane behind HTTP (more routers join later).
+
+Errors answer JSON ``{"error": {"type": ..., "message": ...}}`` with the status that says whose fault it
+was: 400 bad input (malformed body, empty text, unknown target variant), 404 unknown endpoint, 413 body
+too large, 415 content type, 500 the variant's model raised for this request, 503 the variant has no live
+worker right now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from loopwise.api.invocations import BadRequest
+from loopwise.api.invocations import router as invocations
+from loopwise.errors import EndpointConfigError, NotFoundError
+from loopwise.serving.plane import DataPlane
+from loopwise.serving.router import ModelFailed, VariantUnavailable
+
+if TYPE_CHECKING:
+    from loopwise.storage import Store
+
+#: the largest request body accepted (SageMaker's real-time endpoints take 6 MB)
+MAX_BODY_BYTES = 6 * 1024 * 1024
+
+
+def create_app(
+    store: Store, *, max_body_bytes: int = MAX_BODY_BYTES, watch_s: float | None = None
+) -> FastAPI:
+    """The server's app over ``store``; its data plane starts with the app and stops with it."""
+    plane = DataPlane(store) if watch_s is None else DataPlane(store, watch_s=watch_s)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await plane.start()
+        try:
+            yield
+        finally:
+            await plane.close()
+
+    app = FastAPI(title="loopwise", lifespan=lifespan)
+    app.state.plane = plane
+    app.state.max_body_bytes = max_body_bytes
+    app.include_router(invocations)
+
+    def error(status: int, kind: str, message: str) -> Response:
+        body = orjson.dumps({"error": {"type": kind, "message": message}})
+        return Response(body, status_code=status, media_type="application/json")
+
+    @app.exception_handler(BadRequest)
+    async def bad_request(request: Request, exc: BadRequest) -> Response:
+        return error(exc.status, "ValidationError", str(exc))
+
+    @app.exception_handler(EndpointConfigError)
+    async def unknown_variant(request: Request, exc: EndpointConfigError) -> Response:
+        return error(400, "ValidationError", str(exc))
+
+    @app.exception_handler(NotFoundError)
+    async def not_found(request: Request, exc: NotFoundError) -> Response:
+        return error(404, "NotFound", str(exc))
+
+    @app.exception_handler(ModelFailed)
+    async def model_failed(request: Request, exc: ModelFailed) -> Response:
+        return error(500, "ModelError", f"the variant's model failed on this request: {exc}")
+
+    @app.exception_handler(VariantUnavailable)
+    async def unavailable(request: Request, exc: VariantUnavailable) -> Response:
+        return error(503, "ServiceUnavailable", f"{exc}; retry in a moment")
+
+    @app.get("/healthz")
+    async def health() -> dict[str, object]:
+        return {"status": "ok", "endpoints": sorted(plane.runtimes)}
+
+    return app

@@ -1,0 +1,25 @@
+"""``loopwise server``: the HTTP server (endpoint invocations; the REST API and console join later)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+def server(
+    host: Annotated[str, typer.Option(help="The address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="The port to listen on.")] = 8080,
+    log_level: Annotated[str, typer.Option(help="uvicorn's log level (info, warning, error).")] = "warning",
+) -> None:
+    """Serve every InService endpoint at POST /endpoints/NAME/invocations (SageMaker Runtime's contract)
+    and POST /api/v1/endpoints/NAME/predict; endpoints created, re-weighted or deleted meanwhile are
+    picked up within a second."""
+    import uvicorn
+
+    from loopwise.api.app import create_app
+    from loopwise.cli._common import console, open_store
+
+    with open_store() as store:
+        console.print(f"loopwise server on http://{host}:{port}", highlight=False)
+        uvicorn.run(create_app(store), host=host, port=port, log_level=log_level, loop="auto", http="auto")

@@ -1,0 +1,292 @@
+"""The data plane's router: variant pools of worker processes, and the choice of a variant per request.
+
+An :class:`EndpointRuntime` holds one :class:`VariantPool` per variant of the configuration in force and a
+:class:`Routing` snapshot (the production variants' cumulative weights). Applying a new configuration
+swaps the snapshot in one assignment: a request already routed finishes on its variant, the next one sees
+the new weights, nothing restarts. Pools whose model or batching changed are started anew and the old
+ones are closed once their requests have drained.
+
+Each pool keeps its instances (worker processes, :mod:`loopwise.serving.worker`) alive: an instance that
+dies is restarted; while a pool has no live instance its requests fail at once (503), other variants are
+untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import itertools
+import logging
+import os
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from loopwise.serving import protocol
+from loopwise.serving.config import EndpointConfig, Variant
+
+log = logging.getLogger(__name__)
+
+#: how long a worker may take to load its model and report ready
+START_TIMEOUT_S = 120.0
+#: how long an old pool waits for its requests before it is closed
+DRAIN_S = 30.0
+
+
+class VariantUnavailable(Exception):
+    """No live instance of the variant can take the request now (it is starting or restarting)."""
+
+
+class ModelFailed(Exception):
+    """The variant's model raised for this request."""
+
+
+class WorkerClient:
+    """One multiplexed connection to a worker: many requests in flight, answered in any order."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hello: dict[str, Any]):
+        self.reader = reader
+        self.writer = writer
+        self.labels: list[str] = list(hello["labels"])
+        self.pid: int = int(hello["pid"])
+        self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.ids = itertools.count()
+        self.closed = False
+        self.listener = asyncio.create_task(self._listen())
+
+    @classmethod
+    async def connect(cls, port: int) -> WorkerClient:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        message = await protocol.read(reader)
+        return cls(reader, writer, message["hello"])
+
+    async def predict(self, texts: Sequence[str]) -> tuple[np.ndarray, float]:
+        if self.closed:
+            raise VariantUnavailable("the worker's connection closed")
+        request_id = next(self.ids)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.pending[request_id] = future
+        try:
+            self.writer.write(protocol.encode({"id": request_id, "texts": list(texts)}))
+            answer = await future
+        finally:
+            self.pending.pop(request_id, None)
+        if "error" in answer:
+            raise ModelFailed(answer["error"])
+        return np.asarray(answer["proba"], dtype=np.float64), float(answer["model_ms"])
+
+    async def _listen(self) -> None:
+        try:
+            while True:
+                message = await protocol.read(self.reader)
+                future = self.pending.get(int(message.get("id", -1)))
+                if future is not None and not future.done():
+                    future.set_result(message)
+        except (asyncio.IncompleteReadError, ConnectionError, protocol.ProtocolError, OSError):
+            pass
+        finally:
+            self.closed = True
+            for future in self.pending.values():
+                if not future.done():
+                    future.set_exception(VariantUnavailable("the worker died while answering"))
+
+    def close(self) -> None:
+        self.closed = True
+        self.listener.cancel()
+        self.writer.close()
+
+
+@dataclass
+class Instance:
+    """A worker process of a pool and its connection (None while it starts)."""
+
+    process: asyncio.subprocess.Process | None = None
+    client: WorkerClient | None = None
+    in_flight: int = 0
+    restarts: int = 0
+
+    @property
+    def live(self) -> bool:
+        return self.client is not None and not self.client.closed
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """What a pool's workers load and how they batch; a pool is rebuilt only when this changes."""
+
+    directory: Path
+    precision: str
+    max_batch_size: int
+    max_wait_ms: float
+    model: str
+    #: compute threads per worker (not part of what makes a pool: scaling one keeps it)
+    threads: int = field(default=1, compare=False)
+
+
+class VariantPool:
+    """The instances of one variant: started, watched and restarted; requests go to the least busy."""
+
+    def __init__(self, variant: Variant, spec: PoolSpec) -> None:
+        self.name = variant.name
+        self.spec = spec
+        self.instances: list[Instance] = []
+        self.target = variant.instances
+        self.closing = False
+        self.supervisor: asyncio.Task[None] | None = None
+        self.changed = asyncio.Event()
+
+    @property
+    def live(self) -> list[Instance]:
+        return [i for i in self.instances if i.live]
+
+    async def start(self, wait: bool = True) -> None:
+        """Start the instances; with ``wait``, return once at least one answers (or raise)."""
+        self.supervisor = asyncio.create_task(self._supervise())
+        if wait:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while not self.live:
+                if time.monotonic() > deadline:
+                    raise VariantUnavailable(f"variant {self.name}: no worker became ready")
+                await asyncio.sleep(0.05)
+
+    def scale(self, instances: int) -> None:
+        self.target = instances
+        self.changed.set()
+
+    async def predict(self, texts: Sequence[str]) -> tuple[np.ndarray, list[str], float]:
+        live = self.live
+        if not live:
+            raise VariantUnavailable(f"variant {self.name} has no live instance (starting or restarting)")
+        instance = min(live, key=lambda i: i.in_flight)
+        assert instance.client is not None
+        instance.in_flight += 1
+        try:
+            proba, model_ms = await instance.client.predict(texts)
+        finally:
+            instance.in_flight -= 1
+        return proba, instance.client.labels, model_ms
+
+    async def close(self, drain_s: float = 0.0) -> None:
+        self.closing = True
+        deadline = time.monotonic() + drain_s
+        while any(i.in_flight for i in self.instances) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self.supervisor is not None:
+            self.supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.supervisor
+        for instance in self.instances:
+            await _stop(instance)
+        self.instances.clear()
+
+    async def _supervise(self) -> None:
+        """Keep ``target`` instances running: start missing ones, restart dead ones, stop extras."""
+        while not self.closing:
+            while len(self.instances) > self.target:
+                await _stop(self.instances.pop())
+            for instance in list(self.instances):
+                if instance.process is not None and instance.process.returncode is not None:
+                    log.warning("variant %s: worker %s died; restarting it", self.name, instance.process.pid)
+                    if instance.client is not None:
+                        instance.client.close()
+                    instance.client, instance.process = None, None
+                    instance.restarts += 1
+            starting = [self._run(i) for i in self.instances if i.process is None]
+            while len(self.instances) < self.target:
+                instance = Instance()
+                self.instances.append(instance)
+                starting.append(self._run(instance))
+            if starting:
+                await asyncio.gather(*starting, return_exceptions=True)
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), 0.2)
+
+    async def _run(self, instance: Instance) -> None:
+        spec = self.spec
+        command = [sys.executable, "-m", "loopwise.serving.worker", str(spec.directory)]
+        command += ["--precision", spec.precision, "--threads", str(spec.threads)]
+        command += ["--max-batch-size", str(spec.max_batch_size), "--max-wait-ms", str(spec.max_wait_ms)]
+        command += ["--model", spec.model]
+        env = {**os.environ, "OMP_NUM_THREADS": str(spec.threads)}
+        process = await asyncio.create_subprocess_exec(
+            *command, stdout=asyncio.subprocess.PIPE, stderr=None, env=env
+        )
+        instance.process = process
+        try:
+            assert process.stdout is not None
+            line = await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT_S)
+            if not line.startswith(b"READY "):
+                raise VariantUnavailable(f"variant {self.name}: the worker did not start ({line!r})")
+            instance.client = await WorkerClient.connect(int(line.split()[1]))
+        except Exception:
+            log.exception("variant %s: a worker failed to start", self.name)
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+
+async def _stop(instance: Instance) -> None:
+    if instance.client is not None:
+        instance.client.close()
+    process = instance.process
+    if process is not None and process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 5)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+
+@dataclass(frozen=True)
+class Routing:
+    """An immutable snapshot of who gets the traffic: production variants and cumulative weights."""
+
+    version: int
+    config: EndpointConfig
+    names: tuple[str, ...] = ()
+    cumulative: tuple[float, ...] = ()
+
+    @classmethod
+    def of(cls, version: int, config: EndpointConfig) -> Routing:
+        live = [v for v in config.production if v.weight > 0]
+        return cls(
+            version, config, tuple(v.name for v in live), tuple(itertools.accumulate(v.weight for v in live))
+        )
+
+    def choose(self, rng: random.Random) -> str:
+        """A production variant, drawn in proportion to the weights."""
+        point = rng.random() * self.cumulative[-1]
+        return self.names[min(bisect.bisect_right(self.cumulative, point), len(self.names) - 1)]
+
+
+@dataclass
+class EndpointRuntime:
+    """A running endpoint: its routing snapshot and its variant pools."""
+
+    name: str
+    routing: Routing
+    pools: dict[str, VariantPool] = field(default_factory=dict)
+    rng: random.Random = field(default_factory=random.Random)
+
+    def pick(self, target: str | None) -> str:
+        """The variant for a request: the target variant if given (it must exist), else a weighted draw."""
+        if target is not None:
+            self.routing.config.variant(target)  # raises EndpointConfigError naming the variants
+            return target
+        return self.routing.choose(self.rng)
+
+    async def close(self) -> None:
+        for pool in self.pools.values():
+            await pool.close()
+        self.pools.clear()
