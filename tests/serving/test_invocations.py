@@ -15,8 +15,10 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 
 from conftest import running_server
+from loopwise import registry
 from loopwise.classifiers import TrainConfig
 from loopwise.classifiers.onnx import OnnxClassifier
 from loopwise.serving.config import parse_endpoint_config
@@ -132,8 +134,16 @@ def test_traffic_follows_the_weights(two_models: Store) -> None:
             client.post(URL, json={"features": ["nice"]}).headers["X-Amzn-Invoked-Production-Variant"]
             for _ in range(400)
         )
+        key = {"X-Loopwise-Routing-Key": "user-7"}
+        sticky = {
+            client.post(URL, json={"features": ["nice"]}, headers=key).headers[
+                "X-Amzn-Invoked-Production-Variant"
+            ]
+            for _ in range(30)
+        }
     # binomial(400, 0.8): mean 320, sd 8; 4 sd either side
     assert 288 <= served["VariantA"] <= 352 and served["VariantA"] + served["VariantB"] == 400
+    assert len(sticky) == 1  # a caller key stays in one arm
 
 
 def test_a_weight_shift_under_load_takes_effect_within_a_second_without_a_failed_request(
@@ -215,3 +225,90 @@ def test_an_onnx_variant_answers_what_the_exported_model_answers(
         [[p["probabilities"][label] for label in model.labels] for p in answer.json()["predictions"]]
     )
     np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+FLAKY = """
+from pathlib import Path
+
+import numpy as np
+
+from loopwise.classifiers import TextClassifier, read_manifest, write_manifest
+
+
+class FlakyClassifier(TextClassifier):
+    \"\"\"A test plugin backend whose model raises on any text holding 'boom'.\"\"\"
+
+    backend = "flaky"
+
+    def fit(self, *args, **kwargs):
+        raise NotImplementedError
+
+    def predict_proba(self, texts, batch_size=64):
+        if any("boom" in t for t in texts):
+            raise ValueError("boom in the model")
+        return np.full((len(texts), len(self.labels)), 1 / len(self.labels))
+
+    def save(self, directory):
+        write_manifest(Path(directory), self.backend, self.labels)
+
+    @classmethod
+    def load(cls, directory):
+        return cls(read_manifest(Path(directory))["labels"])
+"""
+
+
+def test_a_model_that_raises_fails_that_request_alone(
+    two_models: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a plugin backend, installed the way plugins are: a module and its entry point on the path
+    plugins = tmp_path / "plugins"
+    (plugins / "flaky_backend-1.0.dist-info").mkdir(parents=True)
+    (plugins / "flaky_backend.py").write_text(FLAKY, encoding="utf-8")
+    (plugins / "flaky_backend-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: flaky-backend\nVersion: 1.0\n", encoding="utf-8"
+    )
+    (plugins / "flaky_backend-1.0.dist-info" / "entry_points.txt").write_text(
+        "[loopwise.classifiers]\nflaky = flaky_backend:FlakyClassifier\n", encoding="utf-8"
+    )
+    monkeypatch.syspath_prepend(str(plugins))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(plugins), os.environ.get("PYTHONPATH", "")]))
+    checkpoint = two_models.artifacts.path("models/flaky")
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "classifier.json").write_text(
+        json.dumps({"format": 1, "backend": "flaky", "labels": ["-1", "0", "1"]}), encoding="utf-8"
+    )
+    with two_models.uow() as uow:
+        registry.register(uow, "flaky", backend="flaky", uri=checkpoint.as_uri(), labels=["-1", "0", "1"])
+    config = {
+        "variants": [
+            {"name": "Flaky", "model": "flaky:1", "weight": 1, "max_wait_ms": 20},
+            {"name": "Steady", "model": "small-tfidf:1", "weight": 1},
+        ]
+    }
+    endpoint = create_endpoint(two_models, "reviews", parse_endpoint_config(config))
+    assert endpoint.status.value == "InService", endpoint.failure_reason
+    to_flaky = {"X-Amzn-SageMaker-Target-Variant": "Flaky"}
+    with running_server(two_models) as (client, _):
+        base = str(client.base_url)
+        outcomes: dict[str, int] = {}
+
+        def send(text: str) -> None:
+            with httpx.Client(base_url=base, timeout=30) as own:
+                outcomes[text] = own.post(URL, json={"features": [text]}, headers=to_flaky).status_code
+
+        # concurrent requests share model calls; the bad one must not take the others down with it
+        texts = ["fine 1", "boom", "fine 2", "fine 3", "fine 4"]
+        threads = [threading.Thread(target=send, args=(t,)) for t in texts]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        failed = client.post(URL, json={"features": ["boom again"]}, headers=to_flaky)
+        steady = client.post(
+            URL, json={"features": ["boom"]}, headers={"X-Amzn-SageMaker-Target-Variant": "Steady"}
+        )
+        after = client.post(URL, json={"features": ["fine"]}, headers=to_flaky)
+    assert outcomes == {"fine 1": 200, "boom": 500, "fine 2": 200, "fine 3": 200, "fine 4": 200}
+    assert failed.status_code == 500 and "boom in the model" in failed.json()["error"]["message"]
+    assert failed.json()["error"]["type"] == "ModelError"
+    assert steady.status_code == 200 and after.status_code == 200  # the endpoint and the worker stay up

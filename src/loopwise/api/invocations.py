@@ -8,11 +8,13 @@
   contract);
 * ``text/csv``: one text per row in, ``predicted_label,probability`` rows out.
 
-Headers ``X-Amzn-SageMaker-Target-Variant`` (route to that variant) and ``X-Amzn-SageMaker-Inference-Id``
-(the caller's id; one is made otherwise) in; ``X-Amzn-Invoked-Production-Variant`` and the inference id out.
+Headers ``X-Amzn-SageMaker-Target-Variant`` (route to that variant), ``X-Loopwise-Routing-Key`` (sticky
+routing: the same key stays on one variant) and ``X-Amzn-SageMaker-Inference-Id`` (the caller's id; one is
+made otherwise) in; ``X-Amzn-Invoked-Production-Variant`` and the inference id out.
 
-``POST /api/v1/endpoints/{name}/predict`` takes ``{"texts": [...], "target_variant": ..., "inference_id":
-...}`` and answers every class's probability, the variant, the model version and the inference id.
+``POST /api/v1/endpoints/{name}/predict`` takes ``{"texts": [...], "target_variant": ..., "routing_key": ...,
+"inference_id": ...}`` and answers every class's probability, the variant, the model version and the
+inference id.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ TARGET_VARIANT = "X-Amzn-SageMaker-Target-Variant"
 INFERENCE_ID = "X-Amzn-SageMaker-Inference-Id"
 INVOKED_VARIANT = "X-Amzn-Invoked-Production-Variant"
 MODEL_VERSION = "X-Loopwise-Model-Version"
+#: a caller key (a user id, a session): the same key stays on the same variant while the weights stay
+ROUTING_KEY = "X-Loopwise-Routing-Key"
 
 JSON, JSON_LINES, CSV = "application/json", "application/jsonlines", "text/csv"
 CONTENT_TYPES = {JSON: JSON, JSON_LINES: JSON_LINES, "application/x-jsonlines": JSON_LINES, CSV: CSV}
@@ -62,6 +66,7 @@ async def invocations(name: str, request: Request) -> Response:
         name,
         texts,
         target=request.headers.get(TARGET_VARIANT),
+        key=request.headers.get(ROUTING_KEY),
         inference_id=request.headers.get(INFERENCE_ID),
     )
     headers = {
@@ -85,6 +90,8 @@ async def invocations(name: str, request: Request) -> Response:
 class PredictRequest(BaseModel):
     texts: list[str] = Field(min_length=1)
     target_variant: str | None = None
+    #: sticky routing: the same key stays on the same variant while the weights stay
+    routing_key: str | None = Field(default=None, max_length=256)
     inference_id: str | None = Field(default=None, max_length=64)
 
 
@@ -99,7 +106,11 @@ async def predict(name: str, request: Request) -> Response:
         raise BadRequest(f"the body is not a valid predict request: {_first_error(exc)}") from None
     _check_texts(parsed.texts)
     result = await plane.invoke(
-        name, parsed.texts, target=parsed.target_variant, inference_id=parsed.inference_id
+        name,
+        parsed.texts,
+        target=parsed.target_variant,
+        key=parsed.routing_key,
+        inference_id=parsed.inference_id,
     )
     document = {
         "inference_id": result.inference_id,

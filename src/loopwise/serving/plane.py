@@ -78,8 +78,11 @@ class DataPlane:
         texts: Sequence[str],
         *,
         target: str | None = None,
+        key: str | None = None,
         inference_id: str | None = None,
     ) -> Invocation:
+        """Answer ``texts`` on the endpoint: on ``target`` variant if given, else by the caller ``key``
+        (sticky), else by weighted draw."""
         started = time.perf_counter()
         runtime = self.runtimes.get(endpoint)
         if runtime is None:
@@ -87,7 +90,7 @@ class DataPlane:
                 f"endpoint {endpoint!r} is not in service here; see `loopwise endpoint list` "
                 "(an endpoint created a moment ago is picked up within a second)"
             )
-        variant = runtime.pick(target)
+        variant = runtime.pick(target, key)
         pool = runtime.pools[variant]
         proba, labels, model_ms = await pool.predict(texts)
         overhead_ms = (time.perf_counter() - started) * 1000 - model_ms

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import hashlib
 import itertools
 import logging
 import os
@@ -264,10 +265,11 @@ class Routing:
             version, config, tuple(v.name for v in live), tuple(itertools.accumulate(v.weight for v in live))
         )
 
-    def choose(self, rng: random.Random) -> str:
-        """A production variant, drawn in proportion to the weights."""
-        point = rng.random() * self.cumulative[-1]
-        return self.names[min(bisect.bisect_right(self.cumulative, point), len(self.names) - 1)]
+    def choose(self, point: float) -> str:
+        """The production variant at ``point`` (in [0, 1)) of the weights laid end to end: a uniform
+        random point draws in proportion to the weights."""
+        scaled = point * self.cumulative[-1]
+        return self.names[min(bisect.bisect_right(self.cumulative, scaled), len(self.names) - 1)]
 
 
 @dataclass
@@ -279,14 +281,24 @@ class EndpointRuntime:
     pools: dict[str, VariantPool] = field(default_factory=dict)
     rng: random.Random = field(default_factory=random.Random)
 
-    def pick(self, target: str | None) -> str:
-        """The variant for a request: the target variant if given (it must exist), else a weighted draw."""
+    def pick(self, target: str | None = None, key: str | None = None) -> str:
+        """The variant for a request: the target variant if given (it must exist); else, with a caller
+        ``key``, the same variant for the same key as long as the weights stay (sticky: a user stays in
+        one arm); else a weighted random draw."""
         if target is not None:
             self.routing.config.variant(target)  # raises EndpointConfigError naming the variants
             return target
-        return self.routing.choose(self.rng)
+        if key is not None:
+            return self.routing.choose(sticky_point(self.name, key))
+        return self.routing.choose(self.rng.random())
 
     async def close(self) -> None:
         for pool in self.pools.values():
             await pool.close()
         self.pools.clear()
+
+
+def sticky_point(endpoint: str, key: str) -> float:
+    """A caller key's fixed point in [0, 1): uniform over keys, independent between endpoints."""
+    digest = hashlib.blake2b(f"{endpoint}\0{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
