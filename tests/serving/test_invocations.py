@@ -7,6 +7,8 @@ import json
 import math
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -127,7 +129,14 @@ def test_bad_requests_get_a_4xx_that_says_what_was_wrong(two_models: Store) -> N
         assert client.post(URL, json={"features": ["fine"]}).status_code == 200
 
 
-def test_traffic_follows_the_weights(two_models: Store) -> None:
+def _cli(store: Store, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LOOPWISE_HOME": str(store.settings.home), "COLUMNS": "200"}
+    env["LOOPWISE_DATABASE_URL"] = store.settings.resolved_database_url
+    command = [sys.executable, "-c", "from loopwise.cli import main; main()", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_traffic_follows_the_weights_and_is_measured_per_variant(two_models: Store, tmp_path: Path) -> None:
     _endpoint(two_models, weight_a=80, weight_b=20)
     with running_server(two_models) as (client, _):
         served = Counter(
@@ -141,9 +150,28 @@ def test_traffic_follows_the_weights(two_models: Store) -> None:
             ]
             for _ in range(30)
         }
+        client.post(URL, content=b"x", headers={"Content-Type": "image/png"})  # one 4XX
+        time.sleep(1.2)  # let the CPU of the workers be sampled
+        prometheus = client.get("/metrics").text
+        rows = client.get("/api/v1/endpoints/reviews/metrics", params={"period": 60}).json()["rows"]
+        bad_period = client.get("/api/v1/endpoints/reviews/metrics", params={"period": 0})
+        plot = tmp_path / "metrics.png"
+        cli = _cli(
+            two_models, "endpoint", "metrics", "reviews", "--url", str(client.base_url), "--plot", str(plot)
+        )
     # binomial(400, 0.8): mean 320, sd 8; 4 sd either side
     assert 288 <= served["VariantA"] <= 352 and served["VariantA"] + served["VariantB"] == 400
     assert len(sticky) == 1  # a caller key stays in one arm
+    answered = Counter({v: n for v, n in served.items()})
+    answered[next(iter(sticky))] += 30
+    for variant, count in answered.items():
+        assert f'loopwise_invocations_total{{endpoint="reviews",variant="{variant}"}} {count}.0' in prometheus
+        assert sum(r["Invocations"] for r in rows if r["variant"] == variant) == count
+        assert any(r["CPUUtilization"] is not None for r in rows if r["variant"] == variant)
+    assert sum(r["Invocation4XXErrors"] for r in rows) == 1
+    assert bad_period.status_code == 400
+    assert cli.returncode == 0, cli.stderr
+    assert "InvocationsPerInstance" in cli.stdout and plot.stat().st_size > 10_000
 
 
 def test_a_weight_shift_under_load_takes_effect_within_a_second_without_a_failed_request(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from loopwise.api.invocations import BadRequest
 from loopwise.api.invocations import router as invocations
@@ -52,12 +53,19 @@ def create_app(
         body = orjson.dumps({"error": {"type": kind, "message": message}})
         return Response(body, status_code=status, media_type="application/json")
 
+    def count_4xx(request: Request, status: int) -> None:
+        name = request.path_params.get("name")
+        if name in plane.runtimes:
+            plane.metrics.failed(name, None, status)
+
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, exc: BadRequest) -> Response:
+        count_4xx(request, exc.status)
         return error(exc.status, "ValidationError", str(exc))
 
     @app.exception_handler(EndpointConfigError)
     async def unknown_variant(request: Request, exc: EndpointConfigError) -> Response:
+        count_4xx(request, 400)
         return error(400, "ValidationError", str(exc))
 
     @app.exception_handler(NotFoundError)
@@ -71,6 +79,23 @@ def create_app(
     @app.exception_handler(VariantUnavailable)
     async def unavailable(request: Request, exc: VariantUnavailable) -> Response:
         return error(503, "ServiceUnavailable", f"{exc}; retry in a moment")
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        """The data plane's metrics in Prometheus' text format."""
+        return Response(generate_latest(plane.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/api/v1/endpoints/{name}/metrics")
+    async def endpoint_metrics(name: str, period: int = 60, window: int = 3600) -> Response:
+        """Per-variant figures by period (SageMaker's names) over the last ``window`` seconds."""
+        if name not in plane.runtimes:
+            raise NotFoundError(f"endpoint {name!r} is not in service here; see `loopwise endpoint list`")
+        if not 1 <= period <= window <= 3600:
+            raise BadRequest("period and window are seconds with 1 <= period <= window <= 3600")
+        rows = plane.metrics.table(name, period_s=period, window_s=window)
+        return Response(
+            orjson.dumps({"endpoint": name, "period_s": period, "rows": rows}), media_type="application/json"
+        )
 
     @app.get("/healthz")
     async def health() -> dict[str, object]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -201,3 +202,85 @@ def _print_endpoint(endpoint: Any) -> None:
             f"{v.max_batch_size} / {v.max_wait_ms:g} ms",
         )
     console.print(table)
+
+
+@app.command()
+def metrics(
+    name: NameArgument,
+    period: Annotated[
+        int, typer.Option(min=1, max=3600, help="Seconds per period (CloudWatch's Period).")
+    ] = 60,
+    window: Annotated[int, typer.Option(min=1, max=3600, help="How many seconds back to look.")] = 3600,
+    url: Annotated[
+        str, typer.Option(help="The loopwise server that serves the endpoint.")
+    ] = "http://127.0.0.1:8080",
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write the plot (default: serving/NAME/metrics-TIME.png in the artifacts)."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+) -> None:
+    """Per-variant Invocations, InvocationsPerInstance, ModelLatency, OverheadLatency, 4XX/5XX errors and
+    CPUUtilization by period, as a table and the course's plot (one line per variant)."""
+    import httpx
+    from rich.table import Table
+
+    from loopwise.errors import EndpointError
+    from loopwise.serving.plots import variant_metrics_png
+
+    try:
+        answer = httpx.get(
+            f"{url.rstrip('/')}/api/v1/endpoints/{name}/metrics",
+            params={"period": period, "window": window},
+            timeout=30,
+        )
+    except httpx.HTTPError as exc:
+        raise EndpointError(
+            f"cannot reach the loopwise server at {url} ({exc}); start it with `loopwise server`"
+        ) from None
+    if answer.status_code != 200:
+        raise EndpointError(f"the server answered {answer.status_code}: {answer.json()['error']['message']}")
+    rows = answer.json()["rows"]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title=f"{name}: per-variant metrics, {period} s periods")
+    columns = (
+        "period",
+        "variant",
+        "Invocations",
+        "InvocationsPerInstance",
+        "ModelLatency",
+        "OverheadLatency",
+        "4XX",
+        "5XX",
+        "CPUUtilization",
+    )
+    for column in columns:
+        table.add_column(column, justify="right" if column not in ("period", "variant") else "left")
+    for row in rows:
+        table.add_row(
+            datetime.fromtimestamp(row["period_start"]).strftime("%H:%M:%S"),
+            row["variant"],
+            str(row["Invocations"]),
+            f"{row['InvocationsPerInstance']:.1f}",
+            _ms(row["ModelLatency"]),
+            _ms(row["OverheadLatency"]),
+            str(row["Invocation4XXErrors"]),
+            str(row["Invocation5XXErrors"]),
+            "-" if row["CPUUtilization"] is None else f"{row['CPUUtilization']:.0f}%",
+        )
+    console.print(table)
+    if rows:
+        with open_store() as store:
+            target = plot or store.artifacts.path(
+                f"serving/{name}/metrics-{datetime.now():%Y%m%d-%H%M%S}.png"
+            )
+        title = f"{name}: per-variant metrics ({period} s periods)"
+        console.print(f"plot: {variant_metrics_png(rows, target, title=title)}", highlight=False)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} ms"

@@ -17,13 +17,22 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from loopwise.errors import NotFoundError
 from loopwise.serving.endpoints import Endpoint, EndpointStatus
-from loopwise.serving.router import DRAIN_S, EndpointRuntime, PoolSpec, Routing, VariantPool
+from loopwise.serving.metrics import Metrics
+from loopwise.serving.router import (
+    DRAIN_S,
+    EndpointRuntime,
+    ModelFailed,
+    PoolSpec,
+    Routing,
+    VariantPool,
+    VariantUnavailable,
+)
 
 if TYPE_CHECKING:
     from loopwise.storage import Store
@@ -58,6 +67,9 @@ class DataPlane:
         self.watcher: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()
         self.draining: set[asyncio.Task[None]] = set()
+        self.metrics = Metrics()
+        self._processes: dict[int, Any] = {}  # psutil.Process by pid, for CPU deltas
+        self._sampled = 0.0
 
     async def start(self) -> None:
         await self.refresh()
@@ -92,8 +104,16 @@ class DataPlane:
             )
         variant = runtime.pick(target, key)
         pool = runtime.pools[variant]
-        proba, labels, model_ms = await pool.predict(texts)
-        overhead_ms = (time.perf_counter() - started) * 1000 - model_ms
+        try:
+            proba, labels, model_ms = await pool.predict(texts)
+        except ModelFailed:
+            self.metrics.failed(endpoint, variant, 500)
+            raise
+        except VariantUnavailable:
+            self.metrics.failed(endpoint, variant, 503)
+            raise
+        overhead_ms = max(0.0, (time.perf_counter() - started) * 1000 - model_ms)
+        self.metrics.answered(endpoint, variant, model_ms, overhead_ms)
         return Invocation(
             inference_id=inference_id or uuid.uuid4().hex,
             endpoint=endpoint,
@@ -102,7 +122,7 @@ class DataPlane:
             labels=labels,
             proba=proba,
             model_ms=model_ms,
-            overhead_ms=max(0.0, overhead_ms),
+            overhead_ms=overhead_ms,
         )
 
     async def refresh(self) -> None:
@@ -182,6 +202,35 @@ class DataPlane:
                 await self.refresh()
             except Exception:
                 log.exception("could not read the endpoints' configurations; trying again")
+            if time.monotonic() - self._sampled >= 1.0:
+                self._sample_resources()
+                self._sampled = time.monotonic()
+
+    def _sample_resources(self) -> None:
+        """Record each variant's live workers and their CPU since the last sample."""
+        import psutil
+
+        seen = set()
+        for runtime in self.runtimes.values():
+            for name, pool in runtime.pools.items():
+                cpu = 0.0
+                live = pool.live
+                for instance in live:
+                    if instance.process is None:
+                        continue
+                    pid = instance.process.pid
+                    seen.add(pid)
+                    try:
+                        process = self._processes.get(pid)
+                        if process is None:
+                            process = self._processes[pid] = psutil.Process(pid)
+                            process.cpu_percent()  # the first call only starts the measurement
+                        cpu += process.cpu_percent()
+                    except psutil.Error:
+                        continue
+                self.metrics.resources(runtime.name, name, len(live), cpu)
+        for pid in set(self._processes) - seen:
+            del self._processes[pid]
 
 
 __all__ = ["DataPlane", "Invocation"]
