@@ -97,6 +97,18 @@ def create_app(
             orjson.dumps({"endpoint": name, "period_s": period, "rows": rows}), media_type="application/json"
         )
 
+    @app.get("/api/v1/endpoints/{name}/scaling")
+    async def scaling_events(name: str) -> Response:
+        """The autoscaler's decisions for the endpoint (newest last) and each variant's instances now."""
+        runtime = plane.runtimes.get(name)
+        if runtime is None:
+            raise NotFoundError(f"endpoint {name!r} is not in service here; see `loopwise endpoint list`")
+        events = [e.__dict__ for e in plane.autoscaler.events if e.endpoint == name]
+        instances = {v: {"target": p.target, "live": len(p.live)} for v, p in runtime.pools.items()}
+        return Response(
+            orjson.dumps({"events": events, "instances": instances}), media_type="application/json"
+        )
+
     @app.get("/healthz")
     async def health() -> dict[str, object]:
         return {"status": "ok", "endpoints": sorted(plane.runtimes)}

@@ -150,6 +150,50 @@ def update_weights(
 
 
 @app.command()
+def autoscale(
+    name: NameArgument,
+    variant: Annotated[str, typer.Argument(help="The production variant to scale.")],
+    target: Annotated[
+        float | None, typer.Option(help="Invocations per instance per period to hold (the course: 2.0).")
+    ] = None,
+    min_instances: Annotated[int, typer.Option("--min", min=1, help="Fewest instances.")] = 1,
+    max_instances: Annotated[int, typer.Option("--max", min=1, help="Most instances.")] = 2,
+    scale_out_cooldown: Annotated[float, typer.Option(min=0, help="Seconds between scale-outs.")] = 60.0,
+    scale_in_cooldown: Annotated[
+        float, typer.Option(min=0, help="Seconds after any change before a scale-in.")
+    ] = 300.0,
+    period: Annotated[float, typer.Option(min=1, help="The metric's period in seconds.")] = 60.0,
+    off: Annotated[bool, typer.Option("--off", help="Remove the variant's policy.")] = False,
+) -> None:
+    """Attach a target-tracking policy on InvocationsPerInstance to a variant (or remove it with --off);
+    a running server applies it within a second."""
+    from loopwise.errors import EndpointConfigError
+    from loopwise.serving.config import Autoscaling
+    from loopwise.serving.service import set_autoscaling
+
+    if off == (target is not None):
+        raise EndpointConfigError(
+            "give --target to attach a policy, or --off to remove it", [("target", "missing")]
+        )
+    policy = None
+    if target is not None:
+        try:
+            policy = Autoscaling(
+                target=target,
+                min_instances=min_instances,
+                max_instances=max_instances,
+                scale_out_cooldown_s=scale_out_cooldown,
+                scale_in_cooldown_s=scale_in_cooldown,
+                period_s=period,
+            )
+        except ValueError as exc:
+            raise EndpointConfigError(f"bad autoscaling policy: {exc}", [("autoscaling", str(exc))]) from None
+    with open_store() as store:
+        endpoint = set_autoscaling(store, name, variant, policy)
+    console.print(f"{endpoint.name}: {endpoint.current.note} (configuration {endpoint.current.version})")
+
+
+@app.command()
 def delete(
     name: NameArgument,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,

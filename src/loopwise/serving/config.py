@@ -13,6 +13,7 @@ sampled share (``shadow_share``) of the production requests; its answers are cap
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -47,6 +48,37 @@ def check_endpoint_name(name: str) -> str:
     return name
 
 
+class Autoscaling(BaseModel):
+    """Target tracking on InvocationsPerInstance (the course's policy: target 2.0 per minute, 1 to 2
+    instances, 60 s scale-out and 300 s scale-in cooldowns). Every few seconds the autoscaler compares the
+    variant's invocations per instance over the last ``period_s`` with ``target`` and sets the instance
+    count to ``ceil(instances * metric / target)`` within the bounds; a scale-out waits
+    ``scale_out_cooldown_s`` after the last scale-out, a scale-in ``scale_in_cooldown_s`` after any change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: float = Field(gt=0)
+    min_instances: int = Field(default=1, ge=1, le=64)
+    max_instances: int = Field(default=2, ge=1, le=64)
+    scale_out_cooldown_s: float = Field(default=60.0, ge=0)
+    scale_in_cooldown_s: float = Field(default=300.0, ge=0)
+    #: the metric's period (CloudWatch's one minute)
+    period_s: float = Field(default=60.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscaling:
+        if self.max_instances < self.min_instances:
+            raise ValueError(
+                f"max_instances ({self.max_instances}) is below min_instances ({self.min_instances})"
+            )
+        return self
+
+    def desired(self, instances: int, per_instance: float) -> int:
+        """Target tracking: the instance count that brings the metric to the target, within bounds."""
+        wanted = math.ceil(instances * per_instance / self.target - 1e-9) if per_instance > 0 else 0
+        return max(self.min_instances, min(self.max_instances, wanted))
+
+
 class Variant(BaseModel):
     """One variant of an endpoint."""
 
@@ -69,6 +101,7 @@ class Variant(BaseModel):
     #: others to join its batch
     max_batch_size: int = Field(default=32, ge=1, le=1024)
     max_wait_ms: float = Field(default=2.0, ge=0, le=1000)
+    autoscaling: Autoscaling | None = None
 
     @field_validator("name")
     @classmethod
@@ -130,6 +163,17 @@ class EndpointConfig(BaseModel):
         """Each production variant's share of the traffic (weights normalised to sum to 1)."""
         total = sum(v.weight for v in self.production)
         return {v.name: v.weight / total for v in self.production}
+
+    def with_autoscaling(self, variant: str, policy: Autoscaling | None) -> EndpointConfig:
+        """A copy with ``variant``'s autoscaling policy set (None: removed)."""
+        self.variant(variant)
+        variants = [
+            {**v.model_dump(), "autoscaling": policy.model_dump() if policy else None}
+            if v.name == variant
+            else v.model_dump()
+            for v in self.variants
+        ]
+        return parse_endpoint_config({"variants": variants}, source="the autoscaling policy")
 
     def with_weights(self, weights: Mapping[str, float]) -> EndpointConfig:
         """A copy with these variants' weights changed (checked like a new configuration)."""

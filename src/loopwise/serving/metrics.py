@@ -119,6 +119,12 @@ class Metrics:
             second.instances = instances
             second.cpu_percent = cpu_percent
 
+    def invocations_since(self, endpoint: str, variant: str, since: float) -> int:
+        """Requests the variant answered from ``since`` (a ``time.time()``) on, to the second."""
+        with self._lock:
+            series = self._seconds.get((endpoint, variant), ())
+            return sum(s.invocations for s in series if s.at >= int(since))
+
     def table(
         self, endpoint: str, period_s: int = 60, window_s: int = KEEP_S, now: float | None = None
     ) -> list[dict[str, Any]]:

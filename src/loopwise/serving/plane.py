@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from loopwise.errors import NotFoundError
+from loopwise.serving.autoscaler import Autoscaler
 from loopwise.serving.endpoints import Endpoint, EndpointStatus
 from loopwise.serving.metrics import Metrics
 from loopwise.serving.router import (
@@ -68,6 +69,7 @@ class DataPlane:
         self.lock = asyncio.Lock()
         self.draining: set[asyncio.Task[None]] = set()
         self.metrics = Metrics()
+        self.autoscaler = Autoscaler(self.metrics)
         self._processes: dict[int, Any] = {}  # psutil.Process by pid, for CPU deltas
         self._sampled = 0.0
 
@@ -156,7 +158,11 @@ class DataPlane:
         for variant in config.variants:
             pool = old.get(variant.name)
             if pool is not None and pool.spec == specs[variant.name]:
-                pool.scale(variant.instances)
+                policy = variant.autoscaling
+                if policy is None:
+                    pool.scale(variant.instances)
+                else:  # the autoscaler owns the count: keep it within the (new) bounds
+                    pool.scale(max(policy.min_instances, min(policy.max_instances, pool.target)))
             else:
                 pool = VariantPool(variant, specs[variant.name])
                 await pool.start(wait=True)
@@ -202,6 +208,8 @@ class DataPlane:
                 await self.refresh()
             except Exception:
                 log.exception("could not read the endpoints' configurations; trying again")
+            for runtime in list(self.runtimes.values()):
+                self.autoscaler.tick(runtime)
             if time.monotonic() - self._sampled >= 1.0:
                 self._sample_resources()
                 self._sampled = time.monotonic()

@@ -138,7 +138,12 @@ class VariantPool:
         self.name = variant.name
         self.spec = spec
         self.instances: list[Instance] = []
-        self.target = variant.instances
+        policy = variant.autoscaling
+        self.target = (
+            variant.instances
+            if policy is None
+            else max(policy.min_instances, min(policy.max_instances, variant.instances))
+        )
         self.closing = False
         self.supervisor: asyncio.Task[None] | None = None
         self.changed = asyncio.Event()

@@ -20,6 +20,7 @@ from loopwise import registry
 from loopwise.errors import EndpointConfigError, LoopwiseError, NotFoundError
 from loopwise.registry.versions import ModelVersion
 from loopwise.serving.config import (
+    Autoscaling,
     EndpointConfig,
     Precision,
     Variant,
@@ -74,6 +75,21 @@ def update_weights(store: Store, name: str, weights: Mapping[str, float]) -> End
                 )
         config = endpoint.config.with_weights(weights)
         note = "weights: " + ", ".join(f"{v}={w:g}" for v, w in weights.items())
+        return uow.endpoints.add_config(name, config, note)
+
+
+def set_autoscaling(store: Store, name: str, variant: str, policy: Autoscaling | None) -> Endpoint:
+    """Attach a target-tracking policy to a variant (None: detach it); records a new configuration."""
+    with store.uow() as uow:
+        endpoint = uow.endpoints.get(name, for_update=True)
+        config = endpoint.config.with_autoscaling(variant, policy)
+        if policy is None:
+            note = f"autoscaling {variant}: off"
+        else:
+            note = (
+                f"autoscaling {variant}: target {policy.target:g} invocations per instance, "
+                f"{policy.min_instances}-{policy.max_instances} instances"
+            )
         return uow.endpoints.add_config(name, config, note)
 
 
