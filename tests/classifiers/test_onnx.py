@@ -88,3 +88,23 @@ def test_bad_exports_and_misuse_say_what_to_do(
     onnx = OnnxClassifier.load(exported)
     with pytest.raises(ClassifierError, match="only predicts"):
         onnx.fit(synthetic_examples(6, seed=0))
+
+
+def test_the_export_gives_each_texts_sentence_embedding(
+    trained: TransformerClassifier, exported: Path
+) -> None:
+    onnx = OnnxClassifier.load(exported)
+    texts = [*TEXTS, TEXTS[0]]
+    proba, embeddings = onnx.predict_with_embeddings(texts, batch_size=2)
+    np.testing.assert_allclose(proba, onnx.predict_proba(texts), atol=1e-9)
+    assert embeddings is not None and embeddings.shape == (len(texts), 32)  # the tiny BERT's hidden size
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(embeddings[0], embeddings[-1], atol=1e-6)
+    # the same as mean-pooling PyTorch's last layer over the tokens
+    encoded = trained.tokenizer(TEXTS[:3], padding=True, truncation=True, max_length=32, return_tensors="pt")
+    with torch.no_grad():
+        hidden = trained.model(**encoded, output_hidden_states=True).hidden_states[-1]
+    mask = encoded["attention_mask"].unsqueeze(-1).float()
+    expected = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1).numpy()
+    np.testing.assert_allclose(embeddings[:3], expected, atol=1e-5)
+    assert trained.predict_with_embeddings(["x"])[1] is None  # backends without one say so

@@ -23,6 +23,7 @@ from conftest import running_server
 from loopwise import registry
 from loopwise.classifiers import TrainConfig
 from loopwise.classifiers.onnx import OnnxClassifier
+from loopwise.serving.capture import read_captures
 from loopwise.serving.config import parse_endpoint_config
 from loopwise.serving.service import create_endpoint, serving_dir, update_weights
 from loopwise.storage import Store
@@ -242,17 +243,22 @@ def test_an_onnx_variant_answers_what_the_exported_model_answers(
     request = TrainRequest(dataset=dataset, base_model=str(tiny_bert_dir), model_name="tiny", config=config)
     model = train(sqlite_store, request, progress=False).model
     assert model is not None
-    create_endpoint(
-        sqlite_store, "reviews", parse_endpoint_config({"variants": [{"name": "A", "model": "tiny:1"}]})
-    )
+    config = {"variants": [{"name": "A", "model": "tiny:1"}], "capture": {"share": 1.0}}
+    create_endpoint(sqlite_store, "reviews", parse_endpoint_config(config))
     expected = OnnxClassifier.load(serving_dir(sqlite_store, model)).predict_proba(COURSE)
-    with running_server(sqlite_store) as (client, _):
+    with running_server(sqlite_store) as (client, app):
         answer = client.post("/api/v1/endpoints/reviews/predict", json={"texts": COURSE})
+        app.state.plane.capture_writers["reviews"].flush()
     assert answer.status_code == 200, answer.text
     got = np.array(
         [[p["probabilities"][label] for label in model.labels] for p in answer.json()["predictions"]]
     )
     np.testing.assert_allclose(got, expected, atol=1e-6)
+    # the capture holds each text's sentence embedding, for drift monitoring
+    (record,) = read_captures(sqlite_store.artifacts.path("capture"), "reviews")
+    embeddings = np.array(record["embedding"])
+    assert embeddings.shape == (3, 32)
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-4)
 
 
 FLAKY = """

@@ -88,8 +88,7 @@ def create_app(
     @app.get("/api/v1/endpoints/{name}/metrics")
     async def endpoint_metrics(name: str, period: int = 60, window: int = 3600) -> Response:
         """Per-variant figures by period (SageMaker's names) over the last ``window`` seconds."""
-        if name not in plane.runtimes:
-            raise NotFoundError(f"endpoint {name!r} is not in service here; see `loopwise endpoint list`")
+        plane.runtime(name)  # 404 unless it is in service
         if not 1 <= period <= window <= 3600:
             raise BadRequest("period and window are seconds with 1 <= period <= window <= 3600")
         rows = plane.metrics.table(name, period_s=period, window_s=window)
@@ -97,12 +96,19 @@ def create_app(
             orjson.dumps({"endpoint": name, "period_s": period, "rows": rows}), media_type="application/json"
         )
 
+    @app.get("/api/v1/endpoints/{name}/shadow")
+    async def shadow_report(name: str) -> Response:
+        """Each shadow variant against production since the server started: agreement and flip matrix."""
+        plane.runtime(name)  # 404 unless it is in service
+        return Response(
+            orjson.dumps({"endpoint": name, "shadows": plane.shadow_report(name)}),
+            media_type="application/json",
+        )
+
     @app.get("/api/v1/endpoints/{name}/scaling")
     async def scaling_events(name: str) -> Response:
         """The autoscaler's decisions for the endpoint (newest last) and each variant's instances now."""
-        runtime = plane.runtimes.get(name)
-        if runtime is None:
-            raise NotFoundError(f"endpoint {name!r} is not in service here; see `loopwise endpoint list`")
+        runtime = plane.runtime(name)
         events = [e.__dict__ for e in plane.autoscaler.events if e.endpoint == name]
         instances = {v: {"target": p.target, "live": len(p.live)} for v, p in runtime.pools.items()}
         return Response(

@@ -166,6 +166,13 @@ class TextClassifier(ABC):
         proba = self.predict_proba(texts, batch_size=batch_size)
         return [self.labels[i] for i in proba.argmax(axis=1)]
 
+    def predict_with_embeddings(
+        self, texts: Sequence[str], batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Class probabilities and each text's sentence embedding (unit length), for drift monitoring;
+        ``None`` for backends without one (the default)."""
+        return self.predict_proba(texts, batch_size=batch_size), None
+
     @abstractmethod
     def save(self, directory: Path) -> None:
         """Write everything :meth:`load` needs into ``directory`` (created if missing), manifest included

@@ -66,7 +66,7 @@ def export_onnx(classifier: TransformerClassifier, directory: Path, *, int8: boo
                 inputs,
                 str(directory / FP32),
                 input_names=["input_ids", "attention_mask"],
-                output_names=["logits"],
+                output_names=["logits", "sentence_embedding"],
                 dynamic_shapes={"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}},
                 opset_version=OPSET,
                 dynamo=True,
@@ -109,6 +109,7 @@ class OnnxClassifier(TextClassifier):
     base_model: str
     session: Any
     tokenizer: Any
+    has_embedding: bool
 
     def __init__(self, labels: Sequence[str]) -> None:
         raise ClassifierError(
@@ -164,24 +165,43 @@ class OnnxClassifier(TextClassifier):
             raise CheckpointError(
                 f"cannot load {path} ({type(exc).__name__}: {exc}); export the classifier again"
             ) from exc
+        classifier.has_embedding = "sentence_embedding" in {o.name for o in classifier.session.get_outputs()}
         tokenizer.no_padding()
         tokenizer.enable_truncation(classifier.max_seq_length)
         classifier.tokenizer = tokenizer
         return classifier
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        return self._run(texts, batch_size, embed=False)[0]
+
+    def predict_with_embeddings(
+        self, texts: Sequence[str], batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        if not self.has_embedding:  # exported before embeddings were
+            return self.predict_proba(texts, batch_size), None
+        return self._run(texts, batch_size, embed=True)
+
+    def _run(
+        self, texts: Sequence[str], batch_size: int, embed: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         texts = list(texts)
         result = np.empty((len(texts), len(self.labels)), dtype=np.float64)
+        embeddings: np.ndarray | None = None
         if not texts:
-            return result
+            return result, np.empty((0, 0), dtype=np.float32) if embed else None
+        outputs = ["logits", "sentence_embedding"] if embed else ["logits"]
         ids = [encoding.ids for encoding in self.tokenizer.encode_batch(texts)]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths pad little
         for first in range(0, len(order), batch_size):
             rows = order[first : first + batch_size]
             input_ids, mask = pad([ids[i] for i in rows], self.pad_id)
-            (logits,) = self.session.run(["logits"], {"input_ids": input_ids, "attention_mask": mask})
-            result[rows] = softmax(logits.astype(np.float64))
-        return result
+            answers = self.session.run(outputs, {"input_ids": input_ids, "attention_mask": mask})
+            result[rows] = softmax(answers[0].astype(np.float64))
+            if embed:
+                if embeddings is None:
+                    embeddings = np.empty((len(texts), answers[1].shape[1]), dtype=np.float32)
+                embeddings[rows] = answers[1]
+        return result, embeddings
 
     def save(self, directory: Path) -> None:
         raise ClassifierError("an ONNX classifier is saved by export_onnx; copy its directory to move it")
@@ -204,7 +224,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def _logits_only(model: Any) -> Any:
-    """``model`` as a module of (input_ids, attention_mask) -> logits, which is what gets exported."""
+    """``model`` as a module of (input_ids, attention_mask) -> (logits, sentence embedding): what gets
+    exported."""
     import torch
 
     class LogitsOnly(torch.nn.Module):
@@ -212,8 +233,14 @@ def _logits_only(model: Any) -> Any:
             super().__init__()
             self.model = model
 
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        def forward(
+            self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+            # the sentence embedding: the last layer's tokens, mean-pooled over the mask, unit length
+            mask = attention_mask.unsqueeze(-1).to(out.hidden_states[-1].dtype)
+            pooled = (out.hidden_states[-1] * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+            return out.logits, torch.nn.functional.normalize(pooled, dim=-1)
 
     return LogitsOnly()
 

@@ -120,14 +120,35 @@ class Variant(BaseModel):
         return model.strip()
 
 
+class Capture(BaseModel):
+    """Data capture (SageMaker's DataCaptureConfig): the share of requests whose inputs, outputs and
+    sentence embeddings are written to the artifact store, off the request path."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    share: float = Field(
+        default=1.0, gt=0, le=1, validation_alias=AliasChoices("share", "sampling_percentage")
+    )
+    embeddings: bool = True
+    #: records waiting to be written; past this, records are dropped (and counted), never requests slowed
+    max_queue: int = Field(default=10_000, ge=1, le=1_000_000)
+
+    @field_validator("share", mode="before")
+    @classmethod
+    def _percent(cls, value: Any) -> Any:
+        """SageMaker's sampling_percentage is 0-100; a share above 1 is read as a percentage."""
+        return value / 100 if isinstance(value, int | float) and 1 < value <= 100 else value
+
+
 class EndpointConfig(BaseModel):
-    """The variants of one endpoint."""
+    """The variants of one endpoint, and its data capture."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     variants: tuple[Variant, ...] = Field(
         min_length=1, validation_alias=AliasChoices("variants", "production_variants")
     )
+    capture: Capture | None = Field(default=None, validation_alias=AliasChoices("capture", "data_capture"))
 
     @model_validator(mode="after")
     def _check(self) -> EndpointConfig:
@@ -173,14 +194,16 @@ class EndpointConfig(BaseModel):
             else v.model_dump()
             for v in self.variants
         ]
-        return parse_endpoint_config({"variants": variants}, source="the autoscaling policy")
+        return parse_endpoint_config(
+            {**self.to_dict(), "variants": variants}, source="the autoscaling policy"
+        )
 
     def with_weights(self, weights: Mapping[str, float]) -> EndpointConfig:
         """A copy with these variants' weights changed (checked like a new configuration)."""
         for name in weights:
             self.variant(name)
         variants = [{**v.model_dump(), "weight": weights.get(v.name, v.weight)} for v in self.variants]
-        return parse_endpoint_config({"variants": variants}, source="the new weights")
+        return parse_endpoint_config({**self.to_dict(), "variants": variants}, source="the new weights")
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

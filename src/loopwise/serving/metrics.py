@@ -84,6 +84,12 @@ class Metrics:
             labels,
             registry=self.registry,
         )
+        self.captures_dropped = Counter(
+            "loopwise_capture_dropped",
+            "Capture records dropped because the writer was behind",
+            ("endpoint",),
+            registry=self.registry,
+        )
         self._seconds: dict[tuple[str, str], deque[_Second]] = {}
         self._lock = threading.Lock()
 
@@ -109,6 +115,9 @@ class Metrics:
                 second.errors_4xx += 1
             else:
                 second.errors_5xx += 1
+
+    def capture_dropped(self, endpoint: str) -> None:
+        self.captures_dropped.labels(endpoint).inc()
 
     def resources(self, endpoint: str, variant: str, instances: int, cpu_percent: float) -> None:
         """A sample of the variant's live workers and their CPU (taken about once a second)."""

@@ -23,6 +23,7 @@ import numpy as np
 
 from loopwise.errors import NotFoundError
 from loopwise.serving.autoscaler import Autoscaler
+from loopwise.serving.capture import CaptureWriter
 from loopwise.serving.endpoints import Endpoint, EndpointStatus
 from loopwise.serving.metrics import Metrics
 from loopwise.serving.router import (
@@ -34,6 +35,7 @@ from loopwise.serving.router import (
     VariantPool,
     VariantUnavailable,
 )
+from loopwise.serving.shadow import ShadowComparison
 
 if TYPE_CHECKING:
     from loopwise.storage import Store
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 
 #: seconds between two looks at the endpoints' configuration versions
 WATCH_S = 0.5
+#: shadow requests in flight at most; past this, copies are skipped (and counted as the shadow's 5XX)
+MAX_SHADOW_IN_FLIGHT = 256
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,9 @@ class DataPlane:
         self.draining: set[asyncio.Task[None]] = set()
         self.metrics = Metrics()
         self.autoscaler = Autoscaler(self.metrics)
+        self.shadows = ShadowComparison()
+        self.shadow_tasks: set[asyncio.Task[None]] = set()
+        self.capture_writers: dict[str, CaptureWriter] = {}
         self._processes: dict[int, Any] = {}  # psutil.Process by pid, for CPU deltas
         self._sampled = 0.0
 
@@ -82,9 +89,24 @@ class DataPlane:
             self.watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.watcher
+        for task in list(self.shadow_tasks):
+            task.cancel()
         for runtime in self.runtimes.values():
             await runtime.close()
         self.runtimes.clear()
+        for writer in self.capture_writers.values():
+            await asyncio.to_thread(writer.close)
+        self.capture_writers.clear()
+
+    def runtime(self, endpoint: str) -> EndpointRuntime:
+        """The running endpoint; :class:`NotFoundError` when it is not in service here."""
+        runtime = self.runtimes.get(endpoint)
+        if runtime is None:
+            raise NotFoundError(
+                f"endpoint {endpoint!r} is not in service here; see `loopwise endpoint list` "
+                "(an endpoint created a moment ago is picked up within a second)"
+            )
+        return runtime
 
     async def invoke(
         self,
@@ -96,36 +118,119 @@ class DataPlane:
         inference_id: str | None = None,
     ) -> Invocation:
         """Answer ``texts`` on the endpoint: on ``target`` variant if given, else by the caller ``key``
-        (sticky), else by weighted draw."""
+        (sticky), else by weighted draw. A sampled share is captured, and copied to shadow variants,
+        after the answer is ready and without waiting for either."""
         started = time.perf_counter()
-        runtime = self.runtimes.get(endpoint)
-        if runtime is None:
-            raise NotFoundError(
-                f"endpoint {endpoint!r} is not in service here; see `loopwise endpoint list` "
-                "(an endpoint created a moment ago is picked up within a second)"
-            )
+        runtime = self.runtime(endpoint)
+        config = runtime.routing.config
         variant = runtime.pick(target, key)
         pool = runtime.pools[variant]
+        captured = config.capture is not None and runtime.rng.random() < config.capture.share
+        embed = captured and config.capture is not None and config.capture.embeddings
         try:
-            proba, labels, model_ms = await pool.predict(texts)
+            answer = await pool.predict(texts, embed=embed)
         except ModelFailed:
             self.metrics.failed(endpoint, variant, 500)
             raise
         except VariantUnavailable:
             self.metrics.failed(endpoint, variant, 503)
             raise
-        overhead_ms = max(0.0, (time.perf_counter() - started) * 1000 - model_ms)
-        self.metrics.answered(endpoint, variant, model_ms, overhead_ms)
-        return Invocation(
+        latency_ms = (time.perf_counter() - started) * 1000
+        overhead_ms = max(0.0, latency_ms - answer.model_ms)
+        self.metrics.answered(endpoint, variant, answer.model_ms, overhead_ms)
+        result = Invocation(
             inference_id=inference_id or uuid.uuid4().hex,
             endpoint=endpoint,
             variant=variant,
             model=pool.spec.model,
-            labels=labels,
-            proba=proba,
-            model_ms=model_ms,
+            labels=answer.labels,
+            proba=answer.proba,
+            model_ms=answer.model_ms,
             overhead_ms=overhead_ms,
         )
+        if captured:
+            self._capture(result, texts, answer.embeddings, latency_ms)
+        for shadow in config.shadows:
+            if runtime.rng.random() < shadow.shadow_share:
+                self._start_shadow(runtime, shadow.name, texts, result, embed)
+        return result
+
+    def shadow_report(self, endpoint: str) -> dict[str, Any]:
+        return self.shadows.report(endpoint)
+
+    def _capture(
+        self,
+        result: Invocation,
+        texts: Sequence[str],
+        embeddings: np.ndarray | None,
+        latency_ms: float,
+        shadow_of: str | None = None,
+    ) -> None:
+        """Offer the request's record to the capture writer (dropped and counted when it is behind)."""
+        runtime = self.runtimes.get(result.endpoint)
+        capture = None if runtime is None else runtime.routing.config.capture
+        writer = self.capture_writers.get(result.endpoint)
+        if writer is None:
+            root = self.store.artifacts.path("capture")
+            max_queue = capture.max_queue if capture is not None else 10_000
+            writer = self.capture_writers[result.endpoint] = CaptureWriter(root, max_queue=max_queue)
+        record = {
+            "inference_id": result.inference_id,
+            "endpoint": result.endpoint,
+            "variant": result.variant,
+            "model": result.model,
+            "time": time.time(),
+            "latency_ms": round(latency_ms, 3),
+            "model_ms": round(result.model_ms, 3),
+            "input": list(texts),
+            "labels": result.labels,
+            "probabilities": result.proba,
+            "predicted_label": [result.labels[int(i)] for i in result.proba.argmax(axis=1)],
+            "embedding": embeddings,
+        }
+        if shadow_of is not None:
+            record["shadow_of"] = shadow_of
+        if not writer.offer(record):
+            self.metrics.capture_dropped(result.endpoint)
+
+    def _start_shadow(
+        self, runtime: EndpointRuntime, shadow: str, texts: Sequence[str], production: Invocation, embed: bool
+    ) -> None:
+        if len(self.shadow_tasks) >= MAX_SHADOW_IN_FLIGHT:  # shadows must never hold production back
+            self.metrics.failed(runtime.name, shadow, 503)
+            return
+        task = asyncio.create_task(self._shadow(runtime, shadow, list(texts), production, embed))
+        self.shadow_tasks.add(task)
+        task.add_done_callback(self.shadow_tasks.discard)
+
+    async def _shadow(
+        self, runtime: EndpointRuntime, shadow: str, texts: list[str], production: Invocation, embed: bool
+    ) -> None:
+        pool = runtime.pools.get(shadow)
+        if pool is None:
+            return
+        started = time.perf_counter()
+        try:
+            answer = await pool.predict(texts, embed=embed)
+        except (ModelFailed, VariantUnavailable) as exc:
+            self.metrics.failed(runtime.name, shadow, 500 if isinstance(exc, ModelFailed) else 503)
+            return
+        latency_ms = (time.perf_counter() - started) * 1000
+        self.metrics.answered(runtime.name, shadow, answer.model_ms, max(0.0, latency_ms - answer.model_ms))
+        result = Invocation(
+            inference_id=production.inference_id,
+            endpoint=runtime.name,
+            variant=shadow,
+            model=pool.spec.model,
+            labels=answer.labels,
+            proba=answer.proba,
+            model_ms=answer.model_ms,
+            overhead_ms=0.0,
+        )
+        produced = [production.labels[int(i)] for i in production.proba.argmax(axis=1)]
+        shadowed = [answer.labels[int(i)] for i in answer.proba.argmax(axis=1)]
+        self.shadows.add(runtime.name, shadow, produced, shadowed)
+        self._capture(result, texts, answer.embeddings, latency_ms, shadow_of=production.variant)
 
     async def refresh(self) -> None:
         """Bring the runtimes in step with the database's endpoints."""

@@ -49,6 +49,17 @@ class ModelFailed(Exception):
     """The variant's model raised for this request."""
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A worker's answer to one request."""
+
+    proba: np.ndarray
+    labels: list[str]
+    model_ms: float
+    #: each text's sentence embedding, when asked for and the model has one
+    embeddings: np.ndarray | None = None
+
+
 class WorkerClient:
     """One multiplexed connection to a worker: many requests in flight, answered in any order."""
 
@@ -68,20 +79,29 @@ class WorkerClient:
         message = await protocol.read(reader)
         return cls(reader, writer, message["hello"])
 
-    async def predict(self, texts: Sequence[str]) -> tuple[np.ndarray, float]:
+    async def predict(self, texts: Sequence[str], embed: bool = False) -> Answer:
         if self.closed:
             raise VariantUnavailable("the worker's connection closed")
         request_id = next(self.ids)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.pending[request_id] = future
         try:
-            self.writer.write(protocol.encode({"id": request_id, "texts": list(texts)}))
+            message: dict[str, Any] = {"id": request_id, "texts": list(texts)}
+            if embed:
+                message["embed"] = True
+            self.writer.write(protocol.encode(message))
             answer = await future
         finally:
             self.pending.pop(request_id, None)
         if "error" in answer:
             raise ModelFailed(answer["error"])
-        return np.asarray(answer["proba"], dtype=np.float64), float(answer["model_ms"])
+        embedding = answer.get("embedding")
+        return Answer(
+            proba=np.asarray(answer["proba"], dtype=np.float64),
+            labels=self.labels,
+            model_ms=float(answer["model_ms"]),
+            embeddings=None if embedding is None else np.asarray(embedding, dtype=np.float32),
+        )
 
     async def _listen(self) -> None:
         try:
@@ -166,7 +186,7 @@ class VariantPool:
         self.target = instances
         self.changed.set()
 
-    async def predict(self, texts: Sequence[str]) -> tuple[np.ndarray, list[str], float]:
+    async def predict(self, texts: Sequence[str], embed: bool = False) -> Answer:
         live = self.live
         if not live:
             raise VariantUnavailable(f"variant {self.name} has no live instance (starting or restarting)")
@@ -174,10 +194,9 @@ class VariantPool:
         assert instance.client is not None
         instance.in_flight += 1
         try:
-            proba, model_ms = await instance.client.predict(texts)
+            return await instance.client.predict(texts, embed)
         finally:
             instance.in_flight -= 1
-        return proba, instance.client.labels, model_ms
 
     async def close(self, drain_s: float = 0.0) -> None:
         self.closing = True

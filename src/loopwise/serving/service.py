@@ -146,7 +146,7 @@ def _resolve(store: Store, config: EndpointConfig) -> EndpointConfig:
             + "; ".join(f"{field}: {message}" for field, message in problems),
             problems,
         )
-    return parse_endpoint_config({"variants": variants})
+    return parse_endpoint_config({**config.to_dict(), "variants": variants})
 
 
 def _deploy(store: Store, name: str, config: EndpointConfig, progress: Progress | None) -> Endpoint:

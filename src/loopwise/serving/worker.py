@@ -26,7 +26,10 @@ import numpy as np
 
 from loopwise.serving import protocol
 
-Request = tuple[list[str], "asyncio.Future[tuple[np.ndarray, float]]"]
+#: a queued request: its texts, whether it wants embeddings, and where its answer goes
+Request = tuple[list[str], bool, "asyncio.Future[Answer]"]
+#: probabilities, embeddings (when asked for and the model has them), milliseconds of the model call
+Answer = tuple[np.ndarray, "np.ndarray | None", float]
 
 
 class Batcher:
@@ -43,10 +46,11 @@ class Batcher:
         self.calls = 0
         self.requests = 0
 
-    async def predict(self, texts: list[str]) -> tuple[np.ndarray, float]:
-        """Class probabilities of ``texts`` and the milliseconds of the model call that answered them."""
-        future: asyncio.Future[tuple[np.ndarray, float]] = asyncio.get_running_loop().create_future()
-        await self.queue.put((texts, future))
+    async def predict(self, texts: list[str], embed: bool = False) -> Answer:
+        """Class probabilities of ``texts``, their sentence embeddings when ``embed`` (None when the model
+        has none), and the milliseconds of the model call that answered them."""
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        await self.queue.put((texts, embed, future))
         return await future
 
     async def run(self) -> None:
@@ -75,13 +79,21 @@ class Batcher:
 
     async def _answer(self, batch: list[Request]) -> None:
         loop = asyncio.get_running_loop()
-        texts = [text for request_texts, _ in batch for text in request_texts]
+        texts = [text for request_texts, _, _ in batch for text in request_texts]
+        embed = any(wants for _, wants, _ in batch)  # the same model call gives them for the whole batch
         started = time.perf_counter()
         try:
-            proba = await loop.run_in_executor(self.model_thread, self.classifier.predict_proba, texts, 64)
+            if embed:
+                call = self.classifier.predict_with_embeddings
+                proba, embeddings = await loop.run_in_executor(self.model_thread, call, texts, 64)
+            else:
+                proba = await loop.run_in_executor(
+                    self.model_thread, self.classifier.predict_proba, texts, 64
+                )
+                embeddings = None
         except Exception as exc:
             if len(batch) == 1:
-                _settle(batch[0][1], exc)
+                _settle(batch[0][2], exc)
                 return
             for request in batch:  # find the bad request: answer each alone
                 await self._answer([request])
@@ -91,9 +103,11 @@ class Batcher:
         self.requests += len(batch)
         self.busy = len(batch) > 1
         start = 0
-        for request_texts, future in batch:
-            _settle(future, (proba[start : start + len(request_texts)], model_ms))
-            start += len(request_texts)
+        for request_texts, wants, future in batch:
+            end = start + len(request_texts)
+            mine = embeddings[start:end] if wants and embeddings is not None else None
+            _settle(future, (proba[start:end], mine, model_ms))
+            start = end
 
 
 def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
@@ -136,8 +150,10 @@ async def _handle(message: dict[str, Any], batcher: Batcher, writer: asyncio.Str
     try:
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise ValueError("texts must be a list of strings")
-        proba, model_ms = await batcher.predict(texts)
+        proba, embeddings, model_ms = await batcher.predict(texts, bool(message.get("embed")))
         answer: dict[str, Any] = {"id": request_id, "proba": proba, "model_ms": model_ms}
+        if embeddings is not None:
+            answer["embedding"] = embeddings
     except Exception as exc:
         answer = {"id": request_id, "error": f"{type(exc).__name__}: {exc}"[:2000]}
     with contextlib.suppress(ConnectionError, RuntimeError):

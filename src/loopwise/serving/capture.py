@@ -1,0 +1,126 @@
+"""Data capture: a sampled share of requests and responses, written off the request path as JSON lines.
+
+Records go to ``capture/<endpoint>/<variant>/<YYYY>/<MM>/<DD>/<HH>/<host>-<pid>.jsonl`` in the artifact
+store (hour partitions by the request's UTC time; one file per server process, so several servers never
+interleave lines). Each record holds the inference id, endpoint, variant, model version, time, latency,
+the input texts, each text's probabilities and predicted label, and, where the model has one, each
+text's sentence embedding (for drift monitoring).
+
+A request only offers its record to a bounded queue and goes on; one writer thread drains the queue.
+When the queue is full the record is dropped and counted: capture never slows or fails a request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+class CaptureWriter:
+    """Writes offered records under ``root``; :meth:`offer` never blocks."""
+
+    def __init__(self, root: Path, *, max_queue: int = 10_000, flush_s: float = 0.5) -> None:
+        self.root = Path(root)
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        self.flush_s = flush_s
+        self.written = 0
+        self.dropped = 0
+        self.failed = 0
+        self._name = f"{socket.gethostname()}-{os.getpid()}.jsonl"
+        self._files: dict[Path, IO[bytes]] = {}
+        self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
+        self._thread.start()
+
+    def offer(self, record: dict[str, Any]) -> bool:
+        """Queue a record; False (and counted as dropped) when the queue is full."""
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+            return False
+        return True
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until every record offered so far is written (for tests and shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self.queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        self.flush()
+        self.queue.put(_STOP)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        last_flush = time.monotonic()
+        while True:
+            try:
+                record = self.queue.get(timeout=self.flush_s)
+            except queue.Empty:
+                record = None
+            if record is _STOP:
+                self.queue.task_done()
+                break
+            if record is not None:
+                try:
+                    self._write(record)
+                    self.written += 1
+                except Exception:  # a full disk must not take the server down: count and go on
+                    self.failed += 1
+                    log.exception("a capture record could not be written")
+                finally:
+                    self.queue.task_done()
+            if time.monotonic() - last_flush >= self.flush_s or self.queue.empty():
+                self._flush_files()
+                last_flush = time.monotonic()
+        self._close_files()
+
+    def _write(self, record: dict[str, Any]) -> None:
+        at = datetime.fromtimestamp(record["time"], UTC)
+        folder = self.root / record["endpoint"] / record["variant"] / at.strftime("%Y/%m/%d/%H")
+        path = folder / self._name
+        handle = self._files.get(path)
+        if handle is None:
+            if len(self._files) > 64:  # hours past: close what is no longer written
+                self._close_files()
+            folder.mkdir(parents=True, exist_ok=True)
+            handle = self._files[path] = path.open("ab")
+        line = {**record, "time": at.isoformat(timespec="milliseconds").replace("+00:00", "Z")}
+        handle.write(orjson.dumps(line, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+
+    def _flush_files(self) -> None:
+        for handle in self._files.values():
+            with contextlib.suppress(OSError):
+                handle.flush()
+
+    def _close_files(self) -> None:
+        for handle in self._files.values():
+            with contextlib.suppress(OSError):
+                handle.close()
+        self._files.clear()
+
+
+def read_captures(root: Path, endpoint: str, variant: str | None = None) -> Iterator[dict[str, Any]]:
+    """Every captured record of ``endpoint`` (one variant's when given), partition by partition."""
+    base = Path(root) / endpoint
+    pattern = f"{variant}/*/*/*/*/*.jsonl" if variant else "*/*/*/*/*/*.jsonl"
+    for path in sorted(base.glob(pattern)):
+        with path.open("rb") as lines:
+            for line in lines:
+                if line.strip():
+                    yield orjson.loads(line)
