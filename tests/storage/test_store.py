@@ -25,6 +25,7 @@ TABLES = {
     "tuning_jobs",
     "endpoints",
     "endpoint_configs",
+    "feedback",
 }
 
 

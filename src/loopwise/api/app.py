@@ -8,6 +8,7 @@ worker right now.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -17,7 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from loopwise.api.invocations import BadRequest
+from loopwise.api.invocations import BadRequest, read_body
 from loopwise.api.invocations import router as invocations
 from loopwise.errors import EndpointConfigError, NotFoundError
 from loopwise.serving.plane import DataPlane
@@ -95,6 +96,25 @@ def create_app(
         return Response(
             orjson.dumps({"endpoint": name, "period_s": period, "rows": rows}), media_type="application/json"
         )
+
+    @app.post("/api/v1/endpoints/{name}/feedback")
+    async def feedback(name: str, request: Request) -> Response:
+        """Ground truth (``label`` or ``labels``) or ``reward`` for inference ids, as a JSON list."""
+        from loopwise.serving.feedback import parse_feedback
+        from loopwise.serving.service import record_feedback
+
+        body = await read_body(request)
+        try:
+            items = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"the body is not valid JSON: {exc}") from None
+        if isinstance(items, dict):
+            items = [items]
+        if not isinstance(items, list):
+            raise BadRequest('send a list of {"inference_id": ..., "label": ...}')
+        parsed = parse_feedback(items, source="the feedback")
+        new = await asyncio.to_thread(record_feedback, store, name, parsed)
+        return Response(orjson.dumps({"recorded": len(parsed), "new": new}), media_type="application/json")
 
     @app.get("/api/v1/endpoints/{name}/shadow")
     async def shadow_report(name: str) -> Response:

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from loopwise.cli import data, db, endpoint, models, runs, tune
+from loopwise.cli import ab, data, db, endpoint, models, runs, tune
 from loopwise.cli._common import err_console
 from loopwise.cli.demo import demo
 from loopwise.cli.evaluate import evaluate
@@ -27,6 +27,7 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(tune.app, name="tune")
 app.add_typer(endpoint.app, name="endpoint")
+app.add_typer(ab.app, name="ab")
 app.command()(train)
 app.command()(evaluate)
 app.command()(demo)

@@ -194,6 +194,40 @@ def autoscale(
 
 
 @app.command()
+def feedback(
+    name: NameArgument,
+    file: Annotated[
+        Path, typer.Argument(help='JSON lines: {"inference_id": ..., "label": ...} (or labels, reward).')
+    ],
+) -> None:
+    """Post ground truth (or rewards) for the endpoint's inferences; an inference's earlier feedback is
+    replaced. It joins the captured requests in `loopwise ab report`."""
+    import json
+
+    from loopwise.errors import EndpointConfigError
+    from loopwise.serving.feedback import parse_feedback
+    from loopwise.serving.service import record_feedback
+
+    items = []
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise EndpointConfigError(f"cannot read {file}: {exc}", [("file", str(exc))]) from None
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                items.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise EndpointConfigError(
+                    f"{file} line {number} is not JSON: {exc}", [(f"line {number}", "not JSON")]
+                ) from None
+    parsed = parse_feedback(items, source=str(file))
+    with open_store() as store:
+        new = record_feedback(store, name, parsed)
+    console.print(f"{name}: feedback for {len(parsed)} inferences recorded ({new} new)")
+
+
+@app.command()
 def delete(
     name: NameArgument,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,

@@ -28,6 +28,7 @@ from loopwise.serving.config import (
     parse_endpoint_config,
 )
 from loopwise.serving.endpoints import ConfigVersion, Endpoint, EndpointStatus
+from loopwise.serving.feedback import Feedback
 from loopwise.storage.artifacts.local import local_path
 
 if TYPE_CHECKING:
@@ -91,6 +92,24 @@ def set_autoscaling(store: Store, name: str, variant: str, policy: Autoscaling |
                 f"{policy.min_instances}-{policy.max_instances} instances"
             )
         return uow.endpoints.add_config(name, config, note)
+
+
+def record_feedback(store: Store, name: str, items: list[Feedback]) -> int:
+    """Store ground truth or rewards for the endpoint's inferences (an inference's earlier feedback is
+    replaced); returns how many inferences got feedback for the first time."""
+    with store.uow() as uow:
+        uow.endpoints.get(name)  # the endpoint must exist
+        return uow.feedback.put(name, items)
+
+
+def promote(store: Store, name: str, winner: str) -> Endpoint:
+    """Shift all production traffic to ``winner``."""
+    with store.uow() as uow:
+        endpoint = uow.endpoints.get(name)
+    weights = {v.name: (100.0 if v.name == winner else 0.0) for v in endpoint.config.production}
+    if winner not in weights:
+        raise EndpointConfigError(f"{winner!r} is not a production variant of {name}", [("winner", winner)])
+    return update_weights(store, name, weights)
 
 
 def delete_endpoint(store: Store, name: str) -> None:

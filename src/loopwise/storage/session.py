@@ -15,6 +15,7 @@ from loopwise.storage.repositories import (
     DatasetRepository,
     EndpointRepository,
     EvaluationRepository,
+    FeedbackRepository,
     ModelRepository,
     RunRepository,
     TuningJobRepository,
@@ -33,6 +34,7 @@ class UnitOfWork:
     evaluations: EvaluationRepository
     tuning_jobs: TuningJobRepository
     endpoints: EndpointRepository
+    feedback: FeedbackRepository
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._factory = session_factory
@@ -52,6 +54,7 @@ class UnitOfWork:
         self.evaluations = EvaluationRepository(self._session)
         self.tuning_jobs = TuningJobRepository(self._session)
         self.endpoints = EndpointRepository(self._session)
+        self.feedback = FeedbackRepository(self._session)
         return self
 
     def __exit__(

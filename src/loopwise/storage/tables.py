@@ -191,3 +191,18 @@ class EndpointConfigRow(Base):
     #: why this version was made (created, weights updated, ...)
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class FeedbackRow(Base):
+    """Ground truth or a reward posted for an inference; posting again for the same inference replaces it."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (UniqueConstraint("endpoint", "inference_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(63), index=True)
+    inference_id: Mapped[str] = mapped_column(String(64))
+    #: the true label of each text of the inference, in order
+    labels: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    reward: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

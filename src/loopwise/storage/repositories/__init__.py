@@ -6,6 +6,7 @@ One module per capability; the unit of work (``storage.session``) hangs one of e
 from loopwise.storage.repositories.datasets import DatasetRepository
 from loopwise.storage.repositories.endpoints import EndpointRepository
 from loopwise.storage.repositories.evaluations import EvaluationRepository
+from loopwise.storage.repositories.feedback import FeedbackRepository
 from loopwise.storage.repositories.models import ModelRepository
 from loopwise.storage.repositories.runs import RunRepository
 from loopwise.storage.repositories.tuning import TuningJobRepository
@@ -14,6 +15,7 @@ __all__ = [
     "DatasetRepository",
     "EndpointRepository",
     "EvaluationRepository",
+    "FeedbackRepository",
     "ModelRepository",
     "RunRepository",
     "TuningJobRepository",

@@ -1,0 +1,118 @@
+"""The A/B report of an endpoint: traffic, latency and model quality per production variant, and a verdict.
+
+It reads the endpoint's captured requests (capture every request for an A/B test: ``capture.share: 1``;
+with a smaller share the figures are estimated from the sample) and joins the feedback posted for their
+inference ids. Per variant: traffic against the configured weights (sample-ratio mismatch), latency
+(mean, p50, p99), and accuracy on the texts that got ground truth. Each challenger is compared with the
+control (the first production variant) by the always-valid mSPRT (:mod:`loopwise.serving.ab`) in the order
+feedback arrived, at ``alpha`` split over the comparisons (Bonferroni), so reading the report as often as
+one likes does not inflate false winners.
+
+Verdict: ``winner`` when a comparison is significant (the better of the two wins), ``no difference`` when
+every confidence sequence lies within ``+-min_effect``, else ``keep running``; ``invalid split`` overrides
+all when the traffic does not match the weights (SRM p < 0.001): the split itself is broken.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from loopwise.serving.ab import sample_ratio_mismatch, sequential_test
+from loopwise.serving.capture import read_captures
+
+if TYPE_CHECKING:
+    from loopwise.storage import Store
+
+#: below this SRM p-value the split is broken
+SRM_ALPHA = 0.001
+
+
+def ab_report(
+    store: Store, endpoint: str, *, alpha: float = 0.05, min_effect: float = 0.01
+) -> dict[str, Any]:
+    with store.uow() as uow:
+        current = uow.endpoints.get(endpoint)
+        feedback = {f.inference_id: f for f in uow.feedback.for_endpoint(endpoint)}
+    config = current.config
+    production = [v.name for v in config.production]
+    records = [
+        r
+        for r in read_captures(store.artifacts.path("capture"), endpoint)
+        if r["variant"] in production and "shadow_of" not in r
+    ]
+    traffic = {name: 0 for name in production}
+    latencies: dict[str, list[float]] = defaultdict(list)
+    outcomes: dict[str, list[tuple[Any, float]]] = defaultdict(list)  # (feedback time, correct)
+    for record in records:
+        variant = record["variant"]
+        traffic[variant] += 1
+        latencies[variant].append(float(record["latency_ms"]))
+        truth = feedback.get(record["inference_id"])
+        if truth is None or truth.labels is None:
+            continue
+        for predicted, label in zip(record["predicted_label"], truth.labels, strict=False):
+            outcomes[variant].append((truth.created_at, float(predicted == label)))
+    weights = {v.name: v.weight for v in config.production}
+    srm_statistic, srm_p = sample_ratio_mismatch(traffic, weights)
+    variants = {}
+    for name in production:
+        times = np.array(latencies[name]) if latencies[name] else None
+        scored = [o for _, o in sorted(outcomes[name], key=lambda item: item[0])]
+        variants[name] = {
+            "requests": traffic[name],
+            "weight": weights[name],
+            "latency_ms": None
+            if times is None
+            else {
+                "mean": float(times.mean()),
+                "p50": float(np.percentile(times, 50)),
+                "p99": float(np.percentile(times, 99)),
+            },
+            "labelled": len(scored),
+            "accuracy": float(np.mean(scored)) if scored else None,
+        }
+    control = production[0]
+    comparisons = []
+    level = alpha / max(1, len(production) - 1)
+    for challenger in production[1:]:
+        a = [o for _, o in sorted(outcomes[control], key=lambda item: item[0])]
+        b = [o for _, o in sorted(outcomes[challenger], key=lambda item: item[0])]
+        result = sequential_test(a, b, alpha=level)
+        comparisons.append({"control": control, "challenger": challenger, "alpha": level, **asdict(result)})
+    verdict, winner = _verdict(comparisons, min_effect, srm_p)
+    return {
+        "endpoint": endpoint,
+        "config_version": current.current.version,
+        "captured_requests": len(records),
+        "feedback": len(feedback),
+        "sample_ratio_mismatch": {"statistic": srm_statistic, "p_value": srm_p, "broken": srm_p < SRM_ALPHA},
+        "variants": variants,
+        "comparisons": comparisons,
+        "verdict": verdict,
+        "winner": winner,
+        "alpha": alpha,
+        "min_effect": min_effect,
+    }
+
+
+def _verdict(comparisons: list[dict[str, Any]], min_effect: float, srm_p: float) -> tuple[str, str | None]:
+    if srm_p < SRM_ALPHA:
+        return "invalid split", None
+    if not comparisons:
+        return "keep running", None
+    significant = [c for c in comparisons if c["p_value"] < c["alpha"]]
+    if significant:
+        # the best: a challenger that beat the control by the most, else the control
+        better = [c for c in significant if c["difference"] > 0]
+        if better:
+            return "winner", max(better, key=lambda c: c["difference"])["challenger"]
+        if len(significant) == len(comparisons):
+            return "winner", comparisons[0]["control"]
+        return "keep running", None
+    if all(-min_effect <= c["low"] and c["high"] <= min_effect for c in comparisons):
+        return "no difference", None
+    return "keep running", None

@@ -1,0 +1,57 @@
+"""Feedback (ground truth, rewards) posted for inferences."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from loopwise.serving.feedback import Feedback
+from loopwise.storage.tables import FeedbackRow, utcnow
+
+
+class FeedbackRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def put(self, endpoint: str, items: Sequence[Feedback]) -> int:
+        """Record feedback; an inference's earlier feedback is replaced. Returns how many were new."""
+        ids = [item.inference_id for item in items]
+        existing = {
+            row.inference_id: row
+            for row in self.session.scalars(
+                select(FeedbackRow).where(FeedbackRow.endpoint == endpoint, FeedbackRow.inference_id.in_(ids))
+            )
+        }
+        new = 0
+        for item in items:
+            row = existing.get(item.inference_id)
+            if row is None:
+                row = existing[item.inference_id] = FeedbackRow(
+                    endpoint=endpoint, inference_id=item.inference_id
+                )
+                self.session.add(row)
+                new += 1
+            row.labels = list(item.labels) if item.labels is not None else None
+            row.reward = item.reward
+            row.created_at = utcnow()
+        self.session.flush()
+        return new
+
+    def for_endpoint(self, endpoint: str) -> list[Feedback]:
+        """The endpoint's feedback, oldest first (the order it arrived in)."""
+        rows = self.session.scalars(
+            select(FeedbackRow)
+            .where(FeedbackRow.endpoint == endpoint)
+            .order_by(FeedbackRow.created_at, FeedbackRow.id)
+        ).all()
+        return [
+            Feedback(
+                row.inference_id,
+                tuple(row.labels) if row.labels is not None else None,
+                row.reward,
+                row.created_at,
+            )
+            for row in rows
+        ]
