@@ -17,10 +17,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import pytest
 
 from conftest import running_server
-from loopwise import registry
 from loopwise.classifiers import TrainConfig
 from loopwise.classifiers.onnx import OnnxClassifier
 from loopwise.serving.capture import read_captures
@@ -261,58 +259,8 @@ def test_an_onnx_variant_answers_what_the_exported_model_answers(
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-4)
 
 
-FLAKY = """
-from pathlib import Path
-
-import numpy as np
-
-from loopwise.classifiers import TextClassifier, read_manifest, write_manifest
-
-
-class FlakyClassifier(TextClassifier):
-    \"\"\"A test plugin backend whose model raises on any text holding 'boom'.\"\"\"
-
-    backend = "flaky"
-
-    def fit(self, *args, **kwargs):
-        raise NotImplementedError
-
-    def predict_proba(self, texts, batch_size=64):
-        if any("boom" in t for t in texts):
-            raise ValueError("boom in the model")
-        return np.full((len(texts), len(self.labels)), 1 / len(self.labels))
-
-    def save(self, directory):
-        write_manifest(Path(directory), self.backend, self.labels)
-
-    @classmethod
-    def load(cls, directory):
-        return cls(read_manifest(Path(directory))["labels"])
-"""
-
-
-def test_a_model_that_raises_fails_that_request_alone(
-    two_models: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # a plugin backend, installed the way plugins are: a module and its entry point on the path
-    plugins = tmp_path / "plugins"
-    (plugins / "flaky_backend-1.0.dist-info").mkdir(parents=True)
-    (plugins / "flaky_backend.py").write_text(FLAKY, encoding="utf-8")
-    (plugins / "flaky_backend-1.0.dist-info" / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: flaky-backend\nVersion: 1.0\n", encoding="utf-8"
-    )
-    (plugins / "flaky_backend-1.0.dist-info" / "entry_points.txt").write_text(
-        "[loopwise.classifiers]\nflaky = flaky_backend:FlakyClassifier\n", encoding="utf-8"
-    )
-    monkeypatch.syspath_prepend(str(plugins))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(plugins), os.environ.get("PYTHONPATH", "")]))
-    checkpoint = two_models.artifacts.path("models/flaky")
-    checkpoint.mkdir(parents=True)
-    (checkpoint / "classifier.json").write_text(
-        json.dumps({"format": 1, "backend": "flaky", "labels": ["-1", "0", "1"]}), encoding="utf-8"
-    )
-    with two_models.uow() as uow:
-        registry.register(uow, "flaky", backend="flaky", uri=checkpoint.as_uri(), labels=["-1", "0", "1"])
+def test_a_model_that_raises_fails_that_request_alone(flaky_model: Store) -> None:
+    two_models = flaky_model
     config = {
         "variants": [
             {"name": "Flaky", "model": "flaky:1", "weight": 1, "max_wait_ms": 20},

@@ -26,6 +26,7 @@ TABLES = {
     "endpoints",
     "endpoint_configs",
     "feedback",
+    "rollouts",
 }
 
 

@@ -228,6 +228,63 @@ def feedback(
 
 
 @app.command()
+def rollout(
+    name: NameArgument,
+    variant: Annotated[str, typer.Argument(help="The production variant to shift traffic to.")],
+    canary: Annotated[
+        float | None, typer.Option(min=0.1, max=99.9, help="Canary: this percent first, then all of it.")
+    ] = None,
+    linear: Annotated[int | None, typer.Option(min=1, max=100, help="Linear: this many equal steps.")] = None,
+    bake: Annotated[float, typer.Option(min=1, help="Seconds each step bakes before the next.")] = 600.0,
+    max_error_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Roll back when the variant's 5XX rate is above this.")
+    ] = 0.05,
+    max_p99_ms: Annotated[
+        float | None, typer.Option(help="Roll back when the variant's p99 latency (ms) is above this.")
+    ] = None,
+) -> None:
+    """Shift production traffic to a variant in guarded steps (--canary PERCENT or --linear STEPS), each
+    baking --bake seconds; a running `loopwise server` advances it and rolls it back when an alarm fires."""
+    from loopwise.errors import EndpointConfigError
+    from loopwise.serving.rollout import RolloutPlan
+    from loopwise.serving.service import start_rollout
+
+    if (canary is None) == (linear is None):
+        raise EndpointConfigError("give --canary PERCENT or --linear STEPS", [("plan", "missing or both")])
+    alarms = {"max_error_rate": max_error_rate, "max_p99_ms": max_p99_ms}
+    plan = (
+        RolloutPlan.canary(canary, bake, **alarms)
+        if canary is not None
+        else RolloutPlan.linear(linear or 1, bake, **alarms)
+    )
+    with open_store() as store:
+        started = start_rollout(store, name, variant, plan)
+    steps = ", ".join(f"{share:.0%}" for share in plan.shares)
+    console.print(f"rollout {started.id} of {variant} on {name}: {steps}, {bake:g} s a step", highlight=False)
+
+
+@app.command("rollout-status")
+def rollout_status(
+    name: NameArgument,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rollout as JSON.")] = False,
+) -> None:
+    """The endpoint's latest rollout: its step, status, and why it was rolled back."""
+    from dataclasses import asdict
+
+    with open_store() as store, store.uow() as uow:
+        latest = uow.rollouts.latest(name)
+    if as_json:
+        print_json({**asdict(latest), "plan": latest.plan.model_dump()})
+        return
+    console.print(
+        f"rollout {latest.id} of {latest.variant} on {name}: {latest.status.value}, step "
+        f"{latest.step + 1}/{len(latest.plan.shares)} ({latest.plan.shares[latest.step]:.0%})"
+        + (f"; {latest.reason}" if latest.reason else ""),
+        highlight=False,
+    )
+
+
+@app.command()
 def delete(
     name: NameArgument,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,

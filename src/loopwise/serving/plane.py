@@ -35,6 +35,7 @@ from loopwise.serving.router import (
     VariantPool,
     VariantUnavailable,
 )
+from loopwise.serving.service import guard_rollouts
 from loopwise.serving.shadow import ShadowComparison
 
 if TYPE_CHECKING:
@@ -315,6 +316,10 @@ class DataPlane:
                 log.exception("could not read the endpoints' configurations; trying again")
             for runtime in list(self.runtimes.values()):
                 self.autoscaler.tick(runtime)
+            try:
+                await asyncio.to_thread(guard_rollouts, self.store, self.metrics, set(self.runtimes))
+            except Exception:
+                log.exception("could not advance the rollouts; trying again")
             if time.monotonic() - self._sampled >= 1.0:
                 self._sample_resources()
                 self._sampled = time.monotonic()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,8 @@ from loopwise.serving.config import (
 )
 from loopwise.serving.endpoints import ConfigVersion, Endpoint, EndpointStatus
 from loopwise.serving.feedback import Feedback
+from loopwise.serving.metrics import Metrics
+from loopwise.serving.rollout import Rollout, RolloutPlan, RolloutStatus, alarm, step_weights
 from loopwise.storage.artifacts.local import local_path
 
 if TYPE_CHECKING:
@@ -63,7 +66,9 @@ def list_endpoints(store: Store) -> list[Endpoint]:
         return uow.endpoints.list()
 
 
-def update_weights(store: Store, name: str, weights: Mapping[str, float]) -> Endpoint:
+def update_weights(
+    store: Store, name: str, weights: Mapping[str, float], *, note: str | None = None
+) -> Endpoint:
     """Record a configuration with these production variants' weights (others unchanged) and put it in
     force. Raises :class:`EndpointConfigError` for an unknown variant or weights that leave no traffic."""
     with store.uow() as uow:
@@ -75,7 +80,7 @@ def update_weights(store: Store, name: str, weights: Mapping[str, float]) -> End
                     [(f"variants.{variant}.weight", "shadow variants have no weight")],
                 )
         config = endpoint.config.with_weights(weights)
-        note = "weights: " + ", ".join(f"{v}={w:g}" for v, w in weights.items())
+        note = note or "weights: " + ", ".join(f"{v}={w:g}" for v, w in weights.items())
         return uow.endpoints.add_config(name, config, note)
 
 
@@ -110,6 +115,69 @@ def promote(store: Store, name: str, winner: str) -> Endpoint:
     if winner not in weights:
         raise EndpointConfigError(f"{winner!r} is not a production variant of {name}", [("winner", winner)])
     return update_weights(store, name, weights)
+
+
+def start_rollout(store: Store, name: str, variant: str, plan: RolloutPlan) -> Rollout:
+    """Start shifting production traffic to ``variant`` by ``plan``: its first step is in force at once;
+    a running ``loopwise server`` bakes, advances and guards it (see :mod:`loopwise.serving.rollout`)."""
+    with store.uow() as uow:
+        endpoint = uow.endpoints.get(name)
+        if endpoint.config.variant(variant).role != "production":
+            raise EndpointConfigError(
+                f"{variant} is a shadow variant: make it a production variant (weight 0) to roll it out",
+                [("variant", "not a production variant")],
+            )
+        baseline = {v.name: v.weight for v in endpoint.config.production}
+        rollout = uow.rollouts.start(name, variant, plan, baseline)
+    update_weights(store, name, step_weights(baseline, variant, plan.shares[0]), note=_step_note(rollout, 0))
+    return rollout
+
+
+def guard_rollouts(
+    store: Store, metrics: Metrics, in_service: set[str], now: float | None = None
+) -> list[Rollout]:
+    """Advance, complete or roll back the running rollouts of the endpoints in service here; returns the
+    rollouts that changed."""
+    now = time.time() if now is None else now
+    with store.uow() as uow:
+        running = [r for r in uow.rollouts.all_running() if r.endpoint in in_service]
+    changed = []
+    for rollout in running:
+        elapsed = now - rollout.step_started_at.timestamp()
+        rows = [
+            r
+            for r in metrics.table(
+                rollout.endpoint, period_s=1, window_s=max(1, min(3600, int(elapsed) + 1)), now=now
+            )
+            if r["variant"] == rollout.variant
+            and r["period_start"] >= int(rollout.step_started_at.timestamp())
+        ]
+        reason = alarm(rows, rollout.plan)
+        if reason is not None:
+            update_weights(
+                store, rollout.endpoint, rollout.baseline, note=f"rollout {rollout.id}: rolled back"
+            )
+            with store.uow() as uow:
+                changed.append(uow.rollouts.finish(rollout.id, RolloutStatus.ROLLED_BACK, reason))
+            log.warning(
+                "endpoint %s: rollout of %s rolled back: %s", rollout.endpoint, rollout.variant, reason
+            )
+        elif elapsed >= rollout.plan.bake_s:
+            following = rollout.step + 1
+            if following < len(rollout.plan.shares):
+                weights = step_weights(rollout.baseline, rollout.variant, rollout.plan.shares[following])
+                update_weights(store, rollout.endpoint, weights, note=_step_note(rollout, following))
+                with store.uow() as uow:
+                    changed.append(uow.rollouts.advance(rollout.id, following))
+            else:
+                with store.uow() as uow:
+                    changed.append(uow.rollouts.finish(rollout.id, RolloutStatus.COMPLETED))
+    return changed
+
+
+def _step_note(rollout: Rollout, step: int) -> str:
+    share = rollout.plan.shares[step]
+    return f"rollout {rollout.id} step {step + 1}/{len(rollout.plan.shares)}: {rollout.variant} {share:.0%}"
 
 
 def delete_endpoint(store: Store, name: str) -> None:

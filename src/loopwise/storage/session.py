@@ -17,6 +17,7 @@ from loopwise.storage.repositories import (
     EvaluationRepository,
     FeedbackRepository,
     ModelRepository,
+    RolloutRepository,
     RunRepository,
     TuningJobRepository,
 )
@@ -35,6 +36,7 @@ class UnitOfWork:
     tuning_jobs: TuningJobRepository
     endpoints: EndpointRepository
     feedback: FeedbackRepository
+    rollouts: RolloutRepository
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._factory = session_factory
@@ -55,6 +57,7 @@ class UnitOfWork:
         self.tuning_jobs = TuningJobRepository(self._session)
         self.endpoints = EndpointRepository(self._session)
         self.feedback = FeedbackRepository(self._session)
+        self.rollouts = RolloutRepository(self._session)
         return self
 
     def __exit__(

@@ -206,3 +206,23 @@ class FeedbackRow(Base):
     labels: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     reward: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class RolloutRow(Base):
+    """A guarded traffic shift to one variant (canary or linear), advanced by the server's data plane."""
+
+    __tablename__ = "rollouts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(63), index=True)
+    variant: Mapped[str] = mapped_column(String(63))
+    #: the plan: shares of traffic for the variant, baking time, alarm thresholds
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: the production weights before the rollout (restored by a rollback)
+    baseline: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    step_started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

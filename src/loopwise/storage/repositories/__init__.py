@@ -8,6 +8,7 @@ from loopwise.storage.repositories.endpoints import EndpointRepository
 from loopwise.storage.repositories.evaluations import EvaluationRepository
 from loopwise.storage.repositories.feedback import FeedbackRepository
 from loopwise.storage.repositories.models import ModelRepository
+from loopwise.storage.repositories.rollouts import RolloutRepository
 from loopwise.storage.repositories.runs import RunRepository
 from loopwise.storage.repositories.tuning import TuningJobRepository
 
@@ -17,6 +18,7 @@ __all__ = [
     "EvaluationRepository",
     "FeedbackRepository",
     "ModelRepository",
+    "RolloutRepository",
     "RunRepository",
     "TuningJobRepository",
 ]
