@@ -8,6 +8,7 @@ import typer
 
 from loopwise.cli import ab, data, db, endpoint, models, runs, tune
 from loopwise.cli._common import err_console
+from loopwise.cli.batch import batch_transform
 from loopwise.cli.demo import demo
 from loopwise.cli.evaluate import evaluate
 from loopwise.cli.server import server
@@ -32,6 +33,7 @@ app.command()(train)
 app.command()(evaluate)
 app.command()(demo)
 app.command()(server)
+app.command("batch-transform")(batch_transform)
 
 
 def main() -> None:
