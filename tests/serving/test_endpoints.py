@@ -19,6 +19,7 @@ from loopwise.serving.service import (
     delete_endpoint,
     describe_endpoint,
     list_endpoints,
+    quantization_report,
     serving_dir,
     update_weights,
 )
@@ -207,10 +208,18 @@ def test_a_transformers_model_is_served_from_its_onnx_export_made_once(
     model = train(sqlite_store, request, progress=False).model
     assert model is not None
     variants = {"variants": [{"name": "A", "model": "tiny:1", "precision": "int8"}]}
-    endpoint = create_endpoint(sqlite_store, "tiny", parse_endpoint_config(variants))
+    said: list[str] = []
+    endpoint = create_endpoint(sqlite_store, "tiny", parse_endpoint_config(variants), progress=said.append)
     assert endpoint.status is EndpointStatus.IN_SERVICE, endpoint.failure_reason
     exported = serving_dir(sqlite_store, model, "int8")
     assert {"model.onnx", "model.int8.onnx", "tokenizer.json"} <= {p.name for p in exported.iterdir()}
+    # int8's accuracy change against PyTorch, measured on the model's validation split and reported
+    report = quantization_report(exported)
+    assert report is not None and report["split"] == "validation" and report["n"] == 18
+    accuracy = report["accuracy"]
+    assert report["int8_change"] == pytest.approx(accuracy["onnx_int8"] - accuracy["pytorch"])
+    assert accuracy["onnx_fp32"] == accuracy["pytorch"]  # fp32 ONNX answers what PyTorch answers
+    assert any("int8 accuracy" in line and "points" in line for line in said), said
     made = (exported / "model.onnx").stat().st_mtime_ns
     create_endpoint(sqlite_store, "tiny-two", parse_endpoint_config(variants))
     assert (exported / "model.onnx").stat().st_mtime_ns == made  # the export is reused

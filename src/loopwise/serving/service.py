@@ -10,12 +10,15 @@ serves. The endpoint ends ``InService``, or ``Failed`` with the reason, and its 
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from loopwise import registry
 from loopwise.errors import EndpointConfigError, LoopwiseError, NotFoundError
@@ -39,6 +42,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: the int8 export's accuracy against PyTorch, written beside it
+QUANTIZATION_REPORT = "quantization.json"
 #: called with a message for each step of a deployment
 Progress = Callable[[str], None]
 
@@ -208,10 +213,54 @@ def serving_dir(store: Store, version: ModelVersion, precision: Precision = "fp3
         return exported
     staging = exported.with_name(exported.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    export_onnx(TransformerClassifier.load(checkpoint), staging, int8=precision == "int8")
+    original = TransformerClassifier.load(checkpoint)
+    export_onnx(original, staging, int8=precision == "int8")
+    if precision == "int8":
+        _quantization_report(store, version, original, staging)
     shutil.rmtree(exported, ignore_errors=True)
     staging.rename(exported)  # a reader never sees half an export
     return exported
+
+
+def quantization_report(directory: Path) -> dict[str, Any] | None:
+    """What int8 did to accuracy, measured when the export was made (None when it was not measured)."""
+    path = directory / QUANTIZATION_REPORT
+    return dict(json.loads(path.read_text(encoding="utf-8"))) if path.exists() else None
+
+
+def _quantization_report(store: Store, version: ModelVersion, original: Any, directory: Path) -> None:
+    """Measure int8 against PyTorch (and fp32 ONNX) on the model's validation split, into the export."""
+    from loopwise.classifiers.onnx import OnnxClassifier
+    from loopwise.data.splits import read_split
+
+    if version.dataset_version_id is None:
+        return
+    with store.uow() as uow:
+        dataset = uow.datasets.get_by_id(version.dataset_version_id)
+    split = "validation" if "validation" in dataset.splits else "test" if "test" in dataset.splits else None
+    if split is None:
+        return
+    texts, labels = read_split(dataset.split(split).uri)
+    if not texts:
+        return
+    truth = np.array(labels)
+    predictions = {
+        "pytorch": original.predict(texts),
+        "onnx_fp32": OnnxClassifier.load(directory, "fp32").predict(texts),
+        "onnx_int8": OnnxClassifier.load(directory, "int8").predict(texts),
+    }
+    accuracy = {name: float((np.array(p) == truth).mean()) for name, p in predictions.items()}
+    report = {
+        "dataset": dataset.ref,
+        "split": split,
+        "n": len(texts),
+        "accuracy": accuracy,
+        "int8_change": accuracy["onnx_int8"] - accuracy["pytorch"],
+        "int8_agreement_with_pytorch": float(
+            (np.array(predictions["onnx_int8"]) == np.array(predictions["pytorch"])).mean()
+        ),
+    }
+    (directory / QUANTIZATION_REPORT).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
 def _resolve(store: Store, config: EndpointConfig) -> EndpointConfig:
@@ -259,5 +308,14 @@ def _prepare(store: Store, variant: Variant, progress: Progress | None) -> None:
     directory = serving_dir(store, version, variant.precision)
     if version.backend == "transformers":
         OnnxClassifier.load(directory, precision=variant.precision, threads=1)
+        report = quantization_report(directory) if variant.precision == "int8" else None
+        if report is not None and progress is not None:
+            acc = report["accuracy"]
+            progress(
+                f"{variant.name}: int8 accuracy {acc['onnx_int8']:.4f} against PyTorch's "
+                f"{acc['pytorch']:.4f} "
+                f"({report['int8_change'] * 100:+.2f} points; {report['int8_agreement_with_pytorch']:.1%} "
+                f"same answers) on {report['n']} {report['split']} texts of {report['dataset']}"
+            )
     else:
         load_classifier(directory)
