@@ -44,8 +44,8 @@ def test_feedback_joins_captures_into_a_verdict_and_the_winner_is_promoted(two_m
         bad = client.post(FEEDBACK, json=[{"inference_id": "x"}, {"label": "1"}])
         unknown = client.post("/api/v1/endpoints/nope/feedback", json=feedback[:1])
         app.state.plane.capture_writers["reviews"].flush()
-    assert posted.status_code == 200 and posted.json() == {"recorded": 300, "new": 300}
-    assert again.json() == {"recorded": 5, "new": 0}
+    assert posted.status_code == 200 and posted.json() == {"recorded": 300, "new": 300, "rewarded": 0}
+    assert again.json() == {"recorded": 5, "new": 0, "rewarded": 0}
     assert bad.status_code == 400 and "item 1: give label" in bad.json()["error"]["message"]
     assert "item 2.inference_id" in bad.json()["error"]["message"]
     assert unknown.status_code == 404

@@ -35,6 +35,7 @@ def test_the_client_predicts_invokes_posts_feedback_and_reads_metrics(two_models
         assert client.feedback("reviews", [{"inference_id": "my-id", "labels": ["1", "0", "-1"]}]) == {
             "recorded": 1,
             "new": 1,
+            "rewarded": 0,
         }
         assert sum(r["Invocations"] for r in client.metrics("reviews", period=60)) == 1 + 10 + 1
         with pytest.raises(ServerError, match="404: endpoint 'nope'") as missing:

@@ -27,6 +27,7 @@ TABLES = {
     "endpoint_configs",
     "feedback",
     "rollouts",
+    "bandit_arms",
 }
 
 

@@ -114,7 +114,9 @@ def create_app(
             raise BadRequest('send a list of {"inference_id": ..., "label": ...}')
         parsed = parse_feedback(items, source="the feedback")
         new = await asyncio.to_thread(record_feedback, store, name, parsed)
-        return Response(orjson.dumps({"recorded": len(parsed), "new": new}), media_type="application/json")
+        rewarded = await plane.reward(name, parsed)
+        counts = {"recorded": len(parsed), "new": new, "rewarded": rewarded}
+        return Response(orjson.dumps(counts), media_type="application/json")
 
     @app.get("/api/v1/endpoints/{name}/shadow")
     async def shadow_report(name: str) -> Response:
@@ -124,6 +126,17 @@ def create_app(
             orjson.dumps({"endpoint": name, "shadows": plane.shadow_report(name)}),
             media_type="application/json",
         )
+
+    @app.get("/api/v1/endpoints/{name}/bandit")
+    async def bandit(name: str) -> Response:
+        """A bandit endpoint's evidence per variant and each variant's posterior mean reward."""
+        runtime = plane.runtime(name)
+        arms = {
+            v: {"rewards": r, "pulls": n, "posterior_mean": (1 + r) / (2 + n)}
+            for v, (r, n) in sorted(runtime.arms.items())
+        }
+        body = {"endpoint": name, "routing": runtime.routing.config.routing, "arms": arms}
+        return Response(orjson.dumps(body), media_type="application/json")
 
     @app.get("/api/v1/endpoints/{name}/scaling")
     async def scaling_events(name: str) -> Response:

@@ -149,6 +149,9 @@ class EndpointConfig(BaseModel):
         min_length=1, validation_alias=AliasChoices("variants", "production_variants")
     )
     capture: Capture | None = Field(default=None, validation_alias=AliasChoices("capture", "data_capture"))
+    #: how production traffic is split: by the weights, or by a multi-armed bandit (Thompson sampling on
+    #: the rewards from feedback; a weight of 0 still takes a variant out)
+    routing: Literal["weighted", "bandit"] = "weighted"
 
     @model_validator(mode="after")
     def _check(self) -> EndpointConfig:

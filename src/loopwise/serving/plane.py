@@ -15,6 +15,7 @@ import logging
 import os
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from loopwise.errors import NotFoundError
 from loopwise.serving.autoscaler import Autoscaler
 from loopwise.serving.capture import CaptureWriter
 from loopwise.serving.endpoints import Endpoint, EndpointStatus
+from loopwise.serving.feedback import Feedback
 from loopwise.serving.metrics import Metrics
 from loopwise.serving.router import (
     DRAIN_S,
@@ -45,6 +47,8 @@ log = logging.getLogger(__name__)
 
 #: seconds between two looks at the endpoints' configuration versions
 WATCH_S = 0.5
+#: how many recent answers of bandit endpoints are kept for their feedback
+RECENT = 200_000
 #: shadow requests in flight at most; past this, copies are skipped (and counted as the shadow's 5XX)
 MAX_SHADOW_IN_FLIGHT = 256
 
@@ -78,6 +82,8 @@ class DataPlane:
         self.shadows = ShadowComparison()
         self.shadow_tasks: set[asyncio.Task[None]] = set()
         self.capture_writers: dict[str, CaptureWriter] = {}
+        #: bandit endpoints' recent answers: (endpoint, inference id) -> (variant, predicted labels)
+        self.recent: OrderedDict[tuple[str, str], tuple[str, list[str]]] = OrderedDict()
         self._processes: dict[int, Any] = {}  # psutil.Process by pid, for CPU deltas
         self._sampled = 0.0
 
@@ -149,12 +155,58 @@ class DataPlane:
             model_ms=answer.model_ms,
             overhead_ms=overhead_ms,
         )
+        if config.routing == "bandit":
+            self._remember(result)
         if captured:
             self._capture(result, texts, answer.embeddings, latency_ms)
         for shadow in config.shadows:
             if runtime.rng.random() < shadow.shadow_share:
                 self._start_shadow(runtime, shadow.name, texts, result, embed)
         return result
+
+    def _remember(self, result: Invocation) -> None:
+        """Keep a bandit endpoint's recent answers, so that feedback can reward the arm that gave them."""
+        predicted = [result.labels[int(i)] for i in result.proba.argmax(axis=1)]
+        self.recent[(result.endpoint, result.inference_id)] = (result.variant, predicted)
+        while len(self.recent) > RECENT:
+            self.recent.popitem(last=False)
+
+    async def reward(self, endpoint: str, items: Sequence[Feedback]) -> int:
+        """Turn feedback on a bandit endpoint's recent answers into evidence for their arms (kept in the
+        database, so a restarted server goes on from it); returns how many answers it rewarded. Each
+        answer is rewarded once; feedback for answers this server no longer remembers is not."""
+        runtime = self.runtimes.get(endpoint)
+        if runtime is None or runtime.routing.config.routing != "bandit":
+            return 0
+        evidence: dict[str, tuple[float, int]] = {}
+        for item in items:
+            remembered = self.recent.pop((endpoint, item.inference_id), None)
+            if remembered is None:
+                continue
+            variant, predicted = remembered
+            if item.reward is not None:
+                reward = item.reward
+            elif item.labels is not None:
+                pairs = list(zip(predicted, item.labels, strict=False))
+                reward = sum(p == t for p, t in pairs) / max(1, len(pairs))
+            else:
+                continue
+            total, pulls = evidence.get(variant, (0.0, 0))
+            evidence[variant] = (total + reward, pulls + 1)
+        if evidence:
+            await asyncio.to_thread(self._add_evidence, endpoint, evidence)
+            for variant, (total, pulls) in evidence.items():
+                old_total, old_pulls = runtime.arms.get(variant, (0.0, 0))
+                runtime.arms[variant] = (old_total + total, old_pulls + pulls)
+        return sum(pulls for _, pulls in evidence.values())
+
+    def _add_evidence(self, endpoint: str, evidence: dict[str, tuple[float, int]]) -> None:
+        with self.store.uow() as uow:
+            uow.bandits.add(endpoint, evidence)
+
+    def _arms(self, endpoint: str) -> dict[str, tuple[float, int]]:
+        with self.store.uow() as uow:
+            return uow.bandits.arms(endpoint)
 
     def shadow_report(self, endpoint: str) -> dict[str, Any]:
         return self.shadows.report(endpoint)
@@ -274,12 +326,14 @@ class DataPlane:
                 await pool.start(wait=True)
             pools[variant.name] = pool
         routing = Routing.of(endpoint.current.version, config)
+        arms = await asyncio.to_thread(self._arms, endpoint.name) if config.routing == "bandit" else {}
         if runtime is None:
-            self.runtimes[endpoint.name] = EndpointRuntime(endpoint.name, routing, pools)
+            self.runtimes[endpoint.name] = EndpointRuntime(endpoint.name, routing, pools, arms=arms)
             log.info("endpoint %s: in service (configuration %d)", endpoint.name, routing.version)
         else:
             # one assignment each: a request sees the old pools and routing or the new ones, never a mix
             runtime.pools = pools
+            runtime.arms = arms
             runtime.routing = routing
             log.info("endpoint %s: configuration %d in force", endpoint.name, routing.version)
         for name, pool in old.items():

@@ -305,6 +305,9 @@ class EndpointRuntime:
     pools: dict[str, VariantPool] = field(default_factory=dict)
     rng: random.Random = field(default_factory=random.Random)
 
+    #: a bandit endpoint's evidence per variant: (rewards, pulls)
+    arms: dict[str, tuple[float, int]] = field(default_factory=dict)
+
     def pick(self, target: str | None = None, key: str | None = None) -> str:
         """The variant for a request: the target variant if given (it must exist); else, with a caller
         ``key``, the same variant for the same key as long as the weights stay (sticky: a user stays in
@@ -314,6 +317,8 @@ class EndpointRuntime:
             return target
         if key is not None:
             return self.routing.choose(sticky_point(self.name, key))
+        if self.routing.config.routing == "bandit":
+            return thompson(self.routing.names, self.arms, self.rng)
         return self.routing.choose(self.rng.random())
 
     async def close(self) -> None:
@@ -326,3 +331,15 @@ def sticky_point(endpoint: str, key: str) -> float:
     """A caller key's fixed point in [0, 1): uniform over keys, independent between endpoints."""
     digest = hashlib.blake2b(f"{endpoint}\0{key}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64
+
+
+def thompson(names: Sequence[str], arms: dict[str, tuple[float, int]], rng: random.Random) -> str:
+    """Thompson sampling: draw each arm's success rate from its Beta(1 + rewards, 1 + pulls - rewards)
+    posterior and take the best draw (an arm without evidence draws from the uniform prior)."""
+    best, best_draw = names[0], -1.0
+    for name in names:
+        rewards, pulls = arms.get(name, (0.0, 0))
+        draw = rng.betavariate(1.0 + rewards, 1.0 + max(0.0, pulls - rewards))
+        if draw > best_draw:
+            best, best_draw = name, draw
+    return best

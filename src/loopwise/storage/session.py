@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from loopwise.errors import LoopwiseError, StorageError
 from loopwise.storage.repositories import (
+    BanditRepository,
     DatasetRepository,
     EndpointRepository,
     EvaluationRepository,
@@ -37,6 +38,7 @@ class UnitOfWork:
     endpoints: EndpointRepository
     feedback: FeedbackRepository
     rollouts: RolloutRepository
+    bandits: BanditRepository
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._factory = session_factory
@@ -58,6 +60,7 @@ class UnitOfWork:
         self.endpoints = EndpointRepository(self._session)
         self.feedback = FeedbackRepository(self._session)
         self.rollouts = RolloutRepository(self._session)
+        self.bandits = BanditRepository(self._session)
         return self
 
     def __exit__(

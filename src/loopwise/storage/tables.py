@@ -226,3 +226,18 @@ class RolloutRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     step_started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class BanditArmRow(Base):
+    """A bandit endpoint's evidence for one variant: rewards summed and feedback counted."""
+
+    __tablename__ = "bandit_arms"
+    __table_args__ = (UniqueConstraint("endpoint", "variant"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(63), index=True)
+    variant: Mapped[str] = mapped_column(String(63))
+    #: the sum of rewards in [0, 1] (a correct answer is 1), and how many there were
+    rewards: Mapped[float] = mapped_column(Float, default=0.0)
+    pulls: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -3,6 +3,7 @@
 One module per capability; the unit of work (``storage.session``) hangs one of each off itself.
 """
 
+from loopwise.storage.repositories.bandits import BanditRepository
 from loopwise.storage.repositories.datasets import DatasetRepository
 from loopwise.storage.repositories.endpoints import EndpointRepository
 from loopwise.storage.repositories.evaluations import EvaluationRepository
@@ -13,6 +14,7 @@ from loopwise.storage.repositories.runs import RunRepository
 from loopwise.storage.repositories.tuning import TuningJobRepository
 
 __all__ = [
+    "BanditRepository",
     "DatasetRepository",
     "EndpointRepository",
     "EvaluationRepository",

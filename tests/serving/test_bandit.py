@@ -1,0 +1,52 @@
+"""Multi-armed bandit routing: Thompson sampling on rewards from feedback, kept across restarts."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from conftest import running_server
+from loopwise.serving.config import parse_endpoint_config
+from loopwise.serving.router import thompson
+from loopwise.serving.service import create_endpoint
+from loopwise.storage import Store
+
+
+def test_thompson_sampling_favours_the_arm_with_better_evidence() -> None:
+    rng = random.Random(0)
+    arms = {"A": (30.0, 100), "B": (70.0, 100)}
+    picks = Counter(thompson(["A", "B"], arms, rng) for _ in range(2000))
+    assert picks["B"] > 0.99 * 2000  # 0.7 against 0.3 on 100 each: almost always B
+    even = Counter(thompson(["A", "B"], {}, rng) for _ in range(2000))
+    assert 850 < even["A"] < 1150  # no evidence: a fair coin
+    close = Counter(thompson(["A", "B"], {"A": (5.0, 10), "B": (6.0, 10)}, rng) for _ in range(2000))
+    assert 300 < close["A"] < 1000  # little evidence: both still explored
+
+
+def test_feedback_moves_a_bandit_endpoints_traffic_to_the_better_variant_and_survives_a_restart(
+    two_models: Store,
+) -> None:
+    config = {
+        "variants": [{"name": "A", "model": "small-tfidf:1"}, {"name": "B", "model": "small-tfidf:2"}],
+        "routing": "bandit",
+    }
+    create_endpoint(two_models, "reviews", parse_endpoint_config(config))
+    url = "/api/v1/endpoints/reviews/predict"
+    with running_server(two_models) as (client, _):
+        for _ in range(12):  # rounds of traffic and feedback: B's answers are right, A's wrong
+            answers = [client.post(url, json={"texts": ["a review"]}).json() for _ in range(10)]
+            feedback = [
+                {"inference_id": a["inference_id"], "reward": 1.0 if a["variant"] == "B" else 0.0}
+                for a in answers
+            ]
+            assert client.post("/api/v1/endpoints/reviews/feedback", json=feedback).json()["rewarded"] == 10
+        again = client.post("/api/v1/endpoints/reviews/feedback", json=feedback)  # each answer counts once
+        late = Counter(client.post(url, json={"texts": ["x"]}).json()["variant"] for _ in range(100))
+        arms = client.get("/api/v1/endpoints/reviews/bandit").json()["arms"]
+    assert again.json()["rewarded"] == 0
+    assert late["B"] >= 90
+    assert arms["B"]["pulls"] + arms["A"]["pulls"] == 120 and arms["B"]["posterior_mean"] > 0.9
+    with running_server(two_models) as (client, _):  # a new server goes on from the stored evidence
+        restarted = client.get("/api/v1/endpoints/reviews/bandit").json()["arms"]
+        after = Counter(client.post(url, json={"texts": ["x"]}).json()["variant"] for _ in range(50))
+    assert restarted == arms and after["B"] >= 45
