@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,34 +11,18 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from loopwise import registry
-from loopwise.api.app import create_app
+from loopwise.api.app import background_server
 from loopwise.storage import Store
 from loopwise.training.service import TrainRequest, train
 
 
 @contextmanager
 def running_server(store: Store, **options: Any) -> Iterator[tuple[httpx.Client, Any]]:
-    """Serve ``create_app(store)`` on an ephemeral port; yields an HTTP client on it and the app."""
-    app = create_app(store, **options)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        assert thread.is_alive(), "the server stopped while starting"
-        assert time.monotonic() < deadline, "the server did not start in 120 s"
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            yield client, app
-    finally:
-        server.should_exit = True
-        thread.join(timeout=60)
+    """A real server over ``store`` on 127.0.0.1; yields an HTTP client on it and the app."""
+    with background_server(store, **options) as (url, app), httpx.Client(base_url=url, timeout=30) as client:
+        yield client, app
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ worker right now.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import FastAPI, Request
@@ -153,3 +153,30 @@ def create_app(
         return {"status": "ok", "endpoints": sorted(plane.runtimes)}
 
     return app
+
+
+@contextmanager
+def background_server(store: Store, **options: Any) -> Iterator[tuple[str, FastAPI]]:
+    """Serve ``create_app(store, **options)`` on an ephemeral port of 127.0.0.1 from a thread of this
+    process (the main job, tests); yields its base URL and the app, and stops it afterwards."""
+    import threading
+    import time
+
+    import uvicorn
+
+    app = create_app(store, **options)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, name="loopwise-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 300
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError("the loopwise server did not start (see the log above)")
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)

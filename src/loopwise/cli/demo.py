@@ -2,8 +2,11 @@
 
 For now: fetch and verify the data, prepare the course split, tune MiniLM's fine-tuning with loopwise's
 default tuning (Bayesian search with the median stopping rule) on a compute budget counted in training
-examples, evaluate the best model once on the test split, write the tuning report, and register the best
-model as the champion. Later capabilities (endpoints, monitoring, labeling, review) join the same command.
+examples, evaluate the best model once on the test split, write the tuning report, register the best
+model as the champion, then the course's Lab 2: the best two models as VariantA and VariantB of an
+endpoint at 50/50, the course's three sentences sent 100 times over HTTP, per-variant metrics and plots,
+all traffic shifted to VariantB without a restart, again, and the course's autoscaling policy attached.
+Later capabilities (monitoring, labeling, review) join the same command.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ def demo(
     """Run the course loop: data -> course split -> tune MiniLM -> evaluate the best on the test split ->
     tuning report -> register the best as champion."""
     from loopwise import registry
+    from loopwise.cli._course_lab2 import course_lab2
     from loopwise.cli.tune import live_progress
     from loopwise.data.cache import fetch_reviews
     from loopwise.data.service import prepare_reviews
@@ -110,11 +114,32 @@ def demo(
         with store.uow() as uow:
             champion = registry.set_alias(uow, best.ref, "champion")
         console.print(f"{champion.ref} is {champion.name}@champion")
+
+        console.rule("6. deploy two variants, shift traffic, autoscale (the course's Lab 2)")
+        runner_up = _runner_up(store, job, trials) or champion.ref
+        plots = course_lab2(store, champion.ref, runner_up)
     console.rule("done")
     console.print(f"tuning report: {report.html}")
     console.print(f"report: {_local(evaluation.report_uri)}")
     console.print(f"evaluation.json: {_local(evaluation.report_uri).parent / 'evaluation.json'}")
+    for plot in plots:
+        console.print(f"per-variant metrics: {plot}")
     console.print(f"took {time.monotonic() - started:.0f} s")
+
+
+def _runner_up(store: Any, job: Any, trials: list[Any]) -> str | None:
+    """The second-best completed trial's model, when its checkpoint was kept."""
+    from loopwise.tuning.outcome import ranked_trials
+
+    for trial in ranked_trials(trials, job.tuning_spec())[1:]:
+        model_id = trial.user_attrs.get("model_version_id")
+        if model_id is None:
+            continue
+        with store.uow() as uow:
+            version = uow.models.get_by_id(int(model_id))
+        if version.checkpoint_removed_at is None:
+            return str(version.ref)
+    return None
 
 
 def _print_trial(trial: Any) -> None:
