@@ -54,6 +54,7 @@ benchmark: install seed
 	$(BIN)/python benchmarks/tuning_overhead.py
 	$(BIN)/python benchmarks/tuning_efficiency.py
 	$(BIN)/python benchmarks/course_lab1.py
+	$(BIN)/python benchmarks/serving.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -108,3 +108,17 @@ def test_the_export_gives_each_texts_sentence_embedding(
     expected = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1).numpy()
     np.testing.assert_allclose(embeddings[:3], expected, atol=1e-5)
     assert trained.predict_with_embeddings(["x"])[1] is None  # backends without one say so
+
+
+def test_texts_are_grouped_by_length_so_padding_stays_small() -> None:
+    from loopwise.classifiers.onnx import MAX_PADDING, length_groups
+
+    lengths = [10, 80, 82, 85, 120, 30, 31, 128, 90, 12]
+    groups = length_groups(lengths, batch_size=3)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))  # each text once
+    assert all(len(g) <= 3 for g in groups)
+    for group in groups:
+        real = sum(lengths[i] for i in group)
+        assert max(lengths[i] for i in group) * len(group) <= (1 + MAX_PADDING) * real
+    assert [lengths[i] for i in groups[0]] == [10, 12]  # shortest first
+    assert length_groups([], 8) == []

@@ -156,6 +156,9 @@ class OnnxClassifier(TextClassifier):
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
         options.inter_op_num_threads = 1
+        # spinning between calls is ONNX Runtime's default, kept on purpose: turning it off cost 2-4 ms a
+        # request here (benchmarks/serving.py)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
         try:
             classifier.session = ort.InferenceSession(
                 str(path), sess_options=options, providers=["CPUExecutionProvider"]
@@ -191,9 +194,7 @@ class OnnxClassifier(TextClassifier):
             return result, np.empty((0, 0), dtype=np.float32) if embed else None
         outputs = ["logits", "sentence_embedding"] if embed else ["logits"]
         ids = [encoding.ids for encoding in self.tokenizer.encode_batch(texts)]
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths pad little
-        for first in range(0, len(order), batch_size):
-            rows = order[first : first + batch_size]
+        for rows in length_groups([len(x) for x in ids], batch_size):
             input_ids, mask = pad([ids[i] for i in rows], self.pad_id)
             answers = self.session.run(outputs, {"input_ids": input_ids, "attention_mask": mask})
             result[rows] = softmax(answers[0].astype(np.float64))
@@ -205,6 +206,33 @@ class OnnxClassifier(TextClassifier):
 
     def save(self, directory: Path) -> None:
         raise ClassifierError("an ONNX classifier is saved by export_onnx; copy its directory to move it")
+
+
+#: a group's padding may add at most this share of its texts' own tokens
+MAX_PADDING = 0.15
+
+
+def length_groups(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped for model calls: by length, at most ``batch_size`` a group, and a new group
+    whenever padding to the longest would add more than :data:`MAX_PADDING` of the group's real tokens.
+    On CPU a transformer's cost grows with the tokens it is given, pads included, so a batch of mixed
+    lengths padded to its longest costs more than its texts alone would."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    groups: list[list[int]] = []
+    current: list[int] = []
+    real = 0
+    for index in order:
+        width = lengths[index]  # the longest so far: the order is by length
+        if current and (
+            len(current) >= batch_size or width * (len(current) + 1) > (1 + MAX_PADDING) * (real + width)
+        ):
+            groups.append(current)
+            current, real = [], 0
+        current.append(index)
+        real += width
+    if current:
+        groups.append(current)
+    return groups
 
 
 def pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
