@@ -14,6 +14,7 @@ import pytest
 import typer.main
 
 from loopwise.cli import app
+from loopwise.storage.migrate import head_revision
 
 
 def run(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -137,8 +138,8 @@ def test_bad_input_fails_clearly_and_changes_nothing(tmp_path: Path) -> None:
     good = tmp_path / "good.csv"
     good.write_text("text,label\n" + "".join(f"nice thing {i},pos\nbad thing {i},neg\n" for i in range(20)))
     run(home, "data", "import", str(good), "--name", "mine")
-    assert "database at revision 0003" in run(home, "db", "upgrade").stdout
-    assert "revision: 0003" in run(home, "db", "current").stdout
+    assert f"database at revision {head_revision()}" in run(home, "db", "upgrade").stdout
+    assert f"revision: {head_revision()}" in run(home, "db", "current").stdout
     before = _snapshot(home)
     models_before = run(home, "models", "list", "--json").stdout
 
