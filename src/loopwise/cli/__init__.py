@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import typer
@@ -27,6 +28,9 @@ app.add_typer(data.app, name="data")
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(tune.app, name="tune")
+# the commands of these modules join the `endpoint` group as they are imported
+for _module in ("endpoint_guard", "endpoint_watch"):
+    importlib.import_module(f"loopwise.cli.{_module}")
 app.add_typer(endpoint.app, name="endpoint")
 app.add_typer(ab.app, name="ab")
 app.command()(train)

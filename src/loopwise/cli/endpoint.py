@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -150,50 +149,6 @@ def update_weights(
 
 
 @app.command()
-def autoscale(
-    name: NameArgument,
-    variant: Annotated[str, typer.Argument(help="The production variant to scale.")],
-    target: Annotated[
-        float | None, typer.Option(help="Invocations per instance per period to hold (the course: 2.0).")
-    ] = None,
-    min_instances: Annotated[int, typer.Option("--min", min=1, help="Fewest instances.")] = 1,
-    max_instances: Annotated[int, typer.Option("--max", min=1, help="Most instances.")] = 2,
-    scale_out_cooldown: Annotated[float, typer.Option(min=0, help="Seconds between scale-outs.")] = 60.0,
-    scale_in_cooldown: Annotated[
-        float, typer.Option(min=0, help="Seconds after any change before a scale-in.")
-    ] = 300.0,
-    period: Annotated[float, typer.Option(min=1, help="The metric's period in seconds.")] = 60.0,
-    off: Annotated[bool, typer.Option("--off", help="Remove the variant's policy.")] = False,
-) -> None:
-    """Attach a target-tracking policy on InvocationsPerInstance to a variant (or remove it with --off);
-    a running server applies it within a second."""
-    from loopwise.errors import EndpointConfigError
-    from loopwise.serving.config import Autoscaling
-    from loopwise.serving.service import set_autoscaling
-
-    if off == (target is not None):
-        raise EndpointConfigError(
-            "give --target to attach a policy, or --off to remove it", [("target", "missing")]
-        )
-    policy = None
-    if target is not None:
-        try:
-            policy = Autoscaling(
-                target=target,
-                min_instances=min_instances,
-                max_instances=max_instances,
-                scale_out_cooldown_s=scale_out_cooldown,
-                scale_in_cooldown_s=scale_in_cooldown,
-                period_s=period,
-            )
-        except ValueError as exc:
-            raise EndpointConfigError(f"bad autoscaling policy: {exc}", [("autoscaling", str(exc))]) from None
-    with open_store() as store:
-        endpoint = set_autoscaling(store, name, variant, policy)
-    console.print(f"{endpoint.name}: {endpoint.current.note} (configuration {endpoint.current.version})")
-
-
-@app.command()
 def feedback(
     name: NameArgument,
     file: Annotated[
@@ -225,63 +180,6 @@ def feedback(
     with open_store() as store:
         new = record_feedback(store, name, parsed)
     console.print(f"{name}: feedback for {len(parsed)} inferences recorded ({new} new)")
-
-
-@app.command()
-def rollout(
-    name: NameArgument,
-    variant: Annotated[str, typer.Argument(help="The production variant to shift traffic to.")],
-    canary: Annotated[
-        float | None, typer.Option(min=0.1, max=99.9, help="Canary: this percent first, then all of it.")
-    ] = None,
-    linear: Annotated[int | None, typer.Option(min=1, max=100, help="Linear: this many equal steps.")] = None,
-    bake: Annotated[float, typer.Option(min=1, help="Seconds each step bakes before the next.")] = 600.0,
-    max_error_rate: Annotated[
-        float, typer.Option(min=0, max=1, help="Roll back when the variant's 5XX rate is above this.")
-    ] = 0.05,
-    max_p99_ms: Annotated[
-        float | None, typer.Option(help="Roll back when the variant's p99 latency (ms) is above this.")
-    ] = None,
-) -> None:
-    """Shift production traffic to a variant in guarded steps (--canary PERCENT or --linear STEPS), each
-    baking --bake seconds; a running `loopwise server` advances it and rolls it back when an alarm fires."""
-    from loopwise.errors import EndpointConfigError
-    from loopwise.serving.rollout import RolloutPlan
-    from loopwise.serving.service import start_rollout
-
-    if (canary is None) == (linear is None):
-        raise EndpointConfigError("give --canary PERCENT or --linear STEPS", [("plan", "missing or both")])
-    alarms = {"max_error_rate": max_error_rate, "max_p99_ms": max_p99_ms}
-    plan = (
-        RolloutPlan.canary(canary, bake, **alarms)
-        if canary is not None
-        else RolloutPlan.linear(linear or 1, bake, **alarms)
-    )
-    with open_store() as store:
-        started = start_rollout(store, name, variant, plan)
-    steps = ", ".join(f"{share:.0%}" for share in plan.shares)
-    console.print(f"rollout {started.id} of {variant} on {name}: {steps}, {bake:g} s a step", highlight=False)
-
-
-@app.command("rollout-status")
-def rollout_status(
-    name: NameArgument,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the rollout as JSON.")] = False,
-) -> None:
-    """The endpoint's latest rollout: its step, status, and why it was rolled back."""
-    from dataclasses import asdict
-
-    with open_store() as store, store.uow() as uow:
-        latest = uow.rollouts.latest(name)
-    if as_json:
-        print_json({**asdict(latest), "plan": latest.plan.model_dump()})
-        return
-    console.print(
-        f"rollout {latest.id} of {latest.variant} on {name}: {latest.status.value}, step "
-        f"{latest.step + 1}/{len(latest.plan.shares)} ({latest.plan.shares[latest.step]:.0%})"
-        + (f"; {latest.reason}" if latest.reason else ""),
-        highlight=False,
-    )
 
 
 @app.command()
@@ -337,124 +235,3 @@ def _print_endpoint(endpoint: Any) -> None:
             f"{v.max_batch_size} / {v.max_wait_ms:g} ms",
         )
     console.print(table)
-
-
-@app.command()
-def metrics(
-    name: NameArgument,
-    period: Annotated[
-        int, typer.Option(min=1, max=3600, help="Seconds per period (CloudWatch's Period).")
-    ] = 60,
-    window: Annotated[int, typer.Option(min=1, max=3600, help="How many seconds back to look.")] = 3600,
-    url: Annotated[
-        str, typer.Option(help="The loopwise server that serves the endpoint.")
-    ] = "http://127.0.0.1:8080",
-    plot: Annotated[
-        Path | None,
-        typer.Option(
-            help="Where to write the plot (default: serving/NAME/metrics-TIME.png in the artifacts)."
-        ),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
-) -> None:
-    """Per-variant Invocations, InvocationsPerInstance, ModelLatency, OverheadLatency, 4XX/5XX errors and
-    CPUUtilization by period, as a table and the course's plot (one line per variant)."""
-    from rich.table import Table
-
-    from loopwise.serving.plots import variant_metrics_png
-
-    rows = _server_get(url, f"/api/v1/endpoints/{name}/metrics", period=period, window=window)["rows"]
-    if as_json:
-        print_json(rows)
-        return
-    table = Table(title=f"{name}: per-variant metrics, {period} s periods")
-    columns = (
-        "period",
-        "variant",
-        "Invocations",
-        "InvocationsPerInstance",
-        "ModelLatency",
-        "OverheadLatency",
-        "4XX",
-        "5XX",
-        "CPUUtilization",
-    )
-    for column in columns:
-        table.add_column(column, justify="right" if column not in ("period", "variant") else "left")
-    for row in rows:
-        table.add_row(
-            datetime.fromtimestamp(row["period_start"]).strftime("%H:%M:%S"),
-            row["variant"],
-            str(row["Invocations"]),
-            f"{row['InvocationsPerInstance']:.1f}",
-            _ms(row["ModelLatency"]),
-            _ms(row["OverheadLatency"]),
-            str(row["Invocation4XXErrors"]),
-            str(row["Invocation5XXErrors"]),
-            "-" if row["CPUUtilization"] is None else f"{row['CPUUtilization']:.0f}%",
-        )
-    console.print(table)
-    if rows:
-        with open_store() as store:
-            target = plot or store.artifacts.path(
-                f"serving/{name}/metrics-{datetime.now():%Y%m%d-%H%M%S}.png"
-            )
-        title = f"{name}: per-variant metrics ({period} s periods)"
-        console.print(f"plot: {variant_metrics_png(rows, target, title=title)}", highlight=False)
-
-
-@app.command("shadow-report")
-def shadow_report(
-    name: NameArgument,
-    url: Annotated[
-        str, typer.Option(help="The loopwise server that serves the endpoint.")
-    ] = "http://127.0.0.1:8080",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-) -> None:
-    """Each shadow variant against production: texts compared, agreement, and the per-class flip matrix
-    (production's label -> the shadow's)."""
-    from rich.table import Table
-
-    report = _server_get(url, f"/api/v1/endpoints/{name}/shadow")["shadows"]
-    if as_json:
-        print_json(report)
-        return
-    if not report:
-        console.print(f"{name}: no shadow answer compared yet (does it have a shadow variant, and traffic?)")
-    for shadow, figures in report.items():
-        agreement = figures["agreement"]
-        console.print(
-            f"[bold]{shadow}[/bold]: {figures['compared']} texts compared, agreement "
-            + ("-" if agreement is None else f"{agreement:.1%}")
-        )
-        labels = sorted(
-            {*figures["flip_matrix"], *(b for row in figures["flip_matrix"].values() for b in row)}
-        )
-        table = Table(title="production label (rows) -> shadow label (columns)")
-        table.add_column("")
-        for label in labels:
-            table.add_column(label, justify="right")
-        for a in labels:
-            row = figures["flip_matrix"].get(a, {})
-            table.add_row(a, *(str(row.get(b, 0)) for b in labels))
-        console.print(table)
-
-
-def _server_get(url: str, path: str, **params: Any) -> dict[str, Any]:
-    import httpx
-
-    from loopwise.errors import EndpointError
-
-    try:
-        answer = httpx.get(f"{url.rstrip('/')}{path}", params=params, timeout=30)
-    except httpx.HTTPError as exc:
-        raise EndpointError(
-            f"cannot reach the loopwise server at {url} ({exc}); start it with `loopwise server`"
-        ) from None
-    if answer.status_code != 200:
-        raise EndpointError(f"the server answered {answer.status_code}: {answer.json()['error']['message']}")
-    return dict(answer.json())
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f} ms"
