@@ -15,7 +15,6 @@ import logging
 import os
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -24,6 +23,7 @@ import numpy as np
 
 from loopwise.errors import NotFoundError
 from loopwise.serving.autoscaler import Autoscaler
+from loopwise.serving.bandit import BanditBook
 from loopwise.serving.capture import CaptureWriter
 from loopwise.serving.endpoints import Endpoint, EndpointStatus
 from loopwise.serving.feedback import Feedback
@@ -47,8 +47,6 @@ log = logging.getLogger(__name__)
 
 #: seconds between two looks at the endpoints' configuration versions
 WATCH_S = 0.5
-#: how many recent answers of bandit endpoints are kept for their feedback
-RECENT = 200_000
 #: shadow requests in flight at most; past this, copies are skipped (and counted as the shadow's 5XX)
 MAX_SHADOW_IN_FLIGHT = 256
 
@@ -82,8 +80,7 @@ class DataPlane:
         self.shadows = ShadowComparison()
         self.shadow_tasks: set[asyncio.Task[None]] = set()
         self.capture_writers: dict[str, CaptureWriter] = {}
-        #: bandit endpoints' recent answers: (endpoint, inference id) -> (variant, predicted labels)
-        self.recent: OrderedDict[tuple[str, str], tuple[str, list[str]]] = OrderedDict()
+        self.bandits = BanditBook()
         self._processes: dict[int, Any] = {}  # psutil.Process by pid, for CPU deltas
         self._sampled = 0.0
 
@@ -165,34 +162,17 @@ class DataPlane:
         return result
 
     def _remember(self, result: Invocation) -> None:
-        """Keep a bandit endpoint's recent answers, so that feedback can reward the arm that gave them."""
+        """Keep a bandit endpoint's answer, so that feedback can reward the arm that gave it."""
         predicted = [result.labels[int(i)] for i in result.proba.argmax(axis=1)]
-        self.recent[(result.endpoint, result.inference_id)] = (result.variant, predicted)
-        while len(self.recent) > RECENT:
-            self.recent.popitem(last=False)
+        self.bandits.remember(result.endpoint, result.inference_id, result.variant, predicted)
 
     async def reward(self, endpoint: str, items: Sequence[Feedback]) -> int:
         """Turn feedback on a bandit endpoint's recent answers into evidence for their arms (kept in the
-        database, so a restarted server goes on from it); returns how many answers it rewarded. Each
-        answer is rewarded once; feedback for answers this server no longer remembers is not."""
+        database, so a restarted server goes on from it); returns how many answers it rewarded."""
         runtime = self.runtimes.get(endpoint)
         if runtime is None or runtime.routing.config.routing != "bandit":
             return 0
-        evidence: dict[str, tuple[float, int]] = {}
-        for item in items:
-            remembered = self.recent.pop((endpoint, item.inference_id), None)
-            if remembered is None:
-                continue
-            variant, predicted = remembered
-            if item.reward is not None:
-                reward = item.reward
-            elif item.labels is not None:
-                pairs = list(zip(predicted, item.labels, strict=False))
-                reward = sum(p == t for p, t in pairs) / max(1, len(pairs))
-            else:
-                continue
-            total, pulls = evidence.get(variant, (0.0, 0))
-            evidence[variant] = (total + reward, pulls + 1)
+        evidence = self.bandits.evidence(endpoint, items)
         if evidence:
             await asyncio.to_thread(self._add_evidence, endpoint, evidence)
             for variant, (total, pulls) in evidence.items():
