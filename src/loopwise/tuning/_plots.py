@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -49,38 +50,15 @@ def objective_png(
         (t.number, v) for t in trials if t.state is TrialState.PRUNED and (v := last_value(t)) is not None
     ]
     failed = [t.number for t in trials if t.state is TrialState.FAIL]
-    if complete:
-        numbers, values = zip(*complete, strict=True)
-        ax.plot(
-            numbers,
-            values,
-            "o",
-            color=_COMPLETE,
-            label="complete",
-            zorder=3,
-        )
-    if parents:
-        numbers, values = zip(*parents, strict=True)
-        ax.plot(
-            numbers,
-            values,
-            "o",
-            markerfacecolor="none",
-            color=_COMPLETE,
-            label="copied from a parent job",
-            zorder=3,
-        )
-    if pruned:
-        numbers, values = zip(*pruned, strict=True)
-        ax.plot(
-            numbers,
-            values,
-            "^",
-            markerfacecolor="none",
-            color=_PRUNED,
-            label="pruned (last reported value)",
-            zorder=3,
-        )
+    series: tuple[tuple[list[Any], str, dict[str, Any], str, str], ...] = (
+        (complete, "o", {}, _COMPLETE, "complete"),
+        (parents, "o", {"markerfacecolor": "none"}, _COMPLETE, "copied from a parent job"),
+        (pruned, "^", {"markerfacecolor": "none"}, _PRUNED, "pruned (last reported value)"),
+    )
+    for points, marker, style, color, label in series:
+        if points:
+            numbers, values = zip(*points, strict=True)
+            ax.plot(numbers, values, marker, color=color, label=label, zorder=3, **style)
     if best_so_far:
         numbers, values = zip(*best_so_far, strict=True)
         last = max(t.number for t in trials)
