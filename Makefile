@@ -11,14 +11,14 @@ export ORT_DISABLE_TELEMETRY := 1
 export RAY_AUTH_MODE := disabled
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint format check install seed benchmark clean
+.PHONY: demo test lint format check install seed browser benchmark clean
 
 ## demo: set everything up, then run the course loop on the reviews data (offline, embedded default)
 demo: install seed
 	$(BIN)/loopwise demo
 
 ## test: lint, then the whole test suite (SQLite and PostgreSQL, unit and integration)
-test: install seed lint
+test: install seed lint browser
 	$(BIN)/python -m pytest
 
 ## install: the virtual environment with loopwise and its dev tools (torch: the CPU wheel 2.13.0)
@@ -38,6 +38,12 @@ seed: install
 	else \
 		echo "$(SHARED_REVIEWS) not found: 'loopwise data fetch reviews' will download the course CSV"; \
 	fi
+
+## browser: Debian's Chromium for the browser tests (apt-get, about 30 s; nothing to do when it is there)
+browser:
+	@test -x /usr/bin/chromium || { export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+		echo "could not install chromium (apt-get install -y chromium): the browser tests will be skipped"
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

@@ -1,23 +1,29 @@
 """Serving: loopwise's endpoint against a direct in-process call, a plain FastAPI + PyTorch app and Ray Serve.
 
-One model for everything: the bundled all-MiniLM-L6-v2 with a 3-class head (its weights do not matter for
-speed), registered and deployed as a loopwise endpoint of one variant (one worker, ONNX Runtime fp32,
-dynamic batching up to 32). Requests are single reviews from the course's data set (``{"features":
-[text]}``, up to 128 tokens), sent from a second process on 127.0.0.1 over keep-alive HTTP/1.1 connections,
-a fixed number per run.
+One model for everything: the bundled all-MiniLM-L6-v2 fine-tuned briefly on the course's split (so that
+the int8 export's accuracy change against PyTorch is measured on its validation split, as loopwise does
+for every int8 variant), deployed as loopwise endpoints of one variant each: ``int8x2`` (ONNX Runtime
+int8, two workers of one thread: the one compared with the peers), ``int8`` (one worker of 2 threads) and
+``fp32`` (one worker, the export before quantization); dynamic batching up to 32. Requests are single
+reviews from the course's data set (``{"features": [text]}``, up to 128 tokens), sent from a second process
+on 127.0.0.1 over keep-alive HTTP/1.1 connections, a fixed number per run.
 
 * router overhead: loopwise's end-to-end latency at concurrency 1, 8 and 32 against the same ONNX model
-  called directly in-process one request at a time (p50, p99); ``router_overhead_p50_ms`` is the p50
-  difference at concurrency 1 (target: at most 1 ms), and the server's own OverheadLatency is reported too;
+  (int8, one thread, as one worker has) called directly in-process one request at a time (p50, p99);
+  ``router_overhead_p50_ms`` is the median, over texts, of loopwise's latency minus the direct call's for
+  the same text, the two made back to back from this process (target: at most 1 ms); the server's own
+  ModelLatency (time in the worker) and OverheadLatency (what the router adds) are reported per
+  concurrency too;
 * throughput at concurrency 32 against a plain FastAPI app running the PyTorch model per request (what a
-  user would write): ``ratio_vs_fastapi`` (target: at least 2.5);
-* the same load against Ray Serve serving the same ONNX model with its own batching (``@serve.batch``,
-  max 32): ``ratio_vs_ray_serve`` (target: at least 1). Ray is installed by this script when missing
-  (``pip install 'ray[serve]'``), never as a loopwise dependency.
+  user would write): ``ratio_vs_fastapi`` (target: at least 2.5), with the one-worker and fp32
+  endpoints' ratios beside it;
+* the same load against Ray Serve serving the same int8 ONNX model with its own batching (``@serve.batch``,
+  max 32) on two replicas of one thread: ``ratio_vs_ray_serve`` (target: at least 1). Ray is installed
+  by this script when missing (``pip install 'ray[serve]'``), never as a loopwise dependency.
 
 Prints JSON and writes benchmarks/results/serving.json.
 
-    python benchmarks/serving.py [--requests 2000] [--skip-ray]
+    python benchmarks/serving.py [--requests 2000] [--train-steps 100] [--skip-ray]
 """
 
 from __future__ import annotations
@@ -45,6 +51,16 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 RESULTS = Path(__file__).parent / "results" / "serving.json"
 LABELS = ["-1", "0", "1"]
 CONCURRENCY = (1, 8, 32)
+#: the endpoints measured: (name, precision, instances); "int8x2" is the one compared with the peers, at
+#: concurrency 1 (and on two more endpoints of the same configuration at 8 and 32, so that the server's own
+#: latency figures are per concurrency)
+ENDPOINTS = (
+    ("int8x2", "int8", 2),
+    ("int8x2-c8", "int8", 2),
+    ("int8x2-c32", "int8", 2),
+    ("int8", "int8", 1),
+    ("fp32", "fp32", 1),
+)
 
 
 # --- the load generator (runs in its own process: python benchmarks/serving.py --load ...) -------------
@@ -170,10 +186,10 @@ from loopwise.classifiers.onnx import OnnxClassifier
 EXPORT = {export!r}
 
 
-@serve.deployment(num_replicas=1, max_ongoing_requests=64, ray_actor_options={{"num_cpus": 0}})
+@serve.deployment(num_replicas=2, max_ongoing_requests=64, ray_actor_options={{"num_cpus": 0}})
 class Classifier:
     def __init__(self) -> None:
-        self.model = OnnxClassifier.load(EXPORT, threads=os.cpu_count())
+        self.model = OnnxClassifier.load(EXPORT, precision="int8", threads=1)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
     async def predict(self, texts: list[str]) -> list[dict]:
@@ -238,6 +254,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--requests", type=int, default=2000, help="requests per measured run")
+    parser.add_argument(
+        "--train-steps", type=int, default=100, help="fine-tuning steps of the served model (batch 16)"
+    )
     parser.add_argument("--skip-ray", action="store_true", help="leave Ray Serve out")
     parser.add_argument("--load", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -253,52 +272,37 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    import numpy as np
-
-    from loopwise import registry
     from loopwise.classifiers.onnx import OnnxClassifier
-    from loopwise.classifiers.transformer import TransformerClassifier
     from loopwise.config import Settings
     from loopwise.data.cache import fetch_reviews
     from loopwise.serving.config import parse_endpoint_config
-    from loopwise.serving.service import create_endpoint, serving_dir
+    from loopwise.serving.service import create_endpoint, quantization_report, serving_dir
     from loopwise.storage import Store
+    from loopwise.storage.artifacts.local import local_path
 
-    texts = _review_texts(fetch_reviews(Settings()))
+    csv_path = fetch_reviews(Settings())
+    texts = _review_texts(csv_path)
     rng = random.Random(0)
     bodies = [json.dumps({"features": [rng.choice(texts)]}).encode() for _ in range(args.requests)]
     figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         store = Store.open(Settings(home=home))
-        checkpoint = home / "minilm"
-        TransformerClassifier(LABELS, max_seq_length=128).save(checkpoint)
-        with store.uow() as uow:
-            version = registry.register(
-                uow, "bench-minilm", backend="transformers", uri=checkpoint.as_uri(), labels=LABELS
-            )
-        config = {
-            "variants": [{"name": "A", "model": "bench-minilm:1", "max_batch_size": 32, "max_wait_ms": 2}]
-        }
-        create_endpoint(store, "bench", parse_endpoint_config(config))
-        export = serving_dir(store, version)
+        version = _fine_tune(store, csv_path, args.train_steps)
+        checkpoint = local_path(version.uri)
+        for name, precision, instances in ENDPOINTS:
+            variant = {"name": "A", "model": version.ref, "precision": precision, "instances": instances}
+            config = {"variants": [{**variant, "max_batch_size": 32, "max_wait_ms": 2}]}
+            create_endpoint(store, name, parse_endpoint_config(config))
+        export = serving_dir(store, version, "int8")
+        figures["int8_accuracy"] = quantization_report(export)
         store.close()
+        print("int8 against PyTorch", figures["int8_accuracy"], file=sys.stderr, flush=True)
 
-        # a direct in-process call of the same ONNX model, one request at a time: measured in rounds
-        # alternating with loopwise at concurrency 1 (below), so that both see the same machine
-        direct = OnnxClassifier.load(export, threads=os.cpu_count())
-        for body in bodies[:50]:
-            direct.predict_proba([json.loads(body)["features"][0]])
+        # a direct in-process call of the same ONNX model, one request at a time, paired with loopwise at
+        # concurrency 1 (below): each text goes to both, back to back, so that both see the same machine
+        direct = OnnxClassifier.load(export, precision="int8", threads=1)  # as one of int8x2's workers
 
-        def direct_round(model: Any, round_bodies: list[bytes]) -> list[float]:
-            latencies = []
-            for body in round_bodies:
-                t0 = time.perf_counter()
-                model.predict_proba([json.loads(body)["features"][0]])
-                latencies.append((time.perf_counter() - t0) * 1000)
-            return latencies
-
-        # loopwise
         port = _free_port()
         env = {**os.environ, "LOOPWISE_HOME": str(home)}
         env.pop("LOOPWISE_DATABASE_URL", None)
@@ -309,44 +313,24 @@ def main() -> None:
         )
         try:
             _wait_http(f"http://127.0.0.1:{port}/healthz", server)
-            url = f"http://127.0.0.1:{port}/endpoints/bench/invocations"
-            load(url, 8, bodies[:200])  # warm-up
-            rounds, per_round = 5, max(50, args.requests // 10)
-            direct_ms: list[float] = []
-            loopwise_ms: list[float] = []
-            differences = []
-            for number in range(rounds):  # the router's overhead: direct and loopwise, alternating
-                round_bodies = bodies[number * per_round : (number + 1) * per_round]
-                started = time.perf_counter()
-                alone = direct_round(direct, round_bodies)
-                alone_s = time.perf_counter() - started
-                served = load(url, 1, round_bodies, raw=True)
-                direct_ms += alone
-                loopwise_ms += served["latencies_ms"]
-                differences.append(float(np.median(served["latencies_ms"]) - np.median(alone)))
-            figures["direct_in_process"] = summarize(direct_ms, alone_s * rounds)
-            figures["loopwise_c1"] = summarize(loopwise_ms, served["wall_s"] * rounds)
-            figures["router_overhead_p50_ms_by_round"] = [round(d, 3) for d in differences]
+            urls = {name: f"http://127.0.0.1:{port}/endpoints/{name}/invocations" for name, *_ in ENDPOINTS}
+            for url in urls.values():
+                load(url, 8, bodies[:200])  # warm-up
+            paired = _paired(direct, urls["int8x2"], bodies[: max(100, args.requests // 2)])
+            figures.update(paired)
             del direct  # its threads must not compete with the server from here on
-            print("direct", figures["direct_in_process"], file=sys.stderr, flush=True)
-            print("loopwise c1", figures["loopwise_c1"], differences, file=sys.stderr, flush=True)
+            _note("direct", figures["direct_in_process"])
+            _note("loopwise c1", figures["loopwise_c1"], figures["router_overhead_p50_ms_by_quarter"])
             for concurrency in CONCURRENCY[1:]:
-                count = args.requests
-                figures[f"loopwise_c{concurrency}"] = load(url, concurrency, bodies[:count])
-                print(
-                    f"loopwise c{concurrency}",
-                    figures[f"loopwise_c{concurrency}"],
-                    file=sys.stderr,
-                    flush=True,
-                )
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{port}/api/v1/endpoints/bench/metrics?period=3600"
-            ) as r:
-                rows = json.loads(r.read())["rows"]
-            figures["loopwise_server_overhead_ms"] = {
-                "mean": rows[-1]["OverheadLatency"],
-                "p99": rows[-1]["OverheadLatencyP99"],
+                url = urls[f"int8x2-c{concurrency}"]
+                figures[f"loopwise_c{concurrency}"] = load(url, concurrency, bodies)
+                _note(f"loopwise c{concurrency}", figures[f"loopwise_c{concurrency}"])
+            figures["loopwise_server_latency_ms"] = {
+                f"c{c}": _server_latency(port, "int8x2" if c == 1 else f"int8x2-c{c}") for c in CONCURRENCY
             }
+            for name in ("int8", "fp32"):
+                figures[f"loopwise_{name}_c32"] = load(urls[name], 32, bodies)
+                _note(f"loopwise {name} c32", figures[f"loopwise_{name}_c32"])
         finally:
             _stop(server)
 
@@ -365,7 +349,7 @@ def main() -> None:
             url = f"http://127.0.0.1:{port}/invocations"
             load(url, 8, bodies[:100])
             figures["fastapi_pytorch_c32"] = load(url, 32, bodies[: args.requests // 2])
-            print("fastapi c32", figures["fastapi_pytorch_c32"], file=sys.stderr, flush=True)
+            _note("fastapi c32", figures["fastapi_pytorch_c32"])
         finally:
             _stop(plain)
 
@@ -385,14 +369,15 @@ def main() -> None:
                 figures["ray_serve_start_s"] = round(time.perf_counter() - started, 1)
                 url = f"http://127.0.0.1:{port}/"
                 load(url, 8, bodies[:200])
-                figures["ray_serve_c32"] = load(url, 32, bodies[: args.requests])
-                print("ray c32", figures["ray_serve_c32"], file=sys.stderr, flush=True)
+                figures["ray_serve_c32"] = load(url, 32, bodies)
+                _note("ray c32", figures["ray_serve_c32"])
             finally:
                 _stop(ray_server)
                 subprocess.run(
                     [sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True
                 )
 
+    fastapi_rps = figures["fastapi_pytorch_c32"]["rps"]
     document = {
         "benchmark": "serving",
         "command": "python benchmarks/serving.py " + " ".join(sys.argv[1:]),
@@ -402,14 +387,16 @@ def main() -> None:
             "platform": platform.platform(),
             "python": platform.python_version(),
         },
-        "model": "all-MiniLM-L6-v2 with a 3-class head; ONNX Runtime fp32 for loopwise, the direct call "
-        "and Ray Serve",
-        # the median over rounds of (loopwise's p50 - the direct call's p50), each round on the same machine
-        "router_overhead_p50_ms": round(float(np.median(figures["router_overhead_p50_ms_by_round"])), 3),
+        "model": f"all-MiniLM-L6-v2 fine-tuned {args.train_steps} steps on the course's reviews; loopwise, "
+        "the direct call and Ray Serve run its ONNX Runtime int8 export, FastAPI its PyTorch fp32 checkpoint",
+        # the median of (loopwise's latency - the direct call's) over the texts, each text sent to both
+        "router_overhead_p50_ms": figures.pop("router_overhead_p50_ms"),
         "router_overhead_p99_ms": round(
             figures["loopwise_c1"]["p99_ms"] - figures["direct_in_process"]["p99_ms"], 3
         ),
-        "ratio_vs_fastapi": round(figures["loopwise_c32"]["rps"] / figures["fastapi_pytorch_c32"]["rps"], 2),
+        "ratio_vs_fastapi": round(figures["loopwise_c32"]["rps"] / fastapi_rps, 2),
+        "ratio_vs_fastapi_fp32": round(figures["loopwise_fp32_c32"]["rps"] / fastapi_rps, 2),
+        "ratio_vs_fastapi_one_worker": round(figures["loopwise_int8_c32"]["rps"] / fastapi_rps, 2),
         "ratio_vs_ray_serve": None
         if "ray_serve_c32" not in figures
         else round(figures["loopwise_c32"]["rps"] / figures["ray_serve_c32"]["rps"], 2),
@@ -418,6 +405,94 @@ def main() -> None:
     print(json.dumps(document, indent=2))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+
+def _paired(direct: Any, url: str, bodies: list[bytes]) -> dict[str, Any]:
+    """The router's overhead at concurrency 1: each text is classified by the direct call and, right
+    after, by loopwise over one keep-alive connection from this process; the overhead is the median of the
+    per-text differences (machine noise that lasts longer than a request cancels out)."""
+    import socket
+
+    import numpy as np
+
+    host_port = url.removeprefix("http://").partition("/")[0]
+    path = url[len("http://" + host_port) :]
+    host, _, port = host_port.partition(":")
+    connection = socket.create_connection((host, int(port)), timeout=60)
+    connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    reader = connection.makefile("rb")
+
+    def post(body: bytes) -> int:
+        head = f"POST {path} HTTP/1.1\r\nHost: {host_port}\r\nContent-Type: application/json\r\n"
+        connection.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        status = int(reader.readline().split(b" ", 2)[1])
+        length = 0
+        while (line := reader.readline()) not in (b"\r\n", b""):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        reader.read(length)
+        return status
+
+    for body in bodies[:50]:  # warm both
+        direct.predict_proba([json.loads(body)["features"][0]])
+        post(body)
+    direct_ms, served_ms, errors = [], [], 0
+    started = time.perf_counter()
+    for body in bodies:
+        t0 = time.perf_counter()
+        direct.predict_proba([json.loads(body)["features"][0]])
+        t1 = time.perf_counter()
+        errors += post(body) != 200
+        t2 = time.perf_counter()
+        direct_ms.append((t1 - t0) * 1000)
+        served_ms.append((t2 - t1) * 1000)
+    wall = time.perf_counter() - started
+    connection.close()
+    differences = np.array(served_ms) - np.array(direct_ms)
+    quarters = np.array_split(differences, 4)
+    direct_s, served_s = sum(direct_ms) / 1000, sum(served_ms) / 1000
+    return {
+        "direct_in_process": summarize(direct_ms, direct_s),
+        "loopwise_c1": summarize(served_ms, served_s, errors),
+        "paired_wall_s": round(wall, 1),
+        "router_overhead_p50_ms": round(float(np.median(differences)), 3),
+        "router_overhead_p50_ms_by_quarter": [round(float(np.median(q)), 3) for q in quarters],
+    }
+
+
+def _note(*parts: Any) -> None:
+    print(*parts, file=sys.stderr, flush=True)
+
+
+def _fine_tune(store: Any, csv_path: Path, steps: int) -> Any:
+    """MiniLM fine-tuned for ``steps`` on the course's split, registered with its data set (so that the int8
+    export's accuracy against PyTorch is measured on the validation split, as for any int8 variant)."""
+    from loopwise.classifiers import TrainConfig
+    from loopwise.data.service import prepare_reviews
+    from loopwise.training.service import TrainRequest, train
+
+    dataset = prepare_reviews(store, csv_path)
+    config = TrainConfig(steps_per_epoch=steps, batch_size=16, learning_rate=5e-5)
+    request = TrainRequest(dataset=dataset.ref, model_name="bench-minilm", config=config)
+    outcome = train(store, request, progress=False)
+    assert outcome.model is not None
+    return outcome.model
+
+
+def _server_latency(port: int, endpoint: str) -> dict[str, float]:
+    """The server's own figures for an endpoint over the last hour: ModelLatency (time in the worker,
+    waiting for its batch included) and OverheadLatency (what the router and the loopback hop add), in ms
+    (p50 and p99: the upper edges of log-spaced bins 5% wide)."""
+    url = f"http://127.0.0.1:{port}/api/v1/endpoints/{endpoint}/metrics?period=3600"
+    with urllib.request.urlopen(url) as response:
+        rows = json.loads(response.read())["rows"]
+    if len(rows) != 1:  # an hour's boundary fell inside the runs: the period holding most of them
+        rows = [max(rows, key=lambda row: row["Invocations"])]
+    return {
+        f"{name}_{stat}": round(rows[0][f"{metric}{suffix}"], 3)
+        for name, metric in (("model", "ModelLatency"), ("overhead", "OverheadLatency"))
+        for stat, suffix in (("mean", ""), ("p50", "P50"), ("p99", "P99"))
+    }
 
 
 def _review_texts(csv_path: Path) -> list[str]:

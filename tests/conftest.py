@@ -150,3 +150,51 @@ def reviews_csv() -> Path:
             pytest.fail(f"the course data set is not at {SHARED_REVIEWS}; CI must have ../shared/data")
         pytest.skip(f"the course data set is not at {SHARED_REVIEWS}")
     return SHARED_REVIEWS
+
+
+CHROMIUM = os.environ.get("LOOPWISE_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+#: where browser tests keep their screenshots (kept by CI as test artifacts)
+ARTIFACTS = Path(
+    os.environ.get("LOOPWISE_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts")
+)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Debian's Chromium driven by Playwright (``apt-get install chromium``; .ci/run installs it)."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"no Chromium at {CHROMIUM}: CI installs it with apt-get install -y chromium")
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def page(browser: object, request: pytest.FixtureRequest) -> Iterator[object]:
+    """A fresh browser page; its screenshot is kept under test-artifacts/ when the test ends."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    opened = context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield opened
+    finally:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        opened.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+        context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"

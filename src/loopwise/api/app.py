@@ -18,11 +18,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from loopwise.api.invocations import BadRequest, read_body
+from loopwise.api.invocations import (
+    KNOWN_ERRORS,
+    BadRequest,
+    InvocationsMiddleware,
+    error_body,
+    problem,
+    read_body,
+)
 from loopwise.api.invocations import router as invocations
-from loopwise.errors import EndpointConfigError, NotFoundError
 from loopwise.serving.plane import DataPlane
-from loopwise.serving.router import ModelFailed, VariantUnavailable
+from loopwise.web.console import mount_console
 
 if TYPE_CHECKING:
     from loopwise.storage import Store
@@ -50,41 +56,40 @@ def create_app(
     app.state.max_body_bytes = max_body_bytes
     app.include_router(invocations)
 
-    def error(status: int, kind: str, message: str) -> Response:
-        body = orjson.dumps({"error": {"type": kind, "message": message}})
-        return Response(body, status_code=status, media_type="application/json")
+    app.add_middleware(InvocationsMiddleware)
 
-    def count_4xx(request: Request, status: int) -> None:
+    async def known_error(request: Request, exc: Exception) -> Response:
+        status, kind, message = problem(exc) or (500, "InternalError", str(exc))
         name = request.path_params.get("name")
-        if name in plane.runtimes:
+        if status < 500 and name in plane.runtimes:
             plane.metrics.failed(name, None, status)
+        return Response(error_body(kind, message), status_code=status, media_type="application/json")
 
-    @app.exception_handler(BadRequest)
-    async def bad_request(request: Request, exc: BadRequest) -> Response:
-        count_4xx(request, exc.status)
-        return error(exc.status, "ValidationError", str(exc))
-
-    @app.exception_handler(EndpointConfigError)
-    async def unknown_variant(request: Request, exc: EndpointConfigError) -> Response:
-        count_4xx(request, 400)
-        return error(400, "ValidationError", str(exc))
-
-    @app.exception_handler(NotFoundError)
-    async def not_found(request: Request, exc: NotFoundError) -> Response:
-        return error(404, "NotFound", str(exc))
-
-    @app.exception_handler(ModelFailed)
-    async def model_failed(request: Request, exc: ModelFailed) -> Response:
-        return error(500, "ModelError", f"the variant's model failed on this request: {exc}")
-
-    @app.exception_handler(VariantUnavailable)
-    async def unavailable(request: Request, exc: VariantUnavailable) -> Response:
-        return error(503, "ServiceUnavailable", f"{exc}; retry in a moment")
+    for known in KNOWN_ERRORS:
+        app.add_exception_handler(known, known_error)
 
     @app.get("/metrics")
     async def prometheus() -> Response:
         """The data plane's metrics in Prometheus' text format."""
         return Response(generate_latest(plane.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/api/v1/endpoints")
+    async def endpoints() -> Response:
+        """Every endpoint with its status and the configuration in force."""
+        from loopwise.serving.service import list_endpoints
+
+        found = await asyncio.to_thread(list_endpoints, store)
+        return Response(orjson.dumps([e.to_dict() for e in found]), media_type="application/json")
+
+    @app.get("/api/v1/endpoints/{name}")
+    async def endpoint(name: str) -> Response:
+        """The endpoint, its configuration history, and each variant's live instances on this server."""
+        from loopwise.serving.service import describe_endpoint
+
+        found, history = await asyncio.to_thread(describe_endpoint, store, name)
+        live = plane.live_instances(name)
+        document = {**found.to_dict(), "live_instances": live, "history": [h.to_dict() for h in history]}
+        return Response(orjson.dumps(document), media_type="application/json")
 
     @app.get("/api/v1/endpoints/{name}/metrics")
     async def endpoint_metrics(name: str, period: int = 60, window: int = 3600) -> Response:
@@ -147,6 +152,8 @@ def create_app(
         return Response(
             orjson.dumps({"events": events, "instances": instances}), media_type="application/json"
         )
+
+    mount_console(app, store)
 
     @app.get("/healthz")
     async def health() -> dict[str, object]:

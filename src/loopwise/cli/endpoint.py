@@ -55,7 +55,7 @@ def create(
             store, name, checked, progress=lambda message: out.print(message, highlight=False)
         )
     if as_json:
-        print_json(_endpoint_json(endpoint))
+        print_json(endpoint.to_dict())
     else:
         _print_endpoint(endpoint)
     if endpoint.failure_reason:
@@ -75,16 +75,8 @@ def describe(
     if as_json:
         print_json(
             {
-                **_endpoint_json(endpoint),
-                "history": [
-                    {
-                        "version": h.version,
-                        "note": h.note,
-                        "created_at": h.created_at,
-                        "config": h.config.to_dict(),
-                    }
-                    for h in history
-                ],
+                **endpoint.to_dict(),
+                "history": [h.to_dict() for h in history],
             }
         )
         return
@@ -105,7 +97,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")
     with open_store() as store:
         endpoints = list_endpoints(store)
     if as_json:
-        print_json([_endpoint_json(e) for e in endpoints])
+        print_json([e.to_dict() for e in endpoints])
         return
     table = Table(title="endpoints")
     for column in ("name", "status", "config", "variants", "updated"):
@@ -195,19 +187,6 @@ def delete(
     with open_store() as store:
         delete_endpoint(store, name)
     console.print(f"endpoint {name} deleted")
-
-
-def _endpoint_json(endpoint: Any) -> dict[str, Any]:
-    return {
-        "name": endpoint.name,
-        "status": endpoint.status.value,
-        "failure_reason": endpoint.failure_reason,
-        "config_version": endpoint.current.version,
-        "traffic_shares": endpoint.config.traffic_shares(),
-        "config": endpoint.config.to_dict(),
-        "created_at": endpoint.created_at,
-        "updated_at": endpoint.updated_at,
-    }
 
 
 def _print_endpoint(endpoint: Any) -> None:

@@ -1,4 +1,4 @@
-"""``loopwise server``: the HTTP server (endpoint invocations; the REST API and console join later)."""
+"""``loopwise server``: the HTTP server (endpoint invocations, the REST API, the web console)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,16 @@ def server(
     log_level: Annotated[str, typer.Option(help="uvicorn's log level (info, warning, error).")] = "warning",
 ) -> None:
     """Serve every InService endpoint at POST /endpoints/NAME/invocations (SageMaker Runtime's contract)
-    and POST /api/v1/endpoints/NAME/predict; endpoints created, re-weighted or deleted meanwhile are
-    picked up within a second."""
+    and POST /api/v1/endpoints/NAME/predict, the REST API under /api/v1 and the web console at /console;
+    endpoints created, re-weighted or deleted meanwhile are picked up within a second."""
     import uvicorn
 
     from loopwise.api.app import create_app
     from loopwise.cli._common import console, open_store
 
     with open_store() as store:
-        console.print(f"loopwise server on http://{host}:{port}", highlight=False)
+        console.print(
+            f"loopwise server on http://{host}:{port} (console: http://{host}:{port}/console)",
+            highlight=False,
+        )
         uvicorn.run(create_app(store), host=host, port=port, log_level=log_level, loop="auto", http="auto")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from loopwise.serving.config import EndpointConfig
 
@@ -27,6 +28,14 @@ class ConfigVersion:
     note: str
     created_at: datetime
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "note": self.note,
+            "created_at": self.created_at,
+            "config": self.config.to_dict(),
+        }
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -42,3 +51,16 @@ class Endpoint:
     @property
     def config(self) -> EndpointConfig:
         return self.current.config
+
+    def to_dict(self) -> dict[str, Any]:
+        """What the CLI's ``--json`` and the REST API show of the endpoint."""
+        return {
+            "name": self.name,
+            "status": self.status.value,
+            "failure_reason": self.failure_reason,
+            "config_version": self.current.version,
+            "traffic_shares": self.config.traffic_shares(),
+            "config": self.config.to_dict(),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }

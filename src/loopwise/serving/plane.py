@@ -112,6 +112,11 @@ class DataPlane:
             )
         return runtime
 
+    def live_instances(self, endpoint: str) -> dict[str, int]:
+        """Each variant's live workers here (empty when the endpoint is not in service here)."""
+        runtime = self.runtimes.get(endpoint)
+        return {v: len(pool.live) for v, pool in runtime.pools.items()} if runtime else {}
+
     async def invoke(
         self,
         endpoint: str,

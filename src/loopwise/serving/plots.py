@@ -1,4 +1,5 @@
-"""The course's per-variant metrics plot: one panel per metric, one line per variant, over time."""
+"""The course's per-variant metrics plot: one panel per metric (:data:`~loopwise.serving.metrics.CHARTS`),
+one line per variant, over time."""
 
 from __future__ import annotations
 
@@ -13,14 +14,7 @@ from matplotlib.figure import Figure
 from loopwise.errors import DataFormatError
 from loopwise.evaluation._files import write_bytes_atomic
 from loopwise.evaluation.plots import render_png
-
-#: the panels: the metrics the course plots, and what their axes say
-PANELS = (
-    ("Invocations", "requests per period"),
-    ("InvocationsPerInstance", "requests per instance"),
-    ("ModelLatency", "model latency (ms, mean)"),
-    ("CPUUtilization", "CPU (% of one core)"),
-)
+from loopwise.serving.metrics import CHARTS
 
 
 def variant_metrics_png(rows: Sequence[Mapping[str, Any]], path: Path, *, title: str) -> Path:
@@ -29,9 +23,9 @@ def variant_metrics_png(rows: Sequence[Mapping[str, Any]], path: Path, *, title:
     if not rows:
         raise DataFormatError("no metrics to plot yet: the endpoint answered no request in the window")
     variants = sorted({str(row["variant"]) for row in rows if row["variant"] != "-"})
-    fig = Figure(figsize=(11, 7), dpi=110)
-    axes = fig.subplots(2, 2, sharex=True).flatten()
-    for ax, (metric, label) in zip(axes, PANELS, strict=True):
+    fig = Figure(figsize=(11, 13), dpi=100)
+    axes = fig.subplots(len(CHARTS) // 2, 2, sharex=True).flatten()
+    for ax, (metric, label) in zip(axes, CHARTS, strict=True):
         for variant in variants:
             points = [
                 (datetime.fromtimestamp(row["period_start"], UTC), row[metric])
@@ -44,8 +38,9 @@ def variant_metrics_png(rows: Sequence[Mapping[str, Any]], path: Path, *, title:
         ax.set_title(metric)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
-    for ax in axes[2:]:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
+    for ax in axes[-2:]:
         ax.xaxis.set_major_formatter(DateFormatter("%H:%M:%S"))
         ax.tick_params(axis="x", labelrotation=30)
         ax.set_xlabel("period start (UTC)")

@@ -61,23 +61,47 @@ class Answer:
 
 
 class WorkerClient:
-    """One multiplexed connection to a worker: many requests in flight, answered in any order."""
+    """One multiplexed connection to a worker: many requests in flight, answered in any order (each
+    answer frame settles its request's future as soon as the socket delivers it)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hello: dict[str, Any]):
-        self.reader = reader
-        self.writer = writer
+    def __init__(self, frames: protocol.FrameProtocol, hello: dict[str, Any]) -> None:
+        self.frames = frames
         self.labels: list[str] = list(hello["labels"])
         self.pid: int = int(hello["pid"])
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.ids = itertools.count()
-        self.closed = False
-        self.listener = asyncio.create_task(self._listen())
+
+    @property
+    def closed(self) -> bool:
+        return self.frames.closing or self.frames.closed
 
     @classmethod
-    async def connect(cls, port: int) -> WorkerClient:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        message = await protocol.read(reader)
-        return cls(reader, writer, message["hello"])
+    async def connect(cls, port: int, timeout: float = 30.0) -> WorkerClient:
+        loop = asyncio.get_running_loop()
+        hello: asyncio.Future[dict[str, Any]] = loop.create_future()
+        client: WorkerClient | None = None
+
+        def on_frame(message: dict[str, Any]) -> None:
+            if client is not None:
+                client._settle(message)
+            elif not hello.done() and isinstance(message.get("hello"), dict):
+                hello.set_result(message["hello"])
+
+        def on_closed(reason: Exception | None) -> None:
+            if client is not None:
+                client._fail_pending()
+            elif not hello.done():
+                hello.set_exception(VariantUnavailable(f"the worker closed before greeting ({reason})"))
+
+        _, frames = await loop.create_connection(
+            lambda: protocol.FrameProtocol(on_frame, on_closed), "127.0.0.1", port
+        )
+        try:
+            client = cls(frames, await asyncio.wait_for(hello, timeout))
+        except BaseException:
+            frames.close()
+            raise
+        return client
 
     async def predict(self, texts: Sequence[str], embed: bool = False) -> Answer:
         if self.closed:
@@ -89,8 +113,10 @@ class WorkerClient:
             message: dict[str, Any] = {"id": request_id, "texts": list(texts)}
             if embed:
                 message["embed"] = True
-            self.writer.write(protocol.encode(message))
+            self.frames.send(message)
             answer = await future
+        except ConnectionError as exc:
+            raise VariantUnavailable(f"the worker's connection closed ({exc})") from None
         finally:
             self.pending.pop(request_id, None)
         if "error" in answer:
@@ -103,25 +129,18 @@ class WorkerClient:
             embeddings=None if embedding is None else np.asarray(embedding, dtype=np.float32),
         )
 
-    async def _listen(self) -> None:
-        try:
-            while True:
-                message = await protocol.read(self.reader)
-                future = self.pending.get(int(message.get("id", -1)))
-                if future is not None and not future.done():
-                    future.set_result(message)
-        except (asyncio.IncompleteReadError, ConnectionError, protocol.ProtocolError, OSError):
-            pass
-        finally:
-            self.closed = True
-            for future in self.pending.values():
-                if not future.done():
-                    future.set_exception(VariantUnavailable("the worker died while answering"))
+    def _settle(self, message: dict[str, Any]) -> None:
+        future = self.pending.get(message.get("id", -1))
+        if future is not None and not future.done():
+            future.set_result(message)
+
+    def _fail_pending(self) -> None:
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(VariantUnavailable("the worker died while answering"))
 
     def close(self) -> None:
-        self.closed = True
-        self.listener.cancel()
-        self.writer.close()
+        self.frames.close()
 
 
 @dataclass

@@ -4,10 +4,11 @@
 checkpoint), listens on an ephemeral port of 127.0.0.1, prints ``READY <port>`` and answers frames of
 :mod:`loopwise.serving.protocol` until its parent dies.
 
-Batching: requests queue while the model is busy, and the next model call takes everything queued, up to
-``max_batch_size`` texts. An idle worker answers a lone request at once; under load (the previous call
-answered several requests) a call waits up to ``max_wait_ms`` for more to join it. A request whose batch
-failed is answered alone, so one bad request does not fail the others of its batch.
+Batching: requests arriving while the model is busy wait (in the socket, then the queue), and the next
+model call takes everything waiting, up to ``max_batch_size`` texts. An idle worker answers a lone
+request at once; under load (the previous call answered several requests) a call waits up to
+``max_wait_ms`` for more to join it. A request whose batch failed is answered alone, so one bad request
+does not fail the others of its batch.
 """
 
 from __future__ import annotations
@@ -18,146 +19,136 @@ import contextlib
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from loopwise.serving import protocol
 
-#: a queued request: its texts, whether it wants embeddings, and where its answer goes
-Request = tuple[list[str], bool, "asyncio.Future[Answer]"]
-#: probabilities, embeddings (when asked for and the model has them), milliseconds of the model call
-Answer = tuple[np.ndarray, "np.ndarray | None", float]
+
+@dataclass
+class Request:
+    """A request waiting for the model: its texts, whether it wants embeddings, and where its answer
+    goes (a frame to send back)."""
+
+    id: Any
+    texts: list[str]
+    embed: bool
+    reply: Callable[[dict[str, Any]], None]
+    #: when it arrived (``time.perf_counter``): its answer's ``model_ms`` is its whole time here
+    received: float
 
 
 class Batcher:
-    """Dynamic batching in front of a classifier's ``predict_proba`` (run on one model thread)."""
+    """Dynamic batching in front of a classifier, whose calls run on the event loop's thread.
+
+    While the model runs, the loop does nothing else: requests that arrive meanwhile wait in the socket,
+    are read when the call ends, and go together into the next call (a hop to a model thread would cost
+    two thread wake-ups a call, a third of the router's overhead budget)."""
 
     def __init__(self, classifier: Any, max_batch_size: int = 32, max_wait_ms: float = 2.0) -> None:
         self.classifier = classifier
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000
-        self.queue: asyncio.Queue[Request] = asyncio.Queue()
-        self.model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
+        self.waiting: deque[Request] = deque()
+        self.waiting_texts = 0
         self.busy = False  # the last model call answered more than one request
+        self.timer: asyncio.Handle | None = None  # the next call, when one is planned
+        self.delayed = False  # that call waits for more requests (under load)
         #: how many model calls and requests there were (for tests and metrics)
         self.calls = 0
         self.requests = 0
 
-    async def predict(self, texts: list[str], embed: bool = False) -> Answer:
-        """Class probabilities of ``texts``, their sentence embeddings when ``embed`` (None when the model
-        has none), and the milliseconds of the model call that answered them."""
-        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        await self.queue.put((texts, embed, future))
-        return await future
+    def submit(self, message: dict[str, Any], reply: Callable[[dict[str, Any]], None]) -> None:
+        """Queue a request frame (``{"id", "texts", "embed"}``); its answer goes to ``reply``."""
+        texts = message.get("texts")
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            reply({"id": message.get("id"), "error": "ValueError: texts must be a list of strings"})
+            return
+        request = Request(message.get("id"), texts, bool(message.get("embed")), reply, time.perf_counter())
+        self.waiting.append(request)
+        self.waiting_texts += len(texts)
+        self._schedule()
 
-    async def run(self) -> None:
-        while True:
-            batch = await self._next_batch()
-            await self._answer(batch)
-
-    async def _next_batch(self) -> list[Request]:
-        batch = [await self.queue.get()]
-        count = len(batch[0][0])
-        deadline = time.monotonic() + (self.max_wait_s if self.busy else 0.0)
-        while count < self.max_batch_size:
-            try:
-                item = self.queue.get_nowait()
-            except asyncio.QueueEmpty:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self.queue.get(), left)
-                except TimeoutError:
-                    break
-            batch.append(item)
-            count += len(item[0])
-        return batch
-
-    async def _answer(self, batch: list[Request]) -> None:
+    def _schedule(self) -> None:
+        """Run the next call soon: at once when idle or when a full batch waits, else (under load) after
+        up to ``max_wait_ms`` for more requests to join it."""
+        full = self.waiting_texts >= self.max_batch_size
+        if self.timer is not None:
+            if not (full and self.delayed):
+                return
+            self.timer.cancel()  # a full batch does not wait out the timer
         loop = asyncio.get_running_loop()
-        texts = [text for request_texts, _, _ in batch for text in request_texts]
-        embed = any(wants for _, wants, _ in batch)  # the same model call gives them for the whole batch
-        started = time.perf_counter()
+        self.delayed = self.busy and not full and self.max_wait_s > 0
+        if self.delayed:
+            self.timer = loop.call_later(self.max_wait_s, self._run)
+        else:
+            self.timer = loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        self.timer = None
+        batch = [self.waiting.popleft()]
+        count = len(batch[0].texts)
+        while self.waiting and count + len(self.waiting[0].texts) <= self.max_batch_size:
+            request = self.waiting.popleft()
+            batch.append(request)
+            count += len(request.texts)
+        self.waiting_texts -= count
+        self._answer(batch)
+        self.busy = len(batch) > 1
+        if self.waiting:
+            self._schedule()
+
+    def _answer(self, batch: list[Request]) -> None:
+        texts = [text for request in batch for text in request.texts]
+        embed = any(request.embed for request in batch)  # one call gives them for the whole batch
         try:
             if embed:
-                call = self.classifier.predict_with_embeddings
-                proba, embeddings = await loop.run_in_executor(self.model_thread, call, texts, 64)
+                proba, embeddings = self.classifier.predict_with_embeddings(texts, 64)
             else:
-                proba = await loop.run_in_executor(
-                    self.model_thread, self.classifier.predict_proba, texts, 64
-                )
-                embeddings = None
+                proba, embeddings = self.classifier.predict_proba(texts, 64), None
         except Exception as exc:
             if len(batch) == 1:
-                _settle(batch[0][2], exc)
+                _reply(batch[0], {"id": batch[0].id, "error": f"{type(exc).__name__}: {exc}"[:2000]})
                 return
             for request in batch:  # find the bad request: answer each alone
-                await self._answer([request])
+                self._answer([request])
             return
-        model_ms = (time.perf_counter() - started) * 1000
+        answered = time.perf_counter()
         self.calls += 1
         self.requests += len(batch)
-        self.busy = len(batch) > 1
         start = 0
-        for request_texts, wants, future in batch:
-            end = start + len(request_texts)
-            mine = embeddings[start:end] if wants and embeddings is not None else None
-            _settle(future, (proba[start:end], mine, model_ms))
+        for request in batch:
+            end = start + len(request.texts)
+            model_ms = (answered - request.received) * 1000  # waiting for its batch included
+            answer: dict[str, Any] = {"id": request.id, "proba": proba[start:end], "model_ms": model_ms}
+            if request.embed and embeddings is not None:
+                answer["embedding"] = embeddings[start:end]
+            _reply(request, answer)
             start = end
 
 
-def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
-    if future.done():  # the router went away meanwhile
-        return
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
+def _reply(request: Request, answer: dict[str, Any]) -> None:
+    with contextlib.suppress(ConnectionError):  # the router went away meanwhile
+        request.reply(answer)
 
 
 async def serve(hello: dict[str, Any], batcher: Batcher, port: int = 0) -> None:
     """Answer the router's frames on 127.0.0.1:``port`` (0: any free port; printed as ``READY <port>``)."""
-    batching = asyncio.create_task(batcher.run())
 
-    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(protocol.encode({"hello": hello}))
-        tasks: set[asyncio.Task[None]] = set()
-        try:
-            while True:
-                message = await protocol.read(reader)
-                task = asyncio.create_task(_handle(message, batcher, writer))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-        except (asyncio.IncompleteReadError, ConnectionError, protocol.ProtocolError):
-            pass
-        finally:
-            writer.close()
+    def greeted() -> protocol.FrameProtocol:
+        frames = protocol.FrameProtocol(
+            lambda message: batcher.submit(message, frames.send), greeting={"hello": hello}
+        )
+        return frames
 
-    server = await asyncio.start_server(connection, "127.0.0.1", port)
+    server = await asyncio.get_running_loop().create_server(greeted, "127.0.0.1", port)
     bound = server.sockets[0].getsockname()[1]
     print(f"READY {bound}", flush=True)
     async with server:
-        await asyncio.gather(server.serve_forever(), batching)
-
-
-async def _handle(message: dict[str, Any], batcher: Batcher, writer: asyncio.StreamWriter) -> None:
-    request_id = message.get("id")
-    texts = message.get("texts")
-    try:
-        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-            raise ValueError("texts must be a list of strings")
-        proba, embeddings, model_ms = await batcher.predict(texts, bool(message.get("embed")))
-        answer: dict[str, Any] = {"id": request_id, "proba": proba, "model_ms": model_ms}
-        if embeddings is not None:
-            answer["embedding"] = embeddings
-    except Exception as exc:
-        answer = {"id": request_id, "error": f"{type(exc).__name__}: {exc}"[:2000]}
-    with contextlib.suppress(ConnectionError, RuntimeError):
-        writer.write(protocol.encode(answer))
+        await server.serve_forever()
 
 
 def load_for_serving(directory: Path, precision: str = "fp32", threads: int | None = None) -> Any:
