@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from loopwise.cli import ab, data, db, endpoint, models, runs, tune
+from loopwise.cli import ab, data, db, endpoint, models, monitor, runs, tune
 from loopwise.cli._common import err_console
 from loopwise.cli.batch import batch_transform
 from loopwise.cli.demo import demo
@@ -33,6 +33,7 @@ for _module in ("endpoint_guard", "endpoint_watch"):
     importlib.import_module(f"loopwise.cli.{_module}")
 app.add_typer(endpoint.app, name="endpoint")
 app.add_typer(ab.app, name="ab")
+app.add_typer(monitor.app, name="monitor")
 app.command()(train)
 app.command()(evaluate)
 app.command()(demo)

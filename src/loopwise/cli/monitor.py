@@ -1,0 +1,106 @@
+"""``loopwise monitor``: baselines, and data quality and drift checks of captured traffic."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from loopwise.cli._common import console, open_store, print_json
+
+app = typer.Typer(help="Model monitoring: baselines from training data; data quality and drift of traffic.")
+
+
+@app.command()
+def baseline(
+    dataset: Annotated[str, typer.Option(help="The data set the model learned from (NAME or NAME:VERSION).")],
+    model: Annotated[str, typer.Option(help="The model version (NAME:VERSION or NAME@ALIAS).")],
+    name: Annotated[
+        str | None, typer.Option(help="The baseline's name (default: the model's, as NAME-vVERSION).")
+    ] = None,
+    split: Annotated[str, typer.Option(help="The split to describe.")] = "train",
+    max_texts: Annotated[int, typer.Option(min=20, help="At most this many texts (a random sample).")] = 5000,
+) -> None:
+    """Statistics of the training data with the model's answers on it (text lengths, empty / garbled /
+    out-of-vocabulary rates, predicted classes, confidences, a reference sample of sentence embeddings)
+    and suggested constraints: statistics.json and constraints.json (edit it to change a check)."""
+    from loopwise.monitoring.service import create_baseline
+
+    with open_store() as store:
+        directory = create_baseline(
+            store,
+            dataset,
+            model,
+            name=name,
+            split=split,
+            max_texts=max_texts,
+            progress=lambda message: console.print(message, highlight=False),
+        )
+    console.print(f"baseline written to {directory}", highlight=False)
+    console.print(f"edit {directory / 'constraints.json'} to change what is checked", highlight=False)
+
+
+@app.command()
+def run(
+    endpoint: Annotated[str, typer.Argument(help="The endpoint whose captured traffic is checked.")],
+    baseline_name: Annotated[str, typer.Option("--baseline", help="The baseline's name.")],
+    hours: Annotated[float, typer.Option(min=0.001, help="Check the captures of the last HOURS.")] = 1.0,
+    variant: Annotated[str | None, typer.Option(help="Only this variant (default: each).")] = None,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option("--type", help="data-quality and/or drift (default: both); repeat for several."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Check an endpoint's captured records against a baseline now, per variant: constraint violations
+    (observed value, threshold, examples) and drift tests (MMD on embeddings, chi-square and PSI on
+    predicted classes, Kolmogorov-Smirnov on confidence and length). Writes the report as JSON."""
+    from rich.table import Table
+
+    from loopwise.monitoring.service import KINDS, run_monitor
+
+    with open_store() as store:
+        report = run_monitor(
+            store, endpoint, baseline_name, hours=hours, variant=variant, kinds=tuple(kind or KINDS)
+        )
+    if as_json:
+        print_json(report)
+        return
+    console.print(
+        f"[bold]{endpoint}[/bold] against baseline {baseline_name}, {report['window']['start']} to "
+        f"{report['window']['end']}; {report['skipped_lines']} unreadable capture line(s) skipped"
+    )
+    if report["message"]:
+        console.print(report["message"], highlight=False)
+    for name, found in report["variants"].items():
+        colour = {"ok": "green", "violations": "red"}.get(found["status"], "yellow")
+        console.print(
+            f"\n[bold]{name}[/bold]: {found['records']} records, {found['texts']} texts: "
+            f"[{colour}]{found['message']}[/{colour}]",
+            highlight=False,
+        )
+        table = Table()
+        for column in ("check", "observed", "threshold / p-value", "verdict"):
+            table.add_column(column)
+        flagged = {violation["constraint"] for violation in found["violations"]}
+        for check, figures in found["data_quality"].items():
+            table.add_row(
+                check,
+                f"{figures['observed']:.2%}",
+                f"max {figures['max']:.2%}"
+                + (f", p = {figures['p_value']:.2g}" if "p_value" in figures else ""),
+                "[red]violated[/red]" if check in flagged else "ok",
+            )
+        for check, test in found["drift"].items():
+            table.add_row(
+                f"drift: {check} ({test['test']})",
+                f"effect {test['effect']:.3f}",
+                f"p = {test['p_value']:.2g}",
+                "[red]drifted[/red]" if check in flagged else "ok",
+            )
+        if found["data_quality"] or found["drift"]:
+            console.print(table)
+        for violation in found["violations"]:
+            for example in violation["examples"][:3]:
+                console.print(f"  {violation['constraint']} e.g.: {example[:120]!r}", highlight=False)
+    console.print(f"\nreport: {report['path']}", highlight=False)

@@ -1,0 +1,1 @@
+"""Model monitoring: baselines from training data, data quality and drift on captured traffic."""

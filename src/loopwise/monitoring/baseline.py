@@ -1,0 +1,211 @@
+"""Baselines: what training data and the model's answers on it look like, and the constraints that traffic
+is checked against.
+
+A baseline is a folder: ``statistics.json`` (text lengths, empty / garbled / out-of-vocabulary rates,
+predicted classes, confidences), ``constraints.json`` (suggested from the statistics; edit it to tighten
+or loosen a check), ``vocabulary.json`` and ``embeddings.npy`` (a reference sample of the model's sentence
+embeddings, where the model has them).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from loopwise.errors import DataFormatError
+from loopwise.evaluation._files import write_bytes_atomic, write_text_atomic
+from loopwise.monitoring.text import features, oov_rate, vocabulary
+
+STATISTICS, CONSTRAINTS, VOCABULARY, EMBEDDINGS = (
+    "statistics.json",
+    "constraints.json",
+    "vocabulary.json",
+    "embeddings.npy",
+)
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+#: confidence histograms: ten bins over [0, 1]
+CONFIDENCE_EDGES = np.linspace(0.0, 1.0, 11)
+
+
+@dataclass
+class Baseline:
+    statistics: dict[str, Any]
+    constraints: dict[str, Any]
+    vocabulary: frozenset[str]
+    #: the reference sample of sentence embeddings (None when the model has none)
+    embeddings: np.ndarray | None
+    directory: Path
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.statistics["predictions"]["labels"])
+
+    def sample(self, name: str) -> np.ndarray:
+        """A reference sample kept in the statistics (``confidence`` or ``chars``)."""
+        return np.asarray(self.statistics["samples"][name], dtype=np.float64)
+
+
+def summarize(values: np.ndarray) -> dict[str, Any]:
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) == 0:
+        return {"count": 0}
+    return {
+        "count": len(values),
+        "mean": float(values.mean()),
+        "min": float(values.min()),
+        "max": float(values.max()),
+        "quantiles": {f"p{round(q * 100):02d}": float(np.quantile(values, q)) for q in QUANTILES},
+    }
+
+
+def compute(
+    texts: Sequence[str],
+    proba: np.ndarray,
+    labels: Sequence[str],
+    embeddings: np.ndarray | None,
+    *,
+    source: dict[str, Any],
+    reference_size: int = 1000,
+    seed: int = 0,
+) -> tuple[dict[str, Any], dict[str, Any], list[str], np.ndarray | None]:
+    """Statistics, suggested constraints, vocabulary and the embedding reference of ``texts`` with the
+    model's ``proba`` (and ``embeddings``) on them."""
+    if len(texts) < 20:
+        raise DataFormatError(f"a baseline needs at least 20 texts; got {len(texts)}")
+    rng = np.random.default_rng(seed)
+    measured = features(texts)
+    # the vocabulary comes from 80% of the texts and the reference out-of-vocabulary rate from the rest,
+    # so that the rate is what unseen text of the same kind shows
+    order = rng.permutation(len(texts))
+    cut = int(len(texts) * 0.8)
+    vocab = vocabulary(texts[i] for i in order[:cut])
+    reference_oov = oov_rate((texts[i] for i in order[cut:]), frozenset(vocab))
+    predicted = proba.argmax(axis=1)
+    confidence = proba.max(axis=1)
+    counts = np.bincount(predicted, minlength=len(labels))
+    keep = np.sort(rng.choice(len(texts), size=min(reference_size, len(texts)), replace=False))
+    chars = summarize(measured.chars)
+    statistics = {
+        "source": source,
+        "count": len(texts),
+        "text": {
+            "chars": chars,
+            "words": summarize(measured.words),
+            "empty_rate": float(measured.empty.mean()),
+            "garbled_rate": float(measured.garbled.mean()),
+            "oov_rate": reference_oov,
+        },
+        "predictions": {
+            "labels": list(labels),
+            "class_counts": {label: int(n) for label, n in zip(labels, counts, strict=True)},
+            "class_distribution": {
+                label: float(n / len(texts)) for label, n in zip(labels, counts, strict=True)
+            },
+            "confidence": summarize(confidence),
+            "confidence_histogram": np.histogram(confidence, CONFIDENCE_EDGES)[0].tolist(),
+        },
+        "embeddings": None
+        if embeddings is None
+        else {"count": len(keep), "dimension": int(embeddings.shape[1]), "file": EMBEDDINGS},
+        "samples": {
+            "confidence": confidence[keep].round(6).tolist(),
+            "chars": measured.chars[keep].tolist(),
+        },
+    }
+    constraints = {
+        "min_records": 50,
+        "alpha": 0.01,
+        "data_quality": {
+            "empty_rate": {"max": round(max(0.01, 2 * float(measured.empty.mean())), 4)},
+            "garbled_rate": {"max": round(max(0.02, 2 * float(measured.garbled.mean())), 4)},
+            "oov_rate": {"max": round(min(1.0, max(0.05, 2 * reference_oov)), 4)},
+            "length": {
+                "min_chars": int(chars["quantiles"]["p01"]),
+                "max_chars": int(np.ceil(chars["quantiles"]["p99"] * 1.25)),
+                "max_outside_rate": 0.05,
+            },
+        },
+        "drift": {
+            "embeddings": {"max_p_value": 0.01},
+            "predicted_class": {"max_p_value": 0.01, "max_psi": 0.2},
+            "confidence": {"max_p_value": 0.01},
+            "length": {"max_p_value": 0.01},
+        },
+    }
+    reference = None if embeddings is None else np.asarray(embeddings[keep], dtype=np.float32)
+    return statistics, constraints, vocab, reference
+
+
+def save(
+    directory: Path,
+    statistics: dict[str, Any],
+    constraints: dict[str, Any],
+    vocab: list[str],
+    embeddings: np.ndarray | None,
+) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    if embeddings is not None:
+        import io
+
+        buffer = io.BytesIO()
+        np.save(buffer, embeddings)
+        write_bytes_atomic(directory / EMBEDDINGS, buffer.getvalue())
+    write_text_atomic(directory / VOCABULARY, json.dumps(vocab))
+    write_text_atomic(directory / CONSTRAINTS, json.dumps(constraints, indent=2) + "\n")
+    write_text_atomic(directory / STATISTICS, json.dumps(statistics, indent=2) + "\n")
+    return directory
+
+
+def load(directory: Path) -> Baseline:
+    """The baseline in ``directory``; :class:`DataFormatError` naming the file when one is missing or
+    not valid (an edited ``constraints.json`` included)."""
+    documents = {}
+    for name in (STATISTICS, CONSTRAINTS, VOCABULARY):
+        path = directory / name
+        try:
+            documents[name] = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DataFormatError(f"{path} is missing: make the baseline again") from None
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(f"{path} is not valid JSON (line {exc.lineno}): {exc.msg}") from None
+    check_constraints(documents[CONSTRAINTS], directory / CONSTRAINTS)
+    embeddings = np.load(directory / EMBEDDINGS) if (directory / EMBEDDINGS).exists() else None
+    return Baseline(
+        documents[STATISTICS], documents[CONSTRAINTS], frozenset(documents[VOCABULARY]), embeddings, directory
+    )
+
+
+def check_constraints(constraints: Any, where: Path) -> None:
+    """Refuse an edited constraints file whose thresholds are missing or not numbers in range."""
+    problems = []
+    paths = [
+        ("min_records",),
+        ("alpha",),
+        ("data_quality", "empty_rate", "max"),
+        ("data_quality", "garbled_rate", "max"),
+        ("data_quality", "oov_rate", "max"),
+        ("data_quality", "length", "min_chars"),
+        ("data_quality", "length", "max_chars"),
+        ("data_quality", "length", "max_outside_rate"),
+        ("drift", "embeddings", "max_p_value"),
+        ("drift", "predicted_class", "max_p_value"),
+        ("drift", "predicted_class", "max_psi"),
+        ("drift", "confidence", "max_p_value"),
+        ("drift", "length", "max_p_value"),
+    ]
+    for path in paths:
+        value: Any = constraints
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        name = ".".join(path)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problems.append(f"{name} must be a number (got {value!r})")
+        elif value < 0 or (path[-1] in ("max", "alpha", "max_p_value", "max_outside_rate") and value > 1):
+            problems.append(f"{name} is out of range: {value}")
+    if problems:
+        raise DataFormatError(f"{where}: " + "; ".join(problems))

@@ -1,0 +1,170 @@
+"""Monitoring's services: make a baseline from a data set and a model, and check captured traffic of an
+endpoint against it (data quality and drift), per variant, into a JSON report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+
+from loopwise.errors import DataFormatError, NotFoundError
+from loopwise.evaluation._files import write_text_atomic
+from loopwise.monitoring import baseline as baselines
+from loopwise.monitoring.checks import Window, check_window
+from loopwise.registry.versions import check_name
+
+if TYPE_CHECKING:
+    from loopwise.storage import Store
+
+KINDS = ("data-quality", "drift")
+
+
+def baseline_dir(store: Store, name: str) -> Path:
+    return store.artifacts.path(f"monitoring/baselines/{check_name(name, 'baseline name')}")
+
+
+def create_baseline(
+    store: Store,
+    dataset_ref: str,
+    model_ref: str,
+    *,
+    name: str | None = None,
+    split: str = "train",
+    max_texts: int = 5000,
+    reference_size: int = 1000,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
+    """Statistics and suggested constraints of ``split`` of the data set with the model's answers, as a
+    baseline folder (replaced whole if it exists; a reader never sees half of one). Returns the folder."""
+    from loopwise import registry
+    from loopwise.data.splits import read_split
+    from loopwise.data.versions import parse_dataset_ref
+    from loopwise.serving.service import serving_dir
+    from loopwise.serving.worker import load_for_serving
+
+    dataset_name, dataset_version = parse_dataset_ref(dataset_ref)
+    with store.uow() as uow:
+        dataset = uow.datasets.get(dataset_name, dataset_version)
+        model = registry.resolve(uow, model_ref)
+    name = name or f"{model.name}-v{model.version}"
+    directory = baseline_dir(store, name)
+    texts, _ = read_split(dataset.split(split).uri)
+    if len(texts) > max_texts:
+        keep = np.sort(np.random.default_rng(0).choice(len(texts), max_texts, replace=False))
+        texts = [texts[i] for i in keep]
+    if progress:
+        progress(f"running {model.ref} on {len(texts)} texts of {dataset.ref} ({split})")
+    # the model as endpoints serve it (its ONNX export for transformers models): the same answers and
+    # sentence embeddings that capture records
+    classifier = load_for_serving(serving_dir(store, model))
+    proba, embeddings = classifier.predict_with_embeddings(texts)
+    source = {
+        "dataset": dataset.ref,
+        "split": split,
+        "model": model.ref,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    statistics, constraints, vocab, reference = baselines.compute(
+        texts, proba, classifier.labels, embeddings, source=source, reference_size=reference_size
+    )
+    staging = directory.with_name(directory.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    baselines.save(staging, statistics, constraints, vocab, reference)
+    shutil.rmtree(directory, ignore_errors=True)
+    staging.rename(directory)
+    return directory
+
+
+def load_baseline(store: Store, name: str) -> baselines.Baseline:
+    directory = baseline_dir(store, name)
+    if not directory.is_dir():
+        raise NotFoundError(
+            f"no baseline {name!r}; make one with "
+            f"`loopwise monitor baseline --dataset D --model M --name {name}`"
+        )
+    return baselines.load(directory)
+
+
+def run_monitor(
+    store: Store,
+    endpoint: str,
+    baseline_name: str,
+    *,
+    hours: float = 1.0,
+    variant: str | None = None,
+    kinds: Sequence[str] = KINDS,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Check the endpoint's captured records of the last ``hours`` against the baseline, per variant;
+    the report is returned and written to ``monitoring/reports/<endpoint>/<time>.json``."""
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown:
+        raise DataFormatError(f"unknown monitoring type {', '.join(unknown)}: use {', '.join(KINDS)}")
+    baseline = load_baseline(store, baseline_name)
+    now = now or datetime.now(UTC)
+    since = now - timedelta(hours=hours)
+    by_variant: dict[str, list[dict[str, Any]]] = {}
+    skipped = 0
+    for record in read_records(store.artifacts.path("capture"), endpoint, since, now, variant):
+        if record is None:
+            skipped += 1
+        else:
+            by_variant.setdefault(record["variant"], []).append(record)
+    variants = {}
+    for name, records in sorted(by_variant.items()):
+        window = Window.from_records(records, baseline.labels)
+        variants[name] = check_window(baseline, window, records=len(records), kinds=kinds).to_dict()
+    report = {
+        "endpoint": endpoint,
+        "baseline": baseline_name,
+        "kinds": list(kinds),
+        "window": {"start": since.isoformat(timespec="seconds"), "end": now.isoformat(timespec="seconds")},
+        "skipped_lines": skipped,
+        "variants": variants,
+        "message": "" if variants else f"no captured records of {endpoint} in the window",
+    }
+    path = store.artifacts.path(f"monitoring/reports/{endpoint}/{now:%Y%m%dT%H%M%S}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(report, indent=2, default=float) + "\n")
+    report["path"] = str(path)
+    return report
+
+
+def read_records(
+    root: Path, endpoint: str, since: datetime, until: datetime, variant: str | None = None
+) -> Iterator[dict[str, Any] | None]:
+    """The captured records of ``endpoint`` between ``since`` and ``until`` (hour partitions outside are
+    not opened); None for each line that is not a valid record (skipped and counted by the caller, never
+    fatal)."""
+    base = Path(root) / endpoint
+    pattern = f"{variant}/*/*/*/*/*.jsonl" if variant else "*/*/*/*/*/*.jsonl"
+    first = since.replace(minute=0, second=0, microsecond=0)
+    for path in sorted(base.glob(pattern)):
+        year, month, day, hour = path.parts[-5:-1]
+        try:
+            start = datetime(int(year), int(month), int(day), int(hour), tzinfo=UTC)
+        except ValueError:
+            continue  # not a partition of ours
+        if start < first or start > until:
+            continue
+        with path.open("rb") as lines:
+            for line in lines:
+                if not line.strip():
+                    continue
+                try:
+                    record = orjson.loads(line)
+                    at = datetime.fromisoformat(record["time"].replace("Z", "+00:00"))
+                    valid = isinstance(record["input"], list) and isinstance(record["probabilities"], list)
+                except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError):
+                    yield None
+                    continue
+                if not valid:
+                    yield None
+                elif since <= at <= until:
+                    yield record

@@ -1,0 +1,175 @@
+"""A baseline from a data set and a model, then captured traffic checked against it: in-distribution
+traffic passes, a garbled surge is caught with examples, a small window gets no verdict, corrupt capture
+lines are skipped and counted, and edited constraints are checked and used."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from loopwise.classifiers import TrainConfig
+from loopwise.config import Settings
+from loopwise.data.splits import read_split
+from loopwise.errors import DataFormatError, NotFoundError
+from loopwise.monitoring.service import create_baseline, load_baseline, run_monitor
+from loopwise.serving.capture import CaptureWriter
+from loopwise.serving.service import serving_dir
+from loopwise.serving.worker import load_for_serving
+from loopwise.storage import Store
+from loopwise.training.service import TrainRequest, train
+
+
+@pytest.fixture
+def monitored(sqlite_store: Store, import_small: Callable[[Store], str], tiny_bert_dir: Path) -> Store:
+    """``tiny:1`` (a tiny BERT trained on the small data set) and its baseline ``tiny-base``."""
+    dataset = import_small(sqlite_store)
+    config = TrainConfig(epochs=1, batch_size=8, max_seq_length=32)
+    request = TrainRequest(dataset=dataset, base_model=str(tiny_bert_dir), model_name="tiny", config=config)
+    assert train(sqlite_store, request, progress=False).model is not None
+    said: list[str] = []
+    create_baseline(sqlite_store, dataset, "tiny:1", name="tiny-base", progress=said.append)
+    assert said and "83 texts" in said[0]
+    return sqlite_store
+
+
+def _capture(store: Store, texts: list[str], variant: str = "A", model_ref: str = "tiny:1") -> None:
+    """Capture records of ``texts`` as the data plane writes them: the served model's answers and
+    embeddings (where it has them), one request per text."""
+    with store.uow() as uow:
+        from loopwise import registry
+
+        model = registry.resolve(uow, model_ref)
+    classifier = load_for_serving(serving_dir(store, model))
+    proba, embeddings = classifier.predict_with_embeddings(texts)
+    writer = CaptureWriter(store.artifacts.path("capture"))
+    for i, text in enumerate(texts):
+        writer.offer(
+            {
+                "inference_id": f"{variant}-{i}",
+                "endpoint": "reviews",
+                "variant": variant,
+                "model": model_ref,
+                "time": time.time(),
+                "latency_ms": 1.0,
+                "model_ms": 0.5,
+                "input": [text],
+                "labels": list(classifier.labels),
+                "probabilities": proba[i : i + 1],
+                "predicted_label": [classifier.labels[int(proba[i].argmax())]],
+                "embedding": None if embeddings is None else embeddings[i : i + 1],
+            }
+        )
+    writer.close()
+
+
+def _small_texts(store: Store) -> list[str]:
+    with store.uow() as uow:
+        dataset = uow.datasets.get("small", None)
+    return [t for split in ("train", "validation", "test") for t in read_split(dataset.split(split).uri)[0]]
+
+
+def test_the_baseline_describes_the_data_and_suggests_constraints(monitored: Store) -> None:
+    baseline = load_baseline(monitored, "tiny-base")
+    statistics = baseline.statistics
+    assert statistics["count"] == 83 and statistics["source"]["model"] == "tiny:1"
+    assert statistics["text"]["empty_rate"] == 0.0 and statistics["text"]["garbled_rate"] == 0.0
+    assert sum(statistics["predictions"]["class_counts"].values()) == 83
+    assert sum(statistics["predictions"]["confidence_histogram"]) == 83
+    assert baseline.embeddings is not None and baseline.embeddings.shape == (83, 32)
+    assert "item" in baseline.vocabulary
+    files = {p.name for p in baseline.directory.iterdir()}
+    assert files == {"statistics.json", "constraints.json", "vocabulary.json", "embeddings.npy"}
+    with pytest.raises(NotFoundError, match="loopwise monitor baseline"):
+        load_baseline(monitored, "nope")
+
+
+def test_in_distribution_traffic_passes_and_a_garbled_surge_is_caught(monitored: Store) -> None:
+    _capture(monitored, _small_texts(monitored)[:60], variant="A")
+    garbled = [f"#### {i} $$$ %% {i * 7} !!" if i % 2 else f"Ã©tÃ© {i} â€™â€™ ÃƒÂ" for i in range(60)]
+    _capture(monitored, garbled, variant="B")
+    report = run_monitor(monitored, "reviews", "tiny-base")
+
+    clean = report["variants"]["A"]
+    assert clean["texts"] == 60 and clean["status"] == "ok", clean["violations"]
+    assert set(clean["drift"]) == {"embeddings", "predicted_class", "confidence", "length"}
+
+    surge = report["variants"]["B"]
+    assert surge["status"] == "violations"
+    garbled_rate = next(v for v in surge["violations"] if v["constraint"] == "garbled_rate")
+    assert garbled_rate["observed"] == 1.0 and garbled_rate["threshold"] == 0.02
+    assert garbled_rate["p_value"] < 0.01 and garbled_rate["examples"][0] == garbled[0]
+    assert {"garbled_rate", "oov_rate"} <= {v["constraint"] for v in surge["violations"]}
+    assert any(v["check"] == "drift" for v in surge["violations"])
+    written = json.loads(Path(report["path"]).read_text())
+    assert written["variants"]["B"]["status"] == "violations"
+
+
+def test_a_small_window_gets_no_verdict_and_corrupt_lines_are_counted(monitored: Store) -> None:
+    _capture(monitored, ["#### $$$"] * 10, variant="A")
+    files = list(monitored.artifacts.path("capture/reviews/A").rglob("*.jsonl"))
+    with files[0].open("ab") as handle:
+        handle.write(b'{"not": "a record"}\n{broken json\n')
+    report = run_monitor(monitored, "reviews", "tiny-base")
+    assert report["skipped_lines"] == 2
+    small = report["variants"]["A"]
+    assert small["status"] == "too_few_records" and small["violations"] == []
+    assert "10 texts" in small["message"] and "min_records" in small["message"]
+    # the hour before the window is not read
+    earlier = run_monitor(monitored, "reviews", "tiny-base", now=datetime(2020, 1, 1, tzinfo=UTC))
+    assert earlier["variants"] == {} and "no captured records" in earlier["message"]
+
+
+def test_edited_constraints_are_checked_and_used(monitored: Store) -> None:
+    garbled = [f"#### {i} $$$ %%" for i in range(60)]
+    _capture(monitored, garbled, variant="A")
+    path = load_baseline(monitored, "tiny-base").directory / "constraints.json"
+    constraints = json.loads(path.read_text())
+    constraints["data_quality"]["garbled_rate"]["max"] = 1.0  # garbled traffic is expected here
+    path.write_text(json.dumps(constraints))
+    found = run_monitor(monitored, "reviews", "tiny-base", kinds=("data-quality",))["variants"]["A"]
+    assert "garbled_rate" not in {v["constraint"] for v in found["violations"]}
+    assert found["drift"] == {}  # only what was asked for
+
+    constraints["alpha"] = "high"
+    constraints["drift"]["confidence"]["max_p_value"] = 2
+    path.write_text(json.dumps(constraints))
+    with pytest.raises(DataFormatError) as refused:
+        run_monitor(monitored, "reviews", "tiny-base")
+    message = str(refused.value)
+    assert "constraints.json" in message and "alpha must be a number" in message
+    assert "drift.confidence.max_p_value is out of range: 2" in message
+    with pytest.raises(DataFormatError, match="unknown monitoring type quality"):
+        run_monitor(monitored, "reviews", "tiny-base", kinds=("quality",))
+    assert np.isfinite(constraints["min_records"])
+
+
+def test_the_monitor_commands_without_embeddings(
+    settings: Settings, import_small: Callable[[Store], str]
+) -> None:
+    """A TF-IDF model has no sentence embeddings: the baseline and checks go on without the MMD test."""
+    from cli.test_cli import run  # the command as users run it, as a process
+
+    store = Store.open(settings)
+    dataset = import_small(store)
+    train(store, TrainRequest(dataset=dataset, backend="tfidf", model_name="small-tfidf"), progress=False)
+    store.close()
+    made = run(settings.home, "monitor", "baseline", "--dataset", dataset, "--model", "small-tfidf:1")
+    assert "baseline written to" in made.stdout and "constraints.json" in made.stdout
+    store = Store.open(settings)
+    _capture(store, _small_texts(store)[:55] + ["#### $$$ 1234"] * 5, model_ref="small-tfidf:1")
+    store.close()
+    checked = run(settings.home, "monitor", "run", "reviews", "--baseline", "small-tfidf-v1", "--json")
+    report = json.loads(checked.stdout)
+    found = report["variants"]["A"]
+    assert found["texts"] == 60 and "embeddings" not in found["drift"]
+    assert found["data_quality"]["garbled_rate"]["count"] == 5
+    shown = run(settings.home, "monitor", "run", "reviews", "--baseline", "small-tfidf-v1").stdout
+    assert "60 records, 60 texts" in shown and "garbled_rate" in shown
+    missing = run(settings.home, "monitor", "run", "reviews", "--baseline", "nope", check=False)
+    assert missing.returncode != 0 and "loopwise monitor baseline" in missing.stderr
