@@ -173,3 +173,62 @@ def test_the_monitor_commands_without_embeddings(
     assert "60 records, 60 texts" in shown and "garbled_rate" in shown
     missing = run(settings.home, "monitor", "run", "reviews", "--baseline", "nope", check=False)
     assert missing.returncode != 0 and "loopwise monitor baseline" in missing.stderr
+
+
+def _labelled(store: Store) -> tuple[list[str], list[str]]:
+    with store.uow() as uow:
+        dataset = uow.datasets.get("small", None)
+    texts, labels = [], []
+    for split in ("train", "validation", "test"):
+        more_texts, more_labels = read_split(dataset.split(split).uri)
+        texts += more_texts
+        labels += more_labels
+    return texts, labels
+
+
+def test_model_quality_from_ground_truth_beside_the_estimate(monitored: Store) -> None:
+    from loopwise.serving.feedback import Feedback
+
+    statistics = load_baseline(monitored, "tiny-base").statistics
+    assert statistics["model_quality"]["n"] == 18 and statistics["source"]["held_out_split"] == "validation"
+    assert len(statistics["calibration"]["x"]) == len(statistics["calibration"]["y"]) >= 1
+    texts, labels = _labelled(monitored)
+    _capture(monitored, texts[:60], variant="A")
+    before = run_monitor(monitored, "reviews", "tiny-base", kinds=("model-quality",))["variants"]["A"]
+    quality = before["model_quality"]
+    assert quality["labelled"] == 0 and 0 < quality["estimated_accuracy"] <= 1 and "accuracy" not in quality
+
+    # ground truth for 55 of the captured inferences, one with a label the model does not know, and
+    # three for inferences that are not in the window
+    items = [Feedback(f"A-{i}", (labels[i],)) for i in range(54)]
+    items += [Feedback("A-54", ("no-such-class",))]
+    items += [Feedback(f"ghost-{i}", ("pos",)) for i in range(3)]
+    with monitored.uow() as uow:
+        uow.feedback.put("reviews", items)
+    report = run_monitor(monitored, "reviews", "tiny-base", kinds=("model-quality",))
+    assert report["ground_truth_outside_window"] == {
+        "count": 3,
+        "examples": ["ghost-0", "ghost-1", "ghost-2"],
+    }
+    quality = report["variants"]["A"]["model_quality"]
+    assert quality["labelled"] == 54 and quality["unknown_labels"] == 1
+
+    with monitored.uow() as uow:
+        from loopwise import registry
+
+        model = registry.resolve(uow, "tiny:1")
+    classifier = load_for_serving(serving_dir(monitored, model))
+    predicted = classifier.predict(texts[:54])
+    expected = float(np.mean(np.array(predicted) == np.array(labels[:54])))
+    assert quality["accuracy"] == pytest.approx(expected)
+    assert quality["estimate_error"] == pytest.approx(quality["estimate_on_labelled"] - expected)
+    assert set(quality["per_class_f1"]) == set(statistics["predictions"]["labels"])
+
+    path = load_baseline(monitored, "tiny-base").directory / "constraints.json"
+    constraints = json.loads(path.read_text())
+    constraints["model_quality"]["min_accuracy"] = 0.99  # stricter than this model can be
+    path.write_text(json.dumps(constraints))
+    strict = run_monitor(monitored, "reviews", "tiny-base", kinds=("model-quality",))["variants"]["A"]
+    accuracy = next(v for v in strict["violations"] if v["constraint"] == "accuracy")
+    assert accuracy["observed"] == pytest.approx(expected) and accuracy["threshold"] == 0.99
+    assert accuracy["p_value"] < 0.01

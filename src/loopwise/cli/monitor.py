@@ -48,13 +48,17 @@ def run(
     variant: Annotated[str | None, typer.Option(help="Only this variant (default: each).")] = None,
     kind: Annotated[
         list[str] | None,
-        typer.Option("--type", help="data-quality and/or drift (default: both); repeat for several."),
+        typer.Option(
+            "--type", help="data-quality, drift and/or model-quality (default: all); repeat for several."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Check an endpoint's captured records against a baseline now, per variant: constraint violations
-    (observed value, threshold, examples) and drift tests (MMD on embeddings, chi-square and PSI on
-    predicted classes, Kolmogorov-Smirnov on confidence and length). Writes the report as JSON."""
+    (observed value, threshold, examples), drift tests (MMD on embeddings, chi-square and PSI on
+    predicted classes, Kolmogorov-Smirnov on confidence and length) and model quality (accuracy and macro
+    F1 from ground truth posted as feedback, beside the accuracy estimated from calibrated confidences).
+    Writes the report as JSON."""
     from rich.table import Table
 
     from loopwise.monitoring.service import KINDS, run_monitor
@@ -70,6 +74,13 @@ def run(
         f"[bold]{endpoint}[/bold] against baseline {baseline_name}, {report['window']['start']} to "
         f"{report['window']['end']}; {report['skipped_lines']} unreadable capture line(s) skipped"
     )
+    outside = report["ground_truth_outside_window"]
+    if outside["count"]:
+        console.print(
+            f"{outside['count']} ground-truth label(s) for inference ids outside this window's captures, "
+            f"e.g. {', '.join(outside['examples'][:3])}",
+            highlight=False,
+        )
     if report["message"]:
         console.print(report["message"], highlight=False)
     for name, found in report["variants"].items():
@@ -98,7 +109,21 @@ def run(
                 f"p = {test['p_value']:.2g}",
                 "[red]drifted[/red]" if check in flagged else "ok",
             )
-        if found["data_quality"] or found["drift"]:
+        quality = found["model_quality"]
+        if quality:
+            truth = (
+                f"accuracy {quality['accuracy']:.1%}, macro F1 {quality['macro_f1']:.3f} on "
+                f"{quality['labelled']} labelled texts (estimate's error {quality['estimate_error']:+.1%})"
+                if quality["labelled"]
+                else "no ground truth yet"
+            )
+            table.add_row(
+                "model quality",
+                f"estimated accuracy {quality['estimated_accuracy']:.1%}",
+                truth,
+                "[red]violated[/red]" if flagged & {"accuracy", "macro_f1", "estimated_accuracy"} else "ok",
+            )
+        if found["data_quality"] or found["drift"] or quality:
             console.print(table)
         for violation in found["violations"]:
             for example in violation["examples"][:3]:

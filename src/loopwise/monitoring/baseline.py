@@ -70,11 +70,14 @@ def compute(
     embeddings: np.ndarray | None,
     *,
     source: dict[str, Any],
+    evaluation: tuple[Sequence[str], np.ndarray] | None = None,
     reference_size: int = 1000,
     seed: int = 0,
 ) -> tuple[dict[str, Any], dict[str, Any], list[str], np.ndarray | None]:
     """Statistics, suggested constraints, vocabulary and the embedding reference of ``texts`` with the
-    model's ``proba`` (and ``embeddings``) on them."""
+    model's ``proba`` (and ``embeddings``) on them. ``evaluation``: the true labels and the model's
+    probabilities on held-out data (a validation split), for the model's quality and the calibration that
+    estimates accuracy from confidences while traffic has no ground truth yet."""
     if len(texts) < 20:
         raise DataFormatError(f"a baseline needs at least 20 texts; got {len(texts)}")
     rng = np.random.default_rng(seed)
@@ -137,8 +140,51 @@ def compute(
             "length": {"max_p_value": 0.01},
         },
     }
+    if evaluation is not None:
+        quality, calibration = _model_quality(evaluation[0], evaluation[1], labels)
+        statistics["model_quality"] = quality
+        statistics["calibration"] = calibration
+        constraints["model_quality"] = {
+            "min_accuracy": round(max(0.0, quality["accuracy"] - 0.05), 4),
+            "min_macro_f1": round(max(0.0, quality["macro_f1"] - 0.05), 4),
+        }
     reference = None if embeddings is None else np.asarray(embeddings[keep], dtype=np.float32)
     return statistics, constraints, vocab, reference
+
+
+def _model_quality(
+    truth: Sequence[str], proba: np.ndarray, labels: Sequence[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The model's figures on held-out data, and an isotonic map from top-class confidence to the chance
+    of being right (kept as its breakpoints), fitted on the same data."""
+    from sklearn.isotonic import IsotonicRegression
+
+    from loopwise.evaluation.metrics import classification_metrics
+
+    figures = classification_metrics(truth, proba, labels, bootstrap=0)
+    confidence = proba.max(axis=1)
+    correct = (np.array(labels)[proba.argmax(axis=1)] == np.array(truth)).astype(float)
+    isotonic = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(confidence, correct)
+    quality = {
+        "n": figures["n"],
+        "accuracy": figures["accuracy"],
+        "macro_f1": figures["macro_f1"],
+        "per_class_f1": {name: c["f1"] for name, c in figures["per_class"].items()},
+    }
+    calibration = {
+        "method": "isotonic",
+        "x": [float(v) for v in isotonic.X_thresholds_],
+        "y": [float(v) for v in isotonic.y_thresholds_],
+    }
+    return quality, calibration
+
+
+def calibrated(confidence: np.ndarray, calibration: dict[str, Any] | None) -> np.ndarray:
+    """The chance of being right for each top-class ``confidence`` (the confidence itself without a
+    calibration)."""
+    if not calibration or not calibration.get("x"):
+        return np.asarray(confidence, dtype=np.float64)
+    return np.interp(confidence, calibration["x"], calibration["y"])
 
 
 def save(
@@ -207,5 +253,11 @@ def check_constraints(constraints: Any, where: Path) -> None:
             problems.append(f"{name} must be a number (got {value!r})")
         elif value < 0 or (path[-1] in ("max", "alpha", "max_p_value", "max_outside_rate") and value > 1):
             problems.append(f"{name} is out of range: {value}")
+    quality = constraints.get("model_quality") if isinstance(constraints, dict) else None
+    if quality is not None:
+        for key in ("min_accuracy", "min_macro_f1"):
+            value = quality.get(key) if isinstance(quality, dict) else None
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                problems.append(f"model_quality.{key} must be a number from 0 to 1 (got {value!r})")
     if problems:
         raise DataFormatError(f"{where}: " + "; ".join(problems))

@@ -31,26 +31,41 @@ class Window:
     texts: list[str]
     proba: np.ndarray
     embeddings: np.ndarray | None
+    #: each text's inference id and its place in that inference (to join ground truth)
+    keys: list[tuple[str, int]] = field(default_factory=list)
 
     @classmethod
     def from_records(cls, records: Iterable[dict[str, Any]], labels: Sequence[str]) -> Window:
         texts: list[str] = []
         rows: list[list[float]] = []
         vectors: list[list[float]] = []
+        keys: list[tuple[str, int]] = []
         for record in records:
             order = [record["labels"].index(label) for label in labels]
             texts.extend(record["input"])
+            keys.extend((str(record.get("inference_id")), i) for i in range(len(record["input"])))
             rows.extend([p[i] for i in order] for p in record["probabilities"])
             if record.get("embedding") is not None:
                 vectors.extend(record["embedding"])
         proba = np.array(rows, dtype=np.float64).reshape(len(rows), len(labels))
         embeddings = np.array(vectors, dtype=np.float32) if len(vectors) == len(texts) and vectors else None
-        return cls(texts, proba, embeddings)
+        return cls(texts, proba, embeddings, keys)
+
+    def truth(self, ground_truth: dict[str, tuple[str, ...]]) -> tuple[np.ndarray, list[str]]:
+        """The positions of the texts with a true label in ``ground_truth`` (inference id -> one label
+        per text), and those labels."""
+        positions, labels = [], []
+        for position, (inference_id, index) in enumerate(self.keys):
+            given = ground_truth.get(inference_id)
+            if given is not None and index < len(given):
+                positions.append(position)
+                labels.append(given[index])
+        return np.array(positions, dtype=np.int64), labels
 
 
 @dataclass
 class Violation:
-    check: str  # "data_quality" or "drift"
+    check: str  # "data_quality", "drift" or "model_quality"
     constraint: str  # e.g. "empty_rate", "embeddings"
     observed: float
     threshold: float
@@ -67,6 +82,7 @@ class WindowReport:
     message: str
     data_quality: dict[str, Any] = field(default_factory=dict)
     drift: dict[str, Any] = field(default_factory=dict)
+    model_quality: dict[str, Any] = field(default_factory=dict)
     violations: list[Violation] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -74,7 +90,12 @@ class WindowReport:
 
 
 def check_window(
-    baseline: Baseline, window: Window, *, records: int, kinds: Sequence[str] = ("data-quality", "drift")
+    baseline: Baseline,
+    window: Window,
+    *,
+    records: int,
+    kinds: Sequence[str] = ("data-quality", "drift"),
+    ground_truth: dict[str, tuple[str, ...]] | None = None,
 ) -> WindowReport:
     constraints = baseline.constraints
     minimum = int(constraints["min_records"])
@@ -92,6 +113,8 @@ def check_window(
         _data_quality(baseline, window, report)
     if "drift" in kinds:
         _drift(baseline, window, report)
+    if "model-quality" in kinds:
+        _model_quality(baseline, window, report, ground_truth or {})
     report.status = "violations" if report.violations else "ok"
     report.message = (
         f"{len(report.violations)} violation(s): " + ", ".join(v.constraint for v in report.violations)
@@ -180,3 +203,76 @@ def _drift(baseline: Baseline, window: Window, report: WindowReport) -> None:
                     result.p_value,
                 )
             )
+
+
+def _model_quality(
+    baseline: Baseline, window: Window, report: WindowReport, ground_truth: dict[str, tuple[str, ...]]
+) -> None:
+    """Accuracy estimated from calibrated confidences (all texts), and where ground truth arrived, the
+    true figures with the estimate's error on the same texts."""
+    from loopwise.evaluation.metrics import classification_metrics
+    from loopwise.monitoring.baseline import calibrated
+
+    limits = baseline.constraints.get("model_quality")
+    alpha = float(baseline.constraints["alpha"])
+    minimum = int(baseline.constraints["min_records"])
+    chance = calibrated(window.proba.max(axis=1), baseline.statistics.get("calibration"))
+    found: dict[str, Any] = {"estimated_accuracy": float(chance.mean()), "labelled": 0}
+    report.model_quality = found
+    positions, truth = window.truth(ground_truth)
+    known = set(baseline.labels)
+    keep = [i for i, label in enumerate(truth) if label in known]
+    found["unknown_labels"] = len(truth) - len(keep)
+    positions, truth = positions[keep], [truth[i] for i in keep]
+    found["labelled"] = len(truth)
+    if truth:
+        figures = classification_metrics(truth, window.proba[positions], baseline.labels, bootstrap=0)
+        found.update(
+            accuracy=figures["accuracy"],
+            macro_f1=figures["macro_f1"],
+            per_class_f1={name: c["f1"] for name, c in figures["per_class"].items()},
+            estimate_on_labelled=float(chance[positions].mean()),
+        )
+        found["estimate_error"] = found["estimate_on_labelled"] - figures["accuracy"]
+    if limits is None:
+        found["message"] = "the baseline has no model quality (it was made without a validation split)"
+        return
+    if len(truth) >= minimum:
+        correct = round(found["accuracy"] * len(truth))
+        p_value = float(stats.binomtest(correct, len(truth), limits["min_accuracy"], "less").pvalue)
+        found["p_value"] = p_value
+        if found["accuracy"] < limits["min_accuracy"] and p_value <= alpha:
+            report.violations.append(
+                Violation(
+                    "model_quality",
+                    "accuracy",
+                    found["accuracy"],
+                    float(limits["min_accuracy"]),
+                    f"accuracy {found['accuracy']:.1%} on {len(truth)} labelled texts is below its minimum "
+                    f"{limits['min_accuracy']:.1%}",
+                    p_value,
+                )
+            )
+        if found["macro_f1"] < limits["min_macro_f1"]:
+            report.violations.append(
+                Violation(
+                    "model_quality",
+                    "macro_f1",
+                    found["macro_f1"],
+                    float(limits["min_macro_f1"]),
+                    f"macro F1 {found['macro_f1']:.3f} on {len(truth)} labelled texts is below its minimum "
+                    f"{limits['min_macro_f1']:.3f}",
+                )
+            )
+    elif found["estimated_accuracy"] < limits["min_accuracy"]:
+        report.violations.append(
+            Violation(
+                "model_quality",
+                "estimated_accuracy",
+                found["estimated_accuracy"],
+                float(limits["min_accuracy"]),
+                f"accuracy estimated from calibrated confidences, {found['estimated_accuracy']:.1%}, is "
+                f"below the minimum {limits['min_accuracy']:.1%} ({len(truth)} labelled texts so far, "
+                f"fewer than {minimum})",
+            )
+        )

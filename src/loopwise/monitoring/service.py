@@ -4,6 +4,7 @@ endpoint against it (data quality and drift), per variant, into a JSON report.""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,9 @@ from loopwise.registry.versions import check_name
 if TYPE_CHECKING:
     from loopwise.storage import Store
 
-KINDS = ("data-quality", "drift")
+log = logging.getLogger(__name__)
+
+KINDS = ("data-quality", "drift", "model-quality")
 
 
 def baseline_dir(store: Store, name: str) -> Path:
@@ -64,14 +67,29 @@ def create_baseline(
     # sentence embeddings that capture records
     classifier = load_for_serving(serving_dir(store, model))
     proba, embeddings = classifier.predict_with_embeddings(texts)
+    held_out = next(
+        (name for name in ("validation", "test") if name in dataset.splits and name != split), None
+    )
+    evaluation = None
+    if held_out is not None:
+        eval_texts, eval_labels = read_split(dataset.split(held_out).uri)
+        if eval_texts:
+            evaluation = (eval_labels, classifier.predict_proba(eval_texts))
     source = {
         "dataset": dataset.ref,
         "split": split,
+        "held_out_split": held_out,
         "model": model.ref,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     statistics, constraints, vocab, reference = baselines.compute(
-        texts, proba, classifier.labels, embeddings, source=source, reference_size=reference_size
+        texts,
+        proba,
+        classifier.labels,
+        embeddings,
+        source=source,
+        evaluation=evaluation,
+        reference_size=reference_size,
     )
     staging = directory.with_name(directory.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -110,22 +128,36 @@ def run_monitor(
     now = now or datetime.now(UTC)
     since = now - timedelta(hours=hours)
     by_variant: dict[str, list[dict[str, Any]]] = {}
-    skipped = 0
+    skipped = other_labels = 0
+    expected = set(baseline.labels)
     for record in read_records(store.artifacts.path("capture"), endpoint, since, now, variant):
         if record is None:
             skipped += 1
+        elif not expected <= set(record["labels"]):
+            other_labels += 1  # a model with other classes than the baseline's: not comparable
         else:
             by_variant.setdefault(record["variant"], []).append(record)
+    ground_truth = _ground_truth(store, endpoint) if "model-quality" in kinds else {}
     variants = {}
+    matched: set[str] = set()
     for name, records in sorted(by_variant.items()):
         window = Window.from_records(records, baseline.labels)
-        variants[name] = check_window(baseline, window, records=len(records), kinds=kinds).to_dict()
+        matched.update(str(record.get("inference_id")) for record in records)
+        found = check_window(baseline, window, records=len(records), kinds=kinds, ground_truth=ground_truth)
+        variants[name] = found.to_dict()
+    unmatched = sorted(set(ground_truth) - matched)
+    if other_labels:
+        log.warning("%d captured records of %s have other labels than the baseline's", other_labels, endpoint)
     report = {
         "endpoint": endpoint,
         "baseline": baseline_name,
         "kinds": list(kinds),
         "window": {"start": since.isoformat(timespec="seconds"), "end": now.isoformat(timespec="seconds")},
         "skipped_lines": skipped,
+        "records_with_other_labels": other_labels,
+        # ground truth whose inference id is in no captured record of the window: older traffic, an
+        # uncaptured request, or an id the endpoint never gave
+        "ground_truth_outside_window": {"count": len(unmatched), "examples": unmatched[:5]},
         "variants": variants,
         "message": "" if variants else f"no captured records of {endpoint} in the window",
     }
@@ -134,6 +166,13 @@ def run_monitor(
     write_text_atomic(path, json.dumps(report, indent=2, default=float) + "\n")
     report["path"] = str(path)
     return report
+
+
+def _ground_truth(store: Store, endpoint: str) -> dict[str, tuple[str, ...]]:
+    """The true labels posted for the endpoint's inferences (feedback, later human review)."""
+    with store.uow() as uow:
+        items = uow.feedback.for_endpoint(endpoint)
+    return {item.inference_id: item.labels for item in items if item.labels is not None}
 
 
 def read_records(
@@ -160,7 +199,13 @@ def read_records(
                 try:
                     record = orjson.loads(line)
                     at = datetime.fromisoformat(record["time"].replace("Z", "+00:00"))
-                    valid = isinstance(record["input"], list) and isinstance(record["probabilities"], list)
+                    valid = (
+                        isinstance(record["input"], list)
+                        and isinstance(record["labels"], list)
+                        and isinstance(record["probabilities"], list)
+                        and len(record["probabilities"]) == len(record["input"])
+                        and all(len(row) == len(record["labels"]) for row in record["probabilities"])
+                    )
                 except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError):
                     yield None
                     continue
