@@ -27,6 +27,7 @@ from loopwise.api.invocations import (
     read_body,
 )
 from loopwise.api.invocations import router as invocations
+from loopwise.monitoring.scheduling import MonitorScheduler
 from loopwise.serving.plane import DataPlane
 from loopwise.web.console import mount_console
 
@@ -38,17 +39,25 @@ MAX_BODY_BYTES = 6 * 1024 * 1024
 
 
 def create_app(
-    store: Store, *, max_body_bytes: int = MAX_BODY_BYTES, watch_s: float | None = None
+    store: Store,
+    *,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    watch_s: float | None = None,
+    monitor_interval_s: float = 5.0,
 ) -> FastAPI:
-    """The server's app over ``store``; its data plane starts with the app and stops with it."""
+    """The server's app over ``store``; its data plane and monitoring scheduler start with the app and
+    stop with it."""
     plane = DataPlane(store) if watch_s is None else DataPlane(store, watch_s=watch_s)
+    scheduler = MonitorScheduler(store, interval_s=monitor_interval_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await plane.start()
+        scheduler.start()
         try:
             yield
         finally:
+            await scheduler.close()
             await plane.close()
 
     app = FastAPI(title="loopwise", lifespan=lifespan)
@@ -152,6 +161,19 @@ def create_app(
         return Response(
             orjson.dumps({"events": events, "instances": instances}), media_type="application/json"
         )
+
+    @app.get("/api/v1/alerts")
+    async def alerts(endpoint: str | None = None, status: str | None = None, limit: int = 100) -> Response:
+        """Monitoring's alerts, newest first."""
+        with store.uow() as uow:
+            found = uow.monitoring.alerts(endpoint=endpoint, status=status, limit=max(1, min(limit, 1000)))
+        return Response(orjson.dumps([a.to_dict() for a in found]), media_type="application/json")
+
+    @app.get("/api/v1/monitoring/schedules")
+    async def schedules() -> Response:
+        with store.uow() as uow:
+            found = uow.monitoring.schedules()
+        return Response(orjson.dumps([s.to_dict() for s in found]), media_type="application/json")
 
     mount_console(app, store)
 

@@ -52,6 +52,9 @@ def run(
             "--type", help="data-quality, drift and/or model-quality (default: all); repeat for several."
         ),
     ] = None,
+    alerts: Annotated[
+        bool, typer.Option("--alerts/--no-alerts", help="Record an alert per violation (sent to webhooks).")
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Check an endpoint's captured records against a baseline now, per variant: constraint violations
@@ -61,12 +64,14 @@ def run(
     Writes the report as JSON."""
     from rich.table import Table
 
+    from loopwise.monitoring.scheduling import record_alerts
     from loopwise.monitoring.service import KINDS, run_monitor
 
     with open_store() as store:
         report = run_monitor(
             store, endpoint, baseline_name, hours=hours, variant=variant, kinds=tuple(kind or KINDS)
         )
+        report["alerts"] = [a.id for a in record_alerts(store, report)] if alerts else []
     if as_json:
         print_json(report)
         return
@@ -129,3 +134,118 @@ def run(
             for example in violation["examples"][:3]:
                 console.print(f"  {violation['constraint']} e.g.: {example[:120]!r}", highlight=False)
     console.print(f"\nreport: {report['path']}", highlight=False)
+
+
+schedule_app = typer.Typer(help="Monitoring on a schedule, run by `loopwise server`.")
+app.add_typer(schedule_app, name="schedule")
+webhook_app = typer.Typer(help="Where alerts are POSTed (at least once, retried with backoff).")
+app.add_typer(webhook_app, name="webhook")
+
+
+@schedule_app.command("create")
+def schedule_create(
+    endpoint: Annotated[str, typer.Argument(help="The endpoint whose captures are checked.")],
+    baseline_name: Annotated[str, typer.Option("--baseline", help="The baseline's name.")],
+    every: Annotated[str, typer.Option(help="How often: 30s, 15m, 1h, 1d.")] = "1h",
+    window: Annotated[
+        str | None, typer.Option(help="How far back each run looks (default: --every).")
+    ] = None,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option("--type", help="data-quality, drift and/or model-quality (default: all)."),
+    ] = None,
+    action: Annotated[
+        str | None, typer.Option(help="A named action for this schedule's alerts (e.g. retrain).")
+    ] = None,
+) -> None:
+    """Check ENDPOINT's captures against a baseline every EVERY, in the server's scheduler (first run at
+    once); every violation becomes an alert."""
+    from loopwise.monitoring.scheduling import create_schedule
+    from loopwise.monitoring.service import KINDS
+
+    with open_store() as store:
+        made = create_schedule(
+            store,
+            endpoint,
+            baseline_name,
+            every=every,
+            window=window,
+            kinds=tuple(kind or KINDS),
+            action=action,
+        )
+    console.print(
+        f"schedule {made.id}: {endpoint} against {baseline_name} every {made.every_s:g} s "
+        f"({', '.join(made.kinds)}), run by `loopwise server`",
+        highlight=False,
+    )
+
+
+@schedule_app.command("list")
+def schedule_list(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """Every monitoring schedule with its next and last run."""
+    with open_store() as store, store.uow() as uow:
+        found = uow.monitoring.schedules()
+    if as_json:
+        print_json([s.to_dict() for s in found])
+        return
+    for s in found:
+        console.print(
+            f"{s.id}  {s.endpoint}  {s.baseline}  every {s.every_s:g} s  "
+            f"next {s.next_run_at:%Y-%m-%d %H:%M:%S}  last: {s.last_status or '-'}",
+            highlight=False,
+        )
+
+
+@schedule_app.command("delete")
+def schedule_delete(schedule_id: Annotated[int, typer.Argument(help="The schedule's number.")]) -> None:
+    """Stop a monitoring schedule (its alerts stay)."""
+    with open_store() as store, store.uow() as uow:
+        uow.monitoring.delete_schedule(schedule_id)
+    console.print(f"schedule {schedule_id} deleted")
+
+
+@app.command("alerts")
+def alerts_list(
+    endpoint: Annotated[str | None, typer.Option(help="Only this endpoint's.")] = None,
+    status: Annotated[str | None, typer.Option(help="open, acknowledged or resolved.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many, newest first.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Monitoring's alerts, newest first."""
+    with open_store() as store, store.uow() as uow:
+        found = uow.monitoring.alerts(endpoint=endpoint, status=status, limit=limit)
+    if as_json:
+        print_json([a.to_dict() for a in found])
+        return
+    for a in found:
+        console.print(
+            f"{a.id}  {a.created_at:%Y-%m-%d %H:%M:%S}  {a.endpoint}/{a.variant or '-'}  [{a.status}]  "
+            f"{a.message}",
+            highlight=False,
+        )
+
+
+@webhook_app.command("add")
+def webhook_add(url: Annotated[str, typer.Argument(help="An http:// or https:// URL.")]) -> None:
+    """POST every new alert to URL (JSON; header X-Loopwise-Alert-Id)."""
+    from loopwise.monitoring.scheduling import add_webhook
+
+    with open_store() as store:
+        hook = add_webhook(store, url)
+    console.print(f"webhook {hook.id}: {hook.url}", highlight=False)
+
+
+@webhook_app.command("list")
+def webhook_list() -> None:
+    """The webhooks alerts go to."""
+    with open_store() as store, store.uow() as uow:
+        for hook in uow.monitoring.webhooks():
+            console.print(f"{hook.id}  {hook.url}", highlight=False)
+
+
+@webhook_app.command("delete")
+def webhook_delete(webhook_id: Annotated[int, typer.Argument(help="The webhook's number.")]) -> None:
+    """Stop sending alerts to a webhook."""
+    with open_store() as store, store.uow() as uow:
+        uow.monitoring.delete_webhook(webhook_id)
+    console.print(f"webhook {webhook_id} deleted")

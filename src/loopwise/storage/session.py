@@ -18,6 +18,7 @@ from loopwise.storage.repositories import (
     EvaluationRepository,
     FeedbackRepository,
     ModelRepository,
+    MonitoringRepository,
     RolloutRepository,
     RunRepository,
     TuningJobRepository,
@@ -39,6 +40,7 @@ class UnitOfWork:
     feedback: FeedbackRepository
     rollouts: RolloutRepository
     bandits: BanditRepository
+    monitoring: MonitoringRepository
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._factory = session_factory
@@ -61,6 +63,7 @@ class UnitOfWork:
         self.feedback = FeedbackRepository(self._session)
         self.rollouts = RolloutRepository(self._session)
         self.bandits = BanditRepository(self._session)
+        self.monitoring = MonitoringRepository(self._session)
         return self
 
     def __exit__(

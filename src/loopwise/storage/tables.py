@@ -241,3 +241,69 @@ class BanditArmRow(Base):
     rewards: Mapped[float] = mapped_column(Float, default=0.0)
     pulls: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class MonitoringScheduleRow(Base):
+    """A recurring check of an endpoint's captures against a baseline."""
+
+    __tablename__ = "monitoring_schedules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(63), index=True)
+    baseline: Mapped[str] = mapped_column(String(128))
+    kinds: Mapped[list[str]] = mapped_column(JSON)
+    every_s: Mapped[float] = mapped_column(Float)
+    window_s: Mapped[float] = mapped_column(Float)
+    action: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    next_run_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_status: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AlertRow(Base):
+    """A violation found by a monitoring run."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(63), index=True)
+    variant: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    check: Mapped[str] = mapped_column(String(32))
+    constraint: Mapped[str] = mapped_column(String(63))
+    observed: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    message: Mapped[str] = mapped_column(Text)
+    p_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    schedule_id: Mapped[int | None] = mapped_column(
+        ForeignKey("monitoring_schedules.id", ondelete="SET NULL"), nullable=True
+    )
+    report: Mapped[str | None] = mapped_column(Text, nullable=True)
+    action: Mapped[str | None] = mapped_column(String(63), nullable=True, index=True)
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class WebhookRow(Base):
+    """Where alerts are POSTed."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(Text, unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AlertDeliveryRow(Base):
+    """One alert to one webhook, until a 2xx answer (the outbox of at-least-once delivery)."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (UniqueConstraint("alert_id", "webhook_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)

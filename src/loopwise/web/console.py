@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -62,6 +62,16 @@ def mount_console(app: FastAPI, store: Store) -> None:
             "charts": CHARTS,
         }
         return templates.TemplateResponse(request, "endpoint.html", context)
+
+    @router.get("/alerts", response_class=HTMLResponse)
+    async def alerts(request: Request, endpoint: str | None = None, status: str | None = None) -> Response:
+        def read() -> tuple[list[Any], list[Any]]:
+            with store.uow() as uow:
+                return uow.monitoring.alerts(endpoint=endpoint, status=status), uow.monitoring.schedules()
+
+        found, schedules = await asyncio.to_thread(read)
+        context = {"alerts": found, "schedules": schedules, "endpoint": endpoint, "status": status}
+        return templates.TemplateResponse(request, "alerts.html", context)
 
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -9,6 +9,7 @@ from loopwise.storage.repositories.endpoints import EndpointRepository
 from loopwise.storage.repositories.evaluations import EvaluationRepository
 from loopwise.storage.repositories.feedback import FeedbackRepository
 from loopwise.storage.repositories.models import ModelRepository
+from loopwise.storage.repositories.monitoring import MonitoringRepository
 from loopwise.storage.repositories.rollouts import RolloutRepository
 from loopwise.storage.repositories.runs import RunRepository
 from loopwise.storage.repositories.tuning import TuningJobRepository
@@ -20,6 +21,7 @@ __all__ = [
     "EvaluationRepository",
     "FeedbackRepository",
     "ModelRepository",
+    "MonitoringRepository",
     "RolloutRepository",
     "RunRepository",
     "TuningJobRepository",

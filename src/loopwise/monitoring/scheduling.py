@@ -1,0 +1,198 @@
+"""Monitoring on a schedule, alerts from violations, and their delivery to webhooks.
+
+The server's scheduler (:class:`MonitorScheduler`) calls :func:`run_due` and :func:`deliver_due` every few
+seconds; both are plain functions over the store, so the CLI and tests call them too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from loopwise.errors import DataFormatError
+from loopwise.monitoring.alerts import Alert, Schedule, Webhook, parse_every
+from loopwise.monitoring.service import KINDS, load_baseline, run_monitor
+
+if TYPE_CHECKING:
+    from loopwise.storage import Store
+
+log = logging.getLogger(__name__)
+
+
+def create_schedule(
+    store: Store,
+    endpoint: str,
+    baseline: str,
+    *,
+    every: str,
+    window: str | None = None,
+    kinds: Sequence[str] = KINDS,
+    action: str | None = None,
+    now: datetime | None = None,
+) -> Schedule:
+    """Check ``endpoint``'s captures of the last ``window`` (default: ``every``) against ``baseline``
+    every ``every`` (``30s``, ``15m``, ``1h``, ``1d``), first at once. Everything is checked first."""
+    every_s = parse_every(every)
+    window_s = parse_every(window) if window else every_s
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown or not kinds:
+        raise DataFormatError(
+            f"unknown monitoring type {', '.join(unknown) or '(none)'}: use {', '.join(KINDS)}"
+        )
+    load_baseline(store, baseline)  # it must exist, and its constraints be valid
+    with store.uow() as uow:
+        uow.endpoints.get(endpoint)  # the endpoint must exist
+        return uow.monitoring.add_schedule(
+            endpoint, baseline, kinds, every_s, window_s, action, now or datetime.now(UTC)
+        )
+
+
+def record_alerts(
+    store: Store, report: dict[str, Any], *, schedule_id: int | None = None, action: str | None = None
+) -> list[Alert]:
+    """One alert per violation of a :func:`~loopwise.monitoring.service.run_monitor` report, each queued
+    for every webhook."""
+    fields = [
+        {
+            "endpoint": report["endpoint"],
+            "variant": variant,
+            "check": violation["check"],
+            "constraint": violation["constraint"],
+            "observed": float(violation["observed"]),
+            "threshold": float(violation["threshold"]),
+            "message": violation["message"],
+            "p_value": violation["p_value"],
+            "schedule_id": schedule_id,
+            "report": report.get("path"),
+            "action": action,
+        }
+        for variant, found in report["variants"].items()
+        for violation in found["violations"]
+    ]
+    if not fields:
+        return []
+    with store.uow() as uow:
+        return uow.monitoring.add_alerts(fields)
+
+
+def run_due(store: Store, *, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Run every schedule due at ``now``; a failing run is recorded on its schedule and does not stop
+    the others. Returns what each run found."""
+    now = now or datetime.now(UTC)
+    with store.uow() as uow:
+        due = uow.monitoring.claim_due(now)
+    outcomes = []
+    for schedule in due:
+        try:
+            report = run_monitor(
+                store,
+                schedule.endpoint,
+                schedule.baseline,
+                hours=schedule.window_s / 3600,
+                kinds=schedule.kinds,
+            )
+            alerts = record_alerts(store, report, schedule_id=schedule.id, action=schedule.action)
+            status = f"ok: {len(alerts)} alert(s), {len(report['variants'])} variant(s)"
+            outcomes.append({"schedule": schedule.id, "alerts": len(alerts), "report": report["path"]})
+        except Exception as exc:
+            log.exception("monitoring schedule %s failed", schedule.id)
+            status = f"failed: {type(exc).__name__}: {exc}"
+            outcomes.append({"schedule": schedule.id, "error": status})
+        with store.uow() as uow:
+            uow.monitoring.finish_schedule(schedule.id, now, status)
+    return outcomes
+
+
+def add_webhook(store: Store, url: str) -> Webhook:
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise DataFormatError(f"webhook {url!r}: give an http:// or https:// URL")
+    with store.uow() as uow:
+        return uow.monitoring.add_webhook(url)
+
+
+Post = Callable[[str, dict[str, Any], dict[str, str]], int]
+
+
+def deliver_due(
+    store: Store, *, now: datetime | None = None, post: Post | None = None, timeout_s: float = 5.0
+) -> tuple[int, int]:
+    """POST every due delivery (JSON: the alert; header ``X-Loopwise-Alert-Id``, so that a receiver can
+    drop a repeat); a 2xx answer marks it delivered, anything else schedules a retry with backoff.
+    Returns (delivered, failed)."""
+    now = now or datetime.now(UTC)
+    post = post or _http_post(timeout_s)
+    with store.uow() as uow:
+        due = uow.monitoring.due_deliveries(now)
+    delivered = failed = 0
+    for delivery in due:
+        body = {"type": "loopwise.alert", "alert": _jsonable(delivery.alert.to_dict())}
+        headers = {"X-Loopwise-Alert-Id": str(delivery.alert.id)}
+        try:
+            status = post(delivery.webhook.url, body, headers)
+            error = None if 200 <= status < 300 else f"HTTP {status}"
+        except Exception as exc:  # a receiver that is down: try again later
+            error = f"{type(exc).__name__}: {exc}"
+        with store.uow() as uow:
+            if error is None:
+                uow.monitoring.delivered(delivery.id, now)
+                delivered += 1
+            else:
+                uow.monitoring.delivery_failed(delivery.id, now, error)
+                failed += 1
+    return delivered, failed
+
+
+def _http_post(timeout_s: float) -> Post:
+    import httpx
+
+    def post(url: str, body: dict[str, Any], headers: dict[str, str]) -> int:
+        return httpx.post(url, json=body, headers=headers, timeout=timeout_s).status_code
+
+    return post
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()}
+
+
+class MonitorScheduler:
+    """The server's background loop: due schedules, then due webhook deliveries, every ``interval_s``."""
+
+    def __init__(self, store: Store, interval_s: float = 5.0) -> None:
+        self.store = store
+        self.interval_s = interval_s
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run())
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+    async def _run(self) -> None:
+        while True:
+            for step in (run_due, deliver_due):
+                try:
+                    await asyncio.to_thread(step, self.store)
+                except Exception:
+                    log.exception("monitoring: %s failed; trying again", step.__name__)
+            await asyncio.sleep(self.interval_s)
+
+
+__all__ = [
+    "MonitorScheduler",
+    "add_webhook",
+    "create_schedule",
+    "deliver_due",
+    "record_alerts",
+    "run_due",
+]

@@ -1,0 +1,240 @@
+"""Monitoring: schedules, alerts, webhooks and the deliveries' outbox."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from loopwise.errors import NotFoundError
+from loopwise.monitoring.alerts import MAX_ATTEMPTS, Alert, Delivery, Schedule, Webhook, backoff_s
+from loopwise.storage.tables import (
+    AlertDeliveryRow,
+    AlertRow,
+    MonitoringScheduleRow,
+    WebhookRow,
+    utcnow,
+)
+
+
+class MonitoringRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    # --- schedules --------------------------------------------------------------------------------------
+
+    def add_schedule(
+        self,
+        endpoint: str,
+        baseline: str,
+        kinds: Sequence[str],
+        every_s: float,
+        window_s: float,
+        action: str | None,
+        first_run_at: datetime,
+    ) -> Schedule:
+        row = MonitoringScheduleRow(
+            endpoint=endpoint,
+            baseline=baseline,
+            kinds=list(kinds),
+            every_s=every_s,
+            window_s=window_s,
+            action=action,
+            next_run_at=first_run_at,
+        )
+        self.session.add(row)
+        self.session.flush()
+        return _schedule(row)
+
+    def schedules(self, endpoint: str | None = None) -> builtins.list[Schedule]:
+        query = select(MonitoringScheduleRow).order_by(MonitoringScheduleRow.id)
+        if endpoint is not None:
+            query = query.where(MonitoringScheduleRow.endpoint == endpoint)
+        return [_schedule(row) for row in self.session.scalars(query)]
+
+    def delete_schedule(self, schedule_id: int) -> None:
+        row = self.session.get(MonitoringScheduleRow, schedule_id)
+        if row is None:
+            raise NotFoundError(f"no monitoring schedule {schedule_id}; see `loopwise monitor schedule list`")
+        self.session.delete(row)
+        self.session.flush()
+
+    def claim_due(self, now: datetime) -> builtins.list[Schedule]:
+        """The schedules due at ``now``, each moved to its next run in the same statement that claims it,
+        so that of several servers sharing the database only one runs it."""
+        due = self.session.scalars(
+            select(MonitoringScheduleRow).where(MonitoringScheduleRow.next_run_at <= now)
+        ).all()
+        claimed = []
+        for row in due:
+            previous = row.next_run_at
+            moved = self.session.execute(
+                update(MonitoringScheduleRow)
+                .where(MonitoringScheduleRow.id == row.id, MonitoringScheduleRow.next_run_at == previous)
+                .values(next_run_at=now + timedelta(seconds=row.every_s))
+                .execution_options(synchronize_session=False)
+            )
+            if moved.rowcount == 1:  # type: ignore[attr-defined]
+                claimed.append(_schedule(row))
+        return claimed
+
+    def finish_schedule(self, schedule_id: int, at: datetime, status: str) -> None:
+        row = self.session.get(MonitoringScheduleRow, schedule_id)
+        if row is not None:
+            row.last_run_at = at
+            row.last_status = status[:2000]
+            self.session.flush()
+
+    # --- alerts and their deliveries --------------------------------------------------------------------
+
+    def add_alerts(self, alerts: Sequence[dict[str, Any]]) -> builtins.list[Alert]:
+        """Record alerts (fields of :class:`Alert` but id, status and time) and queue each for every
+        webhook, in the same transaction: an alert is never recorded without its deliveries."""
+        rows = [AlertRow(**fields, status="open") for fields in alerts]
+        self.session.add_all(rows)
+        self.session.flush()
+        now = utcnow()
+        hooks = self.session.scalars(select(WebhookRow)).all()
+        self.session.add_all(
+            AlertDeliveryRow(alert_id=row.id, webhook_id=hook.id, attempts=0, next_attempt_at=now)
+            for row in rows
+            for hook in hooks
+        )
+        self.session.flush()
+        return [_alert(row) for row in rows]
+
+    def alerts(
+        self,
+        endpoint: str | None = None,
+        status: str | None = None,
+        action: str | None = None,
+        limit: int = 100,
+    ) -> builtins.list[Alert]:
+        """The newest alerts first."""
+        query = select(AlertRow).order_by(AlertRow.id.desc()).limit(limit)
+        if endpoint is not None:
+            query = query.where(AlertRow.endpoint == endpoint)
+        if status is not None:
+            query = query.where(AlertRow.status == status)
+        if action is not None:
+            query = query.where(AlertRow.action == action)
+        return [_alert(row) for row in self.session.scalars(query)]
+
+    def set_alert_status(self, alert_id: int, status: str) -> Alert:
+        row = self.session.get(AlertRow, alert_id)
+        if row is None:
+            raise NotFoundError(f"no alert {alert_id}; see `loopwise monitor alerts`")
+        row.status = status
+        self.session.flush()
+        return _alert(row)
+
+    def due_deliveries(self, now: datetime, limit: int = 100) -> builtins.list[Delivery]:
+        query = (
+            select(AlertDeliveryRow, AlertRow, WebhookRow)
+            .join(AlertRow, AlertRow.id == AlertDeliveryRow.alert_id)
+            .join(WebhookRow, WebhookRow.id == AlertDeliveryRow.webhook_id)
+            .where(
+                AlertDeliveryRow.delivered_at.is_(None),
+                AlertDeliveryRow.next_attempt_at <= now,
+                AlertDeliveryRow.attempts < MAX_ATTEMPTS,
+            )
+            .order_by(AlertDeliveryRow.id)
+            .limit(limit)
+        )
+        return [
+            Delivery(
+                delivery.id, _alert(alert), Webhook(hook.id, hook.url, hook.created_at), delivery.attempts
+            )
+            for delivery, alert, hook in self.session.execute(query)
+        ]
+
+    def delivered(self, delivery_id: int, at: datetime) -> None:
+        row = self.session.get(AlertDeliveryRow, delivery_id)
+        if row is not None:
+            row.attempts += 1
+            row.delivered_at = at
+            self.session.flush()
+
+    def delivery_failed(self, delivery_id: int, at: datetime, error: str) -> None:
+        row = self.session.get(AlertDeliveryRow, delivery_id)
+        if row is not None:
+            row.attempts += 1
+            row.last_error = error[:2000]
+            row.next_attempt_at = at + timedelta(seconds=backoff_s(row.attempts))
+            self.session.flush()
+
+    def deliveries(self, alert_id: int) -> builtins.list[dict[str, Any]]:
+        rows = self.session.scalars(select(AlertDeliveryRow).where(AlertDeliveryRow.alert_id == alert_id))
+        return [
+            {
+                "webhook_id": row.webhook_id,
+                "attempts": row.attempts,
+                "delivered_at": row.delivered_at,
+                "last_error": row.last_error,
+            }
+            for row in rows
+        ]
+
+    # --- webhooks ---------------------------------------------------------------------------------------
+
+    def add_webhook(self, url: str) -> Webhook:
+        existing = self.session.scalar(select(WebhookRow).where(WebhookRow.url == url))
+        if existing is not None:
+            return _webhook(existing)
+        row = WebhookRow(url=url)
+        self.session.add(row)
+        self.session.flush()
+        return _webhook(row)
+
+    def webhooks(self) -> builtins.list[Webhook]:
+        return [_webhook(row) for row in self.session.scalars(select(WebhookRow).order_by(WebhookRow.id))]
+
+    def delete_webhook(self, webhook_id: int) -> None:
+        row = self.session.get(WebhookRow, webhook_id)
+        if row is None:
+            raise NotFoundError(f"no webhook {webhook_id}; see `loopwise monitor webhook list`")
+        self.session.delete(row)
+        self.session.flush()
+
+
+def _schedule(row: MonitoringScheduleRow) -> Schedule:
+    return Schedule(
+        row.id,
+        row.endpoint,
+        row.baseline,
+        tuple(row.kinds),
+        row.every_s,
+        row.window_s,
+        row.action,
+        row.next_run_at,
+        row.last_run_at,
+        row.last_status,
+        row.created_at,
+    )
+
+
+def _alert(row: AlertRow) -> Alert:
+    return Alert(
+        row.id,
+        row.endpoint,
+        row.variant,
+        row.check,
+        row.constraint,
+        row.observed,
+        row.threshold,
+        row.message,
+        row.p_value,
+        row.schedule_id,
+        row.report,
+        row.action,
+        row.status,
+        row.created_at,
+    )
+
+
+def _webhook(row: WebhookRow) -> Webhook:
+    return Webhook(row.id, row.url, row.created_at)
