@@ -17,6 +17,7 @@ from loopwise.classifiers import TrainConfig
 from loopwise.config import Settings
 from loopwise.data.splits import read_split
 from loopwise.errors import DataFormatError, NotFoundError
+from loopwise.monitoring.report import write_report
 from loopwise.monitoring.service import create_baseline, load_baseline, run_monitor
 from loopwise.serving.capture import CaptureWriter
 from loopwise.serving.service import serving_dir
@@ -108,6 +109,16 @@ def test_in_distribution_traffic_passes_and_a_garbled_surge_is_caught(monitored:
     assert any(v["check"] == "drift" for v in surge["violations"])
     written = json.loads(Path(report["path"]).read_text())
     assert written["variants"]["B"]["status"] == "violations"
+    histograms = surge["histograms"]["confidence"]
+    assert sum(histograms["window"]) == 60 and sum(histograms["baseline"]) == 83
+
+    page = write_report(monitored, "reviews")
+    html = page.read_text()
+    assert html.count("data:image/png;base64,") == 3  # drift over time, histograms, accuracy
+    assert "garbled_rate" in html and "Monitoring: reviews" in html
+    summary = json.loads((page.parent / "report.json").read_text())
+    assert summary["runs"] == 1 and set(summary["series"]) == {"A", "B"}
+    assert summary["series"]["B"][0]["drift"]["length"]["effect"] > 0
 
 
 def test_a_small_window_gets_no_verdict_and_corrupt_lines_are_counted(monitored: Store) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -134,6 +135,23 @@ def run(
             for example in violation["examples"][:3]:
                 console.print(f"  {violation['constraint']} e.g.: {example[:120]!r}", highlight=False)
     console.print(f"\nreport: {report['path']}", highlight=False)
+
+
+@app.command()
+def report(
+    endpoint: Annotated[str, typer.Argument(help="The endpoint whose checks are reported.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write (default: monitoring/reports/ENDPOINT/summary).")
+    ] = None,
+) -> None:
+    """One HTML page (and its JSON) of the endpoint's checks so far: drift statistics over time per
+    variant, the latest window's length and confidence histograms against the baseline, and accuracy over
+    time with the estimate from confidences beside it."""
+    from loopwise.monitoring.report import write_report
+
+    with open_store() as store:
+        page = write_report(store, endpoint, out)
+    console.print(f"report written to {page}", highlight=False)
 
 
 schedule_app = typer.Typer(help="Monitoring on a schedule, run by `loopwise server`.")

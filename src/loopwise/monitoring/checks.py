@@ -83,6 +83,8 @@ class WindowReport:
     data_quality: dict[str, Any] = field(default_factory=dict)
     drift: dict[str, Any] = field(default_factory=dict)
     model_quality: dict[str, Any] = field(default_factory=dict)
+    #: length and confidence histograms of the window beside the baseline's, on the same bins
+    histograms: dict[str, Any] = field(default_factory=dict)
     violations: list[Violation] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,7 +110,7 @@ def check_window(
             f"{n} texts in the window, fewer than the {minimum} a verdict needs (constraints.min_records): "
             "no drift or quality verdict",
         )
-    report = WindowReport(records, n, "ok", "")
+    report = WindowReport(records, n, "ok", "", histograms=_histograms(baseline, window))
     if "data-quality" in kinds:
         _data_quality(baseline, window, report)
     if "drift" in kinds:
@@ -276,3 +278,23 @@ def _model_quality(
                 f"fewer than {minimum})",
             )
         )
+
+
+def _histograms(baseline: Baseline, window: Window) -> dict[str, Any]:
+    from loopwise.monitoring.baseline import CONFIDENCE_EDGES
+
+    top = max(1, int(baseline.constraints["data_quality"]["length"]["max_chars"]))
+    chars_edges = np.append(np.linspace(0, top, 21), np.inf)  # the last bin: longer than the baseline's
+    chars = features(window.texts).chars
+    return {
+        "chars": {
+            "edges": [*chars_edges[:-1].tolist(), None],
+            "window": np.histogram(chars, chars_edges)[0].tolist(),
+            "baseline": np.histogram(baseline.sample("chars"), chars_edges)[0].tolist(),
+        },
+        "confidence": {
+            "edges": CONFIDENCE_EDGES.tolist(),
+            "window": np.histogram(window.proba.max(axis=1), CONFIDENCE_EDGES)[0].tolist(),
+            "baseline": list(baseline.statistics["predictions"]["confidence_histogram"]),
+        },
+    }
