@@ -73,6 +73,8 @@ def test_the_console_pages_and_the_endpoint_api(two_models: Store) -> None:
         missing = client.get("/console/endpoints/nope")
         assert missing.status_code == 404 and "nope" in missing.text and "<h1>Not found</h1>" in missing.text
         assert client.get("/api/v1/endpoints/nope").status_code == 404
+        wrong_method = client.get(URL)  # the invocations path answers POST only, with a JSON error
+        assert wrong_method.status_code == 405 and "POST" in wrong_method.json()["error"]["message"]
         script = client.get("/static/charts.js")
         assert script.status_code == 200 and "drawLineChart" in script.text
 
