@@ -165,14 +165,21 @@ def create_app(
     @app.get("/api/v1/alerts")
     async def alerts(endpoint: str | None = None, status: str | None = None, limit: int = 100) -> Response:
         """Monitoring's alerts, newest first."""
-        with store.uow() as uow:
-            found = uow.monitoring.alerts(endpoint=endpoint, status=status, limit=max(1, min(limit, 1000)))
+
+        def read() -> list[Any]:
+            with store.uow() as uow:
+                return uow.monitoring.alerts(endpoint=endpoint, status=status, limit=max(1, min(limit, 1000)))
+
+        found = await asyncio.to_thread(read)  # off the event loop the data plane shares
         return Response(orjson.dumps([a.to_dict() for a in found]), media_type="application/json")
 
     @app.get("/api/v1/monitoring/schedules")
     async def schedules() -> Response:
-        with store.uow() as uow:
-            found = uow.monitoring.schedules()
+        def read() -> list[Any]:
+            with store.uow() as uow:
+                return uow.monitoring.schedules()
+
+        found = await asyncio.to_thread(read)
         return Response(orjson.dumps([s.to_dict() for s in found]), media_type="application/json")
 
     mount_console(app, store)

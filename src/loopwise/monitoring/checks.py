@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from scipy import stats
 
 from loopwise.monitoring.baseline import Baseline
 from loopwise.monitoring.drift import TestResult, category_test, mmd_test, numeric_test
-from loopwise.monitoring.text import features, oov_rate
+from loopwise.monitoring.text import TextFeatures, features, oov_rate
 
 #: at most this many embeddings of a window go into the MMD test (a random sample beyond)
 MAX_WINDOW_EMBEDDINGS = 1000
@@ -61,6 +62,11 @@ class Window:
                 positions.append(position)
                 labels.append(given[index])
         return np.array(positions, dtype=np.int64), labels
+
+    @cached_property
+    def features(self) -> TextFeatures:
+        """The texts' measurements, made once for every check that needs them."""
+        return features(self.texts)
 
 
 @dataclass
@@ -129,7 +135,7 @@ def check_window(
 def _data_quality(baseline: Baseline, window: Window, report: WindowReport) -> None:
     limits = baseline.constraints["data_quality"]
     alpha = float(baseline.constraints["alpha"])
-    measured = features(window.texts)
+    measured = window.features
     length = limits["length"]
     outside = (measured.chars < length["min_chars"]) | (measured.chars > length["max_chars"])
     for name, flags, limit in (
@@ -186,7 +192,7 @@ def _drift(baseline: Baseline, window: Window, report: WindowReport) -> None:
     window_counts = np.bincount(window.proba.argmax(axis=1), minlength=len(baseline.labels)).tolist()
     tests["predicted_class"] = category_test(reference_counts, window_counts)
     tests["confidence"] = numeric_test(baseline.sample("confidence"), window.proba.max(axis=1))
-    tests["length"] = numeric_test(baseline.sample("chars"), features(window.texts).chars)
+    tests["length"] = numeric_test(baseline.sample("chars"), window.features.chars)
     for name, result in tests.items():
         report.drift[name] = result.to_dict()
         limit = limits[name]
@@ -285,7 +291,7 @@ def _histograms(baseline: Baseline, window: Window) -> dict[str, Any]:
 
     top = max(1, int(baseline.constraints["data_quality"]["length"]["max_chars"]))
     chars_edges = np.append(np.linspace(0, top, 21), np.inf)  # the last bin: longer than the baseline's
-    chars = features(window.texts).chars
+    chars = window.features.chars
     return {
         "chars": {
             "edges": [*chars_edges[:-1].tolist(), None],
