@@ -225,7 +225,7 @@ def schedule_delete(schedule_id: Annotated[int, typer.Argument(help="The schedul
 @app.command("alerts")
 def alerts_list(
     endpoint: Annotated[str | None, typer.Option(help="Only this endpoint's.")] = None,
-    status: Annotated[str | None, typer.Option(help="open, acknowledged or resolved.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only this status (alerts are open).")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many, newest first.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:

@@ -20,7 +20,6 @@ _EVERY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 #: webhook deliveries stop being retried after this many attempts (about 1.5 days of backoff)
 MAX_ATTEMPTS = 12
-ALERT_STATUSES = ("open", "acknowledged", "resolved")
 
 
 def parse_every(every: str) -> float:

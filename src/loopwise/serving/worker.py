@@ -57,9 +57,6 @@ class Batcher:
         self.busy = False  # the last model call answered more than one request
         self.timer: asyncio.Handle | None = None  # the next call, when one is planned
         self.delayed = False  # that call waits for more requests (under load)
-        #: how many model calls and requests there were (for tests and metrics)
-        self.calls = 0
-        self.requests = 0
 
     def submit(self, message: dict[str, Any], reply: Callable[[dict[str, Any]], None]) -> None:
         """Queue a request frame (``{"id", "texts", "embed"}``); its answer goes to ``reply``."""
@@ -117,8 +114,6 @@ class Batcher:
                 self._answer([request])
             return
         answered = time.perf_counter()
-        self.calls += 1
-        self.requests += len(batch)
         start = 0
         for request in batch:
             end = start + len(request.texts)

@@ -124,14 +124,6 @@ class MonitoringRepository:
             query = query.where(AlertRow.action == action)
         return [_alert(row) for row in self.session.scalars(query)]
 
-    def set_alert_status(self, alert_id: int, status: str) -> Alert:
-        row = self.session.get(AlertRow, alert_id)
-        if row is None:
-            raise NotFoundError(f"no alert {alert_id}; see `loopwise monitor alerts`")
-        row.status = status
-        self.session.flush()
-        return _alert(row)
-
     def due_deliveries(self, now: datetime, limit: int = 100) -> builtins.list[Delivery]:
         query = (
             select(AlertDeliveryRow, AlertRow, WebhookRow)
