@@ -21,7 +21,7 @@ import numpy as np
 from conftest import running_server
 from loopwise.classifiers import TrainConfig
 from loopwise.classifiers.onnx import OnnxClassifier
-from loopwise.serving.capture import read_captures
+from loopwise.serving.capture import read_captures, unpack_embeddings
 from loopwise.serving.config import parse_endpoint_config
 from loopwise.serving.service import create_endpoint, serving_dir, update_weights
 from loopwise.storage import Store
@@ -253,10 +253,12 @@ def test_an_onnx_variant_answers_what_the_exported_model_answers(
     )
     np.testing.assert_allclose(got, expected, atol=1e-6)
     # the capture holds each text's sentence embedding, for drift monitoring
+    # (packed as float16: three significant digits)
     (record,) = read_captures(sqlite_store.artifacts.path("capture"), "reviews")
-    embeddings = np.array(record["embedding"])
-    assert embeddings.shape == (3, 32)
-    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-4)
+    assert record["embedding"]["dtype"] == "float16" and record["embedding"]["shape"] == [3, 32]
+    embeddings = unpack_embeddings(record["embedding"])
+    assert embeddings is not None and embeddings.shape == (3, 32)
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=2e-3)
 
 
 def test_a_model_that_raises_fails_that_request_alone(flaky_model: Store) -> None:

@@ -8,9 +8,8 @@ A window with fewer than ``min_records`` texts is reported as such, with no verd
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -18,55 +17,7 @@ from scipy import stats
 
 from loopwise.monitoring.baseline import Baseline
 from loopwise.monitoring.drift import TestResult, category_test, mmd_test, numeric_test
-from loopwise.monitoring.text import TextFeatures, features, oov_rate
-
-#: at most this many embeddings of a window go into the MMD test (a random sample beyond)
-MAX_WINDOW_EMBEDDINGS = 1000
-EXAMPLES = 5
-
-
-@dataclass(frozen=True)
-class Window:
-    """The texts of a window of traffic with the model's answers (and embeddings, where captured)."""
-
-    texts: list[str]
-    proba: np.ndarray
-    embeddings: np.ndarray | None
-    #: each text's inference id and its place in that inference (to join ground truth)
-    keys: list[tuple[str, int]] = field(default_factory=list)
-
-    @classmethod
-    def from_records(cls, records: Iterable[dict[str, Any]], labels: Sequence[str]) -> Window:
-        texts: list[str] = []
-        rows: list[list[float]] = []
-        vectors: list[list[float]] = []
-        keys: list[tuple[str, int]] = []
-        for record in records:
-            order = [record["labels"].index(label) for label in labels]
-            texts.extend(record["input"])
-            keys.extend((str(record.get("inference_id")), i) for i in range(len(record["input"])))
-            rows.extend([p[i] for i in order] for p in record["probabilities"])
-            if record.get("embedding") is not None:
-                vectors.extend(record["embedding"])
-        proba = np.array(rows, dtype=np.float64).reshape(len(rows), len(labels))
-        embeddings = np.array(vectors, dtype=np.float32) if len(vectors) == len(texts) and vectors else None
-        return cls(texts, proba, embeddings, keys)
-
-    def truth(self, ground_truth: dict[str, tuple[str, ...]]) -> tuple[np.ndarray, list[str]]:
-        """The positions of the texts with a true label in ``ground_truth`` (inference id -> one label
-        per text), and those labels."""
-        positions, labels = [], []
-        for position, (inference_id, index) in enumerate(self.keys):
-            given = ground_truth.get(inference_id)
-            if given is not None and index < len(given):
-                positions.append(position)
-                labels.append(given[index])
-        return np.array(positions, dtype=np.int64), labels
-
-    @cached_property
-    def features(self) -> TextFeatures:
-        """The texts' measurements, made once for every check that needs them."""
-        return features(self.texts)
+from loopwise.monitoring.window import Window
 
 
 @dataclass
@@ -92,22 +43,22 @@ class WindowReport:
     #: length and confidence histograms of the window beside the baseline's, on the same bins
     histograms: dict[str, Any] = field(default_factory=dict)
     violations: list[Violation] = field(default_factory=list)
+    #: what could not be checked, and why
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def check_window(
-    baseline: Baseline,
-    window: Window,
-    *,
-    records: int,
-    kinds: Sequence[str] = ("data-quality", "drift"),
-    ground_truth: dict[str, tuple[str, ...]] | None = None,
+    baseline: Baseline, window: Window, *, kinds: Sequence[str] = ("data-quality", "drift")
 ) -> WindowReport:
+    """The window's checks of ``kinds`` against the baseline's constraints (model quality from the
+    ground truth the window was summarized with)."""
     constraints = baseline.constraints
     minimum = int(constraints["min_records"])
-    n = len(window.texts)
+    n = window.texts
+    records = window.records
     if n < minimum:
         return WindowReport(
             records,
@@ -122,7 +73,7 @@ def check_window(
     if "drift" in kinds:
         _drift(baseline, window, report)
     if "model-quality" in kinds:
-        _model_quality(baseline, window, report, ground_truth or {})
+        _model_quality(baseline, window, report)
     report.status = "violations" if report.violations else "ok"
     report.message = (
         f"{len(report.violations)} violation(s): " + ", ".join(v.constraint for v in report.violations)
@@ -135,34 +86,35 @@ def check_window(
 def _data_quality(baseline: Baseline, window: Window, report: WindowReport) -> None:
     limits = baseline.constraints["data_quality"]
     alpha = float(baseline.constraints["alpha"])
-    measured = window.features
-    length = limits["length"]
-    outside = (measured.chars < length["min_chars"]) | (measured.chars > length["max_chars"])
-    for name, flags, limit in (
-        ("empty_rate", measured.empty, limits["empty_rate"]["max"]),
-        ("garbled_rate", measured.garbled, limits["garbled_rate"]["max"]),
-        ("length_outside_rate", outside, length["max_outside_rate"]),
+    n = window.texts
+    for name, count, limit, examples in (
+        ("empty_rate", window.empty, limits["empty_rate"]["max"], []),
+        ("garbled_rate", window.garbled, limits["garbled_rate"]["max"], window.examples["garbled"]),
+        (
+            "length_outside_rate",
+            window.length_outside,
+            limits["length"]["max_outside_rate"],
+            window.examples["length_outside"],
+        ),
     ):
-        count = int(flags.sum())
-        rate = count / len(flags)
-        p_value = float(stats.binomtest(count, len(flags), min(float(limit), 1.0), "greater").pvalue)
+        rate = count / n
+        p_value = float(stats.binomtest(count, n, min(float(limit), 1.0), "greater").pvalue)
         report.data_quality[name] = {"observed": rate, "max": limit, "p_value": p_value, "count": count}
         if rate > limit and p_value <= alpha:
-            examples = [window.texts[i][:200] for i in np.flatnonzero(flags)[:EXAMPLES]]
             report.violations.append(
                 Violation(
                     "data_quality",
                     name,
                     rate,
                     float(limit),
-                    f"{name} {rate:.1%} is above its maximum {limit:.1%} ({count} of {len(flags)} texts)",
+                    f"{name} {rate:.1%} is above its maximum {limit:.1%} ({count} of {n} texts)",
                     p_value,
-                    examples,
+                    list(examples),
                 )
             )
-    observed_oov = oov_rate(window.texts, baseline.vocabulary)
+    observed_oov = window.oov_rate
     oov_limit = float(limits["oov_rate"]["max"])
-    report.data_quality["oov_rate"] = {"observed": observed_oov, "max": oov_limit}
+    report.data_quality["oov_rate"] = {"observed": observed_oov, "max": oov_limit, "words": window.words}
     if observed_oov > oov_limit:
         report.violations.append(
             Violation(
@@ -172,7 +124,7 @@ def _data_quality(baseline: Baseline, window: Window, report: WindowReport) -> N
                 oov_limit,
                 f"{observed_oov:.1%} of the words are outside the baseline's vocabulary "
                 f"(maximum {oov_limit:.1%})",
-                examples=window.texts[:EXAMPLES],
+                examples=list(window.examples["oov"]),
             )
         )
 
@@ -180,19 +132,21 @@ def _data_quality(baseline: Baseline, window: Window, report: WindowReport) -> N
 def _drift(baseline: Baseline, window: Window, report: WindowReport) -> None:
     limits = baseline.constraints["drift"]
     tests: dict[str, TestResult] = {}
-    if baseline.embeddings is not None and window.embeddings is not None:
-        sample = window.embeddings
-        if len(sample) > MAX_WINDOW_EMBEDDINGS:
-            pick = np.random.default_rng(0).choice(len(sample), MAX_WINDOW_EMBEDDINGS, replace=False)
-            sample = sample[pick]
-        tests["embeddings"] = mmd_test(baseline.embeddings, sample)
+    reference, sample = baseline.embeddings, window.embeddings
+    if reference is not None and sample is not None and len(sample) >= 2:
+        if sample.shape[1] != reference.shape[1]:
+            report.notes.append(
+                f"the window's embeddings have {sample.shape[1]} dimensions, the baseline's "
+                f"{reference.shape[1]}: another model's, not comparable"
+            )
+        else:
+            tests["embeddings"] = mmd_test(reference, sample)
     reference_counts = [
         baseline.statistics["predictions"]["class_counts"][label] for label in baseline.labels
     ]
-    window_counts = np.bincount(window.proba.argmax(axis=1), minlength=len(baseline.labels)).tolist()
-    tests["predicted_class"] = category_test(reference_counts, window_counts)
-    tests["confidence"] = numeric_test(baseline.sample("confidence"), window.proba.max(axis=1))
-    tests["length"] = numeric_test(baseline.sample("chars"), window.features.chars)
+    tests["predicted_class"] = category_test(reference_counts, window.class_counts.tolist())
+    tests["confidence"] = numeric_test(baseline.sample("confidence"), window.confidence)
+    tests["length"] = numeric_test(baseline.sample("chars"), window.chars)
     for name, result in tests.items():
         report.drift[name] = result.to_dict()
         limit = limits[name]
@@ -213,9 +167,7 @@ def _drift(baseline: Baseline, window: Window, report: WindowReport) -> None:
             )
 
 
-def _model_quality(
-    baseline: Baseline, window: Window, report: WindowReport, ground_truth: dict[str, tuple[str, ...]]
-) -> None:
+def _model_quality(baseline: Baseline, window: Window, report: WindowReport) -> None:
     """Accuracy estimated from calibrated confidences (all texts), and where ground truth arrived, the
     true figures with the estimate's error on the same texts."""
     from loopwise.evaluation.metrics import classification_metrics
@@ -224,22 +176,22 @@ def _model_quality(
     limits = baseline.constraints.get("model_quality")
     alpha = float(baseline.constraints["alpha"])
     minimum = int(baseline.constraints["min_records"])
-    chance = calibrated(window.proba.max(axis=1), baseline.statistics.get("calibration"))
-    found: dict[str, Any] = {"estimated_accuracy": float(chance.mean()), "labelled": 0}
+    calibration = baseline.statistics.get("calibration")
+    found: dict[str, Any] = {
+        "estimated_accuracy": float(calibrated(window.confidence, calibration).mean()),
+        "labelled": len(window.truth),
+        "unknown_labels": window.unknown_labels,
+    }
     report.model_quality = found
-    positions, truth = window.truth(ground_truth)
-    known = set(baseline.labels)
-    keep = [i for i, label in enumerate(truth) if label in known]
-    found["unknown_labels"] = len(truth) - len(keep)
-    positions, truth = positions[keep], [truth[i] for i in keep]
-    found["labelled"] = len(truth)
+    truth = window.truth
     if truth:
-        figures = classification_metrics(truth, window.proba[positions], baseline.labels, bootstrap=0)
+        figures = classification_metrics(truth, window.truth_proba, baseline.labels, bootstrap=0)
+        on_labelled = calibrated(window.truth_proba.max(axis=1), calibration)
         found.update(
             accuracy=figures["accuracy"],
             macro_f1=figures["macro_f1"],
             per_class_f1={name: c["f1"] for name, c in figures["per_class"].items()},
-            estimate_on_labelled=float(chance[positions].mean()),
+            estimate_on_labelled=float(on_labelled.mean()),
         )
         found["estimate_error"] = found["estimate_on_labelled"] - figures["accuracy"]
     if limits is None:
@@ -291,7 +243,7 @@ def _histograms(baseline: Baseline, window: Window) -> dict[str, Any]:
 
     top = max(1, int(baseline.constraints["data_quality"]["length"]["max_chars"]))
     chars_edges = np.append(np.linspace(0, top, 21), np.inf)  # the last bin: longer than the baseline's
-    chars = window.features.chars
+    chars = window.chars
     return {
         "chars": {
             "edges": [*chars_edges[:-1].tolist(), None],
@@ -300,7 +252,7 @@ def _histograms(baseline: Baseline, window: Window) -> dict[str, Any]:
         },
         "confidence": {
             "edges": CONFIDENCE_EDGES.tolist(),
-            "window": np.histogram(window.proba.max(axis=1), CONFIDENCE_EDGES)[0].tolist(),
+            "window": np.histogram(window.confidence, CONFIDENCE_EDGES)[0].tolist(),
             "baseline": list(baseline.statistics["predictions"]["confidence_histogram"]),
         },
     }

@@ -6,18 +6,19 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import orjson
 
 from loopwise.errors import DataFormatError, NotFoundError
 from loopwise.evaluation._files import write_text_atomic
 from loopwise.monitoring import baseline as baselines
-from loopwise.monitoring.checks import Window, check_window
+from loopwise.monitoring.checks import check_window
+from loopwise.monitoring.scan import scan
+from loopwise.monitoring.window import Context
 from loopwise.registry.versions import check_name
 
 if TYPE_CHECKING:
@@ -118,43 +119,44 @@ def run_monitor(
     variant: str | None = None,
     kinds: Sequence[str] = KINDS,
     now: datetime | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Check the endpoint's captured records of the last ``hours`` against the baseline, per variant;
-    the report is returned and written to ``monitoring/reports/<endpoint>/<time>.json``."""
+    the report is returned and written to ``monitoring/reports/<endpoint>/<time>.json``. ``workers``:
+    processes that read the capture files (see :func:`loopwise.monitoring.scan.scan`)."""
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown:
         raise DataFormatError(f"unknown monitoring type {', '.join(unknown)}: use {', '.join(KINDS)}")
     baseline = load_baseline(store, baseline_name)
     now = now or datetime.now(UTC)
     since = now - timedelta(hours=hours)
-    by_variant: dict[str, list[dict[str, Any]]] = {}
-    skipped = other_labels = 0
-    expected = set(baseline.labels)
-    for record in read_records(store.artifacts.path("capture"), endpoint, since, now, variant):
-        if record is None:
-            skipped += 1
-        elif not expected <= set(record["labels"]):
-            other_labels += 1  # a model with other classes than the baseline's: not comparable
-        else:
-            by_variant.setdefault(record["variant"], []).append(record)
     ground_truth = _ground_truth(store, endpoint) if "model-quality" in kinds else {}
+    found = scan(
+        store.artifacts.path("capture"),
+        endpoint,
+        since,
+        now,
+        Context.of(baseline, ground_truth),
+        variant=variant,
+        workers=workers,
+    )
     variants = {}
     matched: set[str] = set()
-    for name, records in sorted(by_variant.items()):
-        window = Window.from_records(records, baseline.labels)
-        matched.update(str(record.get("inference_id")) for record in records)
-        found = check_window(baseline, window, records=len(records), kinds=kinds, ground_truth=ground_truth)
-        variants[name] = found.to_dict()
+    for name, window in found.variants.items():
+        matched |= window.matched
+        variants[name] = check_window(baseline, window, kinds=kinds).to_dict()
     unmatched = sorted(set(ground_truth) - matched)
-    if other_labels:
-        log.warning("%d captured records of %s have other labels than the baseline's", other_labels, endpoint)
+    if found.other_labels:
+        log.warning(
+            "%d captured records of %s have other labels than the baseline's", found.other_labels, endpoint
+        )
     report = {
         "endpoint": endpoint,
         "baseline": baseline_name,
         "kinds": list(kinds),
         "window": {"start": since.isoformat(timespec="seconds"), "end": now.isoformat(timespec="seconds")},
-        "skipped_lines": skipped,
-        "records_with_other_labels": other_labels,
+        "skipped_lines": found.skipped_lines,
+        "records_with_other_labels": found.other_labels,
         # ground truth whose inference id is in no captured record of the window: older traffic, an
         # uncaptured request, or an id the endpoint never gave
         "ground_truth_outside_window": {"count": len(unmatched), "examples": unmatched[:5]},
@@ -173,43 +175,3 @@ def _ground_truth(store: Store, endpoint: str) -> dict[str, tuple[str, ...]]:
     with store.uow() as uow:
         items = uow.feedback.for_endpoint(endpoint)
     return {item.inference_id: item.labels for item in items if item.labels is not None}
-
-
-def read_records(
-    root: Path, endpoint: str, since: datetime, until: datetime, variant: str | None = None
-) -> Iterator[dict[str, Any] | None]:
-    """The captured records of ``endpoint`` between ``since`` and ``until`` (hour partitions outside are
-    not opened); None for each line that is not a valid record (skipped and counted by the caller, never
-    fatal)."""
-    base = Path(root) / endpoint
-    pattern = f"{variant}/*/*/*/*/*.jsonl" if variant else "*/*/*/*/*/*.jsonl"
-    first = since.replace(minute=0, second=0, microsecond=0)
-    for path in sorted(base.glob(pattern)):
-        year, month, day, hour = path.parts[-5:-1]
-        try:
-            start = datetime(int(year), int(month), int(day), int(hour), tzinfo=UTC)
-        except ValueError:
-            continue  # not a partition of ours
-        if start < first or start > until:
-            continue
-        with path.open("rb") as lines:
-            for line in lines:
-                if not line.strip():
-                    continue
-                try:
-                    record = orjson.loads(line)
-                    at = datetime.fromisoformat(record["time"].replace("Z", "+00:00"))
-                    valid = (
-                        isinstance(record["input"], list)
-                        and isinstance(record["labels"], list)
-                        and isinstance(record["probabilities"], list)
-                        and len(record["probabilities"]) == len(record["input"])
-                        and all(len(row) == len(record["labels"]) for row in record["probabilities"])
-                    )
-                except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError):
-                    yield None
-                    continue
-                if not valid:
-                    yield None
-                elif since <= at <= until:
-                    yield record

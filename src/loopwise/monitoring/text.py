@@ -10,6 +10,7 @@ garbled input.
 from __future__ import annotations
 
 import re
+import string
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -19,12 +20,21 @@ import numpy as np
 
 #: words: runs of letters (any script) with inner apostrophes or hyphens
 WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
+#: the same for lower-case ASCII text, where it is a third faster
+_ASCII_WORD = re.compile(r"[a-z]+(?:['-][a-z]+)*")
 #: UTF-8 text decoded as Latin-1 / cp1252 leaves these pairs behind
 _MOJIBAKE = re.compile("[ÃÂ][\u0080-\u00bf]|â€")
 #: a text is garbled when under this share of its non-space characters are letters
 MIN_LETTER_SHARE = 0.5
 #: or when over this share of its characters are broken-encoding marks
 MAX_BROKEN_SHARE = 0.02
+#: ASCII text (most of it) is measured by ``bytes.translate`` rather than a loop over its characters:
+#: the characters ``str.isspace`` and ``str.isalpha`` accept, and the control characters that are not space
+_ASCII_SPACES = bytes(c for c in range(128) if chr(c).isspace())
+_ASCII_LETTERS = string.ascii_letters.encode()
+_ASCII_CONTROLS = bytes(
+    c for c in range(128) if unicodedata.category(chr(c)) == "Cc" and not chr(c).isspace()
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,14 @@ def features(texts: Sequence[str]) -> TextFeatures:
 
 def is_garbled(text: str) -> bool:
     """Whether ``text`` (not empty) is mostly not letters, or shows a broken encoding."""
+    if text.isascii():
+        raw = text.encode("ascii")
+        shown = len(raw.translate(None, _ASCII_SPACES))
+        if not shown:
+            return False
+        if (len(raw) - len(raw.translate(None, _ASCII_LETTERS))) / shown < MIN_LETTER_SHARE:
+            return True
+        return (len(raw) - len(raw.translate(None, _ASCII_CONTROLS))) / shown > MAX_BROKEN_SHARE
     visible = [c for c in text if not c.isspace()]
     if not visible:
         return False
@@ -62,7 +80,9 @@ def is_garbled(text: str) -> bool:
 
 
 def words_of(text: str) -> list[str]:
-    return [w.lower() for w in WORD.findall(text)]
+    """The words of ``text``, lower-case."""
+    lowered = text.lower()
+    return _ASCII_WORD.findall(lowered) if lowered.isascii() else WORD.findall(lowered)
 
 
 def vocabulary(texts: Iterable[str], *, min_count: int = 2, size: int = 30_000) -> list[str]:
