@@ -85,18 +85,19 @@ SMALL_WORDS = {"-1": "awful terrible broken", "0": "okay average plain", "1": "g
 
 @pytest.fixture
 def import_small(tmp_path: Path) -> Callable[[Store], str]:
-    """Import a small separable 3-class data set (40 rows a class, 70/15/15) into a store; returns its ref."""
+    """Import a small separable 3-class data set (40 rows a class unless told, 70/15/15) into a store;
+    returns its ref."""
     import csv
     import random
 
     from loopwise.data.service import import_dataset
 
-    def build(store: Store) -> str:
+    def build(store: Store, rows_per_class: int = 40) -> str:
         rng = random.Random(0)
         rows = [
             {"review": f"{' '.join(rng.sample(words.split(), 2))} item {i}", "stars": label}
             for label, words in SMALL_WORDS.items()
-            for i in range(40)
+            for i in range(rows_per_class)
         ]
         rng.shuffle(rows)
         path = tmp_path / "small.csv"

@@ -90,6 +90,30 @@ def test_the_baseline_describes_the_data_and_suggests_constraints(monitored: Sto
         load_baseline(monitored, "nope")
 
 
+def test_a_model_s_answers_come_from_the_split_it_did_not_learn_from(
+    sqlite_store: Store, import_small: Callable[..., str], tiny_bert_dir: Path
+) -> None:
+    """On its training data a model is surer than on traffic: a baseline of those answers would flag
+    every window, so they are taken on the held-out split (the text statistics still on the training
+    split)."""
+    dataset = import_small(sqlite_store, rows_per_class=100)  # 209 / 45 / 46
+    config = TrainConfig(epochs=1, batch_size=8, max_seq_length=32)
+    request = TrainRequest(dataset=dataset, base_model=str(tiny_bert_dir), model_name="tiny", config=config)
+    assert train(sqlite_store, request, progress=False).model is not None
+    said: list[str] = []
+    create_baseline(sqlite_store, dataset, "tiny:1", name="held-out", progress=said.append)
+    assert "45 texts" in said[0] and "(validation)" in said[0] and "209 texts (train)" in said[0]
+    statistics = load_baseline(sqlite_store, "held-out").statistics
+    assert statistics["count"] == 209 and statistics["answers_count"] == 45
+    assert statistics["source"]["answers_from"] == "validation"
+    assert sum(statistics["predictions"]["class_counts"].values()) == 45
+    assert len(statistics["samples"]["confidence"]) == 45 and len(statistics["samples"]["chars"]) == 209
+    assert load_baseline(sqlite_store, "held-out").embeddings.shape == (45, 32)  # type: ignore[union-attr]
+    # a model trained elsewhere answers on the split itself
+    create_baseline(sqlite_store, dataset, "tiny:1", name="on-test", split="test")
+    assert load_baseline(sqlite_store, "on-test").statistics["source"]["answers_from"] == "test"
+
+
 def test_in_distribution_traffic_passes_and_a_garbled_surge_is_caught(monitored: Store) -> None:
     _capture(monitored, _small_texts(monitored)[:60], variant="A")
     garbled = [f"#### {i} $$$ %% {i * 7} !!" if i % 2 else f"Ã©tÃ© {i} â€™â€™ ÃƒÂ" for i in range(60)]

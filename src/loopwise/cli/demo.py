@@ -5,8 +5,10 @@ default tuning (Bayesian search with the median stopping rule) on a compute budg
 examples, evaluate the best model once on the test split, write the tuning report, register the best
 model as the champion, then the course's Lab 2: the best two models as VariantA and VariantB of an
 endpoint at 50/50, the course's three sentences sent 100 times over HTTP, per-variant metrics and plots,
-all traffic shifted to VariantB without a restart, again, and the course's autoscaling policy attached.
-Later capabilities (monitoring, labeling, review) join the same command.
+all traffic shifted to VariantB without a restart, again, and the course's autoscaling policy attached;
+then the endpoint watched: a baseline, the test split's reviews as traffic with their labels as feedback,
+then the same reviews as a broken upstream system sends them, with the alerts this raises and the
+monitoring report. Later capabilities (labeling, review) join the same command.
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ def demo(
     name: Annotated[str, typer.Option(help="Registered model name.")] = "reviews-sentiment",
 ) -> None:
     """Run the course loop: data -> course split -> tune MiniLM -> evaluate the best on the test split ->
-    tuning report -> register the best as champion."""
+    tuning report -> register the best as champion -> deploy two variants (Lab 2) -> monitor them."""
     from loopwise import registry
-    from loopwise.cli._course_lab2 import course_lab2
+    from loopwise.cli._course_lab2 import ENDPOINT, course_lab2
+    from loopwise.cli._course_monitor import course_monitoring
     from loopwise.cli.tune import live_progress
     from loopwise.data.cache import fetch_reviews
     from loopwise.data.service import prepare_reviews
@@ -118,12 +121,16 @@ def demo(
         console.rule("6. deploy two variants, shift traffic, autoscale (the course's Lab 2)")
         runner_up = _runner_up(store, job, trials) or champion.ref
         plots = course_lab2(store, champion.ref, runner_up)
+
+        console.rule("7. monitor the endpoint: baseline, data quality, drift, model quality, alerts")
+        monitoring = course_monitoring(store, ENDPOINT, dataset.ref, runner_up)
     console.rule("done")
     console.print(f"tuning report: {report.html}")
     console.print(f"report: {_local(evaluation.report_uri)}")
     console.print(f"evaluation.json: {_local(evaluation.report_uri).parent / 'evaluation.json'}")
     for plot in plots:
         console.print(f"per-variant metrics: {plot}")
+    console.print(f"monitoring report: {monitoring}")
     console.print(f"took {time.monotonic() - started:.0f} s")
 
 

@@ -74,12 +74,17 @@ def compute(
     reference_size: int = 1000,
     seed: int = 0,
 ) -> tuple[dict[str, Any], dict[str, Any], list[str], np.ndarray | None]:
-    """Statistics, suggested constraints, vocabulary and the embedding reference of ``texts`` with the
-    model's ``proba`` (and ``embeddings``) on them. ``evaluation``: the true labels and the model's
-    probabilities on held-out data (a validation split), for the model's quality and the calibration that
-    estimates accuracy from confidences while traffic has no ground truth yet."""
+    """Statistics, suggested constraints, vocabulary and the embedding reference: of the text from
+    ``texts``, of the model's answers from ``proba`` (and ``embeddings``), its answers on texts it did not
+    learn from (``texts`` themselves, or held-out texts of the same kind when ``texts`` trained the model:
+    a model is surer of its training data than of traffic, and a baseline of those answers flags every
+    window). ``evaluation``: the true labels and the model's probabilities on held-out data (a validation
+    split), for the model's quality and the calibration that estimates accuracy from confidences while
+    traffic has no ground truth yet."""
     if len(texts) < 20:
         raise DataFormatError(f"a baseline needs at least 20 texts; got {len(texts)}")
+    if len(proba) < 20:
+        raise DataFormatError(f"a baseline needs the model's answers on at least 20 texts; got {len(proba)}")
     rng = np.random.default_rng(seed)
     measured = features(texts)
     # the vocabulary comes from 80% of the texts and the reference out-of-vocabulary rate from the rest,
@@ -91,11 +96,13 @@ def compute(
     predicted = proba.argmax(axis=1)
     confidence = proba.max(axis=1)
     counts = np.bincount(predicted, minlength=len(labels))
-    keep = np.sort(rng.choice(len(texts), size=min(reference_size, len(texts)), replace=False))
+    keep = np.sort(rng.choice(len(proba), size=min(reference_size, len(proba)), replace=False))
+    keep_texts = np.sort(rng.choice(len(texts), size=min(reference_size, len(texts)), replace=False))
     chars = summarize(measured.chars)
     statistics = {
         "source": source,
         "count": len(texts),
+        "answers_count": len(proba),
         "text": {
             "chars": chars,
             "words": summarize(measured.words),
@@ -107,7 +114,7 @@ def compute(
             "labels": list(labels),
             "class_counts": {label: int(n) for label, n in zip(labels, counts, strict=True)},
             "class_distribution": {
-                label: float(n / len(texts)) for label, n in zip(labels, counts, strict=True)
+                label: float(n / len(proba)) for label, n in zip(labels, counts, strict=True)
             },
             "confidence": summarize(confidence),
             "confidence_histogram": np.histogram(confidence, CONFIDENCE_EDGES)[0].tolist(),
@@ -117,7 +124,7 @@ def compute(
         else {"count": len(keep), "dimension": int(embeddings.shape[1]), "file": EMBEDDINGS},
         "samples": {
             "confidence": confidence[keep].round(6).tolist(),
-            "chars": measured.chars[keep].tolist(),
+            "chars": measured.chars[keep_texts].tolist(),
         },
     }
     constraints = {

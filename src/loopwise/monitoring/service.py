@@ -45,7 +45,9 @@ def create_baseline(
     progress: Callable[[str], None] | None = None,
 ) -> Path:
     """Statistics and suggested constraints of ``split`` of the data set with the model's answers, as a
-    baseline folder (replaced whole if it exists; a reader never sees half of one). Returns the folder."""
+    baseline folder (replaced whole if it exists; a reader never sees half of one). When the model was
+    trained on ``split``, its answers (predicted classes, confidences, embeddings) are taken on the
+    held-out split instead. Returns the folder."""
     from loopwise import registry
     from loopwise.data.splits import read_split
     from loopwise.data.versions import parse_dataset_ref
@@ -62,24 +64,33 @@ def create_baseline(
     if len(texts) > max_texts:
         keep = np.sort(np.random.default_rng(0).choice(len(texts), max_texts, replace=False))
         texts = [texts[i] for i in keep]
+    held_out = [name for name in ("validation", "test") if name in dataset.splits and name != split]
+    # the model's answers come from texts it did not learn from: the held-out split when it was trained
+    # on this split (on its training data it is surer than on any traffic)
+    trained_on_it = model.dataset_version_id == dataset.id and split == "train" and held_out
+    answered = read_split(dataset.split(held_out[0]).uri)[0] if trained_on_it else []
+    answered_from = held_out[0] if len(answered) >= 20 else split
+    if answered_from == split:
+        answered = texts
     if progress:
-        progress(f"running {model.ref} on {len(texts)} texts of {dataset.ref} ({split})")
+        progress(
+            f"running {model.ref} on {len(answered)} texts of {dataset.ref} ({answered_from}); "
+            f"text statistics from {len(texts)} texts ({split})"
+        )
     # the model as endpoints serve it (its ONNX export for transformers models): the same answers and
-    # sentence embeddings that capture records
+    # sentence embeddings that capture records hold
     classifier = load_for_serving(serving_dir(store, model))
-    proba, embeddings = classifier.predict_with_embeddings(texts)
-    held_out = next(
-        (name for name in ("validation", "test") if name in dataset.splits and name != split), None
-    )
+    proba, embeddings = classifier.predict_with_embeddings(answered)
     evaluation = None
-    if held_out is not None:
-        eval_texts, eval_labels = read_split(dataset.split(held_out).uri)
+    if held_out:
+        eval_texts, eval_labels = read_split(dataset.split(held_out[0]).uri)
         if eval_texts:
             evaluation = (eval_labels, classifier.predict_proba(eval_texts))
     source = {
         "dataset": dataset.ref,
         "split": split,
-        "held_out_split": held_out,
+        "answers_from": answered_from,
+        "held_out_split": held_out[0] if held_out else None,
         "model": model.ref,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
