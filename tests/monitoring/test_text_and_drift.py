@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from loopwise.monitoring.drift import category_test, mmd_test, numeric_test, psi
+from loopwise.monitoring.drift import category_test, embedding_test, mmd_test, numeric_test, psi
 from loopwise.monitoring.text import features, is_garbled, oov_rate, vocabulary
 
 
@@ -51,6 +51,33 @@ def test_the_mmd_test_keeps_its_false_positive_rate_and_finds_a_shift() -> None:
     assert np.mean(np.array(shifted) <= 0.05) >= 0.9
     with pytest.raises(ValueError, match="at least two"):
         mmd_test(sample(10), sample(1))
+
+
+def test_the_aggregated_embedding_test_keeps_its_level_and_finds_a_mean_shift() -> None:
+    """The MMD and the mean test on the same permutations, aggregated by the smaller p-value: still a
+    valid test (about alpha of the p-values at or below alpha when nothing changed)."""
+    rng = np.random.default_rng(11)
+    directions = rng.normal(size=(5, 96))
+
+    def sample(size: int, shift: float = 0.0) -> np.ndarray:
+        factors = rng.normal(size=(size, 5))
+        factors[:, 0] += shift
+        return factors @ directions + rng.normal(size=(size, 96))
+
+    same = np.array(
+        [embedding_test(sample(200), sample(100), permutations=100, seed=i).p_value for i in range(300)]
+    )
+    assert np.mean(same <= 0.05) <= 0.08 and np.mean(same <= 0.01) <= 0.025
+    assert np.mean(same <= 0.5) == pytest.approx(0.5, abs=0.1)
+    shifted = [embedding_test(sample(200), sample(100, 0.6), permutations=100, seed=i) for i in range(40)]
+    assert np.mean([r.p_value <= 0.05 for r in shifted]) >= 0.85
+    found = shifted[0]
+    assert found.test == "mmd+mean" and found.details is not None
+    assert set(found.details) == {"mmd", "mean"} and found.details["mean"]["components"] == 10
+    # the aggregate is never below the smaller of its parts' p-values
+    assert all(r.p_value >= min(r.details["mmd"]["p_value"], r.details["mean"]["p_value"]) for r in shifted)  # type: ignore[index]
+    with pytest.raises(ValueError, match="at least two"):
+        embedding_test(sample(10), sample(1))
 
 
 def test_category_and_numeric_tests() -> None:

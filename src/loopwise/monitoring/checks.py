@@ -16,7 +16,7 @@ import numpy as np
 from scipy import stats
 
 from loopwise.monitoring.baseline import Baseline
-from loopwise.monitoring.drift import TestResult, category_test, mmd_test, numeric_test
+from loopwise.monitoring.drift import TestResult, category_test, embedding_test, numeric_test
 from loopwise.monitoring.window import Window
 
 
@@ -140,7 +140,7 @@ def _drift(baseline: Baseline, window: Window, report: WindowReport) -> None:
                 f"{reference.shape[1]}: another model's, not comparable"
             )
         else:
-            tests["embeddings"] = mmd_test(reference, sample)
+            tests["embeddings"] = embedding_test(reference, sample)
     reference_counts = [
         baseline.statistics["predictions"]["class_counts"][label] for label in baseline.labels
     ]
