@@ -129,10 +129,9 @@ def scan(
         with concurrent.futures.ProcessPoolExecutor(
             workers, mp_context=spawn, initializer=_set_context, initargs=(context,)
         ) as pool:
-            parts = list(pool.map(_read_part, tasks, chunksize=1))
+            parts = list(pool.map(_read_part_in_worker, tasks, chunksize=1))
     else:
-        _set_context(context)
-        parts = [_read_part(task) for task in tasks]
+        parts = [_read_part(task, context) for task in tasks]
     merged: dict[str, WindowBuilder] = {}
     skipped = other_labels = 0
     for part in parts:
@@ -147,6 +146,7 @@ def scan(
     return Scan(variants, skipped, other_labels, len(files), size)
 
 
+#: a reading process's context, set once when the process starts (never used in the calling process)
 _context: Context | None = None
 
 
@@ -155,11 +155,15 @@ def _set_context(context: Context) -> None:
     _context = context
 
 
-def _read_part(task: tuple[str, Path, datetime, datetime, bool]) -> _Part:
-    variant, path, since, until, inside = task
+def _read_part_in_worker(task: tuple[str, Path, datetime, datetime, bool]) -> _Part:
     assert _context is not None
-    builder = WindowBuilder(_context)
-    expected = set(_context.labels)
+    return _read_part(task, _context)
+
+
+def _read_part(task: tuple[str, Path, datetime, datetime, bool], context: Context) -> _Part:
+    variant, path, since, until, inside = task
+    builder = WindowBuilder(context)
+    expected = set(context.labels)
     skipped = other_labels = 0
     for record in read_records(path, since, until, inside=inside):
         if record is None:
