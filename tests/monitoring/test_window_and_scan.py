@@ -198,7 +198,10 @@ def test_several_reading_processes_find_what_one_finds(baseline: baselines.Basel
     truth = {"A-5": ("pos",), "B-7": ("neg",)}
 
     one = scan(root, "reviews", since, until, Context.of(baseline, truth), workers=1)
-    many = scan(root, "reviews", since, until, Context.of(baseline, truth), workers=2)
+    read: list[tuple[int, int]] = []
+    context = Context.of(baseline, truth)
+    many = scan(root, "reviews", since, until, context, workers=2, progress=lambda *n: read.append(n))
+    assert read == [(1, 3), (2, 3), (3, 3)]
     assert one.files == many.files == 3 and one.skipped_lines == many.skipped_lines == 2
     assert set(one.variants) == set(many.variants) == {"A", "B"}
     for name in one.variants:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from loopwise.cli._common import console, open_store, print_json
+from loopwise.cli._common import console, open_store, print_json, progress_bar
 
 app = typer.Typer(help="Model monitoring: baselines from training data; data quality and drift of traffic.")
 
@@ -68,9 +68,15 @@ def run(
     from loopwise.monitoring.scheduling import record_alerts
     from loopwise.monitoring.service import KINDS, run_monitor
 
-    with open_store() as store:
+    with open_store() as store, progress_bar("reading capture files") as update:
         report = run_monitor(
-            store, endpoint, baseline_name, hours=hours, variant=variant, kinds=tuple(kind or KINDS)
+            store,
+            endpoint,
+            baseline_name,
+            hours=hours,
+            variant=variant,
+            kinds=tuple(kind or KINDS),
+            progress=update,
         )
         report["alerts"] = [a.id for a in record_alerts(store, report)] if alerts else []
     if as_json:

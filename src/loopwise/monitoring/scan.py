@@ -14,7 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -115,23 +115,33 @@ def scan(
     *,
     variant: str | None = None,
     workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Scan:
     """Summaries per variant of ``endpoint``'s records in [since, until] (``workers``: processes to read
-    with; by default one per core once the files hold more than :data:`PARALLEL_BYTES`)."""
+    with; by default one per core once the files hold more than :data:`PARALLEL_BYTES`). ``progress``
+    gets (files read, files in all) after each file."""
     files = partitions(root, endpoint, since, until, variant)
     size = sum(path.stat().st_size for _, path, _ in files)
     if workers is None:
         workers = min(os.cpu_count() or 1, len(files)) if size > PARALLEL_BYTES else 1
     tasks = [(name, path, since, until, inside) for name, path, inside in files]
+    parts: list[_Part] = []
+
+    def read(found: Iterator[_Part]) -> None:
+        for part in found:
+            parts.append(part)
+            if progress is not None:
+                progress(len(parts), len(tasks))
+
     if workers > 1 and len(tasks) > 1:
         # spawned, not forked: the server that runs schedules has threads of its own
         spawn = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(
             workers, mp_context=spawn, initializer=_set_context, initargs=(context,)
         ) as pool:
-            parts = list(pool.map(_read_part_in_worker, tasks, chunksize=1))
+            read(pool.map(_read_part_in_worker, tasks, chunksize=1))
     else:
-        parts = [_read_part(task, context) for task in tasks]
+        read(_read_part(task, context) for task in tasks)
     merged: dict[str, WindowBuilder] = {}
     skipped = other_labels = 0
     for part in parts:

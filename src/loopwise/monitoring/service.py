@@ -131,10 +131,12 @@ def run_monitor(
     kinds: Sequence[str] = KINDS,
     now: datetime | None = None,
     workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Check the endpoint's captured records of the last ``hours`` against the baseline, per variant;
     the report is returned and written to ``monitoring/reports/<endpoint>/<time>.json``. ``workers``:
-    processes that read the capture files (see :func:`loopwise.monitoring.scan.scan`)."""
+    processes that read the capture files, ``progress`` the files read (see
+    :func:`loopwise.monitoring.scan.scan`)."""
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown:
         raise DataFormatError(f"unknown monitoring type {', '.join(unknown)}: use {', '.join(KINDS)}")
@@ -150,6 +152,7 @@ def run_monitor(
         Context.of(baseline, ground_truth),
         variant=variant,
         workers=workers,
+        progress=progress,
     )
     variants = {}
     matched: set[str] = set()
