@@ -61,6 +61,7 @@ benchmark: install seed
 	$(BIN)/python benchmarks/tuning_efficiency.py
 	$(BIN)/python benchmarks/course_lab1.py
 	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/drift_power.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

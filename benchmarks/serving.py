@@ -272,9 +272,11 @@ def main() -> None:
         print(json.dumps(result))
         return
 
+    from _common import fine_tune
     from loopwise.classifiers.onnx import OnnxClassifier
     from loopwise.config import Settings
     from loopwise.data.cache import fetch_reviews
+    from loopwise.data.service import prepare_reviews
     from loopwise.serving.config import parse_endpoint_config
     from loopwise.serving.service import create_endpoint, quantization_report, serving_dir
     from loopwise.storage import Store
@@ -288,7 +290,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         store = Store.open(Settings(home=home))
-        version = _fine_tune(store, csv_path, args.train_steps)
+        version = fine_tune(store, prepare_reviews(store, csv_path).ref, args.train_steps)
         checkpoint = local_path(version.uri)
         for name, precision, instances in ENDPOINTS:
             variant = {"name": "A", "model": version.ref, "precision": precision, "instances": instances}
@@ -462,21 +464,6 @@ def _paired(direct: Any, url: str, bodies: list[bytes]) -> dict[str, Any]:
 
 def _note(*parts: Any) -> None:
     print(*parts, file=sys.stderr, flush=True)
-
-
-def _fine_tune(store: Any, csv_path: Path, steps: int) -> Any:
-    """MiniLM fine-tuned for ``steps`` on the course's split, registered with its data set (so that the int8
-    export's accuracy against PyTorch is measured on the validation split, as for any int8 variant)."""
-    from loopwise.classifiers import TrainConfig
-    from loopwise.data.service import prepare_reviews
-    from loopwise.training.service import TrainRequest, train
-
-    dataset = prepare_reviews(store, csv_path)
-    config = TrainConfig(steps_per_epoch=steps, batch_size=16, learning_rate=5e-5)
-    request = TrainRequest(dataset=dataset.ref, model_name="bench-minilm", config=config)
-    outcome = train(store, request, progress=False)
-    assert outcome.model is not None
-    return outcome.model
 
 
 def _server_latency(port: int, endpoint: str) -> dict[str, float]:
