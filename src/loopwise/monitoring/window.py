@@ -173,7 +173,7 @@ class WindowBuilder:
                 self.length_outside += 1
                 self._example("length_outside", text)
             words = words_of(text)
-            unknown = sum(word not in vocabulary for word in words)
+            unknown = len(words) - sum(map(vocabulary.__contains__, words))
             self.words += len(words)
             if unknown:
                 self.unknown_words += unknown
