@@ -189,3 +189,8 @@ def test_the_main_job_runs_end_to_end_on_a_small_budget(tmp_path: Path, reviews_
     assert model["model"]["metrics"]["test_accuracy"] == figures["metrics"]["accuracy"]["value"]
     assert model["model"]["params"]["tuning_job"] == "reviews-sentiment-tuning-1"
     assert "best" in model["model"]["aliases"] and f"{model['model']['name']}:" in out
+    # the monitoring step: the broken upstream's traffic raises alerts, the report is written
+    broken = out.split("a broken upstream system: 309 requests", 1)[1]
+    assert "VariantB: 309 texts, violations" in broken and "garbled_rate" in broken
+    monitoring = Path(out.split("monitoring report: ", 1)[1].split()[0])
+    assert monitoring.name == "report.html" and monitoring.exists()

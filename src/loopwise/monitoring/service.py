@@ -84,8 +84,9 @@ def create_baseline(
     evaluation = None
     if held_out:
         eval_texts, eval_labels = read_split(dataset.split(held_out[0]).uri)
-        if eval_texts:
-            evaluation = (eval_labels, classifier.predict_proba(eval_texts))
+        if eval_texts:  # the same texts as the answers' when those came from the held-out split
+            same = answered_from == held_out[0]
+            evaluation = (eval_labels, proba if same else classifier.predict_proba(eval_texts))
     source = {
         "dataset": dataset.ref,
         "split": split,
