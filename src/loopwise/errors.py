@@ -17,7 +17,10 @@ The tree::
     ├── SpecError                 a spec is invalid (every problem listed, each with its field)
     │   ├── TuningSpecError       a tuning spec
     │   └── EndpointConfigError   an endpoint configuration
-    └── EndpointError             an endpoint cannot do what was asked in its state
+    ├── EndpointError             an endpoint cannot do what was asked in its state
+    ├── AccountError              a workforce request is invalid (a taken email, a weak password)
+    ├── AuthError                 a sign-in failed, or a session or token is not (or no longer) valid
+    └── PermissionDeniedError     the signed-in worker's role or teams do not allow what was asked
 
 Messages say what was wrong (naming the file, line and field where there is one) and what to do.
 """
@@ -97,3 +100,16 @@ class EndpointConfigError(SpecError):
 
 class EndpointError(LoopwiseError):
     """An endpoint cannot do what was asked in its state (deleting one that is updating, for example)."""
+
+
+class AccountError(LoopwiseError):
+    """A workforce request is invalid: an email already taken, a weak password, an unknown role."""
+
+
+class AuthError(LoopwiseError):
+    """A sign-in failed (the message never says whether the email or the password was wrong), or a
+    session or API token is not valid, has expired or was revoked."""
+
+
+class PermissionDeniedError(LoopwiseError):
+    """The signed-in worker's role or teams do not allow what was asked."""

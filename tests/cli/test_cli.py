@@ -17,7 +17,9 @@ from loopwise.cli import app
 from loopwise.storage.migrate import head_revision
 
 
-def run(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(
+    home: Path, *args: str, check: bool = True, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LOOPWISE_HOME": str(home), "COLUMNS": "200"}
     env.pop("LOOPWISE_DATABASE_URL", None)
     result = subprocess.run(
@@ -26,6 +28,7 @@ def run(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
         capture_output=True,
         text=True,
         timeout=600,
+        input=input,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"loopwise {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")

@@ -22,6 +22,7 @@ from loopwise.storage.repositories import (
     RolloutRepository,
     RunRepository,
     TuningJobRepository,
+    WorkforceRepository,
 )
 
 
@@ -41,6 +42,7 @@ class UnitOfWork:
     rollouts: RolloutRepository
     bandits: BanditRepository
     monitoring: MonitoringRepository
+    workforce: WorkforceRepository
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._factory = session_factory
@@ -64,6 +66,7 @@ class UnitOfWork:
         self.rollouts = RolloutRepository(self._session)
         self.bandits = BanditRepository(self._session)
         self.monitoring = MonitoringRepository(self._session)
+        self.workforce = WorkforceRepository(self._session)
         return self
 
     def __exit__(

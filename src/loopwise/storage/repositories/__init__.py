@@ -13,6 +13,7 @@ from loopwise.storage.repositories.monitoring import MonitoringRepository
 from loopwise.storage.repositories.rollouts import RolloutRepository
 from loopwise.storage.repositories.runs import RunRepository
 from loopwise.storage.repositories.tuning import TuningJobRepository
+from loopwise.storage.repositories.workforce import WorkforceRepository
 
 __all__ = [
     "BanditRepository",
@@ -25,4 +26,5 @@ __all__ = [
     "RolloutRepository",
     "RunRepository",
     "TuningJobRepository",
+    "WorkforceRepository",
 ]

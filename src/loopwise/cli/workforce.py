@@ -1,0 +1,179 @@
+"""``loopwise workforce``: the private workforce's accounts, teams and API tokens."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from loopwise.cli._common import console, open_store, print_json, short_time
+
+app = typer.Typer(help="The private workforce: the first admin, workers and their roles, teams, API tokens.")
+worker_app = typer.Typer(help="Workers: create (with a temporary password), list, disable, enable.")
+team_app = typer.Typer(help="Teams: create, add a worker, list.")
+token_app = typer.Typer(help="API tokens for programs: create (shown once), revoke.")
+app.add_typer(worker_app, name="worker")
+app.add_typer(team_app, name="team")
+app.add_typer(token_app, name="token")
+
+Email = Annotated[str, typer.Argument(help="The worker's email address.")]
+
+
+def _password(prompt: str, from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return str(typer.prompt(prompt, hide_input=True, confirmation_prompt=True))
+
+
+@app.command()
+def admin(
+    email: Email,
+    name: Annotated[
+        str | None, typer.Option(help="The name shown (default: the email's local part).")
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
+) -> None:
+    """Create the first admin of a new installation (refused once an admin exists)."""
+    from loopwise.workforce.service import create_admin
+
+    password = _password("password for the admin", password_stdin)
+    with open_store() as store:
+        made = create_admin(store, email, password, name=name)
+    console.print(f"admin {made.email} created; sign in at /console with this password")
+
+
+@app.command()
+def password(
+    email: Email,
+    stdin: Annotated[
+        bool, typer.Option("--stdin", help="Read the old and the new password from stdin, a line each.")
+    ] = False,
+) -> None:
+    """Change a password (a temporary one must be changed before any work)."""
+    from loopwise.workforce.service import change_password
+
+    if stdin:
+        old, new = sys.stdin.readline().rstrip("\n"), sys.stdin.readline().rstrip("\n")
+    else:
+        old = str(typer.prompt("current password", hide_input=True))
+        new = _password("new password", False)
+    with open_store() as store:
+        change_password(store, email, old, new)
+    console.print(f"password of {email} changed")
+
+
+@worker_app.command("create")
+def worker_create(
+    email: Email,
+    role: Annotated[str, typer.Option(help="admin, reviewer or worker.")] = "worker",
+    name: Annotated[
+        str | None, typer.Option(help="The name shown (default: the email's local part).")
+    ] = None,
+    team: Annotated[
+        list[str] | None, typer.Option("--team", help="A team to join; repeat for several.")
+    ] = None,
+) -> None:
+    """Create an account with a temporary password, shown once: it must be changed at the first sign-in."""
+    from loopwise.workforce.service import create_worker
+
+    with open_store() as store:
+        made, temporary = create_worker(store, email, role=role, name=name, teams=tuple(team or ()))
+    console.print(f"{made.role} {made.email} created, teams: {', '.join(made.teams) or '-'}", highlight=False)
+    console.print(f"temporary password (shown once): {temporary}", highlight=False)
+
+
+@worker_app.command("list")
+def worker_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the accounts: role, teams, whether a password change is due, disabled or locked."""
+    with open_store() as store, store.uow() as uow:
+        workers = uow.workforce.list()
+    if as_json:
+        print_json(workers)
+        return
+    table = Table("email", "name", "role", "teams", "state", "created")
+    for w in workers:
+        state = "disabled" if w.disabled else ("must change password" if w.must_change_password else "active")
+        table.add_row(w.email, w.name, w.role, ", ".join(w.teams), state, short_time(w.created_at))
+    console.print(table)
+
+
+@worker_app.command("disable")
+def worker_disable(email: Email) -> None:
+    """Disable an account: its sessions end and its API tokens are revoked."""
+    from loopwise.workforce.service import set_disabled
+
+    with open_store() as store:
+        set_disabled(store, email, True)
+    console.print(f"{email} disabled; its sessions ended and its tokens revoked")
+
+
+@worker_app.command("enable")
+def worker_enable(email: Email) -> None:
+    """Enable a disabled account again (old sessions and tokens stay ended)."""
+    from loopwise.workforce.service import set_disabled
+
+    with open_store() as store:
+        set_disabled(store, email, False)
+    console.print(f"{email} enabled")
+
+
+@team_app.command("create")
+def team_create(name: Annotated[str, typer.Argument(help="The team's name.")]) -> None:
+    """Create a team."""
+    from loopwise.workforce.service import create_team
+
+    with open_store() as store:
+        create_team(store, name)
+    console.print(f"team {name} created")
+
+
+@team_app.command("add")
+def team_add(name: Annotated[str, typer.Argument(help="The team.")], email: Email) -> None:
+    """Add a worker to a team."""
+    from loopwise.workforce.service import add_to_team
+
+    with open_store() as store:
+        team = add_to_team(store, name, email)
+    console.print(f"team {team.name}: {', '.join(team.members)}", highlight=False)
+
+
+@team_app.command("list")
+def team_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the teams and their members."""
+    with open_store() as store, store.uow() as uow:
+        teams = uow.workforce.teams()
+    if as_json:
+        print_json(teams)
+        return
+    table = Table("team", "members")
+    for t in teams:
+        table.add_row(t.name, ", ".join(t.members))
+    console.print(table)
+
+
+@token_app.command("create")
+def token_create(
+    email: Email, name: Annotated[str, typer.Option("--name", help="What the token is for, e.g. etl.")]
+) -> None:
+    """Create an API token for a worker's account, shown once (send it as Authorization: Bearer ...)."""
+    from loopwise.workforce.service import create_token
+
+    with open_store() as store:
+        token = create_token(store, email, name)
+    console.print(f"API token {name} of {email} (shown once): {token}", highlight=False)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    email: Email, name: Annotated[str, typer.Option("--name", help="The token's name.")]
+) -> None:
+    """Revoke an API token."""
+    from loopwise.workforce.service import revoke_token
+
+    with open_store() as store:
+        revoked = revoke_token(store, email, name)
+    console.print(f"token {name} of {email} revoked" if revoked else f"{email} has no live token {name}")
