@@ -129,11 +129,12 @@ def embedding_test(
     pooled, signs = _pooled_and_signs(reference, window, permutations, seed)
     mmd = _mmd_statistics(pooled, signs)
     mean = _mean_statistics(pooled, signs, components)
-    smallest = np.minimum(_p_values(mmd), _p_values(mean))
+    mmd_p, mean_p = _p_values(mmd), _p_values(mean)
+    smallest = np.minimum(mmd_p, mean_p)
     p_value = float(np.mean(smallest <= smallest[0]))
     details = {
-        "mmd": {"statistic": float(mmd[0]), "p_value": float(_p_values(mmd)[0])},
-        "mean": {"statistic": float(mean[0]), "p_value": float(_p_values(mean)[0]), "components": components},
+        "mmd": {"statistic": float(mmd[0]), "p_value": float(mmd_p[0])},
+        "mean": {"statistic": float(mean[0]), "p_value": float(mean_p[0]), "components": components},
     }
     effect = float(np.sqrt(max(float(mmd[0]), 0.0)))
     return TestResult("mmd+mean", float(smallest[0]), p_value, effect, len(reference), len(window), details)

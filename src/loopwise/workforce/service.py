@@ -8,6 +8,7 @@ whether the email or the password was wrong.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -36,8 +37,13 @@ TOKEN_PREFIX = "lw_"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _REFUSED = "sign-in refused: wrong email or password"
-#: checked against when the email is unknown, so that an unknown email takes as long as a wrong password
-_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked against when the email is unknown, so that an unknown email takes as long as a wrong
+    password (made at the first sign-in, not at import)."""
+    return hash_password(secrets.token_urlsafe(16))
 
 
 @dataclass(frozen=True)
@@ -119,7 +125,7 @@ def sign_in(store: Store, email: str, password: str, *, now: datetime | None = N
         raise AuthError(_REFUSED) from None
     with store.uow() as uow:
         worker = uow.workforce.find(email)
-        hashed = uow.workforce.password_hash(email) if worker is not None else _DUMMY_HASH
+        hashed = uow.workforce.password_hash(email) if worker is not None else _dummy_hash()
     right = verify_password(hashed, password)
     if worker is None:
         raise AuthError(_REFUSED)
