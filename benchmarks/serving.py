@@ -63,6 +63,10 @@ ENDPOINTS = (
 )
 
 
+#: the ``Authorization`` header line loopwise's server needs (set by main, passed on to the load process)
+AUTHORIZATION = ""
+
+
 # --- the load generator (runs in its own process: python benchmarks/serving.py --load ...) -------------
 
 
@@ -75,7 +79,7 @@ async def _one_connection(
         for body in bodies:
             request = (
                 f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n"
+                f"{AUTHORIZATION}Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n"
             ).encode() + body
             started = time.perf_counter()
             writer.write(request)
@@ -120,7 +124,8 @@ def load(url: str, concurrency: int, bodies: list[bytes], raw: bool = False) -> 
     """Send ``bodies`` from a second process at ``concurrency``; rps and latency percentiles (``raw``:
     the latencies themselves)."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as spec:
-        json.dump({"url": url, "concurrency": concurrency, "bodies": [b.decode() for b in bodies]}, spec)
+        document = {"url": url, "concurrency": concurrency, "bodies": [b.decode() for b in bodies]}
+        json.dump({**document, "authorization": AUTHORIZATION}, spec)
     try:
         out = subprocess.run(
             [sys.executable, __file__, "--load", spec.name], capture_output=True, text=True, timeout=1800
@@ -260,8 +265,10 @@ def main() -> None:
     parser.add_argument("--skip-ray", action="store_true", help="leave Ray Serve out")
     parser.add_argument("--load", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global AUTHORIZATION
     if args.load:
         spec = json.loads(Path(args.load).read_text())
+        AUTHORIZATION = spec["authorization"]
         bodies = [b.encode() for b in spec["bodies"]]
         try:
             import uvloop
@@ -281,6 +288,7 @@ def main() -> None:
     from loopwise.serving.service import create_endpoint, quantization_report, serving_dir
     from loopwise.storage import Store
     from loopwise.storage.artifacts.local import local_path
+    from loopwise.workforce.service import program_token
 
     csv_path = fetch_reviews(Settings())
     texts = _review_texts(csv_path)
@@ -298,6 +306,7 @@ def main() -> None:
             create_endpoint(store, name, parse_endpoint_config(config))
         export = serving_dir(store, version, "int8")
         figures["int8_accuracy"] = quantization_report(export)
+        AUTHORIZATION = f"Authorization: Bearer {program_token(store, 'serving-benchmark')}\r\n"
         store.close()
         print("int8 against PyTorch", figures["int8_accuracy"], file=sys.stderr, flush=True)
 
@@ -425,7 +434,9 @@ def _paired(direct: Any, url: str, bodies: list[bytes]) -> dict[str, Any]:
     reader = connection.makefile("rb")
 
     def post(body: bytes) -> int:
-        head = f"POST {path} HTTP/1.1\r\nHost: {host_port}\r\nContent-Type: application/json\r\n"
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {host_port}\r\nContent-Type: application/json\r\n{AUTHORIZATION}"
+        )
         connection.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
         status = int(reader.readline().split(b" ", 2)[1])
         length = 0
@@ -471,7 +482,8 @@ def _server_latency(port: int, endpoint: str) -> dict[str, float]:
     waiting for its batch included) and OverheadLatency (what the router and the loopback hop add), in ms
     (p50 and p99: the upper edges of log-spaced bins 5% wide)."""
     url = f"http://127.0.0.1:{port}/api/v1/endpoints/{endpoint}/metrics?period=3600"
-    with urllib.request.urlopen(url) as response:
+    headers = dict([AUTHORIZATION.strip().split(": ", 1)]) if AUTHORIZATION else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers)) as response:
         rows = json.loads(response.read())["rows"]
     if len(rows) != 1:  # an hour's boundary fell inside the runs: the period holding most of them
         rows = [max(rows, key=lambda row: row["Invocations"])]

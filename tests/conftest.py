@@ -15,6 +15,7 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from auth_helpers import ARTIFACTS
 from loopwise.config import Settings
 from loopwise.storage import Store
 
@@ -162,10 +163,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-#: where browser tests keep their screenshots (kept by CI as test artifacts)
-ARTIFACTS = Path(
-    os.environ.get("LOOPWISE_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts")
-)
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,12 @@
 
     from loopwise.client import Client
 
-    with Client("http://127.0.0.1:8080") as client:
+    with Client("http://127.0.0.1:8080", token="lw_...") as client:  # or LOOPWISE_TOKEN in the environment
         answer = client.predict("reviews", ["I love this product!"])
         client.feedback("reviews", [{"inference_id": answer["inference_id"], "label": "1"}])
+
+The token is an API token of an account allowed to invoke endpoints (role ``service`` or ``admin``: an
+admin makes one with ``loopwise workforce token create EMAIL --name NAME``).
 
 Errors the server reports raise :class:`loopwise.errors.EndpointError` with the server's message and the
 HTTP status in ``status``.
@@ -29,8 +32,14 @@ class ServerError(EndpointError):
 
 
 class Client:
-    def __init__(self, url: str = "http://127.0.0.1:8080", *, timeout: float = 30.0) -> None:
-        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout)
+    def __init__(
+        self, url: str = "http://127.0.0.1:8080", *, token: str | None = None, timeout: float = 30.0
+    ) -> None:
+        import os
+
+        token = token or os.environ.get("LOOPWISE_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, headers=headers)
 
     def predict(
         self,

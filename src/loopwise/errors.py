@@ -113,3 +113,17 @@ class AuthError(LoopwiseError):
 
 class PermissionDeniedError(LoopwiseError):
     """The signed-in worker's role or teams do not allow what was asked."""
+
+
+class LabelingError(LoopwiseError):
+    """A labeling job or an answer was refused: a bad manifest or setting, a hold that expired, an answer
+    submitted twice."""
+
+
+class AnswerRefusedError(LabelingError):
+    """An answer, skip or undo that conflicts with what happened already: submitted twice, a hold that
+    expired, a job that no longer takes answers (HTTP 409)."""
+
+
+class ManifestError(LabelingError, DataError):
+    """An input manifest is malformed; the message names the line."""

@@ -197,3 +197,13 @@ def test_the_main_job_runs_end_to_end_on_a_small_budget(tmp_path: Path, reviews_
     assert "VariantB: 309 texts, violations" in broken and "garbled_rate" in broken
     monitoring = Path(out.split("monitoring report: ", 1)[1].split()[0])
     assert monitoring.name == "report.html" and monitoring.exists()
+    # the labeling step: 90 reviews, three simulated workers over HTTP, the careless one found out
+    assert "labeling job course-lab3-" in out and "270 answers over HTTP, 90/90 items complete" in out
+    quality = out.split("Dawid-Skene: worker quality ", 1)[1].split(";")[0]
+    scores = {part.split()[0]: float(part.split()[1].rstrip("%")) for part in quality.split(", ")}
+    assert scores["cy@loopwise.local"] < min(scores["ana@loopwise.local"], scores["ben@loopwise.local"])
+    manifest = Path(out.split("labeling output manifest: ", 1)[1].split()[0])
+    lines = [json.loads(line) for line in manifest.read_text().splitlines()]
+    assert len(lines) == 90 and all(
+        line[next(k for k in line if k.endswith("-metadata"))]["human-annotated"] == "yes" for line in lines
+    )

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from test_monitoring_flow import _capture
 
+from auth_helpers import admin_token, bearer
 from loopwise.api.app import background_server
 from loopwise.errors import DataFormatError, NotFoundError
 from loopwise.monitoring.scheduling import add_webhook, create_schedule, deliver_due, run_due
@@ -117,7 +118,11 @@ def test_the_server_runs_schedules_and_shows_alerts(watched: Store, receiver: Re
     receiver.fail_first = 0
     add_webhook(watched, receiver.url)
     create_schedule(watched, "reviews", "b", every="1h", kinds=("data-quality",))
-    with background_server(watched, monitor_interval_s=0.2) as (url, _), httpx.Client(base_url=url) as client:
+    headers = bearer(admin_token(watched))
+    with (
+        background_server(watched, monitor_interval_s=0.2) as (url, _),
+        httpx.Client(base_url=url, headers=headers) as client,
+    ):
         deadline = time.monotonic() + 60
         while not receiver.received and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from auth_helpers import admin_token, bearer
 from loopwise import registry
 from loopwise.api.app import background_server
 from loopwise.storage import Store
@@ -20,8 +21,13 @@ from loopwise.training.service import TrainRequest, train
 
 @contextmanager
 def running_server(store: Store, **options: Any) -> Iterator[tuple[httpx.Client, Any]]:
-    """A real server over ``store`` on 127.0.0.1; yields an HTTP client on it and the app."""
-    with background_server(store, **options) as (url, app), httpx.Client(base_url=url, timeout=30) as client:
+    """A real server over ``store`` on 127.0.0.1; yields an HTTP client on it (with an admin's API token)
+    and the app."""
+    headers = bearer(admin_token(store))
+    with (
+        background_server(store, **options) as (url, app),
+        httpx.Client(base_url=url, timeout=30, headers=headers) as client,
+    ):
         yield client, app
 
 

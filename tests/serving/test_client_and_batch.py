@@ -16,6 +16,7 @@ from loopwise.evaluation.service import load_model
 from loopwise.serving.config import parse_endpoint_config
 from loopwise.serving.service import create_endpoint
 from loopwise.storage import Store
+from loopwise.workforce.service import program_token
 
 COURSE = ["I love this product!", "OK, but not great.", "This is not the right product."]
 
@@ -23,7 +24,10 @@ COURSE = ["I love this product!", "OK, but not great.", "This is not the right p
 def test_the_client_predicts_invokes_posts_feedback_and_reads_metrics(two_models: Store) -> None:
     config = {"variants": [{"name": "A", "model": "small-tfidf:1"}, {"name": "B", "model": "small-tfidf:2"}]}
     create_endpoint(two_models, "reviews", parse_endpoint_config(config))
-    with running_server(two_models) as (http, _), Client(str(http.base_url)) as client:
+    with (
+        running_server(two_models) as (http, _),
+        Client(str(http.base_url), token=program_token(two_models, "t")) as client,
+    ):
         answer = client.predict("reviews", COURSE, target_variant="B", inference_id="my-id")
         assert (
             answer["variant"] == "B" and answer["inference_id"] == "my-id" and len(answer["predictions"]) == 3

@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 
+from auth_helpers import sign_in
 from conftest import running_server
 from loopwise.serving.config import parse_endpoint_config
 from loopwise.serving.metrics import CHARTS
@@ -92,6 +93,7 @@ def test_the_endpoint_page_charts_every_variant_and_refreshes_itself(two_models:
         _send(client, "VariantA", 12)
         _send(client, "VariantB", 7)
         base = str(client.base_url).rstrip("/")
+        sign_in(page, base)
         page.goto(f"{base}/console/endpoints")
         page.click("text=reviews")
         page.wait_for_url(f"{base}/console/endpoints/reviews")

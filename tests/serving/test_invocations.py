@@ -155,9 +155,10 @@ def test_traffic_follows_the_weights_and_is_measured_per_variant(two_models: Sto
         rows = client.get("/api/v1/endpoints/reviews/metrics", params={"period": 60}).json()["rows"]
         bad_period = client.get("/api/v1/endpoints/reviews/metrics", params={"period": 0})
         plot = tmp_path / "metrics.png"
-        cli = _cli(
-            two_models, "endpoint", "metrics", "reviews", "--url", str(client.base_url), "--plot", str(plot)
-        )
+        token = client.headers["Authorization"].removeprefix("Bearer ")
+        where = ("endpoint", "metrics", "reviews", "--url", str(client.base_url), "--plot", str(plot))
+        anonymous = _cli(two_models, *where)
+        cli = _cli(two_models, *where, "--token", token)
     # binomial(400, 0.8): mean 320, sd 8; 4 sd either side
     assert 288 <= served["VariantA"] <= 352 and served["VariantA"] + served["VariantB"] == 400
     assert len(sticky) == 1  # a caller key stays in one arm
@@ -169,6 +170,7 @@ def test_traffic_follows_the_weights_and_is_measured_per_variant(two_models: Sto
         assert any(r["CPUUtilization"] is not None for r in rows if r["variant"] == variant)
     assert sum(r["Invocation4XXErrors"] for r in rows) == 1
     assert bad_period.status_code == 400
+    assert anonymous.returncode == 1 and "pass --token or set LOOPWISE_TOKEN" in anonymous.stderr
     assert cli.returncode == 0, cli.stderr
     assert "InvocationsPerInstance" in cli.stdout and plot.stat().st_size > 10_000
 
@@ -183,7 +185,7 @@ def test_a_weight_shift_under_load_takes_effect_within_a_second_without_a_failed
         stop = threading.Event()
 
         def load() -> None:
-            with httpx.Client(base_url=base, timeout=30) as own:
+            with httpx.Client(base_url=base, timeout=30, headers=client.headers) as own:
                 while not stop.is_set():
                     sent = time.monotonic()
                     answer = own.post(URL, content=_lines(COURSE), headers=JSON_LINES)
@@ -277,7 +279,7 @@ def test_a_model_that_raises_fails_that_request_alone(flaky_model: Store) -> Non
         outcomes: dict[str, int] = {}
 
         def send(text: str) -> None:
-            with httpx.Client(base_url=base, timeout=30) as own:
+            with httpx.Client(base_url=base, timeout=30, headers=client.headers) as own:
                 outcomes[text] = own.post(URL, json={"features": [text]}, headers=to_flaky).status_code
 
         # concurrent requests share model calls; the bad one must not take the others down with it

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from loopwise.api.auth import AuthMiddleware, Credentials
 from loopwise.api.invocations import (
     KNOWN_ERRORS,
     BadRequest,
@@ -27,9 +28,12 @@ from loopwise.api.invocations import (
     read_body,
 )
 from loopwise.api.invocations import router as invocations
+from loopwise.api.labeling import mount_labeling
 from loopwise.monitoring.scheduling import MonitorScheduler
 from loopwise.serving.plane import DataPlane
+from loopwise.web.account import mount_account
 from loopwise.web.console import mount_console
+from loopwise.web.labeling import mount_labeling_pages
 
 if TYPE_CHECKING:
     from loopwise.storage import Store
@@ -44,9 +48,12 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     watch_s: float | None = None,
     monitor_interval_s: float = 5.0,
+    credentials_ttl_s: float = 2.0,
+    auto_label_interval_s: float = 2.0,
 ) -> FastAPI:
     """The server's app over ``store``; its data plane and monitoring scheduler start with the app and
-    stop with it."""
+    stop with it. Every route but sign-in needs a signed-in account or an API token
+    (:mod:`loopwise.api.auth`)."""
     plane = DataPlane(store) if watch_s is None else DataPlane(store, watch_s=watch_s)
     scheduler = MonitorScheduler(store, interval_s=monitor_interval_s)
 
@@ -54,9 +61,11 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await plane.start()
         scheduler.start()
+        labeler = asyncio.create_task(_auto_label(store, auto_label_interval_s))
         try:
             yield
         finally:
+            labeler.cancel()
             await scheduler.close()
             await plane.close()
 
@@ -66,6 +75,9 @@ def create_app(
     app.include_router(invocations)
 
     app.add_middleware(InvocationsMiddleware)
+    credentials = Credentials(store, ttl_s=credentials_ttl_s)
+    app.state.credentials = credentials
+    app.add_middleware(AuthMiddleware, credentials=credentials)  # added last: runs first
 
     async def known_error(request: Request, exc: Exception) -> Response:
         status, kind, message = problem(exc) or (500, "InternalError", str(exc))
@@ -182,13 +194,31 @@ def create_app(
         found = await asyncio.to_thread(read)
         return Response(orjson.dumps([s.to_dict() for s in found]), media_type="application/json")
 
+    mount_account(app, store, credentials)
+    mount_labeling(app, store)
     mount_console(app, store)
+    mount_labeling_pages(app, store)
 
     @app.get("/healthz")
     async def health() -> dict[str, object]:
-        return {"status": "ok", "endpoints": sorted(plane.runtimes)}
+        """Liveness for load balancers, open to all: says nothing but that the server answers."""
+        return {"status": "ok"}
 
     return app
+
+
+async def _auto_label(store: Store, interval_s: float) -> None:
+    """Automated labeling's rounds, run off the event loop as jobs become due."""
+    import logging
+
+    from loopwise.labeling.auto import run_due_rounds
+
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await asyncio.to_thread(run_due_rounds, store)
+        except Exception:  # a failing round must not stop the next ones; it is logged
+            logging.getLogger(__name__).exception("automated labeling failed")
 
 
 @contextmanager

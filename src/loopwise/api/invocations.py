@@ -28,7 +28,14 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from loopwise.errors import EndpointConfigError, NotFoundError
+from loopwise.errors import (
+    AccountError,
+    AnswerRefusedError,
+    EndpointConfigError,
+    LabelingError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from loopwise.serving.plane import DataPlane, Invocation
 from loopwise.serving.router import ModelFailed, VariantUnavailable
 
@@ -150,7 +157,16 @@ async def read_asgi_body(receive: Receive, declared: str | None, limit: int) -> 
 
 
 #: the errors answered with their own status (:func:`problem`); any other is a 500 of the server itself
-KNOWN_ERRORS = (BadRequest, EndpointConfigError, NotFoundError, ModelFailed, VariantUnavailable)
+KNOWN_ERRORS = (
+    BadRequest,
+    EndpointConfigError,
+    NotFoundError,
+    ModelFailed,
+    VariantUnavailable,
+    LabelingError,
+    AccountError,
+    PermissionDeniedError,
+)
 
 
 def problem(exc: Exception) -> tuple[int, str, str] | None:
@@ -165,6 +181,12 @@ def problem(exc: Exception) -> tuple[int, str, str] | None:
         return 500, "ModelError", f"the variant's model failed on this request: {exc}"
     if isinstance(exc, VariantUnavailable):
         return 503, "ServiceUnavailable", f"{exc}; retry in a moment"
+    if isinstance(exc, AnswerRefusedError):
+        return 409, "Conflict", str(exc)
+    if isinstance(exc, LabelingError | AccountError):
+        return 400, "ValidationError", str(exc)
+    if isinstance(exc, PermissionDeniedError):
+        return 403, "Forbidden", str(exc)
     return None
 
 

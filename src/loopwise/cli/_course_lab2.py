@@ -28,6 +28,7 @@ def course_lab2(store: Store, variant_a: str, variant_b: str, *, loops: int = LO
     from loopwise.serving.config import Autoscaling, parse_endpoint_config
     from loopwise.serving.plots import variant_metrics_png
     from loopwise.serving.service import create_endpoint, delete_endpoint, set_autoscaling, update_weights
+    from loopwise.workforce.service import program_token
 
     with store.uow() as uow:
         if any(e.name == ENDPOINT for e in uow.endpoints.list()):
@@ -46,7 +47,10 @@ def course_lab2(store: Store, variant_a: str, variant_b: str, *, loops: int = LO
         raise RuntimeError(f"the endpoint failed: {endpoint.failure_reason}")
     console.print(f"endpoint {ENDPOINT}: VariantA {variant_a}, VariantB {variant_b}, 50/50, InService")
     plots = []
-    with background_server(store) as (url, _), Client(url) as client:
+    with (
+        background_server(store) as (url, _),
+        Client(url, token=program_token(store, "course-main-job")) as client,
+    ):
         for phase in ("50/50", "all to VariantB"):
             if phase != "50/50":
                 update_weights(store, ENDPOINT, {"VariantA": 0, "VariantB": 100})

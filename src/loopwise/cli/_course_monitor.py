@@ -30,6 +30,7 @@ def course_monitoring(store: Store, endpoint: str, dataset_ref: str, model_ref: 
     from loopwise.monitoring.report import write_report
     from loopwise.monitoring.scheduling import record_alerts
     from loopwise.monitoring.service import create_baseline, run_monitor
+    from loopwise.workforce.service import program_token
 
     name = f"{endpoint}-course"
     folder = create_baseline(
@@ -44,7 +45,10 @@ def course_monitoring(store: Store, endpoint: str, dataset_ref: str, model_ref: 
         "#### %% 0x3f 0x00 $$ ####" if i % GARBLED_EVERY == 0 else text[:CUT_AT]
         for i, text in enumerate(texts)
     ]
-    with background_server(store) as (url, app), Client(url) as client:
+    with (
+        background_server(store) as (url, app),
+        Client(url, token=program_token(store, "course-main-job")) as client,
+    ):
         for phase, sent in (("the test split's reviews", texts), ("a broken upstream system", broken)):
             started = datetime.now(UTC)
             answers = [client.predict(endpoint, [text]) for text in sent]

@@ -40,9 +40,11 @@ def demo(
     name: Annotated[str, typer.Option(help="Registered model name.")] = "reviews-sentiment",
 ) -> None:
     """Run the course loop: data -> course split -> tune MiniLM -> evaluate the best on the test split ->
-    tuning report -> register the best as champion -> deploy two variants (Lab 2) -> monitor them."""
+    tuning report -> register the best as champion -> deploy two variants (Lab 2) -> monitor them -> label
+    reviews with a private workforce (Lab 3's labeling)."""
     from loopwise import registry
     from loopwise.cli._course_lab2 import ENDPOINT, course_lab2
+    from loopwise.cli._course_lab3 import course_labeling
     from loopwise.cli._course_monitor import course_monitoring
     from loopwise.cli.tune import live_progress
     from loopwise.data.cache import fetch_reviews
@@ -124,6 +126,9 @@ def demo(
 
         console.rule("7. monitor the endpoint: baseline, data quality, drift, model quality, alerts")
         monitoring = course_monitoring(store, ENDPOINT, dataset.ref, runner_up)
+
+        console.rule("8. label reviews with a private workforce (the labeling half of the course's Lab 3)")
+        labeling = course_labeling(store, dataset.ref)
     console.rule("done")
     console.print(f"tuning report: {report.html}")
     console.print(f"report: {_local(evaluation.report_uri)}")
@@ -131,6 +136,10 @@ def demo(
     for plot in plots:
         console.print(f"per-variant metrics: {plot}")
     console.print(f"monitoring report: {monitoring}")
+    console.print(f"labeling output manifest: {labeling.manifest} (data set {labeling.dataset})")
+    console.print(
+        "labeling UI: `loopwise server`, then http://127.0.0.1:8080/label (workers) and /console/labeling"
+    )
     console.print(f"took {time.monotonic() - started:.0f} s")
 
 

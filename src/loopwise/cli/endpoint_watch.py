@@ -11,6 +11,14 @@ import typer
 from loopwise.cli._common import console, open_store, print_json
 from loopwise.cli.endpoint import NameArgument, app
 
+#: an API token for the server (role service, reviewer or admin)
+Token = Annotated[
+    str | None,
+    typer.Option(
+        envvar="LOOPWISE_TOKEN", help="An API token for the server (`loopwise workforce token create`)."
+    ),
+]
+
 
 @app.command()
 def metrics(
@@ -22,6 +30,7 @@ def metrics(
     url: Annotated[
         str, typer.Option(help="The loopwise server that serves the endpoint.")
     ] = "http://127.0.0.1:8080",
+    token: Token = None,
     plot: Annotated[
         Path | None,
         typer.Option(
@@ -36,7 +45,7 @@ def metrics(
 
     from loopwise.serving.plots import variant_metrics_png
 
-    rows = _server_get(url, f"/api/v1/endpoints/{name}/metrics", period=period, window=window)["rows"]
+    rows = _server_get(url, token, f"/api/v1/endpoints/{name}/metrics", period=period, window=window)["rows"]
     if as_json:
         print_json(rows)
         return
@@ -82,13 +91,14 @@ def shadow_report(
     url: Annotated[
         str, typer.Option(help="The loopwise server that serves the endpoint.")
     ] = "http://127.0.0.1:8080",
+    token: Token = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Each shadow variant against production: texts compared, agreement, and the per-class flip matrix
     (production's label -> the shadow's)."""
     from rich.table import Table
 
-    report = _server_get(url, f"/api/v1/endpoints/{name}/shadow")["shadows"]
+    report = _server_get(url, token, f"/api/v1/endpoints/{name}/shadow")["shadows"]
     if as_json:
         print_json(report)
         return
@@ -113,17 +123,23 @@ def shadow_report(
         console.print(table)
 
 
-def _server_get(url: str, path: str, **params: Any) -> dict[str, Any]:
+def _server_get(url: str, token: str | None, path: str, **params: Any) -> dict[str, Any]:
     import httpx
 
     from loopwise.errors import EndpointError
 
     try:
-        answer = httpx.get(f"{url.rstrip('/')}{path}", params=params, timeout=30)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        answer = httpx.get(f"{url.rstrip('/')}{path}", params=params, headers=headers, timeout=30)
     except httpx.HTTPError as exc:
         raise EndpointError(
             f"cannot reach the loopwise server at {url} ({exc}); start it with `loopwise server`"
         ) from None
+    if answer.status_code == 401:
+        raise EndpointError(
+            "the server wants an API token: pass --token or set LOOPWISE_TOKEN (an admin makes one with "
+            "`loopwise workforce token create EMAIL --name NAME`)"
+        )
     if answer.status_code != 200:
         raise EndpointError(f"the server answered {answer.status_code}: {answer.json()['error']['message']}")
     return dict(answer.json())

@@ -69,7 +69,9 @@ def password(
 @worker_app.command("create")
 def worker_create(
     email: Email,
-    role: Annotated[str, typer.Option(help="admin, reviewer or worker.")] = "worker",
+    role: Annotated[
+        str, typer.Option(help="admin, reviewer, worker, or service (a program: invokes endpoints).")
+    ] = "worker",
     name: Annotated[
         str | None, typer.Option(help="The name shown (default: the email's local part).")
     ] = None,

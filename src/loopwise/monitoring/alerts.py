@@ -9,25 +9,20 @@ name an ``action`` (for example ``retrain``): the retraining pipeline picks up o
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+from loopwise._durations import parse_duration
 from loopwise.errors import DataFormatError
 
-_EVERY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 #: webhook deliveries stop being retried after this many attempts (about 1.5 days of backoff)
 MAX_ATTEMPTS = 12
 
 
 def parse_every(every: str) -> float:
     """Seconds of ``30s``, ``15m``, ``1h`` or ``1d`` (at least 10 s)."""
-    found = _EVERY.match(every)
-    if found is None:
-        raise DataFormatError(f"--every {every!r}: give a number and a unit, like 30s, 15m, 1h or 1d")
-    seconds = float(found.group(1)) * _UNIT_S[found.group(2)]
+    seconds = parse_duration(every, "--every")
     if seconds < 10:
         raise DataFormatError(f"--every {every!r} is too often: at least 10s")
     return seconds

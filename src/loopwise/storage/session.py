@@ -17,6 +17,7 @@ from loopwise.storage.repositories import (
     EndpointRepository,
     EvaluationRepository,
     FeedbackRepository,
+    LabelingRepository,
     ModelRepository,
     MonitoringRepository,
     RolloutRepository,
@@ -43,6 +44,7 @@ class UnitOfWork:
     bandits: BanditRepository
     monitoring: MonitoringRepository
     workforce: WorkforceRepository
+    labeling: LabelingRepository
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._factory = session_factory
@@ -67,6 +69,7 @@ class UnitOfWork:
         self.bandits = BanditRepository(self._session)
         self.monitoring = MonitoringRepository(self._session)
         self.workforce = WorkforceRepository(self._session)
+        self.labeling = LabelingRepository(self._session)
         return self
 
     def __exit__(

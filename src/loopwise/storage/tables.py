@@ -12,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -371,3 +372,108 @@ class ApiTokenRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class LabelingJobRow(Base):
+    """A labeling job: items from a manifest, categories with instructions, a team, N workers per item."""
+
+    __tablename__ = "labeling_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), index=True)
+    #: [{"label": ..., "description": ...}] in the order of their keyboard shortcuts
+    categories: Mapped[list[Any]] = mapped_column(JSON)
+    short_instructions: Mapped[str] = mapped_column(Text)
+    full_instructions: Mapped[str] = mapped_column(Text)
+    workers_per_item: Mapped[int] = mapped_column(Integer)
+    task_time_limit_s: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    blind: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    source: Mapped[str] = mapped_column(String(1000))
+    items_count: Mapped[int] = mapped_column(Integer)
+    #: automated labeling's settings and rounds so far (None: people label everything)
+    auto_label: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("workers.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class LabelingItemRow(Base):
+    """One text to label. ``answers_count + holds`` never exceeds the job's workers per item: holds are
+    taken and answers counted by conditional UPDATEs (``labeling.service``)."""
+
+    __tablename__ = "labeling_items"
+    __table_args__ = (
+        UniqueConstraint("job_id", "position"),
+        Index("ix_labeling_items_queue", "job_id", "status", "position"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("labeling_jobs.id", ondelete="CASCADE"))
+    #: the item's line (from 1) in the input manifest
+    position: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(Text)
+    #: the manifest line's other fields, kept for the output manifest
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    answers_count: Mapped[int] = mapped_column(Integer, default=0)
+    holds: Mapped[int] = mapped_column(Integer, default=0)
+    #: open (people answer it), complete (it has its answers, or a machine label), waiting (automated
+    #: labeling holds it back until a model labels it or picks it for people)
+    status: Mapped[str] = mapped_column(String(20))
+    #: the consolidated (or machine) label, its confidence, and who gave it: human or machine
+    label: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    labeled_by: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    #: automated labeling: the item's part (seed, holdout, active: people; None: not sent to people yet)
+    pool: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    #: a machine label's model version and the confidence threshold it passed
+    machine_model: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    machine_threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class LabelingAssignmentRow(Base):
+    """A worker's hold on an item and, once submitted, their answer: one row per (item, worker)."""
+
+    __tablename__ = "labeling_assignments"
+    __table_args__ = (
+        UniqueConstraint("item_id", "worker_id"),
+        Index("ix_labeling_assignments_state", "job_id", "state", "expires_at"),
+        Index("ix_labeling_assignments_worker", "worker_id", "job_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("labeling_jobs.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("labeling_items.id", ondelete="CASCADE"), index=True)
+    worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id", ondelete="CASCADE"))
+    #: held, submitted, skipped or expired
+    state: Mapped[str] = mapped_column(String(20))
+    label: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: seconds from the hold to the answer
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class LabelingReviewRow(Base):
+    """A likely wrong label (cleanlab's) waiting for a reviewer, and the decision once taken."""
+
+    __tablename__ = "labeling_reviews"
+    __table_args__ = (Index("ix_labeling_reviews_queue", "job_id", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("labeling_jobs.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("labeling_items.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(100))
+    suggested: Mapped[str] = mapped_column(String(100))
+    self_confidence: Mapped[float] = mapped_column(Float)
+    #: open, kept (the label stays) or changed (the decided label replaced it)
+    status: Mapped[str] = mapped_column(String(16))
+    decided_label: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("workers.id"), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -114,11 +114,17 @@ def job_progress(trials: list[FrozenTrial], spec: TuningSpec) -> tuple[int, int,
     own = own_trials(trials)
     budget = spec.completion.max_examples
     if budget is not None:
-        running = [t for t in own if t.state is TrialState.RUNNING]
+        # a trial counts what it reported while running or what its profile counted, whichever is more,
+        # before and after it ends alike: the figure never goes back when a trial finishes
+        counted = [t for t in own if t.state in (*FINISHED, TrialState.FAIL, TrialState.RUNNING)]
         seen = sum(
-            max(int(max(t.intermediate_values, default=0)), int(t.user_attrs.get(EXAMPLES_SEEN, 0)))
-            for t in running
+            max(
+                int(max(t.intermediate_values, default=0)),
+                int(t.user_attrs.get(EXAMPLES_SEEN, 0)),
+                int(t.user_attrs.get("examples", 0)),
+            )
+            for t in counted
         )
-        return min(budget, examples_spent(own) + seen), budget, "training examples"
+        return min(budget, seen), budget, "training examples"
     finished = sum(t.state in FINISHED for t in own)
     return min(finished, spec.max_trials), spec.max_trials, "trials"

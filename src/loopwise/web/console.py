@@ -8,24 +8,18 @@ plots, and refresh themselves every few seconds.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 
 from loopwise.errors import NotFoundError
 from loopwise.serving.metrics import CHARTS
+from loopwise.web.pages import HERE, templates
 
 if TYPE_CHECKING:
     from loopwise.storage import Store
-
-HERE = Path(__file__).parent
-templates = Jinja2Templates(directory=HERE / "templates")
-templates.env.filters["percent"] = lambda share: f"{share:.0%}"
-templates.env.filters["when"] = lambda moment: f"{moment:%Y-%m-%d %H:%M:%S}" if moment else ""
 
 
 def mount_console(app: FastAPI, store: Store) -> None:

@@ -6,10 +6,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-Role = Literal["admin", "reviewer", "worker"]
+Role = Literal["admin", "reviewer", "worker", "service"]
 #: admin: everything; reviewer: labels and reviews, sees the work of the teams they belong to; worker:
-#: labels the items of their teams' jobs, sees only their own answers
-ROLES: tuple[Role, ...] = ("admin", "reviewer", "worker")
+#: labels the items of their teams' jobs, sees only their own answers; service: a program's account,
+#: invokes endpoints, sends feedback and reads their figures (no labeling, no management)
+ROLES: tuple[Role, ...] = ("admin", "reviewer", "worker", "service")
+
+Permission = Literal["account", "invoke", "observe", "label", "review", "manage"]
+#: what each role may do; every route of the server names the one permission it needs
+#: (``loopwise.api.auth.POLICY``): account = one's own password, sign-out and profile; invoke = endpoint
+#: invocations and feedback; observe = endpoints, metrics, alerts; label = the labeling queue of one's
+#: teams; review = the answers and review queues of one's teams; manage = everything an admin does
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    "admin": frozenset({"account", "invoke", "observe", "label", "review", "manage"}),
+    "reviewer": frozenset({"account", "observe", "label", "review"}),
+    "worker": frozenset({"account", "label"}),
+    "service": frozenset({"account", "invoke", "observe"}),
+}
 
 
 @dataclass(frozen=True)
@@ -25,6 +38,9 @@ class Worker:
     created_at: datetime
     #: sign-ins are refused until then after repeated failures
     locked_until: datetime | None = None
+
+    def can(self, permission: Permission) -> bool:
+        return not self.disabled and permission in ROLE_PERMISSIONS[self.role]
 
 
 @dataclass(frozen=True)

@@ -224,3 +224,19 @@ def revoke_token(store: Store, email: str, name: str) -> bool:
 
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def program_token(store: Store, purpose: str, *, email: str = "programs@loopwise.local") -> str:
+    """A new API token for one of loopwise's own programs (the main job, a benchmark) on the service
+    account ``email``, made when missing with a password nobody is told: it can invoke endpoints and
+    read their figures, and cannot sign in to the web UI."""
+    email = normal_email(email)
+    with store.uow() as uow:
+        found = uow.workforce.find(email)
+    if found is None:
+        hashed = hash_password(secrets.token_urlsafe(32))
+        with store.uow() as uow:
+            if uow.workforce.find(email) is None:
+                uow.workforce.add_worker(email, "programs", "service", hashed, must_change=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    return create_token(store, email, f"{purpose}-{stamp}-{secrets.token_hex(3)}")

@@ -8,6 +8,7 @@ from loopwise.storage.repositories.datasets import DatasetRepository
 from loopwise.storage.repositories.endpoints import EndpointRepository
 from loopwise.storage.repositories.evaluations import EvaluationRepository
 from loopwise.storage.repositories.feedback import FeedbackRepository
+from loopwise.storage.repositories.labeling import LabelingRepository
 from loopwise.storage.repositories.models import ModelRepository
 from loopwise.storage.repositories.monitoring import MonitoringRepository
 from loopwise.storage.repositories.rollouts import RolloutRepository
@@ -21,6 +22,7 @@ __all__ = [
     "EndpointRepository",
     "EvaluationRepository",
     "FeedbackRepository",
+    "LabelingRepository",
     "ModelRepository",
     "MonitoringRepository",
     "RolloutRepository",

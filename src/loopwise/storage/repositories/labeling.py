@@ -1,0 +1,569 @@
+"""Labeling jobs, items and assignments. Holds and answers change counters by conditional UPDATEs: an
+item's ``answers_count + holds`` never passes the job's workers per item, an assignment leaves ``held``
+once, and (item, worker) is unique, on SQLite and on PostgreSQL alike."""
+
+from __future__ import annotations
+
+import builtins
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from loopwise.errors import NotFoundError
+from loopwise.labeling.jobs import Answer, Assignment, Category, LabelingJob, Task
+from loopwise.labeling.label_errors import Review
+from loopwise.labeling.manifest import ManifestItem
+from loopwise.storage.tables import (
+    LabelingAssignmentRow,
+    LabelingItemRow,
+    LabelingJobRow,
+    LabelingReviewRow,
+    TeamRow,
+    WorkerRow,
+    utcnow,
+)
+
+Hold, Item, Job, ReviewRow = LabelingAssignmentRow, LabelingItemRow, LabelingJobRow, LabelingReviewRow
+
+
+class LabelingRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    # --- jobs ------------------------------------------------------------------------------------
+
+    def add_job(
+        self,
+        *,
+        team_id: int,
+        created_by: int | None,
+        items: Sequence[ManifestItem],
+        initial: Sequence[tuple[str, str | None]] | None = None,
+        **fields: Any,
+    ) -> int:
+        """A job and its items in one go; ``initial``: each item's first status and pool (all open)."""
+        categories = [c.to_dict() for c in fields.pop("categories")]
+        row = Job(
+            team_id=team_id,
+            created_by=created_by,
+            categories=categories,
+            status="InProgress",
+            items_count=len(items),
+            **fields,
+        )
+        self.session.add(row)
+        self.session.flush()
+        now = utcnow()
+        starts = initial or [("open", None)] * len(items)
+        rows = [
+            {
+                "job_id": row.id,
+                "position": item.position,
+                "source": item.source,
+                "extra": item.extra,
+                "answers_count": 0,
+                "holds": 0,
+                "status": status,
+                "pool": pool,
+                "updated_at": now,
+            }
+            for item, (status, pool) in zip(items, starts, strict=True)
+        ]
+        for start in range(0, len(rows), 5000):
+            self.session.execute(insert(Item), rows[start : start + 5000])
+        return row.id
+
+    def find_job(self, name: str) -> LabelingJob | None:
+        row = self.session.scalar(select(Job).where(Job.name == name))
+        return None if row is None else self._job(row)
+
+    def job(self, job_id: int) -> LabelingJob:
+        row = self.session.get(Job, job_id)
+        if row is None:
+            raise NotFoundError(f"no labeling job {job_id}")
+        return self._job(row)
+
+    def jobs(self, teams: builtins.set[str] | None = None) -> builtins.list[LabelingJob]:
+        """Every job, newest first, or only those of ``teams``."""
+        query = select(Job).order_by(Job.id.desc())
+        if teams is not None:
+            query = query.join(TeamRow, TeamRow.id == Job.team_id).where(TeamRow.name.in_(teams))
+        return [self._job(row) for row in self.session.scalars(query)]
+
+    def set_status(self, job_id: int, status: str, *, when: str | None = None) -> None:
+        """Move a job to ``status``; ``when`` the status it must have now (a conditional move)."""
+        query = update(Job).where(Job.id == job_id)
+        if when is not None:
+            query = query.where(Job.status == when)
+        ended = utcnow() if status != "InProgress" else None
+        self.session.execute(query.values(status=status, completed_at=ended))
+
+    def open_items(self, job_id: int) -> int:
+        """Items without their label yet: open for people, or waiting for automated labeling."""
+        query = (
+            select(func.count())
+            .select_from(Item)
+            .where(Item.job_id == job_id, Item.status.in_(("open", "waiting")))
+        )
+        return int(self.session.scalar(query) or 0)
+
+    def status_counts(self, job_id: int) -> dict[str, int]:
+        query = select(Item.status, func.count()).where(Item.job_id == job_id).group_by(Item.status)
+        return {status: int(n) for status, n in self.session.execute(query).tuples()}
+
+    # --- automated labeling ----------------------------------------------------------------------
+
+    def auto_label(self, job_id: int) -> dict[str, Any] | None:
+        row = self.session.get(Job, job_id)
+        return None if row is None or row.auto_label is None else dict(row.auto_label)
+
+    def set_auto_label(self, job_id: int, document: dict[str, Any]) -> None:
+        self.session.execute(update(Job).where(Job.id == job_id).values(auto_label=document))
+
+    def auto_jobs_due(self) -> builtins.list[str]:
+        """Names of jobs in progress with automated labeling whose people have no open item left: a round
+        is due (or the last consolidation, when nothing waits)."""
+        open_items = select(Item.id).where(Item.job_id == Job.id, Item.status == "open").exists()
+        query = select(Job.name).where(Job.status == "InProgress", Job.auto_label.is_not(None), ~open_items)
+        return list(self.session.scalars(query))
+
+    def human_labeled(self, job_id: int) -> builtins.list[tuple[str, str, str | None]]:
+        """(text, label, pool) of the items people labeled."""
+        query = select(Item.source, Item.label, Item.pool).where(
+            Item.job_id == job_id, Item.labeled_by == "human", Item.label.is_not(None)
+        )
+        return [(text, label or "", pool) for text, label, pool in self.session.execute(query).tuples()]
+
+    def waiting_items(self, job_id: int) -> builtins.list[tuple[int, str]]:
+        query = (
+            select(Item.id, Item.source)
+            .where(Item.job_id == job_id, Item.status == "waiting")
+            .order_by(Item.position)
+        )
+        return [(item_id, text) for item_id, text in self.session.execute(query).tuples()]
+
+    def set_machine_labels(
+        self, job_id: int, labels: dict[int, tuple[str, float, float]], model: str
+    ) -> None:
+        now = utcnow()
+        for item_id, (label, confidence, threshold) in labels.items():
+            self.session.execute(
+                update(Item)
+                .where(Item.id == item_id, Item.job_id == job_id, Item.status == "waiting")
+                .values(
+                    status="complete",
+                    label=label,
+                    confidence=confidence,
+                    labeled_by="machine",
+                    machine_model=model,
+                    machine_threshold=threshold,
+                    updated_at=now,
+                )
+            )
+
+    def release(self, job_id: int, item_ids: Sequence[int], *, pool: str) -> None:
+        """Send waiting items to people."""
+        for start in range(0, len(item_ids), 1000):
+            self.session.execute(
+                update(Item)
+                .where(
+                    Item.job_id == job_id,
+                    Item.id.in_(item_ids[start : start + 1000]),
+                    Item.status == "waiting",
+                )
+                .values(status="open", pool=pool, updated_at=utcnow())
+            )
+
+    # --- holds -----------------------------------------------------------------------------------
+
+    def release_expired(self, job_id: int, now: datetime) -> int:
+        """Holds past their time limit end; their items go back to the queue. Returns how many."""
+        expired = self.session.scalars(
+            update(Hold)
+            .where(Hold.job_id == job_id, Hold.state == "held", Hold.expires_at <= now)
+            .values(state="expired")
+            .returning(Hold.item_id)
+        ).all()
+        for item_id, count in Counter(expired).items():
+            self.session.execute(update(Item).where(Item.id == item_id).values(holds=Item.holds - count))
+        return len(expired)
+
+    def live_holds(self, job_id: int, worker_id: int, now: datetime) -> builtins.list[Task]:
+        query = (
+            select(Hold, Item)
+            .join(Item, Item.id == Hold.item_id)
+            .where(
+                Hold.job_id == job_id,
+                Hold.worker_id == worker_id,
+                Hold.state == "held",
+                Hold.expires_at > now,
+            )
+            .order_by(Hold.started_at, Hold.id)
+        )
+        return [self._task(a, i) for a, i in self.session.execute(query).tuples()]
+
+    def candidates(self, job_id: int, worker_id: int, needed: int, limit: int) -> builtins.list[int]:
+        """Items that still need answers and that the worker has not held, answered or skipped (an
+        expired hold of theirs may be taken again), in manifest order."""
+        theirs = select(Hold.item_id).where(
+            Hold.job_id == job_id, Hold.worker_id == worker_id, Hold.state != "expired"
+        )
+        query = (
+            select(Item.id)
+            .where(
+                Item.job_id == job_id,
+                Item.status == "open",
+                Item.answers_count + Item.holds < needed,
+                Item.id.not_in(theirs),
+            )
+            .order_by(Item.position)
+            .limit(limit)
+        )
+        return list(self.session.scalars(query))
+
+    def take(self, job_id: int, item_id: int, worker_id: int, needed: int, expires_at: datetime) -> bool:
+        """Hold ``item_id`` for the worker if it still has room (False otherwise: someone else got it)."""
+        with self.session.begin_nested() as savepoint:
+            taken = self.session.execute(
+                update(Item)
+                .where(Item.id == item_id, Item.status == "open", Item.answers_count + Item.holds < needed)
+                .values(holds=Item.holds + 1)
+            )
+            if taken.rowcount != 1:  # type: ignore[attr-defined]
+                savepoint.rollback()
+                return False
+            now = utcnow()
+            existing = self.session.scalar(
+                select(Hold.id).where(Hold.item_id == item_id, Hold.worker_id == worker_id)
+            )
+            try:
+                if existing is None:
+                    self.session.execute(
+                        insert(Hold).values(
+                            job_id=job_id,
+                            item_id=item_id,
+                            worker_id=worker_id,
+                            state="held",
+                            started_at=now,
+                            expires_at=expires_at,
+                        )
+                    )
+                else:
+                    renewed = self.session.execute(
+                        update(Hold)
+                        .where(Hold.id == existing, Hold.state == "expired")
+                        .values(state="held", started_at=now, expires_at=expires_at, label=None)
+                    )
+                    if renewed.rowcount != 1:  # type: ignore[attr-defined]
+                        savepoint.rollback()
+                        return False
+            except IntegrityError:  # the same worker took it at the same moment from another request
+                savepoint.rollback()
+                return False
+        return True
+
+    # --- answers ---------------------------------------------------------------------------------
+
+    def assignment(self, assignment_id: int) -> Assignment | None:
+        row = self.session.get(Hold, assignment_id)
+        if row is None:
+            return None
+        item = self.session.get(Item, row.item_id)
+        assert item is not None
+        return Assignment(row.id, row.job_id, row.worker_id, row.state, row.expires_at, self._task(row, item))  # type: ignore[arg-type]
+
+    def submit(
+        self, assignment_id: int, worker_id: int, label: str, now: datetime, needed: int
+    ) -> float | None:
+        """The answer, stored once: None when the assignment is not the worker's live hold."""
+        row = self._end_hold(assignment_id, worker_id, now, state="submitted", label=label)
+        if row is None:
+            return None
+        self.session.execute(
+            update(Item)
+            .where(Item.id == row.item_id)
+            .values(
+                holds=Item.holds - 1,
+                answers_count=Item.answers_count + 1,
+                status=case((Item.answers_count + 1 >= needed, "complete"), else_="open"),
+                updated_at=now,
+            )
+        )
+        return (now - row.started_at).total_seconds()
+
+    def skip(self, assignment_id: int, worker_id: int, now: datetime) -> bool:
+        row = self._end_hold(assignment_id, worker_id, now, state="skipped")
+        if row is None:
+            return False
+        self.session.execute(
+            update(Item).where(Item.id == row.item_id).values(holds=Item.holds - 1, updated_at=now)
+        )
+        return True
+
+    def _end_hold(
+        self, assignment_id: int, worker_id: int, now: datetime, **values: Any
+    ) -> LabelingAssignmentRow | None:
+        """Move the worker's live hold to its end (submitted or skipped): once, by a conditional UPDATE;
+        None when it is not a live hold of theirs (any more)."""
+        row = self.session.get(Hold, assignment_id)
+        if row is None:
+            return None
+        seconds = (now - row.started_at).total_seconds() if values.get("state") == "submitted" else None
+        done = self.session.execute(
+            update(Hold)
+            .where(
+                Hold.id == assignment_id,
+                Hold.worker_id == worker_id,
+                Hold.state == "held",
+                Hold.expires_at > now,
+            )
+            .values(submitted_at=now, seconds=seconds, **values)
+        )
+        return row if done.rowcount == 1 else None  # type: ignore[attr-defined]
+
+    def undo_last(self, job_id: int, worker_id: int, now: datetime, limit: timedelta) -> Task | None:
+        """The worker's latest answer in the job taken back: the item is theirs to answer again."""
+        row = self.session.scalar(
+            select(Hold)
+            .where(Hold.job_id == job_id, Hold.worker_id == worker_id, Hold.state == "submitted")
+            .order_by(Hold.submitted_at.desc(), Hold.id.desc())
+            .limit(1)
+        )
+        if row is None:
+            return None
+        done = self.session.execute(
+            update(Hold)
+            .where(Hold.id == row.id, Hold.state == "submitted")
+            .values(
+                state="held",
+                label=None,
+                submitted_at=None,
+                seconds=None,
+                started_at=now,
+                expires_at=now + limit,
+            )
+        )
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        self.session.execute(
+            update(Item)
+            .where(Item.id == row.item_id)
+            .values(holds=Item.holds + 1, answers_count=Item.answers_count - 1, status="open", updated_at=now)
+        )
+        self.session.expire(row)
+        item = self.session.get(Item, row.item_id)
+        assert item is not None
+        return self._task(self.session.get(Hold, row.id), item)  # type: ignore[arg-type]
+
+    def others(self, item_id: int, worker_id: int) -> builtins.list[str]:
+        query = select(Hold.label).where(
+            Hold.item_id == item_id, Hold.worker_id != worker_id, Hold.state == "submitted"
+        )
+        return [label for label in self.session.scalars(query) if label is not None]
+
+    def answers(self, job_id: int, worker_id: int | None = None) -> builtins.list[Answer]:
+        query = (
+            select(Hold, Item.position, WorkerRow.email)
+            .join(Item, Item.id == Hold.item_id)
+            .join(WorkerRow, WorkerRow.id == Hold.worker_id)
+            .where(Hold.job_id == job_id, Hold.state == "submitted")
+            .order_by(Item.position, Hold.id)
+        )
+        if worker_id is not None:
+            query = query.where(Hold.worker_id == worker_id)
+        return [
+            Answer(a.id, a.item_id, position, email, a.label or "", a.submitted_at, a.seconds)  # type: ignore[arg-type]
+            for a, position, email in self.session.execute(query).tuples()
+        ]
+
+    def counts(self, job_id: int, now: datetime) -> dict[str, int]:
+        items = self.session.execute(
+            select(
+                func.count(),
+                func.sum(case((Item.status == "complete", 1), else_=0)),
+                func.sum(Item.answers_count),
+                func.sum(case((Item.status == "waiting", 1), else_=0)),
+                func.sum(case((Item.labeled_by == "machine", 1), else_=0)),
+            ).where(Item.job_id == job_id)
+        ).one()
+        held = self.session.scalar(
+            select(func.count()).where(Hold.job_id == job_id, Hold.state == "held", Hold.expires_at > now)
+        )
+        skipped = self.session.execute(
+            select(WorkerRow.email, func.count())
+            .select_from(Hold)
+            .join(WorkerRow, WorkerRow.id == Hold.worker_id)
+            .where(Hold.job_id == job_id, Hold.state == "skipped")
+            .group_by(WorkerRow.email)
+        ).all()
+        return {
+            "items": int(items[0] or 0),
+            "complete": int(items[1] or 0),
+            "answers": int(items[2] or 0),
+            "waiting": int(items[3] or 0),
+            "machine": int(items[4] or 0),
+            "held_now": int(held or 0),
+            **{f"skipped:{email}": int(n) for email, n in skipped},
+        }
+
+    def item_counters(self, job_id: int) -> builtins.list[tuple[int, int, int, str]]:
+        """(position, answers, holds, status) of every item: for checks and tests."""
+        query = (
+            select(Item.position, Item.answers_count, Item.holds, Item.status)
+            .where(Item.job_id == job_id)
+            .order_by(Item.position)
+        )
+        return [tuple(row) for row in self.session.execute(query).tuples()]  # type: ignore[misc]
+
+    # --- mapping ---------------------------------------------------------------------------------
+
+    def _job(self, row: LabelingJobRow) -> LabelingJob:
+        team = self.session.get(TeamRow, row.team_id)
+        return LabelingJob(
+            id=row.id,
+            name=row.name,
+            title=row.title,
+            team=team.name if team else "?",
+            categories=tuple(Category(c["label"], c.get("description", "")) for c in row.categories),
+            short_instructions=row.short_instructions,
+            full_instructions=row.full_instructions,
+            workers_per_item=row.workers_per_item,
+            task_time_limit_s=row.task_time_limit_s,
+            expires_at=row.expires_at,
+            blind=row.blind,
+            status=row.status,  # type: ignore[arg-type]
+            source=row.source,
+            items_count=row.items_count,
+            created_at=row.created_at,
+            completed_at=row.completed_at,
+        )
+
+    @staticmethod
+    def _task(a: LabelingAssignmentRow, i: LabelingItemRow) -> Task:
+        return Task(a.id, i.id, i.position, i.source, a.expires_at)
+
+    # --- results ---------------------------------------------------------------------------------
+
+    def item_ids(self, job_id: int, *, status: str) -> builtins.list[int]:
+        return list(self.session.scalars(select(Item.id).where(Item.job_id == job_id, Item.status == status)))
+
+    def set_labels(self, job_id: int, labels: dict[int, tuple[str, float]], *, by: str) -> None:
+        now = utcnow()
+        for item_id, (label, confidence) in labels.items():
+            self.session.execute(
+                update(Item)
+                .where(Item.id == item_id, Item.job_id == job_id)
+                .values(label=label, confidence=confidence, labeled_by=by, updated_at=now)
+            )
+
+    def labeled_items(self, job_id: int) -> builtins.list[dict[str, Any]]:
+        query = select(Item).where(Item.job_id == job_id, Item.label.is_not(None)).order_by(Item.position)
+        return [
+            {
+                "position": row.position,
+                "source": row.source,
+                "extra": dict(row.extra or {}),
+                "label": row.label,
+                "confidence": float(row.confidence or 0.0),
+                "labeled_by": row.labeled_by or "human",
+                "machine_model": row.machine_model,
+                "machine_threshold": row.machine_threshold,
+                "answers": row.answers_count,
+                "labeled_at": row.updated_at,
+            }
+            for row in self.session.scalars(query)
+        ]
+
+    # --- label reviews ---------------------------------------------------------------------------
+
+    def labeled_for_review(self, job_id: int) -> builtins.list[tuple[int, str, str]]:
+        """(item id, text, label) of every labeled item."""
+        query = (
+            select(Item.id, Item.source, Item.label)
+            .where(Item.job_id == job_id, Item.label.is_not(None))
+            .order_by(Item.position)
+        )
+        return [(i, text, label or "") for i, text, label in self.session.execute(query).tuples()]
+
+    def open_reviews(self, job_id: int, suspects: Sequence[tuple[int, str, float]]) -> builtins.list[Review]:
+        """A review per suspect (item id, suggested label, self-confidence) without an open one already."""
+        already = set(
+            self.session.scalars(
+                select(ReviewRow.item_id).where(ReviewRow.job_id == job_id, ReviewRow.status == "open")
+            )
+        )
+        made = []
+        for item_id, suggested, confidence in suspects:
+            if item_id in already:
+                continue
+            item = self.session.get(Item, item_id)
+            assert item is not None and item.label is not None
+            row = ReviewRow(
+                job_id=job_id,
+                item_id=item_id,
+                label=item.label,
+                suggested=suggested,
+                self_confidence=confidence,
+                status="open",
+            )
+            self.session.add(row)
+            self.session.flush()
+            made.append(self._review(row))
+        return made
+
+    def reviews(self, job_id: int, *, status: str | None = None) -> builtins.list[Review]:
+        query = select(ReviewRow).where(ReviewRow.job_id == job_id).order_by(ReviewRow.self_confidence)
+        if status is not None:
+            query = query.where(ReviewRow.status == status)
+        return [self._review(row) for row in self.session.scalars(query)]
+
+    def review(self, review_id: int) -> Review | None:
+        row = self.session.get(ReviewRow, review_id)
+        return None if row is None else self._review(row)
+
+    def decide_review(self, review_id: int, label: str, worker_id: int) -> Review | None:
+        """Take the decision once (None when it was taken already); a changed label replaces the item's."""
+        row = self.session.get(ReviewRow, review_id)
+        if row is None:
+            return None
+        status = "kept" if label == row.label else "changed"
+        now = utcnow()
+        done = self.session.execute(
+            update(ReviewRow)
+            .where(ReviewRow.id == review_id, ReviewRow.status == "open")
+            .values(status=status, decided_label=label, decided_by=worker_id, decided_at=now)
+        )
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        if status == "changed":
+            self.session.execute(
+                update(Item)
+                .where(Item.id == row.item_id)
+                .values(label=label, confidence=1.0, labeled_by="reviewer", updated_at=now)
+            )
+        self.session.expire(row)
+        return self._review(row)
+
+    def _review(self, row: LabelingReviewRow) -> Review:
+        item = self.session.get(Item, row.item_id)
+        assert item is not None
+        decider = self.session.get(WorkerRow, row.decided_by) if row.decided_by else None
+        return Review(
+            id=row.id,
+            job_id=row.job_id,
+            item_id=row.item_id,
+            position=item.position,
+            source=item.source,
+            label=row.label,
+            suggested=row.suggested,
+            self_confidence=row.self_confidence,
+            status=row.status,
+            decided_label=row.decided_label,
+            decided_by=decider.email if decider else None,
+            decided_at=row.decided_at,
+        )

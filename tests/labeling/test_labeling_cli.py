@@ -1,0 +1,71 @@
+"""``loopwise label job`` as users run it, as a process: a malformed manifest refused by its line with
+nothing imported, a job created from a manifest and from a data set split, listed, watched, stopped."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cli.test_cli import run
+
+
+def test_the_label_job_commands(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    run(home, "workforce", "team", "create", "labelers")
+    manifest = tmp_path / "reviews.manifest"
+    manifest.write_text('{"source": "I love it"}\n{"source": "meh"}\n{"review": "no source"}\n')
+    refused = run(
+        home,
+        "label",
+        "job",
+        "create",
+        "reviews",
+        "--team",
+        "labelers",
+        "--manifest",
+        str(manifest),
+        check=False,
+    )
+    assert refused.returncode == 1
+    assert (
+        "line 3: no 'source' field (it has review)" in refused.stderr
+        and "nothing was imported" in refused.stderr
+    )
+    assert json.loads(run(home, "label", "job", "list", "--json").stdout) == []
+
+    manifest.write_text('{"source": "I love it", "id": 1}\n{"source": "meh", "id": 2}\n')
+    made = run(
+        home, "label", "job", "create", "reviews", "--team", "labelers", "--manifest", str(manifest),
+        "--workers-per-item", "3", "--task-time-limit", "10m", "--json",
+    )  # fmt: skip
+    job = json.loads(made.stdout)
+    assert job["items_count"] == 2 and job["workers_per_item"] == 3 and job["task_time_limit_s"] == 600
+    assert [c["label"] for c in job["categories"]] == ["1", "0", "-1"]  # the course's, by default
+    assert job["title"].startswith("Classify Reviews into sentiment")
+
+    csv_path = tmp_path / "items.csv"
+    csv_path.write_text("id,review\n1,fits well\n2,too big\n3,lovely\n")
+    own = run(
+        home, "label", "job", "create", "own-categories", "--team", "labelers", "--manifest", str(csv_path),
+        "--text-field", "review", "--category", "pos=good", "--category", "neg=bad", "--no-blind",
+    )  # fmt: skip
+    assert "3 items for team labelers" in own.stdout
+    bad = run(
+        home, "label", "job", "create", "x", "--team", "labelers", "--manifest", str(csv_path), check=False
+    )
+    assert bad.returncode == 1 and "no column 'source'" in bad.stderr and "--text-field" in bad.stderr
+    limit = run(
+        home, "label", "job", "create", "y", "--team", "labelers", "--manifest", str(manifest),
+        "--task-time-limit", "soon", check=False,
+    )  # fmt: skip
+    assert limit.returncode == 1 and "--task-time-limit 'soon'" in limit.stderr
+
+    listed = run(home, "label", "job", "list").stdout
+    assert "reviews" in listed and "own-categories" in listed and "0/6" in listed
+    status = json.loads(run(home, "label", "job", "status", "reviews", "--json").stdout)
+    assert (
+        status["answers"] == 0 and status["answers_needed"] == 6 and status["job"]["status"] == "InProgress"
+    )
+    assert "Stopped" in run(home, "label", "job", "stop", "reviews").stdout
+    missing = run(home, "label", "job", "status", "nope", check=False)
+    assert missing.returncode == 1 and "no labeling job 'nope'" in missing.stderr

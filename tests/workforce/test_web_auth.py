@@ -1,0 +1,266 @@
+"""Sign-in over HTTP on a real server on 127.0.0.1: every route needs an account but sign-in, each role
+reaches what its permissions allow and nothing else, sessions with CSRF-checked forms, temporary
+passwords changed first, sign-out, disabled accounts and revoked tokens shut out, guessing slowed."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from fastapi.routing import APIRoute
+from starlette.routing import Mount
+
+from auth_helpers import ADMIN_PASSWORD, admin_token, bearer, ensure_admin
+from loopwise.api.app import background_server
+from loopwise.api.auth import required
+from loopwise.storage import Store
+from loopwise.workforce import service
+from loopwise.workforce.accounts import ROLE_PERMISSIONS, ROLES
+
+#: every route of the server and the permission it needs: a new route fails this test until it is added
+#: here, so nobody adds a route without deciding who may use it
+ROUTES: dict[tuple[str, str], str] = {
+    ("GET", "/signin"): "public",
+    ("POST", "/signin"): "public",
+    ("GET", "/healthz"): "public",
+    ("GET", "/static/console.css"): "public",
+    ("GET", "/"): "account",
+    ("POST", "/signout"): "account",
+    ("GET", "/account/password"): "account",
+    ("POST", "/account/password"): "account",
+    ("GET", "/api/v1/me"): "account",
+    ("POST", "/endpoints/reviews/invocations"): "invoke",
+    ("POST", "/api/v1/endpoints/reviews/predict"): "invoke",
+    ("POST", "/api/v1/endpoints/reviews/feedback"): "invoke",
+    ("GET", "/api/v1/endpoints"): "observe",
+    ("GET", "/api/v1/endpoints/reviews"): "observe",
+    ("GET", "/api/v1/endpoints/reviews/metrics"): "observe",
+    ("GET", "/api/v1/endpoints/reviews/shadow"): "observe",
+    ("GET", "/api/v1/endpoints/reviews/bandit"): "observe",
+    ("GET", "/api/v1/endpoints/reviews/scaling"): "observe",
+    ("GET", "/api/v1/alerts"): "observe",
+    ("GET", "/api/v1/monitoring/schedules"): "observe",
+    ("GET", "/metrics"): "observe",
+    ("GET", "/console"): "observe",
+    ("GET", "/console/endpoints"): "observe",
+    ("GET", "/console/endpoints/reviews"): "observe",
+    ("GET", "/console/alerts"): "observe",
+    ("GET", "/label"): "label",
+    ("GET", "/label/jobs/1"): "label",
+    ("GET", "/api/v1/labeling/jobs"): "label",
+    ("GET", "/api/v1/labeling/jobs/1"): "label",
+    ("GET", "/api/v1/labeling/jobs/1/answers"): "label",
+    ("POST", "/api/v1/labeling/jobs/1/next"): "label",
+    ("POST", "/api/v1/labeling/jobs/1/undo"): "label",
+    ("POST", "/api/v1/labeling/assignments/1/submit"): "label",
+    ("POST", "/api/v1/labeling/assignments/1/skip"): "label",
+    ("POST", "/api/v1/labeling/jobs"): "manage",
+    ("GET", "/api/v1/labeling/jobs/1/progress"): "manage",
+    ("POST", "/api/v1/labeling/jobs/1/stop"): "manage",
+    ("GET", "/console/labeling"): "manage",
+    ("GET", "/console/labeling/1"): "manage",
+    ("POST", "/console/labeling/1/stop"): "manage",
+    ("POST", "/api/v1/labeling/jobs/1/find-errors"): "manage",
+    ("POST", "/console/labeling/1/find-errors"): "manage",
+    ("GET", "/api/v1/labeling/jobs/1/reviews"): "review",
+    ("POST", "/api/v1/labeling/reviews/1"): "review",
+    ("GET", "/review/jobs/1"): "review",
+    ("POST", "/review/reviews/1"): "review",
+    ("GET", "/docs"): "manage",
+    ("GET", "/openapi.json"): "manage",
+    ("GET", "/redoc"): "manage",
+    ("GET", "/docs/oauth2-redirect"): "manage",
+}
+
+
+def _concrete(path: str) -> str:
+    return re.sub(r"\{(\w+)(:\w+)?\}", lambda m: "1" if m.group(1).endswith("_id") else "reviews", path)
+
+
+def _served_routes(app: object) -> set[tuple[str, str]]:
+    found = {("POST", "/endpoints/reviews/invocations")}  # answered by middleware, before the routes
+
+    def walk(routes: list[object]) -> None:
+        for route in routes:
+            included = getattr(route, "original_router", None)  # FastAPI's wrapper of include_router
+            if included is not None:
+                walk(included.routes)
+            elif isinstance(route, Mount):
+                found.add(("GET", f"{route.path}/console.css"))
+            elif isinstance(route, APIRoute) or hasattr(route, "methods"):
+                for method in sorted(route.methods - {"HEAD"}):  # type: ignore[attr-defined]
+                    found.add((method, _concrete(route.path)))  # type: ignore[attr-defined]
+
+    walk(app.routes)  # type: ignore[attr-defined]
+    return found
+
+
+@pytest.fixture
+def server(sqlite_store: Store) -> Iterator[tuple[str, object]]:
+    with background_server(sqlite_store, credentials_ttl_s=0.2) as (url, app):
+        yield url, app
+
+
+def test_the_permission_table_names_every_route(server: tuple[str, object]) -> None:
+    _, app = server
+    served = _served_routes(app)
+    assert served == set(ROUTES), (
+        f"routes without an entry here: {sorted(served - set(ROUTES))}; gone: {sorted(set(ROUTES) - served)}"
+    )
+    for (method, path), need in ROUTES.items():
+        assert required(method, path) == need, (method, path)
+
+
+def test_nothing_but_sign_in_answers_without_an_account(server: tuple[str, object]) -> None:
+    url, _ = server
+    with httpx.Client(base_url=url) as anonymous:
+        for (method, path), need in ROUTES.items():
+            answer = anonymous.request(method, path)
+            if need == "public":  # an empty sign-in form is a failed sign-in, on the page
+                assert answer.status_code == (401 if method == "POST" else 200), (method, path)
+                assert "Bearer" not in answer.headers.get("www-authenticate", ""), (method, path)
+                continue
+            assert answer.status_code == 401, (method, path, answer.status_code)
+            assert "Bearer" in answer.headers["www-authenticate"]
+            assert "loopwise workforce token create" in answer.json()["error"]["message"]
+            page = anonymous.request(method, path, headers={"Accept": "text/html", **bearer("lw_made-up")})
+            assert page.status_code in (303, 401), (method, path)
+        # a browser asking for a page is sent to sign in, and comes back after
+        page = anonymous.get("/console/alerts?status=open", headers={"Accept": "text/html"})
+        assert (
+            page.status_code == 303
+            and page.headers["location"] == "/signin?next=%2Fconsole%2Falerts%3Fstatus%3Dopen"
+        )
+        assert anonymous.get("/healthz").json() == {"status": "ok"}  # says nothing about the endpoints
+
+
+def test_each_role_reaches_what_its_permissions_allow_and_nothing_else(
+    sqlite_store: Store, server: tuple[str, object]
+) -> None:
+    url, _ = server
+    tokens = {"admin": admin_token(sqlite_store)}
+    for role in ROLES[1:]:
+        service.create_worker(sqlite_store, f"{role}@example.com", role=role)
+        tokens[role] = service.create_token(sqlite_store, f"{role}@example.com", "matrix")
+    for role, token in tokens.items():
+        with httpx.Client(base_url=url, headers=bearer(token)) as client:
+            for (method, path), need in ROUTES.items():
+                if need == "public" or (method, path) in {
+                    ("POST", "/signout"),
+                    ("POST", "/account/password"),
+                }:
+                    continue
+                status = client.request(method, path).status_code
+                if need in ROLE_PERMISSIONS[role]:
+                    assert status not in (401, 403), (role, method, path, status)
+                else:
+                    assert status == 403, (role, method, path, status)
+        with httpx.Client(base_url=url, headers={**bearer(token), "Accept": "text/html"}) as client:
+            page = client.get("/console/endpoints")
+            allowed = "observe" in ROLE_PERMISSIONS[role]
+            assert page.status_code == (200 if allowed else 403)
+            if not allowed:
+                assert "may not do this" in page.text and page.headers["content-type"].startswith("text/html")
+
+
+def _csrf(page: httpx.Response) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert found, "the page has no CSRF field"
+    return found.group(1)
+
+
+def test_a_worker_signs_in_changes_the_temporary_password_and_signs_out(store: Store) -> None:
+    ensure_admin(store)
+    worker, temporary = service.create_worker(store, "Ann@Example.com")
+    with (
+        background_server(store, credentials_ttl_s=0.2) as (url, _),
+        httpx.Client(base_url=url, headers={"Accept": "text/html"}) as browser,
+    ):
+        wrong = browser.post("/signin", data={"email": "ann@example.com", "password": "nope-nope-nope"})
+        assert wrong.status_code == 401 and "wrong email or password" in wrong.text
+        signed = browser.post(
+            "/signin", data={"email": "ann@example.com", "password": temporary, "next": "//evil.example/x"}
+        )
+        assert signed.status_code == 303 and signed.headers["location"] == "/account/password"
+        cookie = signed.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=lax" in cookie and "lw_session=" in cookie
+        # until the temporary password is changed, nothing else opens
+        assert browser.get("/console/endpoints").headers["location"] == "/account/password"
+        assert browser.get("/api/v1/me").json()["must_change_password"] is True
+        form = browser.get("/account/password")
+        new = {"current": temporary, "new": "my own passw0rd here", "confirm": "my own passw0rd here"}
+        assert browser.post("/account/password", data=new).status_code == 403  # no CSRF token
+        forged = browser.post("/account/password", data={**new, "csrf_token": "forged"})
+        assert forged.status_code == 403 and service.sign_in(store, "ann@example.com", temporary)
+        changed = browser.post("/account/password", data={**new, "csrf_token": _csrf(form)})
+        assert changed.status_code == 303 and changed.headers["location"] == "/label"
+        me = browser.get("/api/v1/me").json()
+        assert me == {
+            "email": "ann@example.com",
+            "name": "ann",
+            "role": "worker",
+            "teams": [],
+            "via": "session",
+            "must_change_password": False,
+        }
+        assert browser.get("/console/endpoints").status_code == 403  # a worker's role
+        # a JSON call from the page sends the token in a header instead of a form field
+        assert browser.post("/signout").status_code == 403
+        out = browser.post("/signout", headers={"X-CSRF-Token": _csrf(browser.get("/account/password"))})
+        assert out.status_code == 303 and out.headers["location"] == "/signin"
+        assert browser.get("/api/v1/me").status_code == 401
+        # the admin lands on the console; an account that is disabled is shut out at once
+        again = browser.post(
+            "/signin",
+            data={
+                "email": "ann@example.com",
+                "password": "my own passw0rd here",
+                "next": "https://evil.example",
+            },
+        )
+        assert again.headers["location"] == "/label"  # never sent on to another site
+        assert browser.get("/api/v1/me").status_code == 200
+        service.set_disabled(store, "ann@example.com")
+        time.sleep(0.3)  # what the server keeps of a session lives credentials_ttl_s
+        assert browser.get("/api/v1/me").status_code == 401
+        admin = browser.post("/signin", data={"email": "admin@example.com", "password": ADMIN_PASSWORD})
+        assert admin.headers["location"] == "/console/labeling"
+        assert worker.email == "ann@example.com"
+
+
+def test_revoked_tokens_stop_working_and_guessing_is_slowed(sqlite_store: Store) -> None:
+    token = admin_token(sqlite_store)
+    with (
+        background_server(sqlite_store, credentials_ttl_s=0.2) as (url, _),
+        httpx.Client(base_url=url) as client,
+    ):
+        assert client.get("/api/v1/me", headers=bearer(token)).json()["via"] == "token"
+        name = next(iter(service_token_names(sqlite_store)))
+        assert service.revoke_token(sqlite_store, "admin@example.com", name)
+        time.sleep(0.3)
+        assert client.get("/api/v1/me", headers=bearer(token)).status_code == 401
+        assert client.get("/api/v1/me", headers={"Authorization": f"Basic {token}"}).status_code == 401
+        # from one address: at most 20 failed sign-ins in five minutes, whichever emails they try
+        statuses = [
+            client.post("/signin", data={"email": f"guess{i}@example.com", "password": "x" * 12}).status_code
+            for i in range(21)
+        ]
+        assert statuses[:20] == [401] * 20 and statuses[20] == 429
+        refused = client.post("/signin", data={"email": "admin@example.com", "password": ADMIN_PASSWORD})
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+        # a form posted from another site is refused
+        other = client.post(
+            "/signin",
+            data={"email": "admin@example.com", "password": ADMIN_PASSWORD},
+            headers={"Origin": "http://evil.example"},
+        )
+        assert other.status_code == 403
+
+
+def service_token_names(store: Store) -> set[str]:
+    with store.uow() as uow:
+        admin = uow.workforce.get("admin@example.com")
+        return uow.workforce.token_names(admin.id)
