@@ -13,8 +13,9 @@ def server(
     log_level: Annotated[str, typer.Option(help="uvicorn's log level (info, warning, error).")] = "warning",
 ) -> None:
     """Serve every InService endpoint at POST /endpoints/NAME/invocations (SageMaker Runtime's contract)
-    and POST /api/v1/endpoints/NAME/predict, the REST API under /api/v1 and the web console at /console;
-    endpoints created, re-weighted or deleted meanwhile are picked up within a second."""
+    and POST /api/v1/endpoints/NAME/predict, the REST API under /api/v1, the web console at /console and
+    the labeling pages at /label; endpoints created, re-weighted or deleted meanwhile are picked up within
+    a second. Every route but /signin needs a signed-in account or an API token."""
     import uvicorn
 
     from loopwise.api.app import create_app
@@ -22,7 +23,13 @@ def server(
 
     with open_store() as store:
         console.print(
-            f"loopwise server on http://{host}:{port} (console: http://{host}:{port}/console)",
+            f"loopwise server on http://{host}:{port} (sign in at http://{host}:{port}/signin)",
             highlight=False,
         )
+        with store.uow() as uow:
+            if not uow.workforce.count_admins():
+                console.print(
+                    "[yellow]no admin account yet: create the first with "
+                    "`loopwise workforce admin you@example.com`[/yellow]"
+                )
         uvicorn.run(create_app(store), host=host, port=port, log_level=log_level, loop="auto", http="auto")

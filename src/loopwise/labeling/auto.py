@@ -7,8 +7,8 @@ one. Each round then:
 2. trains a fast classifier (loopwise's TF-IDF backend, registered as ``<job>-auto``) on the people's
    labels outside the holdout;
 3. chooses a confidence threshold per class on the holdout by fixed-sequence testing: thresholds are
-   tried from the highest confidence down (starting at the smallest count that could pass at all:
-   59 items for 0.95 at 95%), each kept only while the one-sided Clopper-Pearson lower bound (at
+   tried from the highest confidence down (starting at four times the smallest count that could pass
+   at all: 236 items for 0.95 at 95%), each kept only while the one-sided Clopper-Pearson lower bound (at
    ``confidence_level``) of the accuracy above it reaches ``target_accuracy``; a class whose first
    threshold fails gets no machine labels this round;
 4. labels by machine the waiting items whose predicted class passes its threshold (each marked with the
@@ -53,8 +53,9 @@ class AutoLabelSettings:
     #: items sent to people per round after the seed, as a share of the items (at least 1)
     batch_share: float = 0.05
     strategy: Strategy = "margin"
-    #: no threshold is tried on fewer holdout items than this
-    min_count: int = 20
+    #: the fewest holdout items a first threshold is tried on (default: four times the fewest that could
+    #: pass at all, 236 for 0.95 at 95%: a sequence that starts where one error fails it is fragile)
+    min_count: int | None = None
     #: the TF-IDF classifier's inverse regularisation
     C: float = 4.0
     seed: int = 0
@@ -92,16 +93,22 @@ def lower_bound(correct: int, total: int, level: float) -> float:
     return float(beta.ppf(1 - level, correct, total - correct + 1))
 
 
+def fewest_passing(target: float, level: float) -> int:
+    """The fewest items, all right, whose accuracy's lower bound reaches ``target``."""
+    return math.ceil(math.log(1 - level) / math.log(target))
+
+
 def choose_thresholds(
-    proba: np.ndarray, truth: np.ndarray, target: float, level: float, min_count: int
+    proba: np.ndarray, truth: np.ndarray, target: float, level: float, min_count: int | None = None
 ) -> list[float | None]:
     """Per class, the lowest confidence threshold whose accuracy on the holdout (``proba`` rows with
     ``truth`` class indices) keeps a lower bound of at least ``target`` in a fixed sequence from the
-    top; None where the first threshold tried fails."""
+    top; None where the first threshold tried fails. The sequence starts at ``min_count`` items (four
+    times the fewest that could pass, unless told): where it starts depends on the target and level
+    only, never on the labels, so the choice stays valid."""
     predicted, confidence = proba.argmax(axis=1), proba.max(axis=1)
-    # the sequence starts where a flawless count could pass: fewer items can never bound the accuracy
-    # above the target (this depends on the target and level only, so the test stays valid)
-    start = max(min_count, math.ceil(math.log(1 - level) / math.log(target)))
+    fewest = fewest_passing(target, level)
+    start = max(fewest, 4 * fewest if min_count is None else min_count)
     chosen: list[float | None] = []
     for k in range(proba.shape[1]):
         mine = np.flatnonzero(predicted == k)

@@ -45,6 +45,7 @@ MAX_HOLDS = 2
 #: items tried per request for a hold before giving up (each taken by someone else meanwhile)
 CANDIDATES = 16
 DEFAULT_LIFETIME = timedelta(days=10)
+SWEEP_EVERY = timedelta(seconds=1)
 
 
 def create_job(
@@ -116,10 +117,14 @@ def visible_jobs(store: Store, worker: Worker) -> list[LabelingJob]:
 def job_for(store: Store, worker: Worker, job_id: int) -> LabelingJob:
     """The job, when ``worker`` may see it (the same 'not found' otherwise: nothing leaks)."""
     with store.uow() as uow:
-        try:
-            job = uow.labeling.job(job_id)
-        except NotFoundError:
-            job = None
+        return _visible(uow, worker, job_id)
+
+
+def _visible(uow: UnitOfWork, worker: Worker, job_id: int) -> LabelingJob:
+    try:
+        job = uow.labeling.job(job_id)
+    except NotFoundError:
+        job = None
     if job is None or (worker.role != "admin" and job.team not in worker.teams):
         raise NotFoundError(f"no labeling job {job_id} among yours")
     return job
@@ -137,19 +142,24 @@ def next_tasks(
     store: Store, worker: Worker, job_id: int, *, have: tuple[int, ...] = (), now: datetime | None = None
 ) -> list[Task]:
     """The worker's live holds not in ``have`` (assignment ids the page shows already) and, when they
-    hold fewer than MAX_HOLDS, a new one; empty when nothing is left for them."""
+    hold fewer than MAX_HOLDS, a new one; empty when nothing is left for them. One transaction."""
     now = now or datetime.now(UTC)
-    job = job_for(store, worker, job_id)
-    if not _in_progress(store, job, now):
-        return []
     with store.uow() as uow:
-        uow.labeling.release_expired(job.id, now)
+        job = _visible(uow, worker, job_id)
+        if job.status != "InProgress":
+            return []
+        if job.expires_at <= now:  # past its lifetime
+            uow.labeling.set_status(job.id, "Expired", when="InProgress")
+            return []
+        if _sweep_due(job.id, now):
+            uow.labeling.release_expired(job.id, now)
         held = uow.labeling.live_holds(job.id, worker.id, now)
         if len(held) < MAX_HOLDS:
             expires_at = now + timedelta(seconds=job.task_time_limit_s)
-            for item_id in uow.labeling.candidates(job.id, worker.id, job.workers_per_item, CANDIDATES):
-                if uow.labeling.take(job.id, item_id, worker.id, job.workers_per_item, expires_at):
-                    held = uow.labeling.live_holds(job.id, worker.id, now)
+            for candidate in uow.labeling.candidates(job.id, worker.id, job.workers_per_item, CANDIDATES):
+                taken = uow.labeling.take(job.id, candidate, worker.id, job.workers_per_item, expires_at)
+                if taken is not None:
+                    held.append(taken)
                     break
         fresh = [t for t in held if t.assignment_id not in have]
         if not job.blind:
@@ -157,27 +167,48 @@ def next_tasks(
         return fresh
 
 
+#: when each job's expired holds were last released by this process (by the requests' clock)
+_last_sweep: dict[int, datetime] = {}
+
+
+def _sweep_due(job_id: int, now: datetime) -> bool:
+    """Whether to release the job's expired holds now: at most once a second per job and process (a
+    write on every request would serialise them all on SQLite); an item whose hold expired is held by
+    nobody, so the second's delay only keeps it from the queue a little longer."""
+    last = _last_sweep.get(job_id)
+    if last is not None and timedelta(0) <= now - last < SWEEP_EVERY:
+        return False
+    if len(_last_sweep) > 10_000:
+        _last_sweep.clear()
+    _last_sweep[job_id] = now
+    return True
+
+
 def submit(
     store: Store, worker: Worker, assignment_id: int, label: str, *, now: datetime | None = None
 ) -> Answer:
     """Store the worker's answer to their hold, once; a second submit, an expired hold or a label the
-    job does not have is refused (:class:`LabelingError`) and changes nothing."""
+    job does not have is refused (:class:`LabelingError`) and changes nothing. One transaction."""
     now = now or datetime.now(UTC)
-    job, found = _assignment(store, worker, assignment_id)
-    task = found.task
-    if label not in job.labels:
-        raise LabelingError(f"{label!r} is not a category of job {job.name}: {', '.join(job.labels)}")
-    if found.state != "held":
-        raise AnswerRefusedError(found.why_not_held(now))
-    if job.status != "InProgress":
-        raise AnswerRefusedError(f"job {job.name} is {job.status}: it takes no more answers")
     with store.uow() as uow:
-        seconds = uow.labeling.submit(assignment_id, worker.id, label, now, job.workers_per_item)
-        if seconds is None:
+        found = uow.labeling.assignment(assignment_id)
+        if found is None or found.worker_id != worker.id:
+            raise NotFoundError(f"no assignment {assignment_id} of yours")
+        job = uow.labeling.job(found.job_id)
+        if label not in job.labels:
+            raise LabelingError(f"{label!r} is not a category of job {job.name}: {', '.join(job.labels)}")
+        if found.state != "held":
+            raise AnswerRefusedError(found.why_not_held(now))
+        if job.status != "InProgress":
+            raise AnswerRefusedError(f"job {job.name} is {job.status}: it takes no more answers")
+        outcome = uow.labeling.submit(assignment_id, worker.id, label, now, job.workers_per_item)
+        if outcome is None:
             raise _refusal(uow, assignment_id, now)
+        seconds, item_complete = outcome
         # an automated labeling job ends with its last round's consolidation (labeling.auto)
-        if uow.labeling.open_items(job.id) == 0 and uow.labeling.auto_label(job.id) is None:
+        if item_complete and not uow.labeling.open_items(job.id) and uow.labeling.auto_label(job.id) is None:
             uow.labeling.set_status(job.id, "Completed", when="InProgress")
+    task = found.task
     return Answer(assignment_id, task.item_id, task.position, worker.email, label, now, seconds)
 
 

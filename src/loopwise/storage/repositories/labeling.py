@@ -11,8 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from loopwise.errors import NotFoundError
 from loopwise.labeling.jobs import Answer, Assignment, Category, LabelingJob, Task
@@ -29,6 +28,14 @@ from loopwise.storage.tables import (
 )
 
 Hold, Item, Job, ReviewRow = LabelingAssignmentRow, LabelingItemRow, LabelingJobRow, LabelingReviewRow
+
+
+def _insert_once(session: Session) -> Any:
+    """An INSERT of an assignment that can say ON CONFLICT DO NOTHING, in the database's dialect."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(Hold)
 
 
 class LabelingRepository:
@@ -83,10 +90,12 @@ class LabelingRepository:
         return None if row is None else self._job(row)
 
     def job(self, job_id: int) -> LabelingJob:
-        row = self.session.get(Job, job_id)
-        if row is None:
+        found = self.session.execute(
+            select(Job, TeamRow.name).join(TeamRow, TeamRow.id == Job.team_id).where(Job.id == job_id)
+        ).first()
+        if found is None:
             raise NotFoundError(f"no labeling job {job_id}")
-        return self._job(row)
+        return self._job(found[0], found[1])
 
     def jobs(self, teams: builtins.set[str] | None = None) -> builtins.list[LabelingJob]:
         """Every job, newest first, or only those of ``teams``."""
@@ -103,14 +112,10 @@ class LabelingRepository:
         ended = utcnow() if status != "InProgress" else None
         self.session.execute(query.values(status=status, completed_at=ended))
 
-    def open_items(self, job_id: int) -> int:
-        """Items without their label yet: open for people, or waiting for automated labeling."""
-        query = (
-            select(func.count())
-            .select_from(Item)
-            .where(Item.job_id == job_id, Item.status.in_(("open", "waiting")))
-        )
-        return int(self.session.scalar(query) or 0)
+    def open_items(self, job_id: int) -> bool:
+        """Whether any item has no label yet: open for people, or waiting for automated labeling."""
+        query = select(Item.id).where(Item.job_id == job_id, Item.status.in_(("open", "waiting"))).limit(1)
+        return self.session.scalar(query) is not None
 
     def status_counts(self, job_id: int) -> dict[str, int]:
         query = select(Item.status, func.count()).where(Item.job_id == job_id).group_by(Item.status)
@@ -207,14 +212,18 @@ class LabelingRepository:
         )
         return [self._task(a, i) for a, i in self.session.execute(query).tuples()]
 
-    def candidates(self, job_id: int, worker_id: int, needed: int, limit: int) -> builtins.list[int]:
-        """Items that still need answers and that the worker has not held, answered or skipped (an
-        expired hold of theirs may be taken again), in manifest order."""
+    def candidates(
+        self, job_id: int, worker_id: int, needed: int, limit: int
+    ) -> builtins.list[tuple[int, int, str, int | None]]:
+        """Items that still need answers and that the worker has not held, answered or skipped, in
+        manifest order: (item id, position, text, the worker's expired hold on it to renew, if any)."""
         theirs = select(Hold.item_id).where(
             Hold.job_id == job_id, Hold.worker_id == worker_id, Hold.state != "expired"
         )
+        expired = aliased(Hold)
         query = (
-            select(Item.id)
+            select(Item.id, Item.position, Item.source, expired.id)
+            .outerjoin(expired, (expired.item_id == Item.id) & (expired.worker_id == worker_id))
             .where(
                 Item.job_id == job_id,
                 Item.status == "open",
@@ -224,67 +233,74 @@ class LabelingRepository:
             .order_by(Item.position)
             .limit(limit)
         )
-        return list(self.session.scalars(query))
+        return [tuple(row) for row in self.session.execute(query).tuples()]  # type: ignore[misc]
 
-    def take(self, job_id: int, item_id: int, worker_id: int, needed: int, expires_at: datetime) -> bool:
-        """Hold ``item_id`` for the worker if it still has room (False otherwise: someone else got it)."""
-        with self.session.begin_nested() as savepoint:
-            taken = self.session.execute(
-                update(Item)
-                .where(Item.id == item_id, Item.status == "open", Item.answers_count + Item.holds < needed)
-                .values(holds=Item.holds + 1)
+    def take(
+        self,
+        job_id: int,
+        candidate: tuple[int, int, str, int | None],
+        worker_id: int,
+        needed: int,
+        expires_at: datetime,
+    ) -> Task | None:
+        """Hold the candidate item for the worker if it still has room; None when someone else got it."""
+        item_id, position, source, expired = candidate
+        taken = self.session.execute(
+            update(Item)
+            .where(Item.id == item_id, Item.status == "open", Item.answers_count + Item.holds < needed)
+            .values(holds=Item.holds + 1)
+        )
+        if taken.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        now = utcnow()
+        if expired is None:
+            # ON CONFLICT DO NOTHING: the same worker taking it at the same moment from another request
+            # gets no row back (and gives the hold back below) instead of an error and a rollback
+            assignment_id = self.session.execute(
+                _insert_once(self.session)
+                .values(
+                    job_id=job_id,
+                    item_id=item_id,
+                    worker_id=worker_id,
+                    state="held",
+                    started_at=now,
+                    expires_at=expires_at,
+                )
+                .on_conflict_do_nothing(index_elements=["item_id", "worker_id"])
+                .returning(Hold.id)
+            ).scalar_one_or_none()
+        else:
+            renewed = self.session.execute(
+                update(Hold)
+                .where(Hold.id == expired, Hold.state == "expired")
+                .values(state="held", started_at=now, expires_at=expires_at, label=None)
             )
-            if taken.rowcount != 1:  # type: ignore[attr-defined]
-                savepoint.rollback()
-                return False
-            now = utcnow()
-            existing = self.session.scalar(
-                select(Hold.id).where(Hold.item_id == item_id, Hold.worker_id == worker_id)
-            )
-            try:
-                if existing is None:
-                    self.session.execute(
-                        insert(Hold).values(
-                            job_id=job_id,
-                            item_id=item_id,
-                            worker_id=worker_id,
-                            state="held",
-                            started_at=now,
-                            expires_at=expires_at,
-                        )
-                    )
-                else:
-                    renewed = self.session.execute(
-                        update(Hold)
-                        .where(Hold.id == existing, Hold.state == "expired")
-                        .values(state="held", started_at=now, expires_at=expires_at, label=None)
-                    )
-                    if renewed.rowcount != 1:  # type: ignore[attr-defined]
-                        savepoint.rollback()
-                        return False
-            except IntegrityError:  # the same worker took it at the same moment from another request
-                savepoint.rollback()
-                return False
-        return True
+            assignment_id = expired if renewed.rowcount == 1 else None  # type: ignore[attr-defined]
+        if assignment_id is None:
+            self.session.execute(update(Item).where(Item.id == item_id).values(holds=Item.holds - 1))
+            return None
+        return Task(assignment_id, item_id, position, source, expires_at)
 
     # --- answers ---------------------------------------------------------------------------------
 
     def assignment(self, assignment_id: int) -> Assignment | None:
-        row = self.session.get(Hold, assignment_id)
-        if row is None:
+        found = self.session.execute(
+            select(Hold, Item).join(Item, Item.id == Hold.item_id).where(Hold.id == assignment_id)
+        ).first()
+        if found is None:
             return None
-        item = self.session.get(Item, row.item_id)
-        assert item is not None
+        row, item = found
         return Assignment(row.id, row.job_id, row.worker_id, row.state, row.expires_at, self._task(row, item))  # type: ignore[arg-type]
 
     def submit(
         self, assignment_id: int, worker_id: int, label: str, now: datetime, needed: int
-    ) -> float | None:
-        """The answer, stored once: None when the assignment is not the worker's live hold."""
+    ) -> tuple[float, bool] | None:
+        """The answer, stored once: (seconds it took, whether the item now has all its answers); None when
+        the assignment is not the worker's live hold."""
         row = self._end_hold(assignment_id, worker_id, now, state="submitted", label=label)
         if row is None:
             return None
-        self.session.execute(
+        counted = self.session.execute(
             update(Item)
             .where(Item.id == row.item_id)
             .values(
@@ -293,8 +309,9 @@ class LabelingRepository:
                 status=case((Item.answers_count + 1 >= needed, "complete"), else_="open"),
                 updated_at=now,
             )
-        )
-        return (now - row.started_at).total_seconds()
+            .returning(Item.status)
+        ).scalar_one()
+        return (now - row.started_at).total_seconds(), counted == "complete"
 
     def skip(self, assignment_id: int, worker_id: int, now: datetime) -> bool:
         row = self._end_hold(assignment_id, worker_id, now, state="skipped")
@@ -422,13 +439,15 @@ class LabelingRepository:
 
     # --- mapping ---------------------------------------------------------------------------------
 
-    def _job(self, row: LabelingJobRow) -> LabelingJob:
-        team = self.session.get(TeamRow, row.team_id)
+    def _job(self, row: LabelingJobRow, team: str | None = None) -> LabelingJob:
+        if team is None:
+            found = self.session.get(TeamRow, row.team_id)
+            team = found.name if found else "?"
         return LabelingJob(
             id=row.id,
             name=row.name,
             title=row.title,
-            team=team.name if team else "?",
+            team=team,
             categories=tuple(Category(c["label"], c.get("description", "")) for c in row.categories),
             short_instructions=row.short_instructions,
             full_instructions=row.full_instructions,
