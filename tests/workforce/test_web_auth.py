@@ -207,6 +207,10 @@ def test_a_worker_signs_in_changes_the_temporary_password_and_signs_out(store: S
             "must_change_password": False,
         }
         assert browser.get("/console/endpoints").status_code == 403  # a worker's role
+        # another application's malformed cookie on the same host does not sign anyone out
+        session = browser.cookies["lw_session"]
+        odd = {"Cookie": f'other="unterminated; bad cookie; lw_session={session}'}
+        assert httpx.get(f"{url}/api/v1/me", headers=odd).json()["email"] == "ann@example.com"
         # a JSON call from the page sends the token in a header instead of a form field
         assert browser.post("/signout").status_code == 403
         out = browser.post("/signout", headers={"X-CSRF-Token": _csrf(browser.get("/account/password"))})

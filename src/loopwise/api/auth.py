@@ -21,11 +21,11 @@ import re
 import time
 from collections import deque
 from dataclasses import dataclass
-from http.cookies import SimpleCookie
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qs, quote
 
 import orjson
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loopwise.errors import AuthError
@@ -250,14 +250,11 @@ class AuthMiddleware:
             return await self.credentials.find("token", secret.strip())
         cookie = headers.get(b"cookie")
         if cookie:
-            jar: SimpleCookie = SimpleCookie()
-            try:
-                jar.load(cookie.decode("latin-1"))
-            except Exception:
-                return None
-            morsel = jar.get(SESSION_COOKIE)
-            if morsel is not None and morsel.value:
-                return await self.credentials.find("session", morsel.value)
+            # Starlette's lenient parser: http.cookies drops every cookie of the header when one of them
+            # (another application's on the same host) is malformed, which would sign the user out
+            session = cookie_parser(cookie.decode("latin-1")).get(SESSION_COOKIE)
+            if session:
+                return await self.credentials.find("session", session)
         return None
 
 
