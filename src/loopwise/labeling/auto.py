@@ -186,7 +186,7 @@ def run_round(store: Store, name: str) -> RoundReport:
     job = find_job(store, name)
     with named_lock(store.engine, f"auto-label-{job.id}"):
         with store.uow() as uow:
-            settings_document = uow.labeling.auto_label(job.id)
+            settings_document = uow.labels.auto_label(job.id)
             if settings_document is None:
                 raise LabelingError(f"job {name} was not created with automated labeling (--auto-label)")
             settings = AutoLabelSettings.from_dict(settings_document)
@@ -201,8 +201,8 @@ def run_round(store: Store, name: str) -> RoundReport:
                 uow.labeling.set_status(job.id, "Completed", when="InProgress")
             return RoundReport(len(settings.rounds) + 1, "", {}, 0, 0, 0, 0, 0)
         with store.uow() as uow:
-            people = uow.labeling.human_labeled(job.id)
-            waiting = uow.labeling.waiting_items(job.id)
+            people = uow.labels.human_labeled(job.id)
+            waiting = uow.labels.waiting_items(job.id)
         labels = job.labels
         index = {label: i for i, label in enumerate(labels)}
         train = [(text, label) for text, label, pool in people if pool != "holdout"]
@@ -266,9 +266,9 @@ def run_round(store: Store, name: str) -> RoundReport:
         )
         rounds = [*settings.rounds, {**report.to_dict(), "at": datetime.now(UTC).isoformat()}]
         with store.uow() as uow:
-            uow.labeling.set_machine_labels(job.id, machine, version.ref)
-            uow.labeling.release(job.id, chosen, pool="active")
-            uow.labeling.set_auto_label(job.id, {**settings.to_dict(), "rounds": rounds})
+            uow.labels.set_machine_labels(job.id, machine, version.ref)
+            uow.labels.release(job.id, chosen, pool="active")
+            uow.labels.set_auto_label(job.id, {**settings.to_dict(), "rounds": rounds})
             if not uow.labeling.open_items(job.id):
                 uow.labeling.set_status(job.id, "Completed", when="InProgress")
         (folder / "round.json").write_text(json.dumps(rounds[-1], indent=2) + "\n", encoding="utf-8")
@@ -295,7 +295,7 @@ def run_due_rounds(store: Store) -> list[RoundReport]:
     import logging
 
     with store.uow() as uow:
-        due = uow.labeling.auto_jobs_due()
+        due = uow.labels.auto_jobs_due()
     reports = []
     for name in due:
         try:

@@ -80,7 +80,7 @@ def find_label_errors(store: Store, name: str) -> list[Review]:
 
     job = find_job(store, name)
     with store.uow() as uow:
-        items = uow.labeling.labeled_for_review(job.id)
+        items = uow.labels.labeled_for_review(job.id)
     if len(items) < 10:
         raise LabelingError(f"job {name} has {len(items)} labeled items: consolidate first, or label more")
     classes = job.labels
@@ -94,7 +94,7 @@ def find_label_errors(store: Store, name: str) -> list[Review]:
         if classes[int(proba[i].argmax())] != items[i][2]
     ]
     with store.uow() as uow:
-        return uow.labeling.open_reviews(job.id, suspects)
+        return uow.labels.open_reviews(job.id, suspects)
 
 
 def reviews(store: Store, worker: Worker, job_id: int, *, status: str | None = "open") -> list[Review]:
@@ -102,7 +102,7 @@ def reviews(store: Store, worker: Worker, job_id: int, *, status: str | None = "
 
     job = job_for(store, worker, job_id)
     with store.uow() as uow:
-        return uow.labeling.reviews(job.id, status=status)
+        return uow.labels.reviews(job.id, status=status)
 
 
 def decide(store: Store, worker: Worker, review_id: int, label: str) -> Review:
@@ -110,14 +110,14 @@ def decide(store: Store, worker: Worker, review_id: int, label: str) -> Review:
     from loopwise.labeling.service import job_for
 
     with store.uow() as uow:
-        found = uow.labeling.review(review_id)
+        found = uow.labels.review(review_id)
     if found is None:
         raise NotFoundError(f"no review {review_id}")
     job = job_for(store, worker, found.job_id)
     if label not in job.labels:
         raise LabelingError(f"{label!r} is not a category of job {job.name}: {', '.join(job.labels)}")
     with store.uow() as uow:
-        decided = uow.labeling.decide_review(review_id, label, worker.id)
+        decided = uow.labels.decide_review(review_id, label, worker.id)
         if decided is None:
             raise AnswerRefusedError(f"review {review_id} was decided already")
         return decided

@@ -51,7 +51,7 @@ def consolidate_job(store: Store, name: str, method: Method = "dawid-skene") -> 
     job = find_job(store, name)
     with store.uow() as uow:
         answers = uow.labeling.answers(job.id)
-        complete = set(uow.labeling.item_ids(job.id, status="complete"))
+        complete = set(uow.labels.item_ids(job.id, status="complete"))
     ended = job.status != "InProgress"
     votes = [Vote(a.item_id, a.worker, a.label) for a in answers if ended or a.item_id in complete]
     if not votes:
@@ -60,7 +60,7 @@ def consolidate_job(store: Store, name: str, method: Method = "dawid-skene") -> 
         )
     result = consolidate(votes, job.labels, method, per_item=job.workers_per_item)
     with store.uow() as uow:
-        uow.labeling.set_labels(
+        uow.labels.set_labels(
             job.id, {i: (result.labels[i], result.confidence[i]) for i in result.labels}, by="human"
         )
     folder = store.artifacts.path(f"labeling/{job.name}")
@@ -78,7 +78,7 @@ def consolidate_job(store: Store, name: str, method: Method = "dawid-skene") -> 
 
 def labeled_items(store: Store, job: LabelingJob) -> list[LabeledItem]:
     with store.uow() as uow:
-        return [LabeledItem(**row) for row in uow.labeling.labeled_items(job.id)]
+        return [LabeledItem(**row) for row in uow.labels.labeled_items(job.id)]
 
 
 def _labeled(store: Store, job: LabelingJob) -> list[LabeledItem]:

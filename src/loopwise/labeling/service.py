@@ -206,7 +206,7 @@ def submit(
             raise _refusal(uow, assignment_id, now)
         seconds, item_complete = outcome
         # an automated labeling job ends with its last round's consolidation (labeling.auto)
-        if item_complete and not uow.labeling.open_items(job.id) and uow.labeling.auto_label(job.id) is None:
+        if item_complete and not uow.labeling.open_items(job.id) and uow.labels.auto_label(job.id) is None:
             uow.labeling.set_status(job.id, "Completed", when="InProgress")
     task = found.task
     return Answer(assignment_id, task.item_id, task.position, worker.email, label, now, seconds)

@@ -18,6 +18,7 @@ from loopwise.storage.repositories import (
     EvaluationRepository,
     FeedbackRepository,
     LabelingRepository,
+    LabelsRepository,
     ModelRepository,
     MonitoringRepository,
     RolloutRepository,
@@ -45,6 +46,7 @@ class UnitOfWork:
     monitoring: MonitoringRepository
     workforce: WorkforceRepository
     labeling: LabelingRepository
+    labels: LabelsRepository
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._factory = session_factory
@@ -70,6 +72,7 @@ class UnitOfWork:
         self.monitoring = MonitoringRepository(self._session)
         self.workforce = WorkforceRepository(self._session)
         self.labeling = LabelingRepository(self._session)
+        self.labels = LabelsRepository(self._session)
         return self
 
     def __exit__(

@@ -9,6 +9,7 @@ from loopwise.storage.repositories.endpoints import EndpointRepository
 from loopwise.storage.repositories.evaluations import EvaluationRepository
 from loopwise.storage.repositories.feedback import FeedbackRepository
 from loopwise.storage.repositories.labeling import LabelingRepository
+from loopwise.storage.repositories.labels import LabelsRepository
 from loopwise.storage.repositories.models import ModelRepository
 from loopwise.storage.repositories.monitoring import MonitoringRepository
 from loopwise.storage.repositories.rollouts import RolloutRepository
@@ -23,6 +24,7 @@ __all__ = [
     "EvaluationRepository",
     "FeedbackRepository",
     "LabelingRepository",
+    "LabelsRepository",
     "ModelRepository",
     "MonitoringRepository",
     "RolloutRepository",
