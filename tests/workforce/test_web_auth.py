@@ -268,3 +268,28 @@ def service_token_names(store: Store) -> set[str]:
     with store.uow() as uow:
         admin = uow.workforce.get("admin@example.com")
         return uow.workforce.token_names(admin.id)
+
+
+def test_requests_that_miss_the_credentials_cache_at_once_share_one_lookup(sqlite_store: Store) -> None:
+    import asyncio
+
+    from loopwise.api.auth import Credentials
+
+    token = admin_token(sqlite_store)
+    credentials = Credentials(sqlite_store, ttl_s=60)
+    lookups: list[str] = []
+    real = credentials._lookup
+
+    def counted(via: str, secret: str, key: str) -> object:
+        lookups.append(key)
+        time.sleep(0.2)  # a slow database: the other requests arrive while it runs
+        return real(via, secret, key)  # type: ignore[arg-type]
+
+    credentials._lookup = counted  # type: ignore[assignment,method-assign]
+
+    async def many() -> list[object]:
+        return await asyncio.gather(*(credentials.find("token", token) for _ in range(20)))
+
+    found = asyncio.run(many())
+    assert len(lookups) == 1 and all(f is not None and f.worker.email == "admin@example.com" for f in found)  # type: ignore[attr-defined]
+    assert asyncio.run(credentials.find("token", "lw_nothing")) is None and len(lookups) == 2

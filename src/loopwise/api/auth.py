@@ -133,6 +133,7 @@ class Credentials:
         self.store = store
         self.ttl_s = ttl_s
         self._known: dict[str, tuple[Principal | None, float]] = {}
+        self._pending: dict[str, asyncio.Future[Principal | None]] = {}
 
     async def find(self, via: Literal["session", "token"], secret: str) -> Principal | None:
         key = digest(secret)
@@ -140,11 +141,21 @@ class Credentials:
         cached = self._known.get(key)
         if cached is not None and cached[1] > now:
             return cached[0]
-        found = await asyncio.to_thread(self._lookup, via, secret, key)
-        if len(self._known) > 10_000:  # bounded: a flood of made-up tokens cannot grow it forever
-            self._known.clear()
-        self._known[key] = (found, now + self.ttl_s)
-        return found
+        # one lookup for all the requests that miss at once (a client's parallel connections share a
+        # token: without this they all went to the database together and filled the thread pool)
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(asyncio.to_thread(self._lookup, via, secret, key))
+            self._pending[key] = pending
+            try:
+                found = await pending
+            finally:
+                self._pending.pop(key, None)
+            if len(self._known) > 10_000:  # bounded: a flood of made-up tokens cannot grow it forever
+                self._known.clear()
+            self._known[key] = (found, time.monotonic() + self.ttl_s)
+            return found
+        return await asyncio.shield(pending)
 
     def _lookup(self, via: Literal["session", "token"], secret: str, key: str) -> Principal | None:
         from loopwise.workforce.service import session_worker, token_worker

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -11,6 +11,9 @@ from sqlalchemy.orm import Session
 from loopwise.errors import NotFoundError
 from loopwise.storage.tables import ApiTokenRow, TeamMemberRow, TeamRow, WebSessionRow, WorkerRow, utcnow
 from loopwise.workforce.accounts import Team, Worker
+
+#: how precisely a token's last use is kept
+TOKEN_USE_RESOLUTION = timedelta(minutes=1)
 
 
 class WorkforceRepository:
@@ -168,8 +171,10 @@ class WorkforceRepository:
         worker = self.session.get(WorkerRow, row.worker_id)
         if worker is None or worker.disabled_at is not None:
             return None
-        row.last_used_at = utcnow()
-        self.session.flush()
+        now = utcnow()
+        if row.last_used_at is None or now - row.last_used_at > TOKEN_USE_RESOLUTION:
+            row.last_used_at = now  # not on every request: a write each time serialised them
+            self.session.flush()
         return self._worker(worker)
 
     def revoke_token(self, email: str, name: str) -> bool:
