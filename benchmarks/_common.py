@@ -1,8 +1,33 @@
-"""What several benchmarks share: the model they measure with."""
+"""What several benchmarks share: the model they measure with, and servers started on 127.0.0.1."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import time
+import urllib.request
 from typing import Any
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 free now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 300.0) -> None:
+    """Wait until ``url`` answers 2xx, failing early when the server ``process`` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except Exception:
+            time.sleep(0.5)
+    raise RuntimeError(f"{url} did not answer in {timeout:.0f} s")
 
 
 def fine_tune(store: Any, dataset: str, steps: int, *, name: str = "bench-minilm") -> Any:

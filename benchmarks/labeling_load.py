@@ -34,7 +34,6 @@ import json
 import os
 import platform
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,8 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from _common import free_port, wait_http
 
 RESULTS = Path(__file__).resolve().parent / "results" / "labeling_load.json"
 POSTGRES_URL = os.environ.get(
@@ -234,28 +235,6 @@ def percentiles(values: list[float]) -> dict[str, float]:
 # --- loopwise ---------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait(url: str, process: subprocess.Popen[bytes], timeout: float = 300) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{url} did not answer within {timeout} s")
-
-
 def loopwise_run(database: str, items: int, workers: int, think_s: float) -> dict[str, Any]:
     from loopwise.config import Settings
     from loopwise.labeling import service
@@ -293,7 +272,7 @@ def loopwise_run(database: str, items: int, workers: int, think_s: float) -> dic
                 store, "load", parse_records(records, where="load"), team="labelers",
                 categories=list(COURSE_CATEGORIES), workers_per_item=3, task_time_limit_s=600,
             )  # fmt: skip
-            port = _free_port()
+            port = free_port()
             server = subprocess.Popen(
                 [
                     sys.executable,
@@ -307,7 +286,7 @@ def loopwise_run(database: str, items: int, workers: int, think_s: float) -> dic
                 stdout=subprocess.DEVNULL,
             )
             try:
-                _wait(f"http://127.0.0.1:{port}/healthz", server)
+                wait_http(f"http://127.0.0.1:{port}/healthz", server)
                 measured = run_load("loopwise", f"http://127.0.0.1:{port}", job.id, tokens, items, think_s)
             finally:
                 server.terminate()
@@ -364,7 +343,7 @@ def label_studio_run(items: int, workers: int, think_s: float) -> dict[str, Any]
     venv = _label_studio_env()
     token = uuid.uuid4().hex
     with tempfile.TemporaryDirectory() as data:
-        port = _free_port()
+        port = free_port()
         env = {
             **os.environ,
             "LABEL_STUDIO_BASE_DATA_DIR": data,
@@ -391,7 +370,7 @@ def label_studio_run(items: int, workers: int, think_s: float) -> dict[str, Any]
         )
         try:
             base = f"http://127.0.0.1:{port}"
-            _wait(f"{base}/health", server, timeout=600)
+            wait_http(f"{base}/health", server, timeout=600)
             headers = {"Authorization": f"Token {token}"}
             with httpx.Client(base_url=base, headers=headers, timeout=120) as admin:
                 project = admin.post(

@@ -214,27 +214,6 @@ while True:
 """
 
 
-def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url}: the server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except Exception:
-            time.sleep(0.5)
-    raise RuntimeError(f"{url} did not answer in {timeout:.0f} s")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _stop(process: subprocess.Popen[bytes]) -> None:
     process.terminate()
     try:
@@ -279,7 +258,7 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    from _common import fine_tune
+    from _common import fine_tune, free_port, wait_http
     from loopwise.classifiers.onnx import OnnxClassifier
     from loopwise.config import Settings
     from loopwise.data.cache import fetch_reviews
@@ -314,7 +293,7 @@ def main() -> None:
         # concurrency 1 (below): each text goes to both, back to back, so that both see the same machine
         direct = OnnxClassifier.load(export, precision="int8", threads=1)  # as one of int8x2's workers
 
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "LOOPWISE_HOME": str(home)}
         env.pop("LOOPWISE_DATABASE_URL", None)
         server = subprocess.Popen(
@@ -323,7 +302,7 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
         )
         try:
-            _wait_http(f"http://127.0.0.1:{port}/healthz", server)
+            wait_http(f"http://127.0.0.1:{port}/healthz", server)
             urls = {name: f"http://127.0.0.1:{port}/endpoints/{name}/invocations" for name, *_ in ENDPOINTS}
             for url in urls.values():
                 load(url, 8, bodies[:200])  # warm-up
@@ -349,14 +328,14 @@ def main() -> None:
         app_dir = Path(tmp) / "plain"
         app_dir.mkdir()
         (app_dir / "plain_app.py").write_text(FASTAPI_APP.format(model=str(checkpoint)))
-        port = _free_port()
+        port = free_port()
         plain = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "plain_app:app", "--port", str(port), "--log-level", "warning"],
             cwd=app_dir,
             env={**os.environ, "PYTHONPATH": str(app_dir)},
         )
         try:
-            _wait_http(f"http://127.0.0.1:{port}/docs", plain)
+            wait_http(f"http://127.0.0.1:{port}/docs", plain)
             url = f"http://127.0.0.1:{port}/invocations"
             load(url, 8, bodies[:100])
             figures["fastapi_pytorch_c32"] = load(url, 32, bodies[: args.requests // 2])
@@ -366,7 +345,7 @@ def main() -> None:
 
         if not args.skip_ray:
             _ensure_ray_serve()
-            port = _free_port()
+            port = free_port()
             (app_dir / "ray_app.py").write_text(RAY_APP.format(export=str(export), port=port))
             started = time.perf_counter()
             ray_server = subprocess.Popen(
