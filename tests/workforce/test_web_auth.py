@@ -4,9 +4,11 @@ passwords changed first, sign-out, disabled accounts and revoked tokens shut out
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -271,8 +273,6 @@ def service_token_names(store: Store) -> set[str]:
 
 
 def test_requests_that_miss_the_credentials_cache_at_once_share_one_lookup(sqlite_store: Store) -> None:
-    import asyncio
-
     from loopwise.api.auth import Credentials
 
     token = admin_token(sqlite_store)
@@ -290,6 +290,15 @@ def test_requests_that_miss_the_credentials_cache_at_once_share_one_lookup(sqlit
     async def many() -> list[object]:
         return await asyncio.gather(*(credentials.find("token", token) for _ in range(20)))
 
-    found = asyncio.run(many())
+    found = run_in_own_loop(many())
     assert len(lookups) == 1 and all(f is not None and f.worker.email == "admin@example.com" for f in found)  # type: ignore[attr-defined]
-    assert asyncio.run(credentials.find("token", "lw_nothing")) is None and len(lookups) == 2
+    assert run_in_own_loop(credentials.find("token", "lw_nothing")) is None and len(lookups) == 2
+
+
+def run_in_own_loop(coroutine: Any) -> Any:
+    """``asyncio.run`` in a thread of its own: the session's Playwright browser keeps an event loop
+    running in the main thread once a browser test has run, and asyncio.run refuses to nest in it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result(timeout=60)
