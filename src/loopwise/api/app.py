@@ -9,6 +9,7 @@ worker right now.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
@@ -59,7 +60,14 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from loopwise.labeling.service import warm
+
+        await asyncio.to_thread(warm, store)
         await plane.start()
+        # what start-up made lives as long as the server: moved out of the collector's sight, a full
+        # collection no longer walks it (one took 100 ms and stalled every request in flight)
+        gc.collect()
+        gc.freeze()
         scheduler.start()
         labeler = asyncio.create_task(_auto_label(store, auto_label_interval_s))
         try:

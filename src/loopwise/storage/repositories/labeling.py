@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, func, insert, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from loopwise.errors import NotFoundError
 from loopwise.labeling.jobs import Answer, Assignment, Category, LabelingJob, Task
@@ -25,20 +25,31 @@ from loopwise.storage.tables import (
     utcnow,
 )
 
+from . import _labeling_sql as sql
+
 Hold, Item, Job = LabelingAssignmentRow, LabelingItemRow, LabelingJobRow
 
 
-def _insert_once(session: Session) -> Any:
-    """An INSERT of an assignment that can say ON CONFLICT DO NOTHING, in the database's dialect."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    return dialect.insert(Hold)
-
-
 class LabelingRepository:
+    """Jobs, items, holds and answers. A worker's requests (next item, submit, skip) run statements
+    built once (:mod:`._labeling_sql`) on the session's connection, in the session's transaction."""
+
     def __init__(self, session: Session) -> None:
         self.session = session
+
+    def _run(self, statement: Any, **params: Any) -> Any:
+        return self.session.connection().execute(statement, params)
+
+    def warm(self) -> None:
+        """Compile the reads of a worker's requests (and open this connection) before the first worker
+        waits for it: ids that match nothing, nothing written."""
+        now = utcnow()
+        self._run(sql.JOB, p_job=-1).all()
+        self._run(sql.LIVE_HOLDS, p_job=-1, p_worker=-1, p_now=now).all()
+        self._run(sql.CANDIDATES, p_job=-1, p_worker=-1, p_needed=1, p_limit=1).all()
+        self._run(sql.ASSIGNMENT, p_hold=-1).all()
+        self._run(sql.HOLD_START, p_hold=-1).all()
+        self._run(sql.ANY_OPEN, p_job=-1).all()
 
     # --- jobs ------------------------------------------------------------------------------------
 
@@ -88,12 +99,15 @@ class LabelingRepository:
         return None if row is None else self._job(row)
 
     def job(self, job_id: int) -> LabelingJob:
-        found = self.session.execute(
-            select(Job, TeamRow.name).join(TeamRow, TeamRow.id == Job.team_id).where(Job.id == job_id)
-        ).first()
+        found = self._run(sql.JOB, p_job=job_id).first()
         if found is None:
             raise NotFoundError(f"no labeling job {job_id}")
-        return self._job(found[0], found[1])
+        return LabelingJob(
+            **{
+                **found._asdict(),
+                "categories": tuple(Category(c["label"], c.get("description", "")) for c in found.categories),
+            }
+        )
 
     def jobs(self, teams: builtins.set[str] | None = None) -> builtins.list[LabelingJob]:
         """Every job, newest first, or only those of ``teams``."""
@@ -112,8 +126,7 @@ class LabelingRepository:
 
     def open_items(self, job_id: int) -> bool:
         """Whether any item has no label yet: open for people, or waiting for automated labeling."""
-        query = select(Item.id).where(Item.job_id == job_id, Item.status.in_(("open", "waiting"))).limit(1)
-        return self.session.scalar(query) is not None
+        return self._run(sql.ANY_OPEN, p_job=job_id).first() is not None
 
     def status_counts(self, job_id: int) -> dict[str, int]:
         query = select(Item.status, func.count()).where(Item.job_id == job_id).group_by(Item.status)
@@ -134,41 +147,16 @@ class LabelingRepository:
         return len(expired)
 
     def live_holds(self, job_id: int, worker_id: int, now: datetime) -> builtins.list[Task]:
-        query = (
-            select(Hold, Item)
-            .join(Item, Item.id == Hold.item_id)
-            .where(
-                Hold.job_id == job_id,
-                Hold.worker_id == worker_id,
-                Hold.state == "held",
-                Hold.expires_at > now,
-            )
-            .order_by(Hold.started_at, Hold.id)
-        )
-        return [self._task(a, i) for a, i in self.session.execute(query).tuples()]
+        found = self._run(sql.LIVE_HOLDS, p_job=job_id, p_worker=worker_id, p_now=now)
+        return [Task(*row) for row in found]
 
     def candidates(
         self, job_id: int, worker_id: int, needed: int, limit: int
     ) -> builtins.list[tuple[int, int, str, int | None]]:
         """Items that still need answers and that the worker has not held, answered or skipped, in
         manifest order: (item id, position, text, the worker's expired hold on it to renew, if any)."""
-        theirs = select(Hold.item_id).where(
-            Hold.job_id == job_id, Hold.worker_id == worker_id, Hold.state != "expired"
-        )
-        expired = aliased(Hold)
-        query = (
-            select(Item.id, Item.position, Item.source, expired.id)
-            .outerjoin(expired, (expired.item_id == Item.id) & (expired.worker_id == worker_id))
-            .where(
-                Item.job_id == job_id,
-                Item.status == "open",
-                Item.answers_count + Item.holds < needed,
-                Item.id.not_in(theirs),
-            )
-            .order_by(Item.position)
-            .limit(limit)
-        )
-        return [tuple(row) for row in self.session.execute(query).tuples()]  # type: ignore[misc]
+        found = self._run(sql.CANDIDATES, p_job=job_id, p_worker=worker_id, p_needed=needed, p_limit=limit)
+        return [tuple(row) for row in found]
 
     def take(
         self,
@@ -180,103 +168,74 @@ class LabelingRepository:
     ) -> Task | None:
         """Hold the candidate item for the worker if it still has room; None when someone else got it."""
         item_id, position, source, expired = candidate
-        taken = self.session.execute(
-            update(Item)
-            .where(Item.id == item_id, Item.status == "open", Item.answers_count + Item.holds < needed)
-            .values(holds=Item.holds + 1)
-        )
-        if taken.rowcount != 1:  # type: ignore[attr-defined]
+        if self._run(sql.TAKE, p_item=item_id, p_needed=needed).rowcount != 1:
             return None
-        now = utcnow()
+        times = {"p_now": utcnow(), "p_expires": expires_at}
         if expired is None:
             # ON CONFLICT DO NOTHING: the same worker taking it at the same moment from another request
             # gets no row back (and gives the hold back below) instead of an error and a rollback
-            assignment_id = self.session.execute(
-                _insert_once(self.session)
-                .values(
-                    job_id=job_id,
-                    item_id=item_id,
-                    worker_id=worker_id,
-                    state="held",
-                    started_at=now,
-                    expires_at=expires_at,
-                )
-                .on_conflict_do_nothing(index_elements=["item_id", "worker_id"])
-                .returning(Hold.id)
+            insert_once = sql.NEW_HOLD[self.session.get_bind().dialect.name]
+            assignment_id = self._run(
+                insert_once, p_job=job_id, p_item=item_id, p_worker=worker_id, **times
             ).scalar_one_or_none()
         else:
-            renewed = self.session.execute(
-                update(Hold)
-                .where(Hold.id == expired, Hold.state == "expired")
-                .values(state="held", started_at=now, expires_at=expires_at, label=None)
-            )
-            assignment_id = expired if renewed.rowcount == 1 else None  # type: ignore[attr-defined]
+            renewed = self._run(sql.RENEW, p_hold=expired, **times)
+            assignment_id = expired if renewed.rowcount == 1 else None
         if assignment_id is None:
-            self.session.execute(update(Item).where(Item.id == item_id).values(holds=Item.holds - 1))
+            self._run(sql.RELEASE, p_item=item_id)
             return None
         return Task(assignment_id, item_id, position, source, expires_at)
 
     # --- answers ---------------------------------------------------------------------------------
 
     def assignment(self, assignment_id: int) -> Assignment | None:
-        found = self.session.execute(
-            select(Hold, Item).join(Item, Item.id == Hold.item_id).where(Hold.id == assignment_id)
-        ).first()
+        found = self._run(sql.ASSIGNMENT, p_hold=assignment_id).first()
         if found is None:
             return None
-        row, item = found
-        return Assignment(row.id, row.job_id, row.worker_id, row.state, row.expires_at, self._task(row, item))  # type: ignore[arg-type]
+        hold, job_id, worker_id, state, expires_at, item_id, position, source = found
+        task = Task(hold, item_id, position, source, expires_at)
+        return Assignment(hold, job_id, worker_id, state, expires_at, task)
 
     def submit(
         self, assignment_id: int, worker_id: int, label: str, now: datetime, needed: int
     ) -> tuple[float, bool] | None:
         """The answer, stored once: (seconds it took, whether the item now has all its answers); None when
         the assignment is not the worker's live hold."""
-        row = self._end_hold(assignment_id, worker_id, now, state="submitted", label=label)
-        if row is None:
+        ended = self._end_hold(assignment_id, worker_id, now, state="submitted", label=label)
+        if ended is None:
             return None
-        counted = self.session.execute(
-            update(Item)
-            .where(Item.id == row.item_id)
-            .values(
-                holds=Item.holds - 1,
-                answers_count=Item.answers_count + 1,
-                status=case((Item.answers_count + 1 >= needed, "complete"), else_="open"),
-                updated_at=now,
-            )
-            .returning(Item.status)
-        ).scalar_one()
-        return (now - row.started_at).total_seconds(), counted == "complete"
+        item_id, seconds = ended
+        counted = self._run(sql.COUNT_ANSWER, p_item=item_id, p_needed=needed, p_now=now).scalar_one()
+        return seconds, counted == "complete"
 
     def skip(self, assignment_id: int, worker_id: int, now: datetime) -> bool:
-        row = self._end_hold(assignment_id, worker_id, now, state="skipped")
-        if row is None:
+        ended = self._end_hold(assignment_id, worker_id, now, state="skipped")
+        if ended is None:
             return False
-        self.session.execute(
-            update(Item).where(Item.id == row.item_id).values(holds=Item.holds - 1, updated_at=now)
-        )
+        self._run(sql.SKIPPED, p_item=ended[0], p_now=now)
         return True
 
     def _end_hold(
-        self, assignment_id: int, worker_id: int, now: datetime, **values: Any
-    ) -> LabelingAssignmentRow | None:
-        """Move the worker's live hold to its end (submitted or skipped): once, by a conditional UPDATE;
-        None when it is not a live hold of theirs (any more)."""
-        row = self.session.get(Hold, assignment_id)
-        if row is None:
+        self, assignment_id: int, worker_id: int, now: datetime, *, state: str, label: str | None = None
+    ) -> tuple[int, float] | None:
+        """Move the worker's live hold to its end (submitted or skipped): once, by a conditional UPDATE.
+        Returns (item id, seconds since the hold began); None when it is not a live hold of theirs (any
+        more)."""
+        found = self._run(sql.HOLD_START, p_hold=assignment_id).first()
+        if found is None:
             return None
-        seconds = (now - row.started_at).total_seconds() if values.get("state") == "submitted" else None
-        done = self.session.execute(
-            update(Hold)
-            .where(
-                Hold.id == assignment_id,
-                Hold.worker_id == worker_id,
-                Hold.state == "held",
-                Hold.expires_at > now,
-            )
-            .values(submitted_at=now, seconds=seconds, **values)
+        item_id, started_at = found
+        seconds = (now - started_at).total_seconds()
+        done = self._run(
+            sql.END_HOLD,
+            p_hold=assignment_id,
+            p_worker=worker_id,
+            p_now=now,
+            p_state=state,
+            p_label=label,
+            p_seconds=seconds if state == "submitted" else None,
         )
-        return row if done.rowcount == 1 else None  # type: ignore[attr-defined]
+        return (item_id, seconds) if done.rowcount == 1 else None
 
     def undo_last(self, job_id: int, worker_id: int, now: datetime, limit: timedelta) -> Task | None:
         """The worker's latest answer in the job taken back: the item is theirs to answer again."""
