@@ -20,7 +20,12 @@ The tree::
     ├── EndpointError             an endpoint cannot do what was asked in its state
     ├── AccountError              a workforce request is invalid (a taken email, a weak password)
     ├── AuthError                 a sign-in failed, or a session or token is not (or no longer) valid
-    └── PermissionDeniedError     the signed-in worker's role or teams do not allow what was asked
+    ├── PermissionDeniedError     the signed-in worker's role or teams do not allow what was asked
+    ├── LabelingError             a labeling job, manifest or answer was refused
+    │   ├── AnswerRefusedError    an answer conflicts with what happened already (HTTP 409)
+    │   └── ManifestError         an input manifest is malformed (also a DataError)
+    └── ReviewError               a flow definition or human loop request is invalid
+        └── HumanLoopConflictError  a loop name taken with other input, a loop in the wrong state (409)
 
 Messages say what was wrong (naming the file, line and field where there is one) and what to do.
 """
@@ -127,3 +132,13 @@ class AnswerRefusedError(LabelingError):
 
 class ManifestError(LabelingError, DataError):
     """An input manifest is malformed; the message names the line."""
+
+
+class ReviewError(LoopwiseError):
+    """A flow definition or a human loop request is invalid: bad activation conditions, input that does
+    not fit the flow's task template (the message names the field)."""
+
+
+class HumanLoopConflictError(ReviewError):
+    """A human loop request conflicts with what exists: a loop name taken with other input, or a loop
+    whose state does not allow it (deleting one in progress) (HTTP 409)."""

@@ -32,9 +32,11 @@ from loopwise.errors import (
     AccountError,
     AnswerRefusedError,
     EndpointConfigError,
+    HumanLoopConflictError,
     LabelingError,
     NotFoundError,
     PermissionDeniedError,
+    ReviewError,
 )
 from loopwise.serving.plane import DataPlane, Invocation
 from loopwise.serving.router import ModelFailed, VariantUnavailable
@@ -166,6 +168,7 @@ KNOWN_ERRORS = (
     LabelingError,
     AccountError,
     PermissionDeniedError,
+    ReviewError,
 )
 
 
@@ -181,9 +184,9 @@ def problem(exc: Exception) -> tuple[int, str, str] | None:
         return 500, "ModelError", f"the variant's model failed on this request: {exc}"
     if isinstance(exc, VariantUnavailable):
         return 503, "ServiceUnavailable", f"{exc}; retry in a moment"
-    if isinstance(exc, AnswerRefusedError):
+    if isinstance(exc, AnswerRefusedError | HumanLoopConflictError):
         return 409, "Conflict", str(exc)
-    if isinstance(exc, LabelingError | AccountError):
+    if isinstance(exc, LabelingError | AccountError | ReviewError):
         return 400, "ValidationError", str(exc)
     if isinstance(exc, PermissionDeniedError):
         return 403, "Forbidden", str(exc)

@@ -128,6 +128,8 @@ class Task:
     position: int
     source: str
     expires_at: datetime
+    #: the value shown preselected (a human loop's model prediction), if any
+    initial: str | None = None
     #: other workers' answers so far, shown only when the job is not blind
     others: tuple[str, ...] = ()
 
@@ -138,6 +140,7 @@ class Task:
             "position": self.position,
             "source": self.source,
             "expires_at": self.expires_at.isoformat(),
+            "initial": self.initial,
             "others": list(self.others),
         }
 
@@ -149,7 +152,7 @@ class Assignment:
     id: int
     job_id: int
     worker_id: int
-    state: Literal["held", "submitted", "skipped", "expired"]
+    state: Literal["held", "submitted", "skipped", "expired", "withdrawn"]
     expires_at: datetime
     task: Task
 
@@ -159,6 +162,8 @@ class Assignment:
             return "this item's answer was submitted already: an answer is stored once"
         if self.state == "skipped":
             return "this item was skipped"
+        if self.state == "withdrawn":
+            return "this task was withdrawn: its human loop was stopped or ended; take the next one"
         if self.state == "expired" or self.expires_at <= now:
             return "the time limit for this item ran out and it went back to the queue: take the next one"
         return "this assignment is a live hold"

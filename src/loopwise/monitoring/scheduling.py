@@ -126,7 +126,7 @@ def deliver_due(
     drop a repeat); a 2xx answer marks it delivered, anything else schedules a retry with backoff.
     Returns (delivered, failed)."""
     now = now or datetime.now(UTC)
-    post = post or _http_post(timeout_s)
+    post = post or http_post(timeout_s)
     with store.uow() as uow:
         due = uow.monitoring.due_deliveries(now)
     delivered = failed = 0
@@ -148,7 +148,8 @@ def deliver_due(
     return delivered, failed
 
 
-def _http_post(timeout_s: float) -> Post:
+def http_post(timeout_s: float) -> Post:
+    """A webhook POST of a JSON body that returns the answer's status (review loops' events use it too)."""
     import httpx
 
     def post(url: str, body: dict[str, Any], headers: dict[str, str]) -> int:

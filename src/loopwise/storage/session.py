@@ -21,6 +21,7 @@ from loopwise.storage.repositories import (
     LabelsRepository,
     ModelRepository,
     MonitoringRepository,
+    ReviewRepository,
     RolloutRepository,
     RunRepository,
     TuningJobRepository,
@@ -47,6 +48,7 @@ class UnitOfWork:
     workforce: WorkforceRepository
     labeling: LabelingRepository
     labels: LabelsRepository
+    review: ReviewRepository
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._factory = session_factory
@@ -73,6 +75,7 @@ class UnitOfWork:
         self.workforce = WorkforceRepository(self._session)
         self.labeling = LabelingRepository(self._session)
         self.labels = LabelsRepository(self._session)
+        self.review = ReviewRepository(self._session)
         return self
 
     def __exit__(

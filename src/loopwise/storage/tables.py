@@ -429,6 +429,8 @@ class LabelingItemRow(Base):
     labeled_by: Mapped[str | None] = mapped_column(String(20), nullable=True)
     #: automated labeling: the item's part (seed, holdout, active: people; None: not sent to people yet)
     pool: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    #: a value to show preselected (a human loop's model prediction); None for labeling jobs
+    initial: Mapped[str | None] = mapped_column(String(100), nullable=True)
     #: a machine label's model version and the confidence threshold it passed
     machine_model: Mapped[str | None] = mapped_column(String(200), nullable=True)
     machine_threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -477,3 +479,71 @@ class LabelingReviewRow(Base):
     decided_by: Mapped[int | None] = mapped_column(ForeignKey("workers.id"), nullable=True)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ReviewFlowRow(Base):
+    """A flow definition (Augmented AI's): who reviews (the team of its labeling job), the task template,
+    workers per loop, time limits and when predictions go to people. Its loops are items of its job."""
+
+    __tablename__ = "review_flows"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("labeling_jobs.id"), unique=True)
+    #: the answer's key in output.json (the course: "sentiment")
+    answer_key: Mapped[str] = mapped_column(String(63))
+    task_count: Mapped[int] = mapped_column(Integer)
+    lifetime_s: Mapped[int] = mapped_column(Integer)
+    #: the activation condition tree (``review.conditions``); None: every prediction goes to people
+    conditions: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    webhook: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Active, or Deleted (its loops stay readable)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class HumanLoopRow(Base):
+    """One prediction (or any input) sent to people: its flow, its item in the flow's labeling job, its
+    status, and where it came from when an endpoint started it."""
+
+    __tablename__ = "human_loops"
+    __table_args__ = (
+        Index("ix_human_loops_flow", "flow_id", "id"),
+        Index("ix_human_loops_due", "status", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    flow_id: Mapped[int] = mapped_column(ForeignKey("review_flows.id"))
+    item_id: Mapped[int | None] = mapped_column(
+        ForeignKey("labeling_items.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    #: InProgress, Completed, Failed, Stopping, Stopped
+    status: Mapped[str] = mapped_column(String(16))
+    input: Mapped[dict[str, Any]] = mapped_column(JSON)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    inference_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    endpoint: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    variant: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    #: the activation conditions' results when an endpoint started the loop
+    activation: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    output_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class HumanLoopEventRow(Base):
+    """A loop's status change for its flow's webhook, until a 2xx answer (an outbox: at least once)."""
+
+    __tablename__ = "human_loop_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    loop_name: Mapped[str] = mapped_column(String(63), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -60,7 +60,7 @@ JOB = (
 
 #: a worker's live holds in a job, oldest first: (assignment, item, position, text, expires at)
 LIVE_HOLDS = (
-    select(HOLDS.c.id, ITEMS.c.id, ITEMS.c.position, ITEMS.c.source, HOLDS.c.expires_at)
+    select(HOLDS.c.id, ITEMS.c.id, ITEMS.c.position, ITEMS.c.source, HOLDS.c.expires_at, ITEMS.c.initial)
     .join(ITEMS, ITEMS.c.id == HOLDS.c.item_id)
     .where(
         HOLDS.c.job_id == _job_id,
@@ -73,9 +73,9 @@ LIVE_HOLDS = (
 
 _expired = HOLDS.alias("expired")
 #: items that still need answers and that the worker has not held, answered or skipped, in manifest
-#: order: (item, position, text, the worker's expired hold on it to renew, if any)
+#: order: (item, position, text, the worker's expired hold on it to renew if any, preselected value)
 CANDIDATES = (
-    select(ITEMS.c.id, ITEMS.c.position, ITEMS.c.source, _expired.c.id)
+    select(ITEMS.c.id, ITEMS.c.position, ITEMS.c.source, _expired.c.id, ITEMS.c.initial)
     .outerjoin(_expired, and_(_expired.c.item_id == ITEMS.c.id, _expired.c.worker_id == _worker))
     .where(
         ITEMS.c.job_id == _job_id,

@@ -152,22 +152,23 @@ class LabelingRepository:
 
     def candidates(
         self, job_id: int, worker_id: int, needed: int, limit: int
-    ) -> builtins.list[tuple[int, int, str, int | None]]:
+    ) -> builtins.list[tuple[int, int, str, int | None, str | None]]:
         """Items that still need answers and that the worker has not held, answered or skipped, in
-        manifest order: (item id, position, text, the worker's expired hold on it to renew, if any)."""
+        manifest order: (item id, position, text, the worker's expired hold on it to renew if any, the
+        value to show preselected)."""
         found = self._run(sql.CANDIDATES, p_job=job_id, p_worker=worker_id, p_needed=needed, p_limit=limit)
         return [tuple(row) for row in found]
 
     def take(
         self,
         job_id: int,
-        candidate: tuple[int, int, str, int | None],
+        candidate: tuple[int, int, str, int | None, str | None],
         worker_id: int,
         needed: int,
         expires_at: datetime,
     ) -> Task | None:
         """Hold the candidate item for the worker if it still has room; None when someone else got it."""
-        item_id, position, source, expired = candidate
+        item_id, position, source, expired, initial = candidate
         if self._run(sql.TAKE, p_item=item_id, p_needed=needed).rowcount != 1:
             return None
         times = {"p_now": utcnow(), "p_expires": expires_at}
@@ -184,7 +185,7 @@ class LabelingRepository:
         if assignment_id is None:
             self._run(sql.RELEASE, p_item=item_id)
             return None
-        return Task(assignment_id, item_id, position, source, expires_at)
+        return Task(assignment_id, item_id, position, source, expires_at, initial)
 
     # --- answers ---------------------------------------------------------------------------------
 
@@ -358,4 +359,4 @@ class LabelingRepository:
 
     @staticmethod
     def _task(a: LabelingAssignmentRow, i: LabelingItemRow) -> Task:
-        return Task(a.id, i.id, i.position, i.source, a.expires_at)
+        return Task(a.id, i.id, i.position, i.source, a.expires_at, i.initial)

@@ -1,0 +1,454 @@
+"""Human review's services: flow definitions, the human loop runtime (start, describe, list, stop,
+delete), and settling loops: a loop whose item has its answers is completed (consolidated, output.json
+written, ground truth recorded for its inference), one past its lifetime fails with reason Expired.
+
+The server settles loops every second; describing a loop settles it first, so a caller polling
+describe sees Completed as soon as the last answer is in. Each status change is offered to the flow's
+webhook through an outbox (at least once, retried with backoff).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loopwise.errors import HumanLoopConflictError, NotFoundError, ReviewError
+from loopwise.labeling.jobs import MAX_WORKERS_PER_ITEM, TASK_TIME_LIMIT_S, Category, check_categories
+from loopwise.review.conditions import parse_condition
+from loopwise.review.loops import STATUSES, Flow, HumanLoop, check_name, content_hash
+
+if TYPE_CHECKING:
+    from loopwise.monitoring.scheduling import Post
+    from loopwise.storage import Store
+
+#: Augmented AI's bounds for a task's availability lifetime: 60 seconds to 12 days (its default: 1 day)
+LIFETIME_S = (60, 12 * 24 * 3600)
+DEFAULT_LIFETIME_S = 24 * 3600
+MAX_RESULTS = 100
+
+
+def create_flow(
+    store: Store,
+    name: str,
+    *,
+    team: str,
+    categories: list[Category],
+    title: str | None = None,
+    short_instructions: str = "",
+    full_instructions: str = "",
+    answer_key: str = "label",
+    task_count: int = 1,
+    task_time_limit_s: int = 300,
+    lifetime_s: int = DEFAULT_LIFETIME_S,
+    conditions: Any = None,
+    webhook: str | None = None,
+) -> Flow:
+    """A flow definition: its team works its loops in the labeling UI; ``conditions`` (see
+    :mod:`loopwise.review.conditions`) say which of an attached endpoint's predictions start one."""
+    check_name(name, "flow definition")
+    check_categories(categories)
+    labels = [c.label for c in categories]
+    condition = parse_condition(conditions, labels)
+    if not 1 <= task_count <= MAX_WORKERS_PER_ITEM:
+        raise ReviewError(f"task count (workers per loop): 1 to {MAX_WORKERS_PER_ITEM}, got {task_count}")
+    low, high = TASK_TIME_LIMIT_S
+    if not low <= task_time_limit_s <= high:
+        raise ReviewError(f"task time limit: {low} to {high} seconds, got {task_time_limit_s}")
+    if not LIFETIME_S[0] <= lifetime_s <= LIFETIME_S[1]:
+        raise ReviewError(
+            f"task availability lifetime: {LIFETIME_S[0]} to {LIFETIME_S[1]} seconds, got {lifetime_s}"
+        )
+    if not answer_key.strip() or len(answer_key) > 63:
+        raise ReviewError(f"answer key {answer_key!r}: 1 to 63 characters")
+    if webhook is not None and not webhook.startswith(("http://", "https://")):
+        raise ReviewError(f"webhook {webhook!r}: an http:// or https:// URL")
+    with store.uow() as uow:
+        if uow.review.flow(name) is not None:
+            raise ReviewError(f"a flow definition {name!r} exists already: pick another name")
+        found = uow.workforce.find_team(team)
+        if found is None:
+            raise NotFoundError(f"no team {team!r}; make it with `loopwise workforce team create {team}`")
+        uow.review.add_flow(
+            name=name,
+            job={
+                "team_id": found.id,
+                "created_by": None,
+                "categories": categories,
+                "title": title or name,
+                "short_instructions": short_instructions,
+                "full_instructions": full_instructions,
+                "workers_per_item": task_count,
+                "task_time_limit_s": task_time_limit_s,
+            },
+            answer_key=answer_key,
+            task_count=task_count,
+            lifetime_s=lifetime_s,
+            conditions=condition.to_dict() if conditions is not None else None,
+            webhook=webhook,
+        )
+        flow = uow.review.flow(name)
+    assert flow is not None
+    return flow
+
+
+def find_flow(store: Store, name: str) -> Flow:
+    with store.uow() as uow:
+        flow = uow.review.flow(name)
+    if flow is None:
+        raise NotFoundError(f"no flow definition {name!r}; see `loopwise review flow list`")
+    return flow
+
+
+def list_flows(store: Store) -> list[Flow]:
+    with store.uow() as uow:
+        return uow.review.flows()
+
+
+def delete_flow(store: Store, name: str) -> Flow:
+    """The flow takes no new loops; its loops in progress are stopped; all stay readable."""
+    flow = find_flow(store, name)
+    for loop in _all_loops(store, flow, status="InProgress"):
+        stop_loop(store, loop.name)
+    with store.uow() as uow:
+        uow.review.set_flow_status(flow.id, "Deleted")
+    return find_flow(store, name)
+
+
+def start_loop(store: Store, name: str, flow_name: str, content: Any) -> tuple[HumanLoop, bool]:
+    """Start loop ``name`` of the flow for ``content`` (``{"taskObject": text, "initialValue": label}``).
+    Starting the same name with the same content again returns the loop (``False``: not new); with
+    other content it is refused (:class:`HumanLoopConflictError`)."""
+    check_name(name)
+    flow = find_flow(store, flow_name)
+    if flow.status != "Active":
+        raise HumanLoopConflictError(f"flow definition {flow.name} is {flow.status}: it starts no loops")
+    checked = flow.check_input(content)
+    digest = content_hash(checked)
+    now = datetime.now(UTC)
+    with store.uow() as uow:
+        made = uow.review.start_loops(flow, [{"name": name, "input": checked, "content_hash": digest}], now)
+        loop = uow.review.loop(name)
+    assert loop is not None
+    if not made and (loop.content_hash != digest or loop.flow != flow.name):
+        raise HumanLoopConflictError(
+            f"a human loop named {name!r} exists already with other input or another flow: "
+            "pick another name (the same name with the same input returns that loop)"
+        )
+    return loop, bool(made)
+
+
+def start_predicted(store: Store, flow: Flow, loops: list[dict[str, Any]]) -> list[str]:
+    """Loops that an endpoint's predictions started (names derived from their inference ids, so a retry
+    never doubles one); returns the names made now."""
+    with store.uow() as uow:
+        return uow.review.start_loops(flow, loops, datetime.now(UTC))
+
+
+def describe_loop(store: Store, name: str) -> HumanLoop:
+    loop = _loop(store, name)
+    if loop.status == "InProgress":
+        settle(store, only=loop)
+        loop = _loop(store, name)
+    return loop
+
+
+def list_loops(
+    store: Store,
+    *,
+    flow: str | None = None,
+    status: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    inference_id: str | None = None,
+    descending: bool = False,
+    max_results: int = MAX_RESULTS,
+    next_token: str | None = None,
+) -> tuple[list[HumanLoop], str | None]:
+    """A page of loops and the token of the next page (None: the last page)."""
+    if status is not None and status not in STATUSES:
+        raise ReviewError(f"status {status!r}: one of {', '.join(STATUSES)}")
+    if not 1 <= max_results <= 1000:
+        raise ReviewError(f"max results: 1 to 1000, got {max_results}")
+    after_id = _read_token(next_token)
+    flow_id = find_flow(store, flow).id if flow is not None else None
+    with store.uow() as uow:
+        page = uow.review.loops(
+            flow_id=flow_id,
+            status=status,
+            created_after=created_after,
+            created_before=created_before,
+            inference_id=inference_id,
+            after_id=after_id,
+            descending=descending,
+            limit=max_results + 1,
+        )
+    more = len(page) > max_results
+    page = page[:max_results]
+    return page, (_token(page[-1].id) if more else None)
+
+
+def stop_loop(store: Store, name: str) -> HumanLoop:
+    """Stop a loop in progress: Stopped, its item out of the queue, a worker's hold on it withdrawn (a
+    later answer is refused, the loop never completes). Stopping an ended loop changes nothing."""
+    loop = _loop(store, name)
+    now = datetime.now(UTC)
+    with store.uow() as uow:
+        if uow.review.end(loop.id, "Stopped", now):
+            uow.review.withdraw(loop.item_id, now)
+            _event(uow, loop, "Stopped", now)
+    return _loop(store, name)
+
+
+def delete_loop(store: Store, name: str) -> None:
+    """Delete an ended loop (stop one in progress first); its output.json stays."""
+    loop = _loop(store, name)
+    if loop.status in ("InProgress", "Stopping"):
+        raise HumanLoopConflictError(
+            f"human loop {name} is {loop.status}: stop it first (`loopwise review loop stop`)"
+        )
+    with store.uow() as uow:
+        uow.review.delete_loop(loop)
+
+
+def settle(store: Store, *, now: datetime | None = None, only: HumanLoop | None = None) -> dict[str, int]:
+    """Complete the loops whose items have all their answers and fail those past their lifetime (or just
+    ``only``); returns how many of each. Safe to run from several servers: a loop ends once."""
+    now = now or datetime.now(UTC)
+    with store.uow() as uow:
+        if only is not None:
+            answered = [only] if only.item_id is not None and _item_complete(uow, only.item_id) else []
+            expired = [only] if not answered and only.expires_at <= now else []
+        else:
+            answered, expired = uow.review.answered(), uow.review.expired(now)
+    completed = sum(_complete(store, loop, now) for loop in answered)
+    failed = 0
+    for loop in expired:
+        with store.uow() as uow:
+            if uow.review.end(
+                loop.id, "Failed", now, reason="Expired: no answer within the task availability lifetime"
+            ):
+                uow.review.withdraw(loop.item_id, now)
+                _event(uow, loop, "Failed", now)
+                failed += 1
+    return {"completed": completed, "failed": failed}
+
+
+def _item_complete(uow: Any, item_id: int) -> bool:
+    from loopwise.storage.tables import LabelingItemRow
+
+    item = uow.session.get(LabelingItemRow, item_id)
+    return item is not None and item.status == "complete"
+
+
+def _complete(store: Store, loop: HumanLoop, now: datetime) -> bool:
+    """Consolidate the loop's answers, write output.json, and mark it Completed with its ground truth
+    recorded for its inference, in one transaction (the file is written first: a crash leaves the loop
+    in progress, and the next settle writes the same file again)."""
+    from loopwise.labeling.consolidation import Vote, consolidate
+    from loopwise.serving.feedback import Feedback
+
+    with store.uow() as uow:
+        flow = uow.review.flow(loop.flow)
+        answers = uow.review.answers(loop.item_id) if loop.item_id is not None else []
+    assert flow is not None
+    if not answers:
+        return False
+    votes = [Vote(0, a["email"], a["label"]) for a in answers]
+    consolidated = consolidate(votes, flow.labels, "majority")
+    label, confidence = consolidated.labels[0], consolidated.confidence[0]
+    document = output_document(flow, loop, answers, label, confidence)
+    key = f"review/{flow.name}/{loop.name}/output.json"
+    path = store.artifacts.path(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_suffix(".json.tmp")
+    staged.write_text(json.dumps(document, indent=2, default=str), encoding="utf-8")
+    staged.replace(path)
+    with store.uow() as uow:
+        if not uow.review.end(loop.id, "Completed", now, output_uri=store.artifacts.uri(key)):
+            return False
+        # ground truth for the inference (monitoring's model quality and the A/B report join on it);
+        # an inference of several texts gets it from feedback, which names a label for each text
+        if loop.inference_id and loop.endpoint and (loop.activation or {}).get("texts", 1) == 1:
+            uow.feedback.put(loop.endpoint, [Feedback(loop.inference_id, (label,))])
+        _event(uow, loop, "Completed", now)
+    return True
+
+
+def output_document(
+    flow: Flow, loop: HumanLoop, answers: list[dict[str, Any]], label: str, confidence: float
+) -> dict[str, Any]:
+    """Augmented AI's output.json: every human answer, the input, and the activation results; plus the
+    consolidated answer."""
+    return {
+        "flowDefinitionName": flow.name,
+        "humanLoopName": loop.name,
+        "humanAnswers": [
+            {
+                "answerContent": {flow.answer_key: {"label": a["label"]}},
+                "workerId": str(a["worker_id"]),
+                "workerMetadata": {"identityData": {"email": a["email"], "team": flow.team}},
+                "acceptanceTime": a["started_at"].isoformat(),
+                "submissionTime": a["submitted_at"].isoformat(),
+                "timeSpentInSeconds": round(a["seconds"] or 0.0, 3),
+            }
+            for a in answers
+        ],
+        "consolidatedAnswer": {
+            "answerContent": {flow.answer_key: {"label": label}},
+            "confidence": round(confidence, 4),
+            "method": "majority",
+            "humanAnswerCount": len(answers),
+        },
+        "inputContent": loop.input,
+        "humanLoopActivationResults": loop.activation,
+        "inferenceId": loop.inference_id,
+        "endpointName": loop.endpoint,
+        "variantName": loop.variant,
+    }
+
+
+def read_output(loop: HumanLoop) -> dict[str, Any]:
+    """A completed loop's output.json."""
+    from loopwise.storage.artifacts.local import local_path
+
+    if not loop.output_uri:
+        raise ReviewError(f"human loop {loop.name} is {loop.status}: it has no output")
+    return dict(json.loads(local_path(loop.output_uri).read_text(encoding="utf-8")))
+
+
+def deliver_events(store: Store, *, now: datetime | None = None, post: Post | None = None) -> tuple[int, int]:
+    """POST every due loop event to its flow's webhook (header ``X-Loopwise-Event-Id`` lets a receiver
+    drop a repeat); a 2xx answer marks it delivered, anything else retries later with backoff."""
+    from loopwise.monitoring.alerts import MAX_ATTEMPTS, backoff_s
+    from loopwise.monitoring.scheduling import http_post
+
+    now = now or datetime.now(UTC)
+    post = post or http_post(5.0)
+    with store.uow() as uow:
+        due = uow.review.due_events(now, MAX_ATTEMPTS)
+    delivered = failed = 0
+    for event_id, url, body, attempts in due:
+        try:
+            status = post(url, body, {"X-Loopwise-Event-Id": str(event_id)})
+            error = None if 200 <= status < 300 else f"HTTP {status}"
+        except Exception as exc:  # a receiver that is down: try again later
+            error = f"{type(exc).__name__}: {exc}"
+        with store.uow() as uow:
+            if error is None:
+                uow.review.event_delivered(event_id, now)
+                delivered += 1
+            else:
+                uow.review.event_failed(event_id, now + timedelta(seconds=backoff_s(attempts + 1)), error)
+                failed += 1
+    return delivered, failed
+
+
+def completed_examples(store: Store, flow: str) -> list[dict[str, Any]]:
+    """Every completed loop of the flow as a labeled example: text, label and where the label came from."""
+    rows = []
+    for loop in _all_loops(store, find_flow(store, flow), status="Completed"):
+        output = read_output(loop)
+        answer = output["consolidatedAnswer"]
+        rows.append(
+            {
+                "text": loop.input["taskObject"],
+                "label": next(iter(answer["answerContent"].values()))["label"],
+                "confidence": answer["confidence"],
+                "source": f"human loop {loop.name}",
+                "human_answers": answer["humanAnswerCount"],
+                "inference_id": loop.inference_id or "",
+                "model_prediction": str(loop.input.get("initialValue", "")),
+            }
+        )
+    return rows
+
+
+def export(store: Store, flow: str, path: Path) -> int:
+    """The completed loops' examples as JSON lines; returns how many."""
+    rows = completed_examples(store, flow)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    return len(rows)
+
+
+def export_dataset(
+    store: Store, flow: str, dataset: str, *, train: float = 0.8, validation: float = 0.1, test: float = 0.1
+) -> Any:
+    """A new version of data set ``dataset`` from the completed loops (text, label), ready for training."""
+    import csv
+    import tempfile
+
+    from loopwise.data.service import import_dataset
+
+    found = find_flow(store, flow)
+    rows = completed_examples(store, flow)
+    if not rows:
+        raise ReviewError(f"flow {flow} has no completed loop yet: nothing to export")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"review-{flow}.csv"
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["text", "label"])
+            writer.writerows((row["text"], row["label"]) for row in rows)
+        return import_dataset(
+            store,
+            path,
+            name=dataset,
+            text_column="text",
+            label_column="label",
+            labels=found.labels,
+            train=train,
+            validation=validation,
+            test=test,
+        )
+
+
+def _loop(store: Store, name: str) -> HumanLoop:
+    with store.uow() as uow:
+        loop = uow.review.loop(name)
+    if loop is None:
+        raise NotFoundError(f"no human loop {name!r}; see `loopwise review loop list`")
+    return loop
+
+
+def _all_loops(store: Store, flow: Flow, *, status: str | None = None) -> Iterable[HumanLoop]:
+    after: int | None = None
+    while True:
+        with store.uow() as uow:
+            page = uow.review.loops(flow_id=flow.id, status=status, after_id=after, limit=500)
+        yield from page
+        if len(page) < 500:
+            return
+        after = page[-1].id
+
+
+def _event(uow: Any, loop: HumanLoop, status: str, now: datetime) -> None:
+    flow = uow.review.flow(loop.flow)
+    if flow is None or not flow.webhook:
+        return
+    body: Mapping[str, Any] = {
+        "type": "loopwise.human-loop-status-change",
+        "humanLoopName": loop.name,
+        "flowDefinitionName": loop.flow,
+        "humanLoopStatus": status,
+        "inferenceId": loop.inference_id,
+        "eventTime": now.isoformat(),
+    }
+    uow.review.add_event(loop.name, flow.webhook, dict(body), now)
+
+
+def _token(last_id: int) -> str:
+    return f"after-{last_id}"
+
+
+def _read_token(token: str | None) -> int | None:
+    if not token:
+        return None
+    head = token.removeprefix("after-")
+    if not head.isdigit():
+        raise ReviewError(f"next token {token!r} is not one this server gave")
+    return int(head)

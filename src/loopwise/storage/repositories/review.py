@@ -1,0 +1,365 @@
+"""Flow definitions, human loops and their webhook outbox. A loop and its item in the flow's labeling job
+are made in one transaction, once per name (``INSERT ... ON CONFLICT DO NOTHING``); a loop leaves
+``InProgress`` once, by a conditional UPDATE, on SQLite and on PostgreSQL alike."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from loopwise.errors import NotFoundError
+from loopwise.labeling.jobs import Category
+from loopwise.review.conditions import parse_condition
+from loopwise.review.loops import Flow, HumanLoop
+from loopwise.storage.tables import (
+    HumanLoopEventRow,
+    HumanLoopRow,
+    LabelingAssignmentRow,
+    LabelingItemRow,
+    LabelingJobRow,
+    ReviewFlowRow,
+    TeamRow,
+    WorkerRow,
+)
+
+Loop, FlowRow, Item, Hold, Job = (
+    HumanLoopRow,
+    ReviewFlowRow,
+    LabelingItemRow,
+    LabelingAssignmentRow,
+    LabelingJobRow,
+)
+#: a flow's labeling job never ends by itself: its loops end one by one
+FOREVER = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+class ReviewRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    # --- flows -----------------------------------------------------------------------------------
+
+    def add_flow(self, *, name: str, job: dict[str, Any], **fields: Any) -> int:
+        """A flow and its labeling job (no items yet: each loop adds one)."""
+        categories = [c.to_dict() for c in job.pop("categories")]
+        row = Job(
+            categories=categories,
+            status="InProgress",
+            items_count=0,
+            expires_at=FOREVER,
+            source=f"flow {name}",
+            blind=True,
+            name=f"review-{name}"[:63],
+            **job,
+        )
+        self.session.add(row)
+        self.session.flush()
+        flow = FlowRow(name=name, job_id=row.id, status="Active", **fields)
+        self.session.add(flow)
+        self.session.flush()
+        return flow.id
+
+    def flow(self, name: str) -> Flow | None:
+        found = self.session.execute(self._flows().where(FlowRow.name == name)).first()
+        return None if found is None else self._flow(*found)
+
+    def flow_by_id(self, flow_id: int) -> Flow:
+        found = self.session.execute(self._flows().where(FlowRow.id == flow_id)).first()
+        if found is None:
+            raise NotFoundError(f"no flow definition {flow_id}")
+        return self._flow(*found)
+
+    def flows(self) -> builtins.list[Flow]:
+        return [self._flow(*row) for row in self.session.execute(self._flows().order_by(FlowRow.name))]
+
+    def set_flow_status(self, flow_id: int, status: str) -> None:
+        self.session.execute(update(FlowRow).where(FlowRow.id == flow_id).values(status=status))
+        if status == "Deleted":
+            job_id = select(FlowRow.job_id).where(FlowRow.id == flow_id).scalar_subquery()
+            self.session.execute(update(Job).where(Job.id == job_id).values(status="Stopped"))
+
+    @staticmethod
+    def _flows() -> Any:
+        return (
+            select(FlowRow, Job, TeamRow.name)
+            .join(Job, Job.id == FlowRow.job_id)
+            .join(TeamRow, TeamRow.id == Job.team_id)
+        )
+
+    @staticmethod
+    def _flow(row: ReviewFlowRow, job: LabelingJobRow, team: str) -> Flow:
+        categories = tuple(Category(c["label"], c.get("description", "")) for c in job.categories)
+        return Flow(
+            id=row.id,
+            name=row.name,
+            job_id=job.id,
+            team=team,
+            title=job.title,
+            categories=categories,
+            short_instructions=job.short_instructions,
+            full_instructions=job.full_instructions,
+            answer_key=row.answer_key,
+            task_count=job.workers_per_item,
+            task_time_limit_s=job.task_time_limit_s,
+            lifetime_s=row.lifetime_s,
+            condition=parse_condition(row.conditions, [c.label for c in categories]),
+            webhook=row.webhook,
+            status=row.status,
+            created_at=row.created_at,
+        )
+
+    # --- loops -----------------------------------------------------------------------------------
+
+    def start_loops(self, flow: Flow, loops: Sequence[dict[str, Any]], now: datetime) -> builtins.list[str]:
+        """Loops (``name``, ``input``, ``content_hash`` and optionally ``inference_id``, ``endpoint``,
+        ``variant``, ``activation``) of ``flow``, each with its item, in this transaction; a name that
+        exists already is left as it is. Returns the names made now."""
+        if not loops:
+            return []
+        dialect = postgresql if self.session.get_bind().dialect.name == "postgresql" else sqlite
+        expires_at = now + timedelta(seconds=flow.lifetime_s)
+        rows = [
+            {
+                "name": loop["name"],
+                "flow_id": flow.id,
+                "status": "InProgress",
+                "input": loop["input"],
+                "content_hash": loop["content_hash"],
+                "inference_id": loop.get("inference_id"),
+                "endpoint": loop.get("endpoint"),
+                "variant": loop.get("variant"),
+                "activation": loop.get("activation"),
+                "created_at": now,
+                "expires_at": expires_at,
+            }
+            for loop in loops
+        ]
+        made = self.session.execute(
+            dialect.insert(Loop)
+            .on_conflict_do_nothing(index_elements=["name"])
+            .returning(Loop.id, Loop.name),
+            rows,
+        ).all()
+        if not made:
+            return []
+        by_name = {loop["name"]: loop for loop in loops}
+        items = [
+            {
+                "job_id": flow.job_id,
+                "position": loop_id,
+                "source": by_name[name]["input"]["taskObject"],
+                "extra": {"humanLoopName": name},
+                "answers_count": 0,
+                "holds": 0,
+                "status": "open",
+                "initial": _initial(by_name[name]["input"]),
+                "updated_at": now,
+            }
+            for loop_id, name in made
+        ]
+        item_ids = self.session.execute(dialect.insert(Item).returning(Item.id, Item.position), items).all()
+        for item_id, loop_id in item_ids:
+            self.session.execute(update(Loop).where(Loop.id == loop_id).values(item_id=item_id))
+        self.session.execute(
+            update(Job).where(Job.id == flow.job_id).values(items_count=Job.items_count + len(made))
+        )
+        return [name for _, name in made]
+
+    def loop(self, name: str) -> HumanLoop | None:
+        found = self.session.execute(
+            select(Loop, FlowRow.name).join(FlowRow, FlowRow.id == Loop.flow_id).where(Loop.name == name)
+        ).first()
+        return None if found is None else _loop(*found)
+
+    def loops(
+        self,
+        *,
+        flow_id: int | None = None,
+        status: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        inference_id: str | None = None,
+        after_id: int | None = None,
+        descending: bool = False,
+        limit: int = 100,
+    ) -> builtins.list[HumanLoop]:
+        """Loops in creation order (or newest first), filtered; ``after_id`` goes on from a page's end."""
+        query = select(Loop, FlowRow.name).join(FlowRow, FlowRow.id == Loop.flow_id)
+        if flow_id is not None:
+            query = query.where(Loop.flow_id == flow_id)
+        if status is not None:
+            query = query.where(Loop.status == status)
+        if created_after is not None:
+            query = query.where(Loop.created_at >= created_after)
+        if created_before is not None:
+            query = query.where(Loop.created_at < created_before)
+        if inference_id is not None:
+            query = query.where(Loop.inference_id == inference_id)
+        if after_id is not None:
+            query = query.where(Loop.id < after_id if descending else Loop.id > after_id)
+        query = query.order_by(Loop.id.desc() if descending else Loop.id).limit(limit)
+        return [_loop(*row) for row in self.session.execute(query)]
+
+    def count(self, flow_id: int | None = None) -> dict[str, int]:
+        query = select(Loop.status, func.count()).group_by(Loop.status)
+        if flow_id is not None:
+            query = query.where(Loop.flow_id == flow_id)
+        return {status: int(n) for status, n in self.session.execute(query).tuples()}
+
+    def answered(self, limit: int = 100) -> builtins.list[HumanLoop]:
+        """Loops in progress whose item has all its answers: ready to complete."""
+        query = (
+            select(Loop, FlowRow.name)
+            .join(FlowRow, FlowRow.id == Loop.flow_id)
+            .join(Item, Item.id == Loop.item_id)
+            .where(Loop.status == "InProgress", Item.status == "complete")
+            .order_by(Loop.id)
+            .limit(limit)
+        )
+        return [_loop(*row) for row in self.session.execute(query)]
+
+    def expired(self, now: datetime, limit: int = 100) -> builtins.list[HumanLoop]:
+        query = (
+            select(Loop, FlowRow.name)
+            .join(FlowRow, FlowRow.id == Loop.flow_id)
+            .where(Loop.status == "InProgress", Loop.expires_at <= now)
+            .order_by(Loop.id)
+            .limit(limit)
+        )
+        return [_loop(*row) for row in self.session.execute(query)]
+
+    def answers(self, item_id: int) -> builtins.list[dict[str, Any]]:
+        """The submitted answers of a loop's item: worker, label and times."""
+        query = (
+            select(
+                Hold.worker_id, WorkerRow.email, Hold.label, Hold.started_at, Hold.submitted_at, Hold.seconds
+            )
+            .join(WorkerRow, WorkerRow.id == Hold.worker_id)
+            .where(Hold.item_id == item_id, Hold.state == "submitted")
+            .order_by(Hold.submitted_at, Hold.id)
+        )
+        keys = ("worker_id", "email", "label", "started_at", "submitted_at", "seconds")
+        return [dict(zip(keys, row, strict=True)) for row in self.session.execute(query)]
+
+    def end(
+        self,
+        loop_id: int,
+        status: str,
+        now: datetime,
+        *,
+        reason: str | None = None,
+        output_uri: str | None = None,
+        when: str = "InProgress",
+    ) -> bool:
+        """Move a loop from ``when`` to ``status``, once; False when it had left ``when`` already."""
+        done = self.session.execute(
+            update(Loop)
+            .where(Loop.id == loop_id, Loop.status == when)
+            .values(status=status, ended_at=now, failure_reason=reason, output_uri=output_uri)
+        )
+        return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+    def withdraw(self, item_id: int | None, now: datetime) -> int:
+        """Take a loop's item out of the queue; its live holds are withdrawn (a later answer is refused)."""
+        if item_id is None:
+            return 0
+        self.session.execute(
+            update(Item).where(Item.id == item_id).values(status="closed", holds=0, updated_at=now)
+        )
+        withdrawn = self.session.execute(
+            update(Hold)
+            .where(Hold.item_id == item_id, Hold.state == "held")
+            .values(state="withdrawn", submitted_at=now)
+        )
+        return int(withdrawn.rowcount)  # type: ignore[attr-defined]
+
+    def delete_loop(self, loop: HumanLoop) -> None:
+        self.session.execute(delete(Loop).where(Loop.id == loop.id))
+        if loop.item_id is not None:
+            self.session.execute(delete(Hold).where(Hold.item_id == loop.item_id))
+            self.session.execute(delete(Item).where(Item.id == loop.item_id))
+
+    # --- webhook outbox --------------------------------------------------------------------------
+
+    def add_event(self, loop_name: str, url: str, body: dict[str, Any], now: datetime) -> None:
+        self.session.add(HumanLoopEventRow(loop_name=loop_name, url=url, body=body, next_attempt_at=now))
+        self.session.flush()
+
+    def due_events(
+        self, now: datetime, max_attempts: int, limit: int = 100
+    ) -> builtins.list[tuple[int, str, dict[str, Any], int]]:
+        query = (
+            select(
+                HumanLoopEventRow.id,
+                HumanLoopEventRow.url,
+                HumanLoopEventRow.body,
+                HumanLoopEventRow.attempts,
+            )
+            .where(
+                HumanLoopEventRow.delivered_at.is_(None),
+                HumanLoopEventRow.next_attempt_at <= now,
+                HumanLoopEventRow.attempts < max_attempts,
+            )
+            .order_by(HumanLoopEventRow.id)
+            .limit(limit)
+        )
+        return [(int(r[0]), str(r[1]), dict(r[2]), int(r[3])) for r in self.session.execute(query)]
+
+    def event_delivered(self, event_id: int, now: datetime) -> None:
+        self.session.execute(
+            update(HumanLoopEventRow).where(HumanLoopEventRow.id == event_id).values(delivered_at=now)
+        )
+
+    def event_failed(self, event_id: int, next_attempt_at: datetime, error: str) -> None:
+        self.session.execute(
+            update(HumanLoopEventRow)
+            .where(HumanLoopEventRow.id == event_id)
+            .values(
+                attempts=HumanLoopEventRow.attempts + 1,
+                next_attempt_at=next_attempt_at,
+                last_error=error[:2000],
+            )
+        )
+
+    def events(self, loop_name: str) -> builtins.list[dict[str, Any]]:
+        query = (
+            select(HumanLoopEventRow)
+            .where(HumanLoopEventRow.loop_name == loop_name)
+            .order_by(HumanLoopEventRow.id)
+        )
+        return [
+            {"body": e.body, "attempts": e.attempts, "delivered_at": e.delivered_at, "url": e.url}
+            for e in self.session.scalars(query)
+        ]
+
+
+def _initial(content: dict[str, Any]) -> str | None:
+    value = content.get("initialValue")
+    return None if value is None else str(value)
+
+
+def _loop(row: HumanLoopRow, flow: str) -> HumanLoop:
+    return HumanLoop(
+        id=row.id,
+        name=row.name,
+        flow=flow,
+        status=row.status,  # type: ignore[arg-type]
+        input=dict(row.input),
+        content_hash=row.content_hash,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        item_id=row.item_id,
+        inference_id=row.inference_id,
+        endpoint=row.endpoint,
+        variant=row.variant,
+        activation=row.activation,
+        failure_reason=row.failure_reason,
+        output_uri=row.output_uri,
+        ended_at=row.ended_at,
+    )
