@@ -30,6 +30,7 @@ from loopwise.api.invocations import (
 )
 from loopwise.api.invocations import router as invocations
 from loopwise.api.labeling import mount_labeling
+from loopwise.api.review import mount_review
 from loopwise.monitoring.scheduling import MonitorScheduler
 from loopwise.serving.plane import DataPlane
 from loopwise.web.account import mount_account
@@ -51,6 +52,7 @@ def create_app(
     monitor_interval_s: float = 5.0,
     credentials_ttl_s: float = 2.0,
     auto_label_interval_s: float = 2.0,
+    review_interval_s: float = 1.0,
 ) -> FastAPI:
     """The server's app over ``store``; its data plane and monitoring scheduler start with the app and
     stop with it. Every route but sign-in needs a signed-in account or an API token
@@ -70,10 +72,12 @@ def create_app(
         gc.freeze()
         scheduler.start()
         labeler = asyncio.create_task(_auto_label(store, auto_label_interval_s))
+        reviews = asyncio.create_task(_review_upkeep(store, review_interval_s))
         try:
             yield
         finally:
             labeler.cancel()
+            reviews.cancel()
             await scheduler.close()
             await plane.close()
 
@@ -204,6 +208,7 @@ def create_app(
 
     mount_account(app, store, credentials)
     mount_labeling(app, store)
+    mount_review(app, store)
     mount_console(app, store)
     mount_labeling_pages(app, store)
 
@@ -213,6 +218,22 @@ def create_app(
         return {"status": "ok"}
 
     return app
+
+
+async def _review_upkeep(store: Store, interval_s: float) -> None:
+    """Human loops settled (answered ones completed, late ones failed) and their events sent to the
+    flows' webhooks, every ``interval_s`` seconds, off the event loop."""
+    import logging
+
+    from loopwise.review.service import deliver_events, settle
+
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await asyncio.to_thread(settle, store)
+            await asyncio.to_thread(deliver_events, store)
+        except Exception:  # a failing pass must not stop the next ones; it is logged
+            logging.getLogger(__name__).exception("human loop upkeep failed")
 
 
 async def _auto_label(store: Store, interval_s: float) -> None:

@@ -89,6 +89,10 @@ POLICY: tuple[tuple[frozenset[str] | None, re.Pattern[str], Need], ...] = tuple(
         ("POST", r"^/api/v1/labeling/reviews/\d+$", "review"),
         ("GET", r"^/review/jobs/\d+$", "review"),
         ("POST", r"^/review/reviews/\d+$", "review"),
+        ("POST", r"^/api/v1/review/loops$", "invoke"),
+        ("POST", r"^/api/v1/review/loops/[^/]+/stop$", "invoke"),
+        ("GET", r"^/api/v1/review/loops(/[^/]+(/output)?)?$", "observe"),
+        ("GET", r"^/api/v1/review/flows(/[^/]+)?$", "observe"),
         (None, r"^/console/labeling(/.*)?$", "manage"),
         (None, r"^/api/v1/labeling(/.*)?$", "manage"),
     )

@@ -45,6 +45,8 @@ TARGET_VARIANT = "X-Amzn-SageMaker-Target-Variant"
 INFERENCE_ID = "X-Amzn-SageMaker-Inference-Id"
 INVOKED_VARIANT = "X-Amzn-Invoked-Production-Variant"
 MODEL_VERSION = "X-Loopwise-Model-Version"
+#: the human loops a request started, by text (comma-separated; empty where a text started none)
+HUMAN_LOOPS = "X-Loopwise-Human-Loops"
 #: a caller key (a user id, a session): the same key stays on the same variant while the weights stay
 ROUTING_KEY = "X-Loopwise-Routing-Key"
 
@@ -136,6 +138,8 @@ async def invoke(
     else:
         payload = orjson.dumps(answers[0] if single else answers)
     extra = {INVOKED_VARIANT: result.variant, INFERENCE_ID: result.inference_id, MODEL_VERSION: result.model}
+    if any(result.human_loops):
+        extra[HUMAN_LOOPS] = ",".join(name or "" for name in result.human_loops)
     return payload, content_type, extra
 
 
@@ -231,8 +235,13 @@ async def predict(name: str, request: Request) -> Response:
             {
                 "label": result.labels[int(row.argmax())],
                 "probabilities": dict(zip(result.labels, row.tolist(), strict=True)),
+                **(
+                    {"human_loop": result.human_loops[i]}
+                    if result.human_loops[i:] and result.human_loops[i]
+                    else {}
+                ),
             }
-            for row in result.proba
+            for i, row in enumerate(result.proba)
         ],
         "model_ms": round(result.model_ms, 3),
     }
@@ -299,9 +308,15 @@ def _check_texts(texts: list[str]) -> None:
 
 def _answers(result: Invocation) -> list[dict[str, Any]]:
     answers = []
-    for row in result.proba:
+    for i, row in enumerate(result.proba):
         best = int(row.argmax())
-        answers.append({"probability": float(row[best]), "predicted_label": _label(result.labels[best])})
+        answer: dict[str, Any] = {
+            "probability": float(row[best]),
+            "predicted_label": _label(result.labels[best]),
+        }
+        if result.human_loops and result.human_loops[i] is not None:
+            answer["human_loop_name"] = result.human_loops[i]  # the prediction went to people
+        answers.append(answer)
     return answers
 
 

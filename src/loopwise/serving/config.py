@@ -140,8 +140,19 @@ class Capture(BaseModel):
         return value / 100 if isinstance(value, int | float) and 1 < value <= 100 else value
 
 
+class ReviewAttachment(BaseModel):
+    """Human review of live predictions: every prediction of ``variants`` (all production variants when
+    not named) is checked against the flow definition's activation conditions, and those that fire
+    start a human loop (``loopwise.review``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    flow: str = Field(min_length=1, max_length=63)
+    variants: tuple[str, ...] | None = None
+
+
 class EndpointConfig(BaseModel):
-    """The variants of one endpoint, and its data capture."""
+    """The variants of one endpoint, its data capture and its human review."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -152,10 +163,14 @@ class EndpointConfig(BaseModel):
     #: how production traffic is split: by the weights, or by a multi-armed bandit (Thompson sampling on
     #: the rewards from feedback; a weight of 0 still takes a variant out)
     routing: Literal["weighted", "bandit"] = "weighted"
+    review: ReviewAttachment | None = None
 
     @model_validator(mode="after")
     def _check(self) -> EndpointConfig:
         names = [v.name for v in self.variants]
+        unknown = [v for v in (self.review.variants or ()) if v not in names] if self.review else []
+        if unknown:
+            raise ValueError(f"review.variants: {', '.join(unknown)} not variants of this endpoint")
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"variant names must differ: {', '.join(repeated)} appear more than once")
@@ -200,6 +215,19 @@ class EndpointConfig(BaseModel):
         return parse_endpoint_config(
             {**self.to_dict(), "variants": variants}, source="the autoscaling policy"
         )
+
+    def with_review(self, review: ReviewAttachment | None) -> EndpointConfig:
+        """A copy with its human review attached (None: detached)."""
+        document = {**self.to_dict(), "review": review.model_dump() if review else None}
+        return parse_endpoint_config(document, source="the review attachment")
+
+    def reviewed(self, variant: str) -> bool:
+        """Whether ``variant``'s predictions go through the attached flow's conditions."""
+        if self.review is None:
+            return False
+        if self.review.variants is None:
+            return self.variant(variant).role == "production"
+        return variant in self.review.variants
 
     def with_weights(self, weights: Mapping[str, float]) -> EndpointConfig:
         """A copy with these variants' weights changed (checked like a new configuration)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -22,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from loopwise.errors import NotFoundError
+from loopwise.review.activation import LoopStarter, activate
+from loopwise.review.loops import Flow
 from loopwise.serving.autoscaler import Autoscaler
 from loopwise.serving.bandit import BanditBook
 from loopwise.serving.capture import CaptureWriter
@@ -65,6 +68,8 @@ class Invocation:
     model_ms: float
     #: what the router added: the whole request minus the model call
     overhead_ms: float
+    #: the human loop each text started (None: its prediction did not fire the attached flow's conditions)
+    human_loops: tuple[str | None, ...] = ()
 
 
 class DataPlane:
@@ -83,8 +88,12 @@ class DataPlane:
         self.bandits = BanditBook()
         self._processes: dict[int, Any] = {}  # psutil.Process by pid, for CPU deltas
         self._sampled = 0.0
+        self.loops = LoopStarter(store)
+        #: each endpoint's attached flow definition (``review`` in its configuration), as last read
+        self.flows: dict[str, Flow] = {}
 
     async def start(self) -> None:
+        await self.loops.start()
         await self.refresh()
         self.watcher = asyncio.create_task(self._watch())
 
@@ -101,6 +110,7 @@ class DataPlane:
         for writer in self.capture_writers.values():
             await asyncio.to_thread(writer.close)
         self.capture_writers.clear()
+        await self.loops.close()
 
     def runtime(self, endpoint: str) -> EndpointRuntime:
         """The running endpoint; :class:`NotFoundError` when it is not in service here."""
@@ -157,6 +167,9 @@ class DataPlane:
             model_ms=answer.model_ms,
             overhead_ms=overhead_ms,
         )
+        flow = self.flows.get(endpoint) if config.review is not None else None
+        if flow is not None and config.reviewed(variant):
+            result = self._review(flow, result, texts, runtime)
         if config.routing == "bandit":
             self._remember(result)
         if captured:
@@ -165,6 +178,23 @@ class DataPlane:
             if runtime.rng.random() < shadow.shadow_share:
                 self._start_shadow(runtime, shadow.name, texts, result, embed)
         return result
+
+    def _review(
+        self, flow: Flow, result: Invocation, texts: Sequence[str], runtime: EndpointRuntime
+    ) -> Invocation:
+        """Start a human loop for each text whose prediction fires the flow's conditions (journaled now,
+        written to the database a few milliseconds later: ``review.activation``)."""
+        started = activate(
+            flow, result.endpoint, result.variant, result.inference_id, texts, result.labels, result.proba,
+            runtime.rng,
+        )  # fmt: skip
+        if not started:
+            return result
+        self.loops.offer(flow, [record for _, record in started])
+        names: list[str | None] = [None] * len(texts)
+        for position, record in started:
+            names[position] = record["name"]
+        return dataclasses.replace(result, human_loops=tuple(names))
 
     def _remember(self, result: Invocation) -> None:
         """Keep a bandit endpoint's answer, so that feedback can reward the arm that gave it."""
@@ -310,6 +340,12 @@ class DataPlane:
                 pool = VariantPool(variant, specs[variant.name])
                 await pool.start(wait=True)
             pools[variant.name] = pool
+        if config.review is not None:
+            from loopwise.review.service import find_flow
+
+            self.flows[endpoint.name] = await asyncio.to_thread(find_flow, self.store, config.review.flow)
+        else:
+            self.flows.pop(endpoint.name, None)
         routing = Routing.of(endpoint.current.version, config)
         arms = await asyncio.to_thread(self._arms, endpoint.name) if config.routing == "bandit" else {}
         if runtime is None:

@@ -1,0 +1,187 @@
+"""The human review API, in the shape of Augmented AI's runtime.
+
+Loops: ``POST /api/v1/review/loops`` (StartHumanLoop: ``HumanLoopName``, ``FlowDefinitionName``,
+``HumanLoopInput.InputContent``; 201 when made, 200 when the same loop existed), ``GET
+/api/v1/review/loops`` (ListHumanLoops: ``FlowDefinitionName``, ``Status``, ``CreationTimeAfter``,
+``CreationTimeBefore``, ``InferenceId``, ``SortOrder``, ``MaxResults``, ``NextToken``), ``GET
+.../loops/{name}`` (DescribeHumanLoop), ``GET .../loops/{name}/output`` (its output.json), ``POST
+.../loops/{name}/stop`` and ``DELETE .../loops/{name}``. Flow definitions: ``POST /api/v1/review/flows``,
+``GET .../flows``, ``GET .../flows/{name}`` (with its loops' counts) and ``DELETE .../flows/{name}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from loopwise.api.invocations import BadRequest
+from loopwise.api.labeling import _parse
+from loopwise.labeling.jobs import Category
+from loopwise.review import service
+
+if TYPE_CHECKING:
+    from loopwise.storage import Store
+
+
+class LoopInput(BaseModel):
+    InputContent: Any
+
+
+class StartRequest(BaseModel):
+    HumanLoopName: str
+    FlowDefinitionName: str
+    HumanLoopInput: LoopInput
+
+
+class CategoryIn(BaseModel):
+    label: str
+    description: str = ""
+
+
+class FlowRequest(BaseModel):
+    name: str
+    team: str
+    categories: list[CategoryIn]
+    title: str | None = None
+    short_instructions: str = ""
+    full_instructions: str = ""
+    answer_key: str = "label"
+    task_count: int = 1
+    task_time_limit_s: int = 300
+    task_availability_lifetime_s: int = service.DEFAULT_LIFETIME_S
+    activation_conditions: Any = None
+    webhook: str | None = Field(default=None, max_length=2000)
+
+
+def _json(document: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(document, default=str), status_code=status, media_type="application/json")
+
+
+def mount_review(app: FastAPI, store: Store) -> None:
+    router = APIRouter(prefix="/api/v1/review")
+
+    @router.post("/loops")
+    async def start(request: Request) -> Response:
+        asked = await _parse(request, StartRequest)
+        loop, made = await asyncio.to_thread(
+            service.start_loop,
+            store,
+            asked.HumanLoopName,
+            asked.FlowDefinitionName,
+            asked.HumanLoopInput.InputContent,
+        )
+        return _json({"HumanLoopName": loop.name, "HumanLoopStatus": loop.status}, 201 if made else 200)
+
+    @router.get("/loops")
+    async def loops(
+        FlowDefinitionName: str | None = None,
+        Status: str | None = None,
+        CreationTimeAfter: datetime | None = None,
+        CreationTimeBefore: datetime | None = None,
+        InferenceId: str | None = None,
+        SortOrder: Literal["Ascending", "Descending"] = "Ascending",
+        MaxResults: int = Query(default=service.MAX_RESULTS),
+        NextToken: str | None = None,
+    ) -> Response:
+        page, token = await asyncio.to_thread(
+            lambda: service.list_loops(
+                store,
+                flow=FlowDefinitionName,
+                status=Status,
+                created_after=_aware(CreationTimeAfter),
+                created_before=_aware(CreationTimeBefore),
+                inference_id=InferenceId,
+                descending=SortOrder == "Descending",
+                max_results=MaxResults,
+                next_token=NextToken,
+            )
+        )
+        summaries = [
+            {
+                "HumanLoopName": loop.name,
+                "HumanLoopStatus": loop.status,
+                "FlowDefinitionName": loop.flow,
+                "CreationTime": loop.created_at.isoformat(),
+                **({"FailureReason": loop.failure_reason} if loop.failure_reason else {}),
+            }
+            for loop in page
+        ]
+        return _json({"HumanLoopSummaries": summaries, "NextToken": token})
+
+    @router.get("/loops/{name}")
+    async def describe(name: str) -> Response:
+        return _json((await asyncio.to_thread(service.describe_loop, store, name)).to_dict())
+
+    @router.get("/loops/{name}/output")
+    async def output(name: str) -> Response:
+        def read() -> dict[str, Any]:
+            return service.read_output(service.describe_loop(store, name))
+
+        return _json(await asyncio.to_thread(read))
+
+    @router.post("/loops/{name}/stop")
+    async def stop(name: str) -> Response:
+        return _json((await asyncio.to_thread(service.stop_loop, store, name)).to_dict())
+
+    @router.delete("/loops/{name}")
+    async def delete(name: str) -> Response:
+        await asyncio.to_thread(service.delete_loop, store, name)
+        return Response(status_code=204)
+
+    @router.post("/flows")
+    async def create_flow(request: Request) -> Response:
+        asked = await _parse(request, FlowRequest)
+        flow = await asyncio.to_thread(
+            lambda: service.create_flow(
+                store,
+                asked.name,
+                team=asked.team,
+                categories=[Category(c.label, c.description) for c in asked.categories],
+                title=asked.title,
+                short_instructions=asked.short_instructions,
+                full_instructions=asked.full_instructions,
+                answer_key=asked.answer_key,
+                task_count=asked.task_count,
+                task_time_limit_s=asked.task_time_limit_s,
+                lifetime_s=asked.task_availability_lifetime_s,
+                conditions=asked.activation_conditions,
+                webhook=asked.webhook,
+            )
+        )
+        return _json(flow.to_dict(), 201)
+
+    @router.get("/flows")
+    async def flows() -> Response:
+        return _json([f.to_dict() for f in await asyncio.to_thread(service.list_flows, store)])
+
+    @router.get("/flows/{name}")
+    async def flow(name: str) -> Response:
+        def read() -> dict[str, Any]:
+            found = service.find_flow(store, name)
+            with store.uow() as uow:
+                counts = uow.review.count(found.id)
+            return {**found.to_dict(), "loops": counts}
+
+        return _json(await asyncio.to_thread(read))
+
+    @router.delete("/flows/{name}")
+    async def delete_flow(name: str) -> Response:
+        return _json((await asyncio.to_thread(service.delete_flow, store, name)).to_dict())
+
+    app.include_router(router)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    from datetime import UTC
+
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        raise BadRequest("give times with their zone, such as 2026-12-06T10:00:00Z")
+    return moment.astimezone(UTC)
