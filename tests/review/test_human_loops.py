@@ -227,3 +227,22 @@ def test_flow_definitions_are_checked_and_deleting_one_stops_its_loops(store: St
     assert service.describe_loop(store, "open-one").status == "Stopped"
     with pytest.raises(HumanLoopConflictError, match="is Deleted"):
         service.start_loop(store, "after", "reviews-sentiment", REVIEW)
+
+
+def test_completed_loops_become_labeled_examples_and_a_data_set_version(
+    store: Store, tmp_path: object
+) -> None:
+    workers = _flow(store)
+    labels = ["1", "0", "-1"]
+    for i in range(12):
+        service.start_loop(store, f"loop-{i}", "reviews-sentiment", {"taskObject": f"review number {i}"})
+        _answer(store, workers[0], "reviews-sentiment", labels[i % 3])
+    service.start_loop(store, "unanswered", "reviews-sentiment", REVIEW)
+    assert service.settle(store)["completed"] == 12
+    rows = service.completed_examples(store, "reviews-sentiment")
+    assert len(rows) == 12 and {r["source"] for r in rows} == {f"human loop loop-{i}" for i in range(12)}
+    assert [r["label"] for r in rows] == [labels[i % 3] for i in range(12)]
+    version = service.export_dataset(
+        store, "reviews-sentiment", "reviewed", train=0.5, validation=0.25, test=0.25
+    )
+    assert sum(split.rows for split in version.splits.values()) == 12

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from loopwise.cli import ab, data, db, endpoint, label, models, monitor, runs, tune, workforce
+from loopwise.cli import ab, data, db, endpoint, label, models, monitor, review, runs, tune, workforce
 from loopwise.cli._common import err_console
 from loopwise.cli.batch import batch_transform
 from loopwise.cli.demo import demo
@@ -36,6 +36,7 @@ app.add_typer(ab.app, name="ab")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(workforce.app, name="workforce")
 app.add_typer(label.app, name="label")
+app.add_typer(review.app, name="review")
 app.command()(train)
 app.command()(evaluate)
 app.command()(demo)

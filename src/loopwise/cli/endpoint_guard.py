@@ -109,3 +109,29 @@ def rollout_status(
         + (f"; {latest.reason}" if latest.reason else ""),
         highlight=False,
     )
+
+
+@app.command("attach-review")
+def attach_review(
+    name: NameArgument,
+    flow: Annotated[
+        str | None, typer.Option(help="The flow definition whose conditions start loops.")
+    ] = None,
+    variant: Annotated[
+        list[str] | None, typer.Option("--variant", help="A variant to review (repeat); default: production.")
+    ] = None,
+    off: Annotated[bool, typer.Option("--off", help="Detach the endpoint's flow.")] = False,
+) -> None:
+    """Send the endpoint's uncertain predictions to people: each prediction is checked against the flow's
+    activation conditions and those that fire start a human loop (a running server applies it within a
+    second)."""
+    from loopwise.errors import EndpointConfigError
+    from loopwise.serving.service import attach_review as attach
+
+    if off == (flow is not None):
+        raise EndpointConfigError(
+            "give --flow NAME to attach a flow, or --off to detach it", [("flow", "missing")]
+        )
+    with open_store() as store:
+        endpoint = attach(store, name, flow, tuple(variant) if variant else None)
+    console.print(f"{endpoint.name}: {endpoint.current.note} (configuration {endpoint.current.version})")

@@ -224,8 +224,13 @@ def submit(
         # still open from inside their transactions, and the job stayed InProgress; the later of two
         # checks made after their commits sees both
         with store.uow() as uow:
-            # an automated labeling job ends with its last round's consolidation (labeling.auto)
-            if not uow.labeling.open_items(job.id) and uow.labels.auto_label(job.id) is None:
+            # an automated labeling job ends with its last round's consolidation (labeling.auto), and a
+            # flow definition's job takes new loops as long as the flow lives
+            if (
+                not uow.labeling.open_items(job.id)
+                and uow.labels.auto_label(job.id) is None
+                and not uow.labeling.takes_new_items(job.id)
+            ):
                 uow.labeling.set_status(job.id, "Completed", when="InProgress")
     task = found.task
     return Answer(assignment_id, task.item_id, task.position, worker.email, label, now, seconds)

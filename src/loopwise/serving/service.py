@@ -104,6 +104,25 @@ def set_autoscaling(store: Store, name: str, variant: str, policy: Autoscaling |
         return uow.endpoints.add_config(name, config, note)
 
 
+def attach_review(
+    store: Store, name: str, flow: str | None, variants: tuple[str, ...] | None = None
+) -> Endpoint:
+    """Attach a flow definition to the endpoint (its predictions on ``variants``, all production ones
+    when not named, start human loops by the flow's conditions); None detaches. A new configuration."""
+    from loopwise.review.service import find_flow
+    from loopwise.serving.config import ReviewAttachment
+
+    if flow is not None:
+        find_flow(store, flow)  # it must exist
+    with store.uow() as uow:
+        endpoint = uow.endpoints.get(name, for_update=True)
+        attachment = None if flow is None else ReviewAttachment(flow=flow, variants=variants)
+        config = endpoint.config.with_review(attachment)
+        shown = ", ".join(variants) if variants else "production variants"
+        note = f"review: flow {flow} on {shown}" if flow else "review: detached"
+        return uow.endpoints.add_config(name, config, note)
+
+
 def record_feedback(store: Store, name: str, items: list[Feedback]) -> int:
     """Store ground truth or rewards for the endpoint's inferences (an inference's earlier feedback is
     replaced); returns how many inferences got feedback for the first time."""

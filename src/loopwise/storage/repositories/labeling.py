@@ -128,6 +128,12 @@ class LabelingRepository:
         """Whether any item has no label yet: open for people, or waiting for automated labeling."""
         return self._run(sql.ANY_OPEN, p_job=job_id).first() is not None
 
+    def takes_new_items(self, job_id: int) -> bool:
+        """Whether items keep arriving: a flow definition's job (each human loop is an item of it)."""
+        from loopwise.storage.tables import ReviewFlowRow
+
+        return self.session.scalar(select(ReviewFlowRow.id).where(ReviewFlowRow.job_id == job_id)) is not None
+
     def status_counts(self, job_id: int) -> dict[str, int]:
         query = select(Item.status, func.count()).where(Item.job_id == job_id).group_by(Item.status)
         return {status: int(n) for status, n in self.session.execute(query).tuples()}
