@@ -1,5 +1,6 @@
 // The labeling page: one item on screen, the next already held and loaded; keys 1-9 answer, S skips,
-// U (or Ctrl+Z) takes back the last answer. Answers go to the server in the background, each once.
+// U (or Ctrl+Z) takes back the last answer. A human loop's item comes with the model's prediction
+// preselected: Enter accepts it. Answers go to the server in the background, each once.
 (() => {
   "use strict";
   const root = document.getElementById("labeler");
@@ -79,6 +80,7 @@
     if (!current) {
       text.textContent = "";
       others.hidden = true;
+      choices.forEach((c) => c.classList.remove("preselected"));
       const finished = exhausted && !fetching && !pending;
       root.dataset.state = finished ? "done" : "loading";
       done.hidden = !finished;
@@ -87,6 +89,8 @@
     }
     done.hidden = true;
     text.textContent = current.source;
+    choices.forEach((c) => c.classList.toggle("preselected", c.dataset.label === current.initial));
+    root.dataset.initial = current.initial ?? "";
     root.dataset.assignment = current.assignment_id;
     root.dataset.position = current.position;
     if (!blind && current.others.length) {
@@ -174,6 +178,9 @@
     if (choice) {
       event.preventDefault();
       answer(choice.dataset.label);
+    } else if (event.key === "Enter" && current?.initial != null && !event.target.closest("button")) {
+      event.preventDefault();
+      answer(current.initial); // accept the preselected prediction
     } else if (event.key === "s" || event.key === "S") {
       skip();
     } else if (event.key === "u" || event.key === "U") {
