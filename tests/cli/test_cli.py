@@ -207,3 +207,12 @@ def test_the_main_job_runs_end_to_end_on_a_small_budget(tmp_path: Path, reviews_
     assert len(lines) == 90 and all(
         line[next(k for k in line if k.endswith("-metadata"))]["human-annotated"] == "yes" for line in lines
     )
+    # the review step: the uncertain predictions of the course's four reviews went to people, the
+    # reviewer's answers came back through describe and output.json, and became training data
+    review = out.split("the human review half of the course's Lab 3", 1)[1]
+    sent = int(review.split(" of 4 reviews went to people")[0].rsplit("\n", 1)[1])
+    assert sent >= 1 and review.count("-> human loop ep-") == sent
+    assert review.count(": Completed; {'sentiment': {'label': ") == sent
+    examples = Path(out.split("their answers as training data: ", 1)[1].split()[0])
+    rows = [json.loads(line) for line in examples.read_text().splitlines()]
+    assert len(rows) == sent and all(r["source"].startswith("human loop ep-") for r in rows)

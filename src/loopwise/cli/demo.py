@@ -8,7 +8,8 @@ endpoint at 50/50, the course's three sentences sent 100 times over HTTP, per-va
 all traffic shifted to VariantB without a restart, again, and the course's autoscaling policy attached;
 then the endpoint watched: a baseline, the test split's reviews as traffic with their labels as feedback,
 then the same reviews as a broken upstream system sends them, with the alerts this raises and the
-monitoring report. Later capabilities (labeling, review) join the same command.
+monitoring report; then the course's Lab 3: reviews labeled by a private workforce, and the endpoint's
+uncertain predictions sent to people through a flow definition's human loops.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def demo(
     from loopwise.cli._course_lab2 import ENDPOINT, course_lab2
     from loopwise.cli._course_lab3 import course_labeling
     from loopwise.cli._course_monitor import course_monitoring
+    from loopwise.cli._course_review import course_review
     from loopwise.cli.tune import live_progress
     from loopwise.data.cache import fetch_reviews
     from loopwise.data.service import prepare_reviews
@@ -129,6 +131,9 @@ def demo(
 
         console.rule("8. label reviews with a private workforce (the labeling half of the course's Lab 3)")
         labeling = course_labeling(store, dataset.ref)
+
+        console.rule("9. send uncertain predictions to people (the human review half of the course's Lab 3)")
+        reviewed = course_review(store, ENDPOINT)
     console.rule("done")
     console.print(f"tuning report: {report.html}")
     console.print(f"report: {_local(evaluation.report_uri)}")
@@ -138,7 +143,12 @@ def demo(
     console.print(f"monitoring report: {monitoring}")
     console.print(f"labeling output manifest: {labeling.manifest} (data set {labeling.dataset})")
     console.print(
-        "labeling UI: `loopwise server`, then http://127.0.0.1:8080/label (workers) and /console/labeling"
+        f"human loops of flow {reviewed.flow}: {len(reviewed.loops)} completed; "
+        f"their answers as training data: {reviewed.examples}"
+    )
+    console.print(
+        "labeling UI: `loopwise server`, then http://127.0.0.1:8080/label (workers and reviewers) and "
+        "/console/labeling"
     )
     console.print(f"took {time.monotonic() - started:.0f} s")
 
