@@ -246,3 +246,4 @@ def test_completed_loops_become_labeled_examples_and_a_data_set_version(
         store, "reviews-sentiment", "reviewed", train=0.5, validation=0.25, test=0.25
     )
     assert sum(split.rows for split in version.splits.values()) == 12
+    assert version.source["origin"]["kind"] == "human review" and version.source["origin"]["loops"] == 12

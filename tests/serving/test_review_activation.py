@@ -108,3 +108,63 @@ def test_uncertain_predictions_start_loops_whose_answers_become_ground_truth(two
         assert truth == {inference_id: ("-1",) for inference_id, _, _ in started.values()}
         with store.uow() as uow:
             assert uow.review.count() == {"Completed": len(started)}
+
+
+def test_the_loop_api_answers_each_mistake_with_its_status_and_only_the_team_sees_the_tasks(
+    store: Store,
+) -> None:
+    workforce.create_team(store, "reviewers")
+    workforce.create_team(store, "others")
+    workforce.create_worker(store, "in@example.com", teams=("reviewers",))
+    workforce.create_worker(store, "out@example.com", teams=("others",))
+    tokens = {e: workforce.create_token(store, e, "t") for e in ("in@example.com", "out@example.com")}
+    with running_server(store) as (client, _):
+        categories = [{"label": x} for x in ("1", "0", "-1")]
+        made = client.post(
+            "/api/v1/review/flows",
+            json={"name": "course", "team": "reviewers", "categories": categories,
+                  "activation_conditions": {"any": [{"confidence_below": 0.9}, {"audit": 5}]}},
+        )  # fmt: skip
+        assert made.status_code == 201 and made.json()["activation_conditions"]["any"][1] == {"audit": 5.0}
+        bad_flow = client.post(
+            "/api/v1/review/flows",
+            json={"name": "bad", "team": "reviewers", "categories": [{"label": "a"}, {"label": "b"}],
+                  "activation_conditions": {"margin_below": "wide"}},
+        )  # fmt: skip
+        assert bad_flow.status_code == 400 and "margin_below: a number from 0 to 1" in bad_flow.text
+
+        def start(name: str, flow: str, content: object) -> httpx.Response:
+            body = {
+                "HumanLoopName": name,
+                "FlowDefinitionName": flow,
+                "HumanLoopInput": {"InputContent": content},
+            }
+            return client.post("/api/v1/review/loops", json=body)
+
+        content = '{"taskObject": "It is okay", "initialValue": "0"}'  # Augmented AI sends a JSON string
+        assert start("loop-1", "course", content).status_code == 201
+        assert start("loop-1", "course", content).status_code == 200
+        assert start("loop-1", "course", '{"taskObject": "other"}').status_code == 409
+        assert start("loop-2", "nope", content).status_code == 404
+        wrong = start("loop-2", "course", {"initialValue": "0"})
+        assert wrong.status_code == 400 and "InputContent.taskObject" in wrong.json()["error"]["message"]
+        assert client.get("/api/v1/review/loops/missing").status_code == 404
+        assert client.delete("/api/v1/review/loops/loop-1").status_code == 409  # stop it first
+        page = client.get("/api/v1/review/loops", params={"MaxResults": 1, "Status": "InProgress"}).json()
+        assert [s["HumanLoopName"] for s in page["HumanLoopSummaries"]] == ["loop-1"]
+        assert (
+            client.get(
+                "/api/v1/review/loops", params={"CreationTimeAfter": "2026-01-01T00:00:00"}
+            ).status_code
+            == 400
+        )
+        job = client.get("/api/v1/review/flows/course").json()["labeling_job_id"]
+        base = str(client.base_url)
+        for email, sees in (("in@example.com", 1), ("out@example.com", 0)):
+            with httpx.Client(base_url=base, headers=bearer(tokens[email])) as person:
+                assert len(person.get("/api/v1/labeling/jobs").json()) == sees
+                tasks = person.post(f"/api/v1/labeling/jobs/{job}/next", json={})
+                assert tasks.status_code == (200 if sees else 404)
+                assert person.get("/api/v1/review/loops").status_code == 403  # workers do not read loops
+        assert client.post("/api/v1/review/loops/loop-1/stop").json()["HumanLoopStatus"] == "Stopped"
+        assert client.delete("/api/v1/review/loops/loop-1").status_code == 204

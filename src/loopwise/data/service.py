@@ -96,8 +96,10 @@ def import_dataset(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     skip_empty: bool = False,
     progress: Progress | None = None,
+    origin: dict[str, Any] | None = None,
 ) -> DatasetVersion:
     """Import a labelled file as a version of ``name``, in bounded memory whatever the file's size.
+    ``origin`` says where its labels came from (kept in the version's source, for lineage).
 
     ``labels`` fixes the label order (and rejects others); by default the labels found are sorted,
     numerically when all are numbers. ``skip_empty`` drops rows with an empty text or label instead of
@@ -156,6 +158,8 @@ def import_dataset(
             "rows_dropped_empty": dropped,
             "rows_used": rows_used,
         }
+        if origin is not None:
+            source["origin"] = origin
         return _record(store, name, final, source, staged, written)
 
 

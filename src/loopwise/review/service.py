@@ -388,6 +388,9 @@ def export_dataset(
     rows = completed_examples(store, flow)
     if not rows:
         raise ReviewError(f"flow {flow} has no completed loop yet: nothing to export")
+    kept = store.artifacts.path(f"review/{flow}/{dataset}-examples.jsonl")
+    export(store, flow, kept)  # each example with the loop it came from, kept beside the version
+    origin = {"kind": "human review", "flow": flow, "loops": len(rows), "examples": str(kept)}
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"review-{flow}.csv"
         with path.open("w", encoding="utf-8", newline="") as handle:
@@ -404,6 +407,7 @@ def export_dataset(
             train=train,
             validation=validation,
             test=test,
+            origin=origin,
         )
 
 
