@@ -62,6 +62,9 @@ benchmark: install seed
 	$(BIN)/python benchmarks/course_lab1.py
 	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/drift_power.py
+	$(BIN)/python benchmarks/labeling_load.py
+	$(BIN)/python benchmarks/auto_labeling.py
+	$(BIN)/python benchmarks/review_overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

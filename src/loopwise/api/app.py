@@ -53,10 +53,11 @@ def create_app(
     credentials_ttl_s: float = 2.0,
     auto_label_interval_s: float = 2.0,
     review_interval_s: float = 1.0,
+    freeze_heap: bool = False,
 ) -> FastAPI:
     """The server's app over ``store``; its data plane and monitoring scheduler start with the app and
-    stop with it. Every route but sign-in needs a signed-in account or an API token
-    (:mod:`loopwise.api.auth`)."""
+    stop with it. ``freeze_heap``: the process is the server (see the lifespan). Every route but sign-in
+    needs a signed-in account or an API token (:mod:`loopwise.api.auth`)."""
     plane = DataPlane(store) if watch_s is None else DataPlane(store, watch_s=watch_s)
     scheduler = MonitorScheduler(store, interval_s=monitor_interval_s)
 
@@ -66,10 +67,12 @@ def create_app(
 
         await asyncio.to_thread(warm, store)
         await plane.start()
-        # what start-up made lives as long as the server: moved out of the collector's sight, a full
-        # collection no longer walks it (one took 100 ms and stalled every request in flight)
-        gc.collect()
-        gc.freeze()
+        if freeze_heap:
+            # what start-up made lives as long as the server process: moved out of the collector's
+            # sight, a full collection no longer walks it (one took 100 ms and stalled every request in
+            # flight). Only for a process that is the server (`loopwise server`), not one that hosts it.
+            gc.collect()
+            gc.freeze()
         scheduler.start()
         labeler = asyncio.create_task(_auto_label(store, auto_label_interval_s))
         reviews = asyncio.create_task(_review_upkeep(store, review_interval_s))

@@ -32,4 +32,11 @@ def server(
                     "[yellow]no admin account yet: create the first with "
                     "`loopwise workforce admin you@example.com`[/yellow]"
                 )
-        uvicorn.run(create_app(store), host=host, port=port, log_level=log_level, loop="auto", http="auto")
+        uvicorn.run(
+            create_app(store, freeze_heap=True),
+            host=host,
+            port=port,
+            log_level=log_level,
+            loop="auto",
+            http="auto",
+        )
