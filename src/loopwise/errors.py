@@ -16,7 +16,8 @@ The tree::
     ├── TrainingError             a training run failed
     ├── SpecError                 a spec is invalid (every problem listed, each with its field)
     │   ├── TuningSpecError       a tuning spec
-    │   └── EndpointConfigError   an endpoint configuration
+    │   ├── EndpointConfigError   an endpoint configuration
+    │   └── PipelineSpecError     a pipeline file (every problem with its line)
     ├── EndpointError             an endpoint cannot do what was asked in its state
     ├── AccountError              a workforce request is invalid (a taken email, a weak password)
     ├── AuthError                 a sign-in failed, or a session or token is not (or no longer) valid
@@ -24,8 +25,9 @@ The tree::
     ├── LabelingError             a labeling job, manifest or answer was refused
     │   ├── AnswerRefusedError    an answer conflicts with what happened already (HTTP 409)
     │   └── ManifestError         an input manifest is malformed (also a DataError)
-    └── ReviewError               a flow definition or human loop request is invalid
-        └── HumanLoopConflictError  a loop name taken with other input, a loop in the wrong state (409)
+    ├── ReviewError               a flow definition or human loop request is invalid
+    │   └── HumanLoopConflictError  a loop name taken with other input, a loop in the wrong state (409)
+    └── PipelineError             a pipeline step failed or a run cannot do what was asked
 
 Messages say what was wrong (naming the file, line and field where there is one) and what to do.
 """
@@ -142,3 +144,13 @@ class ReviewError(LoopwiseError):
 class HumanLoopConflictError(ReviewError):
     """A human loop request conflicts with what exists: a loop name taken with other input, or a loop
     whose state does not allow it (deleting one in progress) (HTTP 409)."""
+
+
+class PipelineSpecError(SpecError):
+    """A pipeline file is invalid (an unknown operation, a missing input, a cycle); nothing ran. Each
+    problem names the step's line."""
+
+
+class PipelineError(LoopwiseError):
+    """A pipeline step failed (the run stops there and can be resumed from it), or a run cannot do what
+    was asked in its state."""

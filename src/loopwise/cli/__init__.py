@@ -7,7 +7,20 @@ import sys
 
 import typer
 
-from loopwise.cli import ab, data, db, endpoint, label, models, monitor, review, runs, tune, workforce
+from loopwise.cli import (
+    ab,
+    data,
+    db,
+    endpoint,
+    label,
+    models,
+    monitor,
+    pipeline,
+    review,
+    runs,
+    tune,
+    workforce,
+)
 from loopwise.cli._common import err_console
 from loopwise.cli.batch import batch_transform
 from loopwise.cli.demo import demo
@@ -37,6 +50,7 @@ app.add_typer(monitor.app, name="monitor")
 app.add_typer(workforce.app, name="workforce")
 app.add_typer(label.app, name="label")
 app.add_typer(review.app, name="review")
+app.add_typer(pipeline.app, name="pipeline")
 app.command()(train)
 app.command()(evaluate)
 app.command()(demo)
@@ -47,7 +61,10 @@ app.command("batch-transform")(batch_transform)
 def main() -> None:
     """Entry point: run the app, turning loopwise errors into one clear line and exit status 1."""
     try:
-        app(standalone_mode=False)
+        # outside standalone mode click returns a command's typer.Exit code instead of exiting with it
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except LoopwiseError as exc:
         err_console.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(1)

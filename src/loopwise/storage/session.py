@@ -21,6 +21,7 @@ from loopwise.storage.repositories import (
     LabelsRepository,
     ModelRepository,
     MonitoringRepository,
+    PipelineRepository,
     ReviewRepository,
     RolloutRepository,
     RunRepository,
@@ -49,6 +50,7 @@ class UnitOfWork:
     labeling: LabelingRepository
     labels: LabelsRepository
     review: ReviewRepository
+    pipelines: PipelineRepository
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._factory = session_factory
@@ -76,6 +78,7 @@ class UnitOfWork:
         self.labeling = LabelingRepository(self._session)
         self.labels = LabelsRepository(self._session)
         self.review = ReviewRepository(self._session)
+        self.pipelines = PipelineRepository(self._session)
         return self
 
     def __exit__(

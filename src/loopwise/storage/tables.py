@@ -547,3 +547,55 @@ class HumanLoopEventRow(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class PipelineRow(Base):
+    """A pipeline's latest file (checked before it was stored)."""
+
+    __tablename__ = "pipelines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    spec: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class PipelineRunRow(Base):
+    """One run of a pipeline: its state, what started it, and why it failed. ``active`` holds the
+    pipeline's name while the run is Running (NULL otherwise) and is unique: a pipeline runs once at a
+    time, however many triggers fire together."""
+
+    __tablename__ = "pipeline_runs"
+    __table_args__ = (Index("ix_pipeline_runs_pipeline", "pipeline_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id"))
+    #: the pipeline file as it was when the run started (a later edit changes no run in flight)
+    spec: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    active: Mapped[str | None] = mapped_column(String(63), nullable=True, unique=True)
+    trigger: Mapped[str] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class PipelineStepRow(Base):
+    """One step of one run: its state, its outputs once it succeeded, its log and its error."""
+
+    __tablename__ = "pipeline_steps"
+    __table_args__ = (UniqueConstraint("run_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(63))
+    position: Mapped[int] = mapped_column(Integer)
+    #: Pending, Running, Succeeded, Failed
+    status: Mapped[str] = mapped_column(String(16))
+    outputs: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    log: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

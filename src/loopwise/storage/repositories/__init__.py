@@ -12,6 +12,7 @@ from loopwise.storage.repositories.labeling import LabelingRepository
 from loopwise.storage.repositories.labels import LabelsRepository
 from loopwise.storage.repositories.models import ModelRepository
 from loopwise.storage.repositories.monitoring import MonitoringRepository
+from loopwise.storage.repositories.pipelines import PipelineRepository
 from loopwise.storage.repositories.review import ReviewRepository
 from loopwise.storage.repositories.rollouts import RolloutRepository
 from loopwise.storage.repositories.runs import RunRepository
@@ -28,6 +29,7 @@ __all__ = [
     "LabelsRepository",
     "ModelRepository",
     "MonitoringRepository",
+    "PipelineRepository",
     "ReviewRepository",
     "RolloutRepository",
     "RunRepository",

@@ -1,0 +1,243 @@
+"""The operations a pipeline step can use: each an existing loopwise operation with named inputs and
+outputs. ``run(store, inputs, log)`` gets the step's inputs (references resolved), writes what it does
+through ``log`` and returns its outputs; raising stops the run at this step (it can be resumed there).
+
+=================  ===================================================  =====================================
+operation          inputs (required; optional)                          outputs
+=================  ===================================================  =====================================
+``gather-labels``  dataset; base, review_flows, labeling_jobs, min_new  dataset, examples, new_labels
+``train``          dataset; backend, model_name, base_model, params,    model, run
+                   tuning_job
+``compare``        champion, candidate, dataset; split, require         verdict, difference, p_value,
+                                                                        accuracy_champion,
+                                                                        accuracy_candidate, report
+``set-alias``      model, alias                                         model
+``promote``        model, comparison; alias                             model, previous
+=================  ===================================================  =====================================
+
+``compare``'s verdict is ``better`` (significantly more accurate on the same examples, McNemar's test),
+``tie`` (not significantly different, and not less accurate) or ``worse``; a step requiring ``tie`` (the
+default) or ``better`` fails on anything less, and ``promote`` refuses a ``worse`` verdict whatever the
+file says: a pipeline never promotes a model that lost its comparison.
+"""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loopwise.errors import PipelineError
+
+if TYPE_CHECKING:
+    from loopwise.storage import Store
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+    outputs: tuple[str, ...]
+    run: Callable[[Store, dict[str, Any], Log], dict[str, Any]]
+
+
+def gather_labels(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
+    """A new version of ``dataset``: the base data set's training rows (if any) and every label people
+    gave since: completed human loops of ``review_flows``, labeled items of ``labeling_jobs``."""
+    from loopwise.data.service import import_dataset
+    from loopwise.data.splits import read_split
+    from loopwise.labeling.output import labeled_items
+    from loopwise.labeling.service import find_job
+    from loopwise.review.service import completed_examples
+
+    rows: list[tuple[str, str]] = []
+    labels: list[str] | None = None
+    base = inputs.get("base")
+    if base:
+        from loopwise.data.versions import parse_dataset_ref
+
+        base_name, base_version = parse_dataset_ref(str(base))
+        with store.uow() as uow:
+            found = uow.datasets.get(base_name, base_version)
+        texts, found_labels = read_split(found.split("train").uri)
+        rows += list(zip(texts, found_labels, strict=True))
+        labels = [str(x) for x in found.labels]
+        log(f"base {found.ref}: {len(texts)} training rows")
+    new = 0
+    for flow in _names(inputs.get("review_flows")):
+        examples = completed_examples(store, flow)
+        rows += [(e["text"], e["label"]) for e in examples]
+        new += len(examples)
+        log(f"review flow {flow}: {len(examples)} completed loops")
+    for job in _names(inputs.get("labeling_jobs")):
+        items = labeled_items(store, find_job(store, job))
+        rows += [(i.source, i.label) for i in items]
+        new += len(items)
+        log(f"labeling job {job}: {len(items)} labeled items")
+    minimum = int(inputs.get("min_new", 0))
+    if new < minimum:
+        raise PipelineError(f"{new} new labels, fewer than min_new {minimum}: nothing to retrain on yet")
+    if not rows:
+        raise PipelineError(
+            "no labeled rows: give a base data set, review flows or labeling jobs with labels"
+        )
+    origin = {"kind": "pipeline gather-labels", "base": base, "new_labels": new}
+    origin |= {
+        "review_flows": _names(inputs.get("review_flows")),
+        "labeling_jobs": _names(inputs.get("labeling_jobs")),
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "gathered.csv"
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["text", "label"])
+            writer.writerows(rows)
+        version = import_dataset(
+            store, path, name=str(inputs["dataset"]), text_column="text", label_column="label", labels=labels,
+            train=0.9, validation=0.1, test=0.0, origin=origin,
+        )  # fmt: skip
+    log(f"data set {version.ref}: {len(rows)} rows, {new} of them new labels")
+    return {"dataset": version.ref, "examples": len(rows), "new_labels": new}
+
+
+def train(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
+    """A model trained on ``dataset``: with ``params``, or the best trial's hyperparameters of
+    ``tuning_job`` (its static settings too), the default otherwise."""
+    from loopwise.classifiers import TrainConfig
+    from loopwise.training.service import TrainRequest
+    from loopwise.training.service import train as run_training
+
+    values: dict[str, Any] = {}
+    lineage: dict[str, Any] = {}
+    if inputs.get("tuning_job"):
+        values |= _best_params(store, str(inputs["tuning_job"]))
+        lineage["tuning_job"] = inputs["tuning_job"]
+        log(f"hyperparameters of tuning job {inputs['tuning_job']}'s best trial: {values}")
+    values |= dict(inputs.get("params") or {})
+    request = TrainRequest(
+        dataset=str(inputs["dataset"]),
+        backend=str(inputs.get("backend", "transformers")),
+        base_model=inputs.get("base_model"),
+        model_name=inputs.get("model_name"),
+        config=TrainConfig.from_dict(values),
+        lineage=lineage,
+    )
+    outcome = run_training(store, request, progress=False)
+    if outcome.model is None:
+        raise PipelineError(f"training run {outcome.run.id} ended without a model")
+    log(f"trained {outcome.model.ref} (run {outcome.run.id})")
+    return {"model": outcome.model.ref, "run": outcome.run.id}
+
+
+def _best_params(store: Store, job_name: str) -> dict[str, Any]:
+    from loopwise.tuning.outcome import ranked_trials
+    from loopwise.tuning.service import job_trials
+
+    job, trials = job_trials(store, job_name)
+    ranked = ranked_trials(trials, job.tuning_spec())
+    if not ranked:
+        raise PipelineError(f"tuning job {job_name} has no completed trial to take hyperparameters from")
+    return {**job.tuning_spec().static, **ranked[0].params}
+
+
+def compare(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
+    """The candidate against the champion on the same held-out examples (McNemar, paired bootstrap)."""
+    from loopwise.evaluation.service import compare as paired
+
+    require = str(inputs.get("require", "tie"))
+    if require not in ("tie", "better"):
+        raise PipelineError(f"compare's require: tie or better, got {require!r}")
+    outcome = paired(
+        store, str(inputs["champion"]), str(inputs["candidate"]), str(inputs["dataset"]),
+        str(inputs.get("split", "test")),
+    )  # fmt: skip
+    result = outcome.comparison
+    better = result["better"]
+    if result["significant"] and better == result["name_b"]:
+        verdict = "better"
+    elif result["difference"] < 0:
+        verdict = "worse"
+    else:
+        verdict = "tie"
+    log(result["summary"])
+    figures = {
+        "verdict": verdict,
+        "difference": round(float(result["difference"]), 6),
+        "p_value": round(float(result["p_value"]), 6),
+        "accuracy_champion": round(float(result["accuracy_a"]), 6),
+        "accuracy_candidate": round(float(result["accuracy_b"]), 6),
+        "report": str(outcome.path),
+    }
+    if verdict == "worse" or (require == "better" and verdict != "better"):
+        raise PipelineError(
+            f"the candidate {inputs['candidate']} is {verdict} than {inputs['champion']} "
+            f"({figures['accuracy_candidate']:.4f} against {figures['accuracy_champion']:.4f}; the step "
+            f"requires {require}): it is not promoted"
+        )
+    return figures
+
+
+def set_alias(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
+    from loopwise import registry
+
+    with store.uow() as uow:
+        version = registry.set_alias(uow, str(inputs["model"]), str(inputs["alias"]))
+    log(f"{version.ref} is {version.name}@{inputs['alias']}")
+    return {"model": version.ref}
+
+
+def promote(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
+    """The model becomes the champion (or ``alias``), only after a comparison it did not lose."""
+    from loopwise import registry
+    from loopwise.errors import NotFoundError
+
+    if inputs["comparison"] not in ("better", "tie"):
+        raise PipelineError(
+            f"comparison verdict {inputs['comparison']!r}: a model that lost is never promoted"
+        )
+    alias = str(inputs.get("alias", "champion"))
+    with store.uow() as uow:
+        model = registry.resolve(uow, str(inputs["model"]))
+        try:
+            previous = registry.resolve(uow, f"{model.name}@{alias}").ref
+        except NotFoundError:
+            previous = None
+        registry.set_alias(uow, model.ref, alias)
+    log(f"{model.ref} promoted to {model.name}@{alias} (was {previous or 'nobody'})")
+    return {"model": model.ref, "previous": previous}
+
+
+def _names(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
+
+
+OPERATIONS: dict[str, Operation] = {
+    op.name: op
+    for op in (
+        Operation(
+            "gather-labels", ("dataset",), ("base", "review_flows", "labeling_jobs", "min_new"),
+            ("dataset", "examples", "new_labels"), gather_labels,
+        ),
+        Operation(
+            "train", ("dataset",), ("backend", "model_name", "base_model", "params", "tuning_job"),
+            ("model", "run"), train,
+        ),
+        Operation(
+            "compare", ("champion", "candidate", "dataset"), ("split", "require"),
+            ("verdict", "difference", "p_value", "accuracy_champion", "accuracy_candidate", "report"),
+            compare,
+        ),
+        Operation("set-alias", ("model", "alias"), (), ("model",), set_alias),
+        Operation("promote", ("model", "comparison"), ("alias",), ("model", "previous"), promote),
+    )
+}  # fmt: skip

@@ -1,0 +1,206 @@
+"""Retraining pipelines on SQLite and PostgreSQL: files refused before they run (by line), a run from new
+labels to a promoted model, a failed step resumed without repeating what succeeded, a run abandoned
+mid-step taken up again, and one run however many triggers fire at once."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loopwise import registry
+from loopwise.errors import PipelineError, PipelineSpecError
+from loopwise.labeling import service as labeling
+from loopwise.labeling.jobs import COURSE_CATEGORIES
+from loopwise.pipelines import operations, service
+from loopwise.pipelines.spec import parse_pipeline
+from loopwise.review import service as review
+from loopwise.storage import Store
+from loopwise.training.service import TrainRequest, train
+from loopwise.workforce import service as workforce
+
+PIPELINE = """\
+name: retrain
+steps:
+  - name: gather
+    uses: gather-labels
+    with: {{dataset: small-retrain, base: "{base}", review_flows: [reviews], min_new: 3}}
+  - name: train
+    uses: train
+    with: {{dataset: "${{gather.dataset}}", backend: tfidf, model_name: small-tfidf}}
+  - name: compare
+    uses: compare
+    with: {{champion: small-tfidf@champion, candidate: "${{train.model}}", dataset: "{base}"}}
+  - name: promote
+    uses: promote
+    with: {{model: "${{train.model}}", comparison: "${{compare.verdict}}"}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "name: p\nsteps:\n  - name: a\n    uses: retrain-everything\n",
+            r"line 3: unknown operation 'retrain-everything'",
+        ),
+        (
+            "name: p\nsteps:\n  - name: a\n    uses: train\n    with: {backend: tfidf}\n",
+            r"line 3: train needs the input\(s\) dataset",
+        ),
+        (
+            "name: p\nsteps:\n  - name: a\n    uses: set-alias\n    with: {model: m, alias: x, color: red}\n",
+            r"line 3: set-alias takes no input\(s\) color",
+        ),
+        (
+            "name: p\nsteps:\n  - name: a\n    uses: train\n    with: {dataset: '${b.dataset}'}\n",
+            r"line 3: \$\{b.dataset\} names no step",
+        ),
+        (
+            "name: p\nsteps:\n  - name: a\n    uses: gather-labels\n    with: {dataset: d}\n"
+            "  - name: b\n    uses: train\n    with: {dataset: '${a.model}'}\n",
+            r"line 6: step a has no output 'model'",
+        ),
+        (
+            "name: p\nsteps:\n  - name: a\n    uses: gather-labels\n    with: {dataset: d}\n    needs: [b]\n"
+            "  - name: b\n    uses: train\n    with: {dataset: '${a.dataset}'}\n",
+            r"line 3: a cycle: a -> b -> a",
+        ),
+        (
+            "name: p\nsteps:\n  - name: a\n    uses: train\n    with: {dataset: d}\n    needs: [z]\n",
+            r"line 3: no step 'z'",
+        ),
+        ("name: Bad Name\nsteps: []\n", r"steps: a non-empty list"),
+        ("steps: [\n", r"not valid YAML"),
+    ],
+)
+def test_a_bad_pipeline_file_is_refused_naming_the_line(text: str, message: str) -> None:
+    with pytest.raises(PipelineSpecError, match=message):
+        parse_pipeline(text)
+
+
+def _setup(store: Store, import_small: Callable[[Store], str], tmp_path: Path, answers: int = 4) -> Path:
+    """A champion, a review flow with ``answers`` completed loops, and the pipeline file."""
+    base = import_small(store)
+    train(store, TrainRequest(dataset=base, backend="tfidf", model_name="small-tfidf"), progress=False)
+    with store.uow() as uow:
+        registry.set_alias(uow, "small-tfidf:1", "champion")
+    workforce.create_team(store, "reviewers")
+    worker = workforce.create_worker(store, "r@example.com", teams=("reviewers",))[0]
+    flow = review.create_flow(store, "reviews", team="reviewers", categories=list(COURSE_CATEGORIES))
+    for i, (text, label) in enumerate(
+        [
+            ("great lovely item", "1"),
+            ("awful broken item", "-1"),
+            ("plain okay", "0"),
+            ("perfect great", "1"),
+        ][:answers]
+    ):
+        review.start_loop(store, f"loop-{i}", "reviews", {"taskObject": text})
+        (task,) = labeling.next_tasks(store, worker, flow.job_id)[:1]
+        labeling.submit(store, worker, task.assignment_id, label)
+    review.settle(store)
+    path = tmp_path / "retrain.yaml"
+    path.write_text(PIPELINE.format(base=base), encoding="utf-8")
+    return path
+
+
+def test_a_run_goes_from_new_labels_to_a_promoted_model(
+    store: Store, import_small: Callable[[Store], str], tmp_path: Path
+) -> None:
+    spec, new = service.create_pipeline(store, _setup(store, import_small, tmp_path))
+    assert new and [s.name for s in spec.order()] == ["gather", "train", "compare", "promote"]
+    said: list[str] = []
+    run = service.run_pipeline(store, "retrain", progress=said.append)
+    assert run.status == "Succeeded" and run.error is None, run
+    outputs = run.outputs()
+    assert outputs["gather"]["new_labels"] == 4 and outputs["gather"]["dataset"] == "small-retrain:1"
+    assert outputs["train"]["model"] == "small-tfidf:2"
+    assert outputs["compare"]["verdict"] in ("better", "tie") and Path(outputs["compare"]["report"]).exists()
+    assert outputs["promote"] == {"model": "small-tfidf:2", "previous": "small-tfidf:1"}
+    with store.uow() as uow:
+        assert registry.resolve(uow, "small-tfidf@champion").ref == "small-tfidf:2"
+        version = uow.datasets.get("small-retrain", 1)
+    assert version.source["origin"]["review_flows"] == ["reviews"]
+    assert any("review flow reviews: 4 completed loops" in line for line in said)
+    assert "4 completed loops" in run.step("gather").log and all(s.attempts == 1 for s in run.steps)
+
+
+def test_a_failed_step_stops_the_run_and_resuming_repeats_no_succeeded_step(
+    store: Store, import_small: Callable[[Store], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service.create_pipeline(store, _setup(store, import_small, tmp_path))
+    calls = {"gather-labels": 0, "train": 0}
+    for name in calls:
+        real = operations.OPERATIONS[name]
+
+        def counted(
+            store: Store, inputs: dict[str, Any], log: Any, real: Any = real, name: str = name
+        ) -> Any:
+            calls[name] += 1
+            if name == "train" and calls[name] == 1:
+                raise PipelineError("the training machine went away")
+            return real.run(store, inputs, log)
+
+        monkeypatch.setitem(operations.OPERATIONS, name, replace(real, run=counted))
+    failed = service.run_pipeline(store, "retrain")
+    assert failed.status == "Failed" and failed.error == "step train failed: the training machine went away"
+    assert [s.status for s in failed.steps] == ["Succeeded", "Failed", "Pending", "Pending"]
+    with pytest.raises(PipelineError, match="succeeded: nothing to resume"):
+        service.resume(store, service.run_pipeline(store, "retrain").id)  # a second run goes through
+    resumed = service.resume(store, failed.id)
+    assert resumed.status == "Succeeded" and calls == {"gather-labels": 2, "train": 3}
+    assert resumed.step("gather").attempts == 1 and resumed.step("train").attempts == 2
+    assert resumed.step("gather").outputs == failed.step("gather").outputs
+
+
+def test_a_run_abandoned_mid_step_is_taken_up_again_from_that_step(
+    store: Store, import_small: Callable[[Store], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service.create_pipeline(store, _setup(store, import_small, tmp_path))
+    real = operations.OPERATIONS["compare"]
+
+    def killed(*args: Any) -> Any:
+        raise SystemExit("the process was killed")  # not an error of the step: the process stops
+
+    monkeypatch.setitem(operations.OPERATIONS, "compare", replace(real, run=killed))
+    started = service.start_run(store, "retrain")
+    with pytest.raises(SystemExit):
+        service.execute(store, started.id)
+    abandoned = service.get_run(store, started.id)
+    assert abandoned.status == "Running" and abandoned.step("compare").status == "Running"
+    with pytest.raises(PipelineError, match="has a run in progress"):
+        service.start_run(store, "retrain")
+    monkeypatch.setitem(operations.OPERATIONS, "compare", real)
+    resumed = service.resume(store, started.id)
+    assert resumed.status == "Succeeded"
+    assert [s.attempts for s in resumed.steps] == [1, 1, 2, 1]
+
+
+def test_triggers_that_fire_at_once_start_one_run(
+    store: Store, import_small: Callable[[Store], str], tmp_path: Path
+) -> None:
+    service.create_pipeline(store, _setup(store, import_small, tmp_path, answers=1))
+    started: list[int] = []
+    refused: list[str] = []
+
+    def trigger(i: int) -> None:
+        try:
+            started.append(service.start_run(store, "retrain", trigger=f"alert {i}").id)
+        except PipelineError as exc:
+            refused.append(str(exc))
+
+    threads = [threading.Thread(target=trigger, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(started) == 1 and len(refused) == 5 and all("run in progress" in r for r in refused)
+    # min_new 3 with one new label: the run fails at gather, saying why, and frees the pipeline
+    run = service.execute(store, started[0])
+    assert run.status == "Failed" and "1 new labels, fewer than min_new 3" in (run.error or "")
+    assert service.start_run(store, "retrain").status == "Running"
