@@ -53,6 +53,7 @@ def create_app(
     credentials_ttl_s: float = 2.0,
     auto_label_interval_s: float = 2.0,
     review_interval_s: float = 1.0,
+    pipeline_interval_s: float = 10.0,
     freeze_heap: bool = False,
 ) -> FastAPI:
     """The server's app over ``store``; its data plane and monitoring scheduler start with the app and
@@ -76,11 +77,13 @@ def create_app(
         scheduler.start()
         labeler = asyncio.create_task(_auto_label(store, auto_label_interval_s))
         reviews = asyncio.create_task(_review_upkeep(store, review_interval_s))
+        pipelines = asyncio.create_task(_pipeline_triggers(store, pipeline_interval_s))
         try:
             yield
         finally:
             labeler.cancel()
             reviews.cancel()
+            pipelines.cancel()
             await scheduler.close()
             await plane.close()
 
@@ -237,6 +240,20 @@ async def _review_upkeep(store: Store, interval_s: float) -> None:
             await asyncio.to_thread(deliver_events, store)
         except Exception:  # a failing pass must not stop the next ones; it is logged
             logging.getLogger(__name__).exception("human loop upkeep failed")
+
+
+async def _pipeline_triggers(store: Store, interval_s: float) -> None:
+    """Pipelines whose triggers are due started and run, off the event loop, every ``interval_s``."""
+    import logging
+
+    from loopwise.pipelines.triggers import run_due
+
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await asyncio.to_thread(run_due, store)
+        except Exception:  # a failing pass must not stop the next ones; it is logged
+            logging.getLogger(__name__).exception("pipeline triggers failed")
 
 
 async def _auto_label(store: Store, interval_s: float) -> None:

@@ -55,9 +55,26 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Trigger:
+    """When a run starts by itself: ``every`` seconds after the last run began, once ``new_labels``
+    labels arrived in the sources of the pipeline's gather-labels steps since, or when a monitoring
+    alert names the action ``alert``."""
+
+    kind: str
+    value: Any
+    line: int
+
+    def describe(self) -> str:
+        return {"every": f"every {self.value:g} s", "new_labels": f"{self.value} new labels"}.get(
+            self.kind, f"an alert with action {self.value!r}"
+        )
+
+
+@dataclass(frozen=True)
 class PipelineSpec:
     name: str
     steps: tuple[Step, ...]
+    triggers: tuple[Trigger, ...] = ()
     source: str = field(default="", compare=False)
     text: str = field(default="", compare=False)
 
@@ -97,9 +114,10 @@ def parse_pipeline(text: str, *, source: str = "<pipeline>") -> PipelineSpec:
     name = document.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
         problems.append(("name", f"line {_line(node, 'name')}: 1-63 lowercase letters, digits and hyphens"))
-    unknown = set(document) - {"name", "steps", "description"}
+    unknown = set(document) - {"name", "steps", "description", "triggers"}
     if unknown:
-        problems.append(("file", f"unknown keys {sorted(unknown)}: name, steps and description"))
+        problems.append(("file", f"unknown keys {sorted(unknown)}: name, steps, triggers and description"))
+    triggers = _triggers(document.get("triggers"), _value(node, "triggers"), problems)
     raw_steps = document.get("steps")
     step_nodes = _value(node, "steps")
     if not isinstance(raw_steps, list) or not raw_steps or not isinstance(step_nodes, yaml.SequenceNode):
@@ -135,7 +153,52 @@ def parse_pipeline(text: str, *, source: str = "<pipeline>") -> PipelineSpec:
             problems.append(("steps", f"line {where}: a cycle: {' -> '.join([*cycle, cycle[0]])}"))
     if problems:
         raise PipelineSpecError(_message(source, problems), problems)
-    return PipelineSpec(str(name), tuple(found), source=source, text=text)
+    return PipelineSpec(str(name), tuple(found), tuple(triggers), source=source, text=text)
+
+
+def _triggers(raw: Any, node: yaml.Node | None, problems: list[tuple[str, str]]) -> list[Trigger]:
+    from loopwise._durations import parse_duration
+    from loopwise.errors import DataFormatError
+
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not isinstance(node, yaml.SequenceNode):
+        problems.append(("triggers", "a list such as [{every: 1d}, {new_labels: 100}, {alert: retrain}]"))
+        return []
+    found = []
+    for item, item_node in zip(raw, node.value, strict=True):
+        line = item_node.start_mark.line + 1
+        if not isinstance(item, dict) or len(item) != 1:
+            problems.append(("triggers", f"line {line}: one of every, new_labels or alert"))
+            continue
+        ((kind, value),) = item.items()
+        if kind == "every":
+            try:
+                seconds = parse_duration(str(value), "every")
+            except DataFormatError as exc:
+                problems.append(("triggers", f"line {line}: {exc}"))
+                continue
+            if seconds < 60:
+                problems.append(("triggers", f"line {line}: every {value}: at least 1m"))
+                continue
+            found.append(Trigger("every", seconds, line))
+        elif kind == "new_labels":
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                problems.append(
+                    ("triggers", f"line {line}: new_labels is a count of at least 1, got {value!r}")
+                )
+                continue
+            found.append(Trigger("new_labels", value, line))
+        elif kind == "alert":
+            if not isinstance(value, str) or not value.strip():
+                problems.append(("triggers", f"line {line}: alert names an alert action, such as retrain"))
+                continue
+            found.append(Trigger("alert", value, line))
+        else:
+            problems.append(
+                ("triggers", f"line {line}: unknown trigger {kind!r}: every, new_labels or alert")
+            )
+    return found
 
 
 def _step(raw: Any, node: yaml.Node, problems: list[tuple[str, str]]) -> Step | None:

@@ -36,6 +36,9 @@ class PipelineRepository:
         row = self.session.scalar(select(PipelineRow).where(PipelineRow.name == name))
         return None if row is None else (row.id, row.spec)
 
+    def created_at(self, name: str) -> datetime | None:
+        return self.session.scalar(select(PipelineRow.created_at).where(PipelineRow.name == name))
+
     def names(self) -> builtins.list[str]:
         return list(self.session.scalars(select(PipelineRow.name).order_by(PipelineRow.name)))
 
