@@ -190,7 +190,11 @@ class DataPlane:
         )  # fmt: skip
         if not started:
             return result
-        self.loops.offer(flow, [record for _, record in started])
+        try:
+            self.loops.offer(flow, [record for _, record in started])
+        except OSError:  # the journal cannot be written (a full disk): the prediction still answers
+            log.exception("endpoint %s: human loops not started for %s", result.endpoint, result.inference_id)
+            return result
         names: list[str | None] = [None] * len(texts)
         for position, record in started:
             names[position] = record["name"]
