@@ -158,27 +158,34 @@ def test_a_failed_step_stops_the_run_and_resuming_repeats_no_succeeded_step(
     assert resumed.step("gather").outputs == failed.step("gather").outputs
 
 
-def test_a_run_abandoned_mid_step_is_taken_up_again_from_that_step(
+def test_an_interrupted_or_killed_run_is_taken_up_again_from_its_step(
     store: Store, import_small: Callable[[Store], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     service.create_pipeline(store, _setup(store, import_small, tmp_path))
     real = operations.OPERATIONS["compare"]
 
-    def killed(*args: Any) -> Any:
-        raise SystemExit("the process was killed")  # not an error of the step: the process stops
+    def interrupted(*args: Any) -> Any:
+        raise KeyboardInterrupt  # Ctrl-C mid-step: not an error of the step, the process stops
 
-    monkeypatch.setitem(operations.OPERATIONS, "compare", replace(real, run=killed))
+    monkeypatch.setitem(operations.OPERATIONS, "compare", replace(real, run=interrupted))
     started = service.start_run(store, "retrain")
-    with pytest.raises(SystemExit):
+    with pytest.raises(KeyboardInterrupt):
         service.execute(store, started.id)
-    abandoned = service.get_run(store, started.id)
-    assert abandoned.status == "Running" and abandoned.step("compare").status == "Running"
-    with pytest.raises(PipelineError, match="has a run in progress"):
-        service.start_run(store, "retrain")
+    stopped = service.get_run(store, started.id)
+    assert stopped.status == "Failed" and stopped.error == "step compare failed: KeyboardInterrupt: "
+    assert [s.status for s in stopped.steps] == ["Succeeded", "Succeeded", "Failed", "Pending"]
     monkeypatch.setitem(operations.OPERATIONS, "compare", real)
     resumed = service.resume(store, started.id)
-    assert resumed.status == "Succeeded"
-    assert [s.attempts for s in resumed.steps] == [1, 1, 2, 1]
+    assert resumed.status == "Succeeded" and [s.attempts for s in resumed.steps] == [1, 1, 2, 1]
+
+    # a process killed outright (SIGKILL) leaves its run Running: it blocks new runs, and only a forced
+    # resume takes it up (without --force it may be running elsewhere right now)
+    killed = service.start_run(store, "retrain")
+    with pytest.raises(PipelineError, match="has a run in progress"):
+        service.start_run(store, "retrain")
+    with pytest.raises(PipelineError, match="resume it with --force"):
+        service.resume(store, killed.id)
+    assert service.resume(store, killed.id, force=True).status == "Succeeded"
 
 
 def test_triggers_that_fire_at_once_start_one_run(

@@ -75,6 +75,9 @@ def test_a_loop_starts_once_is_answered_and_completes_with_its_output(store: Sto
     assert datetime.fromisoformat(first["acceptanceTime"]) <= datetime.fromisoformat(first["submissionTime"])
     assert output["inputContent"] == REVIEW and output["consolidatedAnswer"]["confidence"] == 1.0
     assert service.settle(store) == {"completed": 0, "failed": 0}  # completed once
+    # an answer to a loop that has ended cannot be taken back: it was consolidated already
+    with pytest.raises(AnswerRefusedError, match="no answer of yours to undo"):
+        labeling.undo(store, workers[1], job)
     assert service.completed_examples(store, "reviews-sentiment")[0]["label"] == "0"
 
 

@@ -102,7 +102,14 @@ def test_uncertain_predictions_start_loops_whose_answers_become_ground_truth(two
             assert described["HumanLoopStatus"] == "Completed", described
             output = client.get(f"/api/v1/review/loops/{name}/output").json()
             assert output["humanAnswers"][0]["answerContent"] == {"sentiment": {"label": "-1"}}
+            assert (
+                output["humanAnswers"][0]["workerMetadata"]["identityData"]["email"] == "reviewer@example.com"
+            )
             assert output["humanLoopActivationResults"]["texts"] == 1
+            # a program gets the answers, not who gave them
+            program = bearer(workforce.program_token(store, "reads-loops"))
+            seen = client.get(f"/api/v1/review/loops/{name}/output", headers=program).json()
+            assert "workerMetadata" not in seen["humanAnswers"][0] and seen["humanAnswers"][0]["workerId"]
         with store.uow() as uow:
             truth = {f.inference_id: f.labels for f in uow.feedback.for_endpoint("reviews")}
         assert truth == {inference_id: ("-1",) for inference_id, _, _ in started.values()}

@@ -227,19 +227,22 @@ def create_app(
 
 
 async def _review_upkeep(store: Store, interval_s: float) -> None:
-    """Human loops settled (answered ones completed, late ones failed) and their events sent to the
-    flows' webhooks, every ``interval_s`` seconds, off the event loop."""
+    """Human loops settled (answered ones completed, late ones failed) and, in a task of their own (a
+    webhook that does not answer must not hold completions back), their events sent to the flows'
+    webhooks, every ``interval_s`` seconds, off the event loop."""
     import logging
 
     from loopwise.review.service import deliver_events, settle
 
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            await asyncio.to_thread(settle, store)
-            await asyncio.to_thread(deliver_events, store)
-        except Exception:  # a failing pass must not stop the next ones; it is logged
-            logging.getLogger(__name__).exception("human loop upkeep failed")
+    async def every(step: Any) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await asyncio.to_thread(step, store)
+            except Exception:  # a failing pass must not stop the next ones; it is logged
+                logging.getLogger(__name__).exception("human loop upkeep failed")
+
+    await asyncio.gather(every(settle), every(deliver_events))
 
 
 async def _pipeline_triggers(store: Store, interval_s: float) -> None:

@@ -120,12 +120,15 @@ async def invoke(
             f"content type {given!r} is not supported: send {', '.join(sorted(CONTENT_TYPES))}", status=415
         )
     texts, single = _parse(body, content_type)
+    inference_id = headers.get(INFERENCE_ID.lower())
+    if inference_id is not None and not 0 < len(inference_id) <= 64:
+        raise BadRequest(f"{INFERENCE_ID}: 1 to 64 characters, got {len(inference_id)}")
     result = await plane.invoke(
         name,
         texts,
         target=headers.get(TARGET_VARIANT.lower()),
         key=headers.get(ROUTING_KEY.lower()),
-        inference_id=headers.get(INFERENCE_ID.lower()),
+        inference_id=inference_id,
     )
     answers = _answers(result)
     if content_type == JSON_LINES:

@@ -119,11 +119,19 @@ def mount_review(app: FastAPI, store: Store) -> None:
         return _json((await asyncio.to_thread(service.describe_loop, store, name)).to_dict())
 
     @router.get("/loops/{name}/output")
-    async def output(name: str) -> Response:
+    async def output(request: Request, name: str) -> Response:
+        """The loop's output.json; who answered (workers' emails and teams) only for reviewers and
+        admins: a program that starts and reads loops gets the answers, not the people."""
+        from loopwise.api.auth import principal
+
         def read() -> dict[str, Any]:
             return service.read_output(service.describe_loop(store, name))
 
-        return _json(await asyncio.to_thread(read))
+        document = await asyncio.to_thread(read)
+        if not principal(request).worker.can("review"):
+            for answer in document.get("humanAnswers", []):
+                answer.pop("workerMetadata", None)
+        return _json(document)
 
     @router.post("/loops/{name}/stop")
     async def stop(name: str) -> Response:

@@ -55,13 +55,20 @@ def run(
 
 
 @app.command()
-def resume(run_id: RunArgument) -> None:
+def resume(
+    run_id: RunArgument,
+    force: Annotated[
+        bool, typer.Option("--force", help="Take up a run that shows Running because its process was killed.")
+    ] = False,
+) -> None:
     """Go on with a failed or abandoned run from its unfinished step; steps that succeeded are not
     repeated."""
     from loopwise.pipelines.service import resume as resume_run
 
     with open_store() as store:
-        found = resume_run(store, run_id, progress=lambda line: console.print(line, highlight=False))
+        found = resume_run(
+            store, run_id, force=force, progress=lambda line: console.print(line, highlight=False)
+        )
     _summary(found)
     if found.status != "Succeeded":
         raise typer.Exit(1)

@@ -149,9 +149,8 @@ def flow_list(as_json: AsJson = False) -> None:
     table = Table("flow", "status", "team", "workers a loop", "conditions", "loops")
     for f in flows:
         loops = ", ".join(f"{n} {s}" for s, n in sorted(counts[f.name].items())) or "-"
-        conditions = (
-            json.dumps(f.condition.to_dict()) if f.condition.children or f.condition.kind != "all" else "-"
-        )
+        shown = f.to_dict()["activation_conditions"]
+        conditions = "-" if shown is None else json.dumps(shown)
         table.add_row(f.name, f.status, f.team, str(f.task_count), conditions, loops)
     console.print(table)
 

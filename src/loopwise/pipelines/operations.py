@@ -48,8 +48,10 @@ class Operation:
 
 
 def gather_labels(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
-    """A new version of ``dataset``: the base data set's training rows (if any) and every label people
-    gave since: completed human loops of ``review_flows``, labeled items of ``labeling_jobs``."""
+    """A new version of ``dataset``: the base data set's training rows (if any) and the labels people
+    gave in the sources: completed human loops of ``review_flows``, labeled items of ``labeling_jobs``.
+    ``new_labels`` counts those (all of them: a trigger's ``new_labels`` counts what arrived since the
+    last run); ``min_new`` refuses to go on with fewer."""
     from loopwise.data.service import import_dataset
     from loopwise.data.splits import read_split
     from loopwise.labeling.output import labeled_items

@@ -77,7 +77,12 @@ def execute(store: Store, run_id: int, *, progress: Progress | None = None) -> P
         say(f"{step.name}: {step.uses} started")
         try:
             found = OPERATIONS[step.uses].run(store, resolve(step.inputs, outputs), log)
-        except Exception as exc:
+            missing = [key for key in OPERATIONS[step.uses].outputs if key not in found]
+            if missing:  # an operation that breaks its own contract: a defect, reported as one
+                raise PipelineError(f"operation {step.uses} returned no {', '.join(missing)}")
+        except BaseException as exc:
+            # a failing step, and an interrupted one (Ctrl-C, the process told to exit) alike: the run is
+            # marked Failed with the reason, so its pipeline is free and the run can be resumed here
             reason = str(exc) if isinstance(exc, LoopwiseError) else f"{type(exc).__name__}: {exc}"
             if not isinstance(exc, LoopwiseError):
                 lines.append(traceback.format_exc())
@@ -87,10 +92,9 @@ def execute(store: Store, run_id: int, *, progress: Progress | None = None) -> P
                 )
                 uow.pipelines.ended(run_id, "Failed", datetime.now(UTC), f"step {step.name} failed: {reason}")
             say(f"{step.name}: failed: {reason}")
+            if not isinstance(exc, Exception):
+                raise
             return get_run(store, run_id)
-        missing = [key for key in OPERATIONS[step.uses].outputs if key not in found]
-        if missing:  # an operation that breaks its own contract: a defect, reported as one
-            raise PipelineError(f"operation {step.uses} returned no {', '.join(missing)}")
         outputs[step.name] = found
         with store.uow() as uow:
             uow.pipelines.step_ended(
@@ -108,12 +112,19 @@ def run_pipeline(
     return execute(store, start_run(store, name, trigger=trigger).id, progress=progress)
 
 
-def resume(store: Store, run_id: int, *, progress: Progress | None = None) -> PipelineRun:
-    """Run a failed run again from its failed step, or an abandoned one (its process died mid-step: it
-    shows Running) from the step it was in; the steps that succeeded keep their outputs."""
+def resume(
+    store: Store, run_id: int, *, force: bool = False, progress: Progress | None = None
+) -> PipelineRun:
+    """Run a failed run again from its failed step, or (``force``) one that shows Running because its
+    process was killed mid-step, from the step it was in; the steps that succeeded keep their outputs.
+    Without ``force`` a Running run is refused: it may be running elsewhere right now."""
     run = get_run(store, run_id)
     if run.status == "Succeeded":
         raise PipelineError(f"run {run_id} succeeded: nothing to resume")
+    if run.status == "Running" and not force:
+        raise PipelineError(
+            f"run {run_id} is in progress; if its process is gone (killed), resume it with --force"
+        )
     with store.uow() as uow:
         if run.status == "Running":
             uow.pipelines.ended(

@@ -183,6 +183,7 @@ class LoopStarter:
         self._fd = os.open(self._segment, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
 
     def _write(self, records: list[dict[str, Any]]) -> None:
+        from loopwise.errors import StorageError
         from loopwise.review.service import find_flow, start_predicted
 
         by_flow: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -190,7 +191,21 @@ class LoopStarter:
             by_flow[record["flow"]].append(record)
         for name, loops in by_flow.items():
             flow = self._flows.get(name) or find_flow(self.store, name)
-            start_predicted(self.store, flow, loops)
+            try:
+                start_predicted(self.store, flow, loops)
+            except StorageError:
+                # one record the database refuses (a text it cannot store) must not hold back the rest:
+                # each is written alone and a refused one is set aside, logged (a database that is away
+                # fails them all, and the batch is retried)
+                refused = 0
+                for loop in loops:
+                    try:
+                        start_predicted(self.store, flow, [loop])
+                    except StorageError:
+                        refused += 1
+                        log.exception("human loop %s refused by the database; set aside", loop["name"])
+                if refused == len(loops):
+                    raise
 
     def recover(self) -> int:
         """Write the loops journaled by servers that died before writing them; returns how many."""
@@ -199,7 +214,16 @@ class LoopStarter:
             owner = segment.name.split(".", 1)[0]
             if owner == self._owner or not self._owner_dead(owner):
                 continue
-            records = [orjson.loads(line) for line in segment.read_bytes().splitlines() if line.strip()]
+            try:
+                lines = segment.read_bytes().splitlines()
+            except FileNotFoundError:  # another starting server took it
+                continue
+            records = []
+            for line in lines:
+                try:
+                    records.append(orjson.loads(line))
+                except orjson.JSONDecodeError:  # a line cut short when its server died mid-write
+                    log.warning("human loops: an unreadable line of %s skipped", segment.name)
             if records:
                 self._write(records)
             segment.unlink(missing_ok=True)
@@ -215,7 +239,10 @@ class LoopStarter:
         lock = self.root / f"{owner}.lock"
         if not lock.exists():
             return True
-        fd = os.open(lock, os.O_RDWR)
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except FileNotFoundError:
+            return True
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

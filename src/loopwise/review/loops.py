@@ -20,7 +20,7 @@ import orjson
 
 from loopwise.errors import ReviewError
 from loopwise.labeling.jobs import Category
-from loopwise.review.conditions import Condition
+from loopwise.review.conditions import ALWAYS, Condition
 
 LoopStatus = Literal["InProgress", "Completed", "Failed", "Stopping", "Stopped"]
 STATUSES: tuple[LoopStatus, ...] = ("InProgress", "Completed", "Failed", "Stopping", "Stopped")
@@ -79,7 +79,7 @@ class Flow:
             "task_count": self.task_count,
             "task_time_limit_s": self.task_time_limit_s,
             "task_availability_lifetime_s": self.lifetime_s,
-            "activation_conditions": self.condition.to_dict() if self.condition.children else None,
+            "activation_conditions": None if self.condition == ALWAYS else self.condition.to_dict(),
             "webhook": self.webhook,
             "CreationTime": self.created_at.isoformat(),
         }

@@ -10,12 +10,14 @@ webhook through an outbox (at least once, retried with backoff).
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loopwise.errors import HumanLoopConflictError, NotFoundError, ReviewError
+from loopwise.errors import HumanLoopConflictError, NotFoundError, ReviewError, StorageError
 from loopwise.labeling.jobs import MAX_WORKERS_PER_ITEM, TASK_TIME_LIMIT_S, Category, check_categories
 from loopwise.review.conditions import parse_condition
 from loopwise.review.loops import STATUSES, Flow, HumanLoop, check_name, content_hash
@@ -65,31 +67,34 @@ def create_flow(
         raise ReviewError(f"answer key {answer_key!r}: 1 to 63 characters")
     if webhook is not None and not webhook.startswith(("http://", "https://")):
         raise ReviewError(f"webhook {webhook!r}: an http:// or https:// URL")
-    with store.uow() as uow:
-        if uow.review.flow(name) is not None:
-            raise ReviewError(f"a flow definition {name!r} exists already: pick another name")
-        found = uow.workforce.find_team(team)
-        if found is None:
-            raise NotFoundError(f"no team {team!r}; make it with `loopwise workforce team create {team}`")
-        uow.review.add_flow(
-            name=name,
-            job={
-                "team_id": found.id,
-                "created_by": None,
-                "categories": categories,
-                "title": title or name,
-                "short_instructions": short_instructions,
-                "full_instructions": full_instructions,
-                "workers_per_item": task_count,
-                "task_time_limit_s": task_time_limit_s,
-            },
-            answer_key=answer_key,
-            task_count=task_count,
-            lifetime_s=lifetime_s,
-            conditions=condition.to_dict() if conditions is not None else None,
-            webhook=webhook,
-        )
-        flow = uow.review.flow(name)
+    try:
+        with store.uow() as uow:
+            if uow.review.flow(name) is not None:
+                raise ReviewError(f"a flow definition {name!r} exists already: pick another name")
+            found = uow.workforce.find_team(team)
+            if found is None:
+                raise NotFoundError(f"no team {team!r}; make it with `loopwise workforce team create {team}`")
+            uow.review.add_flow(
+                name=name,
+                job={
+                    "team_id": found.id,
+                    "created_by": None,
+                    "categories": categories,
+                    "title": title or name,
+                    "short_instructions": short_instructions,
+                    "full_instructions": full_instructions,
+                    "workers_per_item": task_count,
+                    "task_time_limit_s": task_time_limit_s,
+                },
+                answer_key=answer_key,
+                task_count=task_count,
+                lifetime_s=lifetime_s,
+                conditions=condition.to_dict() if conditions is not None else None,
+                webhook=webhook,
+            )
+            flow = uow.review.flow(name)
+    except StorageError:  # the same name made at the same moment by another request
+        raise ReviewError(f"a flow definition {name!r} exists already: pick another name") from None
     assert flow is not None
     return flow
 
@@ -110,10 +115,10 @@ def list_flows(store: Store) -> list[Flow]:
 def delete_flow(store: Store, name: str) -> Flow:
     """The flow takes no new loops; its loops in progress are stopped; all stay readable."""
     flow = find_flow(store, name)
+    with store.uow() as uow:  # first: no loop starts after this
+        uow.review.set_flow_status(flow.id, "Deleted")
     for loop in _all_loops(store, flow, status="InProgress"):
         stop_loop(store, loop.name)
-    with store.uow() as uow:
-        uow.review.set_flow_status(flow.id, "Deleted")
     return find_flow(store, name)
 
 
@@ -263,8 +268,11 @@ def _complete(store: Store, loop: HumanLoop, now: datetime) -> bool:
     key = f"review/{flow.name}/{loop.name}/output.json"
     path = store.artifacts.path(key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    staged = path.with_suffix(".json.tmp")
-    staged.write_text(json.dumps(document, indent=2, default=str), encoding="utf-8")
+    staged = path.with_name(f".output-{uuid.uuid4().hex}.json")  # two settles at once write apart
+    with staged.open("w", encoding="utf-8") as handle:
+        handle.write(json.dumps(document, indent=2, default=str))
+        handle.flush()
+        os.fsync(handle.fileno())  # on disk before the loop says Completed
     staged.replace(path)
     with store.uow() as uow:
         if not uow.review.end(loop.id, "Completed", now, output_uri=store.artifacts.uri(key)):

@@ -112,8 +112,10 @@ def attach_review(
     from loopwise.review.service import find_flow
     from loopwise.serving.config import ReviewAttachment
 
-    if flow is not None:
-        find_flow(store, flow)  # it must exist
+    if flow is not None and find_flow(store, flow).status != "Active":
+        raise EndpointConfigError(
+            f"flow definition {flow} was deleted: attach an active one", [("flow", flow)]
+        )
     with store.uow() as uow:
         endpoint = uow.endpoints.get(name, for_update=True)
         attachment = None if flow is None else ReviewAttachment(flow=flow, variants=variants)

@@ -252,7 +252,7 @@ class LabelingRepository:
             .order_by(Hold.submitted_at.desc(), Hold.id.desc())
             .limit(1)
         )
-        if row is None:
+        if row is None or not self._item_takes_answers(row.item_id):
             return None
         done = self.session.execute(
             update(Hold)
@@ -277,6 +277,16 @@ class LabelingRepository:
         item = self.session.get(Item, row.item_id)
         assert item is not None
         return self._task(self.session.get(Hold, row.id), item)  # type: ignore[arg-type]
+
+    def _item_takes_answers(self, item_id: int) -> bool:
+        """False for a closed item, and for the item of a human loop that has ended (an answer taken back
+        there would reopen what was consolidated, or what was stopped)."""
+        from loopwise.storage.tables import HumanLoopRow
+
+        if self.session.scalar(select(Item.status).where(Item.id == item_id)) == "closed":
+            return False
+        loop = self.session.scalar(select(HumanLoopRow.status).where(HumanLoopRow.item_id == item_id))
+        return loop is None or loop == "InProgress"
 
     def others(self, item_id: int, worker_id: int) -> builtins.list[str]:
         query = select(Hold.label).where(

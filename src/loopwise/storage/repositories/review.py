@@ -55,7 +55,7 @@ class ReviewRepository:
             expires_at=FOREVER,
             source=f"flow {name}",
             blind=True,
-            name=f"review-{name}"[:63],
+            name=_job_name(name),
             **job,
         )
         self.session.add(row)
@@ -122,6 +122,8 @@ class ReviewRepository:
         exists already is left as it is. Returns the names made now."""
         if not loops:
             return []
+        if self.session.scalar(select(FlowRow.status).where(FlowRow.id == flow.id)) != "Active":
+            return []  # a deleted flow starts no loop (an endpoint may still name it for a moment)
         dialect = postgresql if self.session.get_bind().dialect.name == "postgresql" else sqlite
         expires_at = now + timedelta(seconds=flow.lifetime_s)
         rows = [
@@ -269,13 +271,14 @@ class ReviewRepository:
         """Take a loop's item out of the queue; its live holds are withdrawn (a later answer is refused)."""
         if item_id is None:
             return 0
-        self.session.execute(
-            update(Item).where(Item.id == item_id).values(status="closed", holds=0, updated_at=now)
-        )
+        # the holds first, then the item: the order a submit locks them in (no deadlock on PostgreSQL)
         withdrawn = self.session.execute(
             update(Hold)
             .where(Hold.item_id == item_id, Hold.state == "held")
             .values(state="withdrawn", submitted_at=now)
+        )
+        self.session.execute(
+            update(Item).where(Item.id == item_id).values(status="closed", holds=0, updated_at=now)
         )
         return int(withdrawn.rowcount)  # type: ignore[attr-defined]
 
@@ -337,6 +340,14 @@ class ReviewRepository:
             {"body": e.body, "attempts": e.attempts, "delivered_at": e.delivered_at, "url": e.url}
             for e in self.session.scalars(query)
         ]
+
+
+def _job_name(flow: str) -> str:
+    """The flow's labeling job: unique for every flow name, and unlike a job a person would name."""
+    import hashlib
+
+    digest = hashlib.blake2b(flow.encode(), digest_size=5).hexdigest()
+    return f"flow-{digest}-{flow}"[:63].rstrip("-")
 
 
 def _initial(content: dict[str, Any]) -> str | None:
