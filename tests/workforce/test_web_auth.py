@@ -81,6 +81,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/review/flows"): "observe",
     ("GET", "/api/v1/review/flows/reviews"): "observe",
     ("DELETE", "/api/v1/review/flows/reviews"): "manage",
+    ("GET", "/console/loop"): "observe",
     ("GET", "/docs"): "manage",
     ("GET", "/openapi.json"): "manage",
     ("GET", "/redoc"): "manage",

@@ -36,6 +36,7 @@ from loopwise.serving.plane import DataPlane
 from loopwise.web.account import mount_account
 from loopwise.web.console import mount_console
 from loopwise.web.labeling import mount_labeling_pages
+from loopwise.web.overview import mount_overview
 
 if TYPE_CHECKING:
     from loopwise.storage import Store
@@ -216,6 +217,7 @@ def create_app(
     mount_labeling(app, store)
     mount_review(app, store)
     mount_console(app, store)
+    mount_overview(app, store)
     mount_labeling_pages(app, store)
 
     @app.get("/healthz")

@@ -79,7 +79,7 @@ POLICY: tuple[tuple[frozenset[str] | None, re.Pattern[str], Need], ...] = tuple(
         ("GET", r"^/api/v1/endpoints(/[^/]+(/(metrics|shadow|bandit|scaling))?)?$", "observe"),
         ("GET", r"^/api/v1/(alerts|monitoring/schedules)$", "observe"),
         ("GET", r"^/metrics$", "observe"),
-        ("GET", r"^/console(/endpoints(/[^/]+)?|/alerts)?$", "observe"),
+        ("GET", r"^/console(/endpoints(/[^/]+)?|/alerts|/loop)?$", "observe"),
         ("GET", r"^/label(/jobs/\d+)?$", "label"),
         ("GET", r"^/api/v1/labeling/jobs$", "label"),
         ("GET", r"^/api/v1/labeling/jobs/\d+(/answers)?$", "label"),
