@@ -11,6 +11,7 @@ import pytest
 from loopwise.errors import AnswerRefusedError, HumanLoopConflictError, NotFoundError, ReviewError
 from loopwise.labeling import service as labeling
 from loopwise.labeling.jobs import COURSE_CATEGORIES
+from loopwise.review import output as loop_output
 from loopwise.review import service
 from loopwise.review.loops import content_hash
 from loopwise.storage import Store
@@ -65,7 +66,7 @@ def test_a_loop_starts_once_is_answered_and_completes_with_its_output(store: Sto
     _answer(store, workers[1], "reviews-sentiment", "0")
     done = service.describe_loop(store, "loop-1")
     assert done.status == "Completed" and done.output_uri
-    output = service.read_output(done)
+    output = loop_output.read_output(done)
     assert [a["answerContent"] for a in output["humanAnswers"]] == [{"sentiment": {"label": "0"}}] * 2
     first = output["humanAnswers"][0]
     assert (
@@ -78,7 +79,7 @@ def test_a_loop_starts_once_is_answered_and_completes_with_its_output(store: Sto
     # an answer to a loop that has ended cannot be taken back: it was consolidated already
     with pytest.raises(AnswerRefusedError, match="no answer of yours to undo"):
         labeling.undo(store, workers[1], job)
-    assert service.completed_examples(store, "reviews-sentiment")[0]["label"] == "0"
+    assert loop_output.completed_examples(store, "reviews-sentiment")[0]["label"] == "0"
 
 
 def test_input_that_does_not_fit_the_template_is_refused_naming_the_field(store: Store) -> None:
@@ -242,10 +243,10 @@ def test_completed_loops_become_labeled_examples_and_a_data_set_version(
         _answer(store, workers[0], "reviews-sentiment", labels[i % 3])
     service.start_loop(store, "unanswered", "reviews-sentiment", REVIEW)
     assert service.settle(store)["completed"] == 12
-    rows = service.completed_examples(store, "reviews-sentiment")
+    rows = loop_output.completed_examples(store, "reviews-sentiment")
     assert len(rows) == 12 and {r["source"] for r in rows} == {f"human loop loop-{i}" for i in range(12)}
     assert [r["label"] for r in rows] == [labels[i % 3] for i in range(12)]
-    version = service.export_dataset(
+    version = loop_output.export_dataset(
         store, "reviews-sentiment", "reviewed", train=0.5, validation=0.25, test=0.25
     )
     assert sum(split.rows for split in version.splits.values()) == 12

@@ -15,6 +15,7 @@ from auth_helpers import ARTIFACTS, admin_token, bearer, sign_in
 from loopwise.api.app import background_server
 from loopwise.labeling.jobs import COURSE_CATEGORIES, COURSE_TITLE
 from loopwise.review import service as review
+from loopwise.review.output import read_output
 from loopwise.serving.config import parse_endpoint_config
 from loopwise.serving.service import create_endpoint
 from loopwise.storage import Store
@@ -72,7 +73,7 @@ def test_a_reviewer_answers_the_course_loops_in_the_browser(two_models: Store, p
             while (loop := review.describe_loop(store, name)).status != "Completed":
                 assert time.monotonic() < deadline, f"{name} did not complete"
                 time.sleep(0.05)
-            output = review.read_output(loop)
+            output = read_output(loop)
             assert output["humanAnswers"][0]["answerContent"] == {"sentiment": {"label": expected[text]}}
             assert output["humanAnswers"][0]["workerMetadata"]["identityData"]["email"] == "rita@example.com"
             assert output["inputContent"]["taskObject"] == text

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -76,15 +76,12 @@ def create_app(
             gc.collect()
             gc.freeze()
         scheduler.start()
-        labeler = asyncio.create_task(_auto_label(store, auto_label_interval_s))
-        reviews = asyncio.create_task(_review_upkeep(store, review_interval_s))
-        pipelines = asyncio.create_task(_pipeline_triggers(store, pipeline_interval_s))
+        background = _background(store, auto_label_interval_s, review_interval_s, pipeline_interval_s)
         try:
             yield
         finally:
-            labeler.cancel()
-            reviews.cancel()
-            pipelines.cancel()
+            for task in background:
+                task.cancel()
             await scheduler.close()
             await plane.close()
 
@@ -228,51 +225,36 @@ def create_app(
     return app
 
 
-async def _review_upkeep(store: Store, interval_s: float) -> None:
-    """Human loops settled (answered ones completed, late ones failed) and, in a task of their own (a
-    webhook that does not answer must not hold completions back), their events sent to the flows'
-    webhooks, every ``interval_s`` seconds, off the event loop."""
+async def _every(interval_s: float, step: Callable[[Store], object], store: Store, what: str) -> None:
+    """``step(store)`` every ``interval_s`` seconds, off the event loop; a failing pass is logged and
+    does not stop the next ones."""
     import logging
 
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await asyncio.to_thread(step, store)
+        except Exception:
+            logging.getLogger(__name__).exception("%s failed", what)
+
+
+def _background(
+    store: Store, auto_label_s: float, review_s: float, pipeline_s: float
+) -> list[asyncio.Task[None]]:
+    """The server's periodic work: automated labeling's rounds as jobs become due; human loops settled
+    (answered ones completed, late ones failed) and, in a task of their own (a webhook that does not
+    answer must not hold completions back), their events sent; pipelines whose triggers are due run."""
+    from loopwise.labeling.auto import run_due_rounds
+    from loopwise.pipelines.triggers import run_due
     from loopwise.review.service import deliver_events, settle
 
-    async def every(step: Any) -> None:
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                await asyncio.to_thread(step, store)
-            except Exception:  # a failing pass must not stop the next ones; it is logged
-                logging.getLogger(__name__).exception("human loop upkeep failed")
-
-    await asyncio.gather(every(settle), every(deliver_events))
-
-
-async def _pipeline_triggers(store: Store, interval_s: float) -> None:
-    """Pipelines whose triggers are due started and run, off the event loop, every ``interval_s``."""
-    import logging
-
-    from loopwise.pipelines.triggers import run_due
-
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            await asyncio.to_thread(run_due, store)
-        except Exception:  # a failing pass must not stop the next ones; it is logged
-            logging.getLogger(__name__).exception("pipeline triggers failed")
-
-
-async def _auto_label(store: Store, interval_s: float) -> None:
-    """Automated labeling's rounds, run off the event loop as jobs become due."""
-    import logging
-
-    from loopwise.labeling.auto import run_due_rounds
-
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            await asyncio.to_thread(run_due_rounds, store)
-        except Exception:  # a failing round must not stop the next ones; it is logged
-            logging.getLogger(__name__).exception("automated labeling failed")
+    steps = (
+        (auto_label_s, run_due_rounds, "automated labeling"),
+        (review_s, settle, "settling human loops"),
+        (review_s, deliver_events, "sending human loop events"),
+        (pipeline_s, run_due, "pipeline triggers"),
+    )
+    return [asyncio.create_task(_every(interval, step, store, what)) for interval, step, what in steps]
 
 
 @contextmanager

@@ -21,9 +21,10 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from loopwise.api.invocations import BadRequest
-from loopwise.api.labeling import _parse
+from loopwise.api.labeling import CategoryIn, _parse
 from loopwise.labeling.jobs import Category
 from loopwise.review import service
+from loopwise.review.output import read_output
 
 if TYPE_CHECKING:
     from loopwise.storage import Store
@@ -37,11 +38,6 @@ class StartRequest(BaseModel):
     HumanLoopName: str
     FlowDefinitionName: str
     HumanLoopInput: LoopInput
-
-
-class CategoryIn(BaseModel):
-    label: str
-    description: str = ""
 
 
 class FlowRequest(BaseModel):
@@ -125,7 +121,7 @@ def mount_review(app: FastAPI, store: Store) -> None:
         from loopwise.api.auth import principal
 
         def read() -> dict[str, Any]:
-            return service.read_output(service.describe_loop(store, name))
+            return read_output(service.describe_loop(store, name))
 
         document = await asyncio.to_thread(read)
         if not principal(request).worker.can("review"):

@@ -45,6 +45,7 @@ def course_review(store: Store, endpoint: str) -> ReviewOutcome:
     from loopwise.api.app import background_server
     from loopwise.labeling.jobs import COURSE_CATEGORIES, COURSE_FULL_INSTRUCTIONS, COURSE_TITLE
     from loopwise.review import service
+    from loopwise.review.output import export
     from loopwise.serving.service import attach_review
     from loopwise.workforce import service as workforce
 
@@ -103,7 +104,7 @@ def course_review(store: Store, endpoint: str) -> ReviewOutcome:
                 highlight=False,
             )
     examples = store.artifacts.path(f"review/{flow.name}/training-data.jsonl")
-    count = service.export(store, flow.name, examples)
+    count = export(store, flow.name, examples)
     console.print(f"{count} reviewed examples collected as training data: {examples}", highlight=False)
     return ReviewOutcome(flow.name, list(started), examples)
 

@@ -199,7 +199,8 @@ def loop_describe(
     name: LoopName, output: Annotated[bool, typer.Option("--output", help="Print output.json.")] = False
 ) -> None:
     """A human loop as JSON (Augmented AI's DescribeHumanLoop), or its output.json."""
-    from loopwise.review.service import describe_loop, read_output
+    from loopwise.review.output import read_output
+    from loopwise.review.service import describe_loop
 
     with open_store() as store:
         loop = describe_loop(store, name)
@@ -265,14 +266,14 @@ def export(
     """The completed loops' answers as training data: JSON lines (text, label, where it came from) or a new
     data set version."""
     from loopwise.errors import ReviewError
-    from loopwise.review import service
+    from loopwise.review import output as output_
 
     if output is None and as_dataset is None:
         raise ReviewError("give --output FILE, --as-dataset NAME, or both")
     with open_store() as store:
         if output is not None:
-            count = service.export(store, flow, output)
+            count = output_.export(store, flow, output)
             console.print(f"{count} completed loop(s) of {flow} written to {output}")
         if as_dataset is not None:
-            version = service.export_dataset(store, flow, as_dataset)
+            version = output_.export_dataset(store, flow, as_dataset)
             console.print(f"data set {version.ref}: the completed loops of {flow} (their labels from people)")

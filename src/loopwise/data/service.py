@@ -15,7 +15,7 @@ writers. Rows keep their file order inside each split.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -161,6 +161,35 @@ def import_dataset(
         if origin is not None:
             source["origin"] = origin
         return _record(store, name, final, source, staged, written)
+
+
+def import_rows(
+    store: Store,
+    rows: Iterable[tuple[str, str]],
+    *,
+    name: str,
+    labels: Sequence[str] | None = None,
+    train: float = 0.8,
+    validation: float = 0.1,
+    test: float = 0.1,
+    origin: dict[str, Any] | None = None,
+) -> DatasetVersion:
+    """A new version of ``name`` from (text, label) rows that people or a pipeline made (a labeling job,
+    human loops, gathered labels), checked and split as :func:`import_dataset` does; ``origin`` says where
+    the labels came from."""
+    import csv
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"{name}.csv"
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["text", "label"])
+            writer.writerows(rows)
+        return import_dataset(
+            store, path, name=name, text_column="text", label_column="label", labels=labels,
+            train=train, validation=validation, test=test, origin=origin,
+        )  # fmt: skip
 
 
 def split_examples(version: DatasetVersion, split: str) -> ParquetExamples:

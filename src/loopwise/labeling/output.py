@@ -156,26 +156,11 @@ def to_dataset(
 ) -> DatasetVersion:
     """A new version of data set ``dataset`` from the job's labeled items (text and label), split for
     training (``train``/``validation``/``test`` shares; 0.8/0.1/0.1 unless told)."""
-    import tempfile
-
-    from loopwise.data.service import import_dataset
+    from loopwise.data.service import import_rows
 
     job = find_job(store, name)
     items = _labeled(store, job)
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"{job.name}.csv"
-        with path.open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["text", "label"])
-            writer.writerows((item.source, item.label) for item in items)
-        return import_dataset(
-            store,
-            path,
-            name=dataset,
-            text_column="text",
-            label_column="label",
-            labels=job.labels,
-            train=train,
-            validation=validation,
-            test=test,
-        )
+    rows = ((item.source, item.label) for item in items)
+    return import_rows(
+        store, rows, name=dataset, labels=job.labels, train=train, validation=validation, test=test
+    )

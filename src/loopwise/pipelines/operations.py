@@ -23,11 +23,8 @@ file says: a pipeline never promotes a model that lost its comparison.
 
 from __future__ import annotations
 
-import csv
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loopwise.errors import PipelineError
@@ -52,11 +49,11 @@ def gather_labels(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, A
     gave in the sources: completed human loops of ``review_flows``, labeled items of ``labeling_jobs``.
     ``new_labels`` counts those (all of them: a trigger's ``new_labels`` counts what arrived since the
     last run); ``min_new`` refuses to go on with fewer."""
-    from loopwise.data.service import import_dataset
+    from loopwise.data.service import import_rows
     from loopwise.data.splits import read_split
     from loopwise.labeling.output import labeled_items
     from loopwise.labeling.service import find_job
-    from loopwise.review.service import completed_examples
+    from loopwise.review.output import completed_examples
 
     rows: list[tuple[str, str]] = []
     labels: list[str] | None = None
@@ -94,16 +91,16 @@ def gather_labels(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, A
         "review_flows": _names(inputs.get("review_flows")),
         "labeling_jobs": _names(inputs.get("labeling_jobs")),
     }
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "gathered.csv"
-        with path.open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["text", "label"])
-            writer.writerows(rows)
-        version = import_dataset(
-            store, path, name=str(inputs["dataset"]), text_column="text", label_column="label", labels=labels,
-            train=0.9, validation=0.1, test=0.0, origin=origin,
-        )  # fmt: skip
+    version = import_rows(
+        store,
+        rows,
+        name=str(inputs["dataset"]),
+        labels=labels,
+        train=0.9,
+        validation=0.1,
+        test=0.0,
+        origin=origin,
+    )
     log(f"data set {version.ref}: {len(rows)} rows, {new} of them new labels")
     return {"dataset": version.ref, "examples": len(rows), "new_labels": new}
 

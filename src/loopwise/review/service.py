@@ -14,7 +14,6 @@ import os
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loopwise.errors import HumanLoopConflictError, NotFoundError, ReviewError, StorageError
@@ -117,7 +116,7 @@ def delete_flow(store: Store, name: str) -> Flow:
     flow = find_flow(store, name)
     with store.uow() as uow:  # first: no loop starts after this
         uow.review.set_flow_status(flow.id, "Deleted")
-    for loop in _all_loops(store, flow, status="InProgress"):
+    for loop in all_loops(store, flow, status="InProgress"):
         stop_loop(store, loop.name)
     return find_flow(store, name)
 
@@ -224,7 +223,7 @@ def settle(store: Store, *, now: datetime | None = None, only: HumanLoop | None 
     now = now or datetime.now(UTC)
     with store.uow() as uow:
         if only is not None:
-            answered = [only] if only.item_id is not None and _item_complete(uow, only.item_id) else []
+            answered = [only] if only.item_id is not None and uow.review.item_complete(only.item_id) else []
             expired = [only] if not answered and only.expires_at <= now else []
         else:
             answered, expired = uow.review.answered(), uow.review.expired(now)
@@ -239,13 +238,6 @@ def settle(store: Store, *, now: datetime | None = None, only: HumanLoop | None 
                 _event(uow, loop, "Failed", now)
                 failed += 1
     return {"completed": completed, "failed": failed}
-
-
-def _item_complete(uow: Any, item_id: int) -> bool:
-    from loopwise.storage.tables import LabelingItemRow
-
-    item = uow.session.get(LabelingItemRow, item_id)
-    return item is not None and item.status == "complete"
 
 
 def _complete(store: Store, loop: HumanLoop, now: datetime) -> bool:
@@ -264,6 +256,8 @@ def _complete(store: Store, loop: HumanLoop, now: datetime) -> bool:
     votes = [Vote(0, a["email"], a["label"]) for a in answers]
     consolidated = consolidate(votes, flow.labels, "majority")
     label, confidence = consolidated.labels[0], consolidated.confidence[0]
+    from loopwise.review.output import output_document
+
     document = output_document(flow, loop, answers, label, confidence)
     key = f"review/{flow.name}/{loop.name}/output.json"
     path = store.artifacts.path(key)
@@ -283,48 +277,6 @@ def _complete(store: Store, loop: HumanLoop, now: datetime) -> bool:
             uow.feedback.put(loop.endpoint, [Feedback(loop.inference_id, (label,))])
         _event(uow, loop, "Completed", now)
     return True
-
-
-def output_document(
-    flow: Flow, loop: HumanLoop, answers: list[dict[str, Any]], label: str, confidence: float
-) -> dict[str, Any]:
-    """Augmented AI's output.json: every human answer, the input, and the activation results; plus the
-    consolidated answer."""
-    return {
-        "flowDefinitionName": flow.name,
-        "humanLoopName": loop.name,
-        "humanAnswers": [
-            {
-                "answerContent": {flow.answer_key: {"label": a["label"]}},
-                "workerId": str(a["worker_id"]),
-                "workerMetadata": {"identityData": {"email": a["email"], "team": flow.team}},
-                "acceptanceTime": a["started_at"].isoformat(),
-                "submissionTime": a["submitted_at"].isoformat(),
-                "timeSpentInSeconds": round(a["seconds"] or 0.0, 3),
-            }
-            for a in answers
-        ],
-        "consolidatedAnswer": {
-            "answerContent": {flow.answer_key: {"label": label}},
-            "confidence": round(confidence, 4),
-            "method": "majority",
-            "humanAnswerCount": len(answers),
-        },
-        "inputContent": loop.input,
-        "humanLoopActivationResults": loop.activation,
-        "inferenceId": loop.inference_id,
-        "endpointName": loop.endpoint,
-        "variantName": loop.variant,
-    }
-
-
-def read_output(loop: HumanLoop) -> dict[str, Any]:
-    """A completed loop's output.json."""
-    from loopwise.storage.artifacts.local import local_path
-
-    if not loop.output_uri:
-        raise ReviewError(f"human loop {loop.name} is {loop.status}: it has no output")
-    return dict(json.loads(local_path(loop.output_uri).read_text(encoding="utf-8")))
 
 
 def deliver_events(store: Store, *, now: datetime | None = None, post: Post | None = None) -> tuple[int, int]:
@@ -354,71 +306,6 @@ def deliver_events(store: Store, *, now: datetime | None = None, post: Post | No
     return delivered, failed
 
 
-def completed_examples(store: Store, flow: str) -> list[dict[str, Any]]:
-    """Every completed loop of the flow as a labeled example: text, label and where the label came from."""
-    rows = []
-    for loop in _all_loops(store, find_flow(store, flow), status="Completed"):
-        output = read_output(loop)
-        answer = output["consolidatedAnswer"]
-        rows.append(
-            {
-                "text": loop.input["taskObject"],
-                "label": next(iter(answer["answerContent"].values()))["label"],
-                "confidence": answer["confidence"],
-                "source": f"human loop {loop.name}",
-                "human_answers": answer["humanAnswerCount"],
-                "inference_id": loop.inference_id or "",
-                "model_prediction": str(loop.input.get("initialValue", "")),
-            }
-        )
-    return rows
-
-
-def export(store: Store, flow: str, path: Path) -> int:
-    """The completed loops' examples as JSON lines; returns how many."""
-    rows = completed_examples(store, flow)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
-        handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    return len(rows)
-
-
-def export_dataset(
-    store: Store, flow: str, dataset: str, *, train: float = 0.8, validation: float = 0.1, test: float = 0.1
-) -> Any:
-    """A new version of data set ``dataset`` from the completed loops (text, label), ready for training."""
-    import csv
-    import tempfile
-
-    from loopwise.data.service import import_dataset
-
-    found = find_flow(store, flow)
-    rows = completed_examples(store, flow)
-    if not rows:
-        raise ReviewError(f"flow {flow} has no completed loop yet: nothing to export")
-    kept = store.artifacts.path(f"review/{flow}/{dataset}-examples.jsonl")
-    export(store, flow, kept)  # each example with the loop it came from, kept beside the version
-    origin = {"kind": "human review", "flow": flow, "loops": len(rows), "examples": str(kept)}
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"review-{flow}.csv"
-        with path.open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["text", "label"])
-            writer.writerows((row["text"], row["label"]) for row in rows)
-        return import_dataset(
-            store,
-            path,
-            name=dataset,
-            text_column="text",
-            label_column="label",
-            labels=found.labels,
-            train=train,
-            validation=validation,
-            test=test,
-            origin=origin,
-        )
-
-
 def _loop(store: Store, name: str) -> HumanLoop:
     with store.uow() as uow:
         loop = uow.review.loop(name)
@@ -427,7 +314,7 @@ def _loop(store: Store, name: str) -> HumanLoop:
     return loop
 
 
-def _all_loops(store: Store, flow: Flow, *, status: str | None = None) -> Iterable[HumanLoop]:
+def all_loops(store: Store, flow: Flow, *, status: str | None = None) -> Iterable[HumanLoop]:
     after: int | None = None
     while True:
         with store.uow() as uow:

@@ -214,6 +214,10 @@ class ReviewRepository:
             query = query.where(Loop.flow_id == flow_id)
         return {status: int(n) for status, n in self.session.execute(query).tuples()}
 
+    def item_complete(self, item_id: int) -> bool:
+        """Whether a loop's item has all its answers."""
+        return self.session.scalar(select(Item.status).where(Item.id == item_id)) == "complete"
+
     def answered(self, limit: int = 100) -> builtins.list[HumanLoop]:
         """Loops in progress whose item has all its answers: ready to complete."""
         query = (
