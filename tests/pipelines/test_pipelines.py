@@ -121,7 +121,11 @@ def test_a_run_goes_from_new_labels_to_a_promoted_model(
     assert outputs["gather"]["new_labels"] == 4 and outputs["gather"]["dataset"] == "small-retrain:1"
     assert outputs["train"]["model"] == "small-tfidf:2"
     assert outputs["compare"]["verdict"] in ("better", "tie") and Path(outputs["compare"]["report"]).exists()
-    assert outputs["promote"] == {"model": "small-tfidf:2", "previous": "small-tfidf:1"}
+    assert outputs["promote"] == {
+        "model": "small-tfidf:2",
+        "previous": "small-tfidf:1",
+        "outcome": "promoted",
+    }
     with store.uow() as uow:
         assert registry.resolve(uow, "small-tfidf@champion").ref == "small-tfidf:2"
         version = uow.datasets.get("small-retrain", 1)

@@ -7,13 +7,21 @@ operation          inputs (required; optional)                          outputs
 =================  ===================================================  =====================================
 ``gather-labels``  dataset; base, review_flows, labeling_jobs, min_new  dataset, examples, new_labels
 ``train``          dataset; backend, model_name, base_model, params,    model, run
-                   tuning_job
+                   options, tuning_job
 ``compare``        champion, candidate, dataset; split, require         verdict, difference, p_value,
                                                                         accuracy_champion,
                                                                         accuracy_candidate, report
 ``set-alias``      model, alias                                         model
-``promote``        model, comparison; alias                             model, previous
+``canary``         endpoint, model; variant, percent, share, bake,      variant, rollout, share, config
+                   timeout, poll, max_error_rate, max_p99_ms,
+                   min_requests
+``ab-test``        endpoint, candidate; config, alpha, min_effect,      decision, winner, champion, p_value,
+                   timeout, poll                                        difference, accuracy_champion,
+                                                                        accuracy_candidate, labelled
+``promote``        model, comparison; alias, endpoint, variant, ab      model, previous, outcome
 =================  ===================================================  =====================================
+
+``canary`` and ``ab-test`` are in :mod:`loopwise.pipelines.deployment`.
 
 ``compare``'s verdict is ``better`` (significantly more accurate on the same examples, McNemar's test),
 ``tie`` (not significantly different, and not less accurate) or ``worse``; a step requiring ``tie`` (the
@@ -28,6 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from loopwise.errors import PipelineError
+from loopwise.pipelines import deployment
 
 if TYPE_CHECKING:
     from loopwise.storage import Store
@@ -107,7 +116,8 @@ def gather_labels(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, A
 
 def train(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
     """A model trained on ``dataset``: with ``params``, or the best trial's hyperparameters of
-    ``tuning_job`` (its static settings too), the default otherwise."""
+    ``tuning_job`` (its static settings too), the default otherwise; ``options`` go to the backend's
+    classifier (TF-IDF's ``C``, say)."""
     from loopwise.classifiers import TrainConfig
     from loopwise.training.service import TrainRequest
     from loopwise.training.service import train as run_training
@@ -125,6 +135,7 @@ def train(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
         base_model=inputs.get("base_model"),
         model_name=inputs.get("model_name"),
         config=TrainConfig.from_dict(values),
+        options=dict(inputs.get("options") or {}),
         lineage=lineage,
     )
     outcome = run_training(store, request, progress=False)
@@ -192,14 +203,24 @@ def set_alias(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
 
 
 def promote(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
-    """The model becomes the champion (or ``alias``), only after a comparison it did not lose."""
+    """The model becomes the champion (or ``alias``), only after a comparison it did not lose; with an
+    ``endpoint`` and the candidate's ``variant``, the endpoint follows (the variant takes all the traffic,
+    the others leave). With ``ab``, the A/B test's decision: ``champion`` (the candidate lost live)
+    retires the variant and moves no alias."""
     from loopwise import registry
     from loopwise.errors import NotFoundError
+    from loopwise.pipelines.deployment import settle_endpoint
 
     if inputs["comparison"] not in ("better", "tie"):
         raise PipelineError(
             f"comparison verdict {inputs['comparison']!r}: a model that lost is never promoted"
         )
+    ab = inputs.get("ab")
+    if ab is not None and ab not in ("candidate", "champion", "tie"):
+        raise PipelineError(f"ab: the A/B test's decision (candidate, champion or tie), got {ab!r}")
+    endpoint, variant = inputs.get("endpoint"), inputs.get("variant")
+    if (endpoint is None) != (variant is None):
+        raise PipelineError("promote on an endpoint needs both endpoint and variant (the candidate's)")
     alias = str(inputs.get("alias", "champion"))
     with store.uow() as uow:
         model = registry.resolve(uow, str(inputs["model"]))
@@ -207,9 +228,17 @@ def promote(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
             previous = registry.resolve(uow, f"{model.name}@{alias}").ref
         except NotFoundError:
             previous = None
+    if ab == "champion":
+        log(f"{model.ref} lost the A/B test: retired, {model.name}@{alias} stays {previous or 'unset'}")
+        if endpoint is not None:
+            settle_endpoint(store, str(endpoint), str(variant), False, log)
+        return {"model": model.ref, "previous": previous, "outcome": "retired"}
+    with store.uow() as uow:
         registry.set_alias(uow, model.ref, alias)
     log(f"{model.ref} promoted to {model.name}@{alias} (was {previous or 'nobody'})")
-    return {"model": model.ref, "previous": previous}
+    if endpoint is not None:
+        settle_endpoint(store, str(endpoint), str(variant), True, log)
+    return {"model": model.ref, "previous": previous, "outcome": "promoted"}
 
 
 def _names(value: Any) -> list[str]:
@@ -228,7 +257,8 @@ OPERATIONS: dict[str, Operation] = {
             ("dataset", "examples", "new_labels"), gather_labels,
         ),
         Operation(
-            "train", ("dataset",), ("backend", "model_name", "base_model", "params", "tuning_job"),
+            "train", ("dataset",),
+            ("backend", "model_name", "base_model", "params", "options", "tuning_job"),
             ("model", "run"), train,
         ),
         Operation(
@@ -237,6 +267,21 @@ OPERATIONS: dict[str, Operation] = {
             compare,
         ),
         Operation("set-alias", ("model", "alias"), (), ("model",), set_alias),
-        Operation("promote", ("model", "comparison"), ("alias",), ("model", "previous"), promote),
+        Operation(
+            "canary", ("endpoint", "model"),
+            ("variant", "percent", "share", "bake", "timeout", "poll", "max_error_rate", "max_p99_ms",
+             "min_requests"),
+            ("variant", "rollout", "share", "config"), deployment.canary,
+        ),
+        Operation(
+            "ab-test", ("endpoint", "candidate"), ("config", "alpha", "min_effect", "timeout", "poll"),
+            ("decision", "winner", "champion", "p_value", "difference", "accuracy_champion",
+             "accuracy_candidate", "labelled"),
+            deployment.ab_test,
+        ),
+        Operation(
+            "promote", ("model", "comparison"), ("alias", "endpoint", "variant", "ab"),
+            ("model", "previous", "outcome"), promote,
+        ),
     )
 }  # fmt: skip

@@ -32,8 +32,16 @@ SRM_ALPHA = 0.001
 
 
 def ab_report(
-    store: Store, endpoint: str, *, alpha: float = 0.05, min_effect: float = 0.01
+    store: Store,
+    endpoint: str,
+    *,
+    alpha: float = 0.05,
+    min_effect: float = 0.01,
+    since_config: int | None = None,
 ) -> dict[str, Any]:
+    """``since_config``: only the requests answered under that configuration version of the endpoint or
+    a later one (the start of this split: earlier traffic under other weights would break the
+    sample-ratio check and mix two experiments)."""
     with store.uow() as uow:
         current = uow.endpoints.get(endpoint)
         feedback = {f.inference_id: f for f in uow.feedback.for_endpoint(endpoint)}
@@ -42,7 +50,7 @@ def ab_report(
     records = [
         r
         for r in read_captures(store.artifacts.path("capture"), endpoint)
-        if r["variant"] in production and "shadow_of" not in r
+        if r["variant"] in production and "shadow_of" not in r and _since(r, since_config)
     ]
     traffic = {name: 0 for name in production}
     latencies: dict[str, list[float]] = defaultdict(list)
@@ -96,7 +104,12 @@ def ab_report(
         "winner": winner,
         "alpha": alpha,
         "min_effect": min_effect,
+        "since_config": since_config,
     }
+
+
+def _since(record: dict[str, Any], version: int | None) -> bool:
+    return version is None or (record.get("config_version") or 0) >= version
 
 
 def _verdict(comparisons: list[dict[str, Any]], min_effect: float, srm_p: float) -> tuple[str, str | None]:

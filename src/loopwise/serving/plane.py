@@ -251,6 +251,7 @@ class DataPlane:
             "endpoint": result.endpoint,
             "variant": result.variant,
             "model": result.model,
+            "config_version": None if runtime is None else runtime.routing.version,
             "time": time.time(),
             "latency_ms": round(latency_ms, 3),
             "model_ms": round(result.model_ms, 3),

@@ -5,7 +5,9 @@ equal steps), each held for a baking time. The other production variants keep th
 within what is left. While a step bakes, the server's data plane watches the variant's alarms over that
 step: its 5XX error rate and its p99 latency (model plus router); either over its threshold rolls the
 endpoint back to the weights it had before the rollout, and the rollout ends ``rolled_back`` with the
-reason. A rollout is recorded in the database, so it goes on after a server restart.
+reason. A rollout is recorded in the database, so it goes on after a server restart. A plan that ``hold``s
+completes at its last share without giving the variant everything: a canary that stays at its share for
+an A/B test (what a retraining pipeline's ``canary`` step does).
 """
 
 from __future__ import annotations
@@ -35,13 +37,18 @@ class RolloutPlan(BaseModel):
     max_p99_ms: float | None = Field(default=None, gt=0)
     #: a step's alarms need at least this many requests to the variant to judge it
     min_requests: int = Field(default=10, ge=1)
+    #: the rollout completes at its last share, which may be below 1.0 (a canary that holds its share for
+    #: an A/B test, say); without it the last step gives the variant all the traffic
+    hold: bool = False
 
     @model_validator(mode="after")
     def _steps(self) -> RolloutPlan:
         if any(not 0 < s <= 1 for s in self.shares) or list(self.shares) != sorted(self.shares):
             raise ValueError("shares rise from above 0 to at most 1")
-        if self.shares[-1] != 1.0:
-            raise ValueError("the last step gives the variant all the traffic (share 1.0)")
+        if self.shares[-1] != 1.0 and not self.hold:
+            raise ValueError(
+                "the last step gives the variant all the traffic (share 1.0), unless the plan holds (hold)"
+            )
         return self
 
     @classmethod

@@ -125,6 +125,68 @@ def attach_review(
         return uow.endpoints.add_config(name, config, note)
 
 
+def deploy_variant(
+    store: Store,
+    name: str,
+    variant: str,
+    model: str,
+    *,
+    weight: float = 0.0,
+    progress: Progress | None = None,
+) -> Endpoint:
+    """Add a production variant serving ``model`` (at ``weight``: 0 takes no traffic until a rollout
+    or new weights give it some), its other settings those of the endpoint's first production variant.
+    The model is exported and loaded once before the configuration is recorded, so a model that cannot
+    serve changes nothing. Deploying the same model under the same name again changes nothing."""
+    with store.uow() as uow:
+        endpoint = uow.endpoints.get(name)
+        version = registry.resolve(uow, model)
+        version.require_checkpoint()
+    config = endpoint.config
+    existing = next((v for v in config.variants if v.name == variant), None)
+    if existing is not None:
+        if existing.model_version_id == version.id and existing.role == "production":
+            return endpoint
+        raise EndpointConfigError(
+            f"{name} already has a variant {variant} (serving another model): name the new one otherwise",
+            [("variant", f"{variant} exists")],
+        )
+    template = config.production[0]
+    added = Variant.model_validate(
+        {
+            **template.model_dump(),
+            "name": variant,
+            "model": version.ref,
+            "model_version_id": version.id,
+            "weight": weight,
+            "instances": 1,
+            "autoscaling": None,
+        }
+    )
+    _prepare(store, added, progress)
+    with store.uow() as uow:
+        current = uow.endpoints.get(name, for_update=True).config
+        document = current.to_dict()
+        document["variants"] = [*document["variants"], added.model_dump(mode="json")]
+        updated = parse_endpoint_config(document, source=f"variant {variant}")
+        return uow.endpoints.add_config(name, updated, f"variant {variant}: {version.ref}, weight {weight:g}")
+
+
+def remove_variant(store: Store, name: str, variant: str, *, note: str | None = None) -> Endpoint:
+    """Take a variant out of the endpoint (its model stays in the registry). The others keep their
+    weights; a human review attached to it by name moves with nothing (it is dropped from the list)."""
+    with store.uow() as uow:
+        current = uow.endpoints.get(name, for_update=True).config
+        current.variant(variant)
+        document = current.to_dict()
+        document["variants"] = [v for v in document["variants"] if v["name"] != variant]
+        review = document.get("review")
+        if review and review.get("variants"):
+            review["variants"] = [v for v in review["variants"] if v != variant]
+        updated = parse_endpoint_config(document, source=f"the endpoint without {variant}")
+        return uow.endpoints.add_config(name, updated, note or f"variant {variant}: removed")
+
+
 def record_feedback(store: Store, name: str, items: list[Feedback]) -> int:
     """Store ground truth or rewards for the endpoint's inferences (an inference's earlier feedback is
     replaced); returns how many inferences got feedback for the first time."""
