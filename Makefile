@@ -65,6 +65,7 @@ benchmark: install seed
 	$(BIN)/python benchmarks/labeling_load.py
 	$(BIN)/python benchmarks/auto_labeling.py
 	$(BIN)/python benchmarks/review_overhead.py
+	$(BIN)/python benchmarks/closed_loop.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

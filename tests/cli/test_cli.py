@@ -176,7 +176,7 @@ def test_bad_input_fails_clearly_and_changes_nothing(tmp_path: Path) -> None:
 def test_the_main_job_runs_end_to_end_on_a_small_budget(tmp_path: Path, reviews_csv: Path) -> None:
     home = tmp_path / "home"
     budget = ("--budget", "96", "--per-trial", "48", "--max-trials", "3", "--max-seq-length", "32")
-    out = run(home, "demo", "--file", str(reviews_csv), *budget).stdout
+    out = run(home, "demo", "--file", str(reviews_csv), *budget, "--no-serve").stdout
     assert "course split reviews:1: train 5,537 / validation 307 / test 309" in out
     assert "tuning job reviews-sentiment-tuning-1" in out
     trials = [line for line in out.splitlines() if line.startswith("trial ") and " examples; " in line]
@@ -188,7 +188,8 @@ def test_the_main_job_runs_end_to_end_on_a_small_budget(tmp_path: Path, reviews_
     assert figures["context"]["split"] == "test" and figures["context"]["examples"] == 309
     tuning_report = Path(out.split("tuning report: ", 1)[1].split()[0])
     assert tuning_report.name == "report.html" and tuning_report.exists()
-    model = json.loads(run(home, "models", "show", "reviews-sentiment@champion", "--json").stdout)
+    # the tuned best model (the pipeline at the end may promote another to champion)
+    model = json.loads(run(home, "models", "show", "reviews-sentiment@best", "--json").stdout)
     assert model["model"]["metrics"]["test_accuracy"] == figures["metrics"]["accuracy"]["value"]
     assert model["model"]["params"]["tuning_job"] == "reviews-sentiment-tuning-1"
     assert "best" in model["model"]["aliases"] and f"{model['model']['name']}:" in out
@@ -216,3 +217,33 @@ def test_the_main_job_runs_end_to_end_on_a_small_budget(tmp_path: Path, reviews_
     examples = Path(out.split("their answers as training data: ", 1)[1].split()[0])
     rows = [json.loads(line) for line in examples.read_text().splitlines()]
     assert len(rows) == sent and all(r["source"].startswith("human loop ep-") for r in rows)
+    # the loop closes: the server starts the pipeline on those labels by itself
+    closing = out.split("the loop closes", 1)[1]
+    assert f"run 1 started by itself: {90 + sent} new labels" in closing
+    assert (
+        f"gather: succeeded dataset reviews-retrain:1, examples {5537 + 90 + sent}, new_labels {90 + sent}"
+        in (closing)
+    )
+    assert "train: succeeded model reviews-sentiment:" in closing
+    run_status = json.loads(run(home, "pipeline", "status", "1", "--json").stdout)
+    steps = {s["name"]: s for s in run_status["steps"]}
+    assert run_status["trigger"].endswith("new labels (trigger: 1)")
+    candidate_model = steps["train"]["outputs"]["model"]
+    assert closing.split("train: succeeded model ", 1)[1].startswith(candidate_model + ",")
+    if steps["compare"]["status"] == "Failed":  # tiny models: the candidate may lose, and stops there
+        assert "it is not promoted" in steps["compare"]["error"] and run_status["status"] == "Failed"
+    else:  # canary, the A/B test on live reviews until it decides, then promote or retire
+        assert run_status["status"] == "Succeeded", run_status
+        assert steps["canary"]["outputs"]["share"] == 0.5
+        decision = steps["ab"]["outputs"]["decision"]
+        assert decision in ("candidate", "champion", "tie", "inconclusive")
+        outcome = steps["promote"]["outputs"]["outcome"]
+        assert outcome == ("retired" if decision == "champion" else "promoted")
+        endpoint = json.loads(run(home, "endpoint", "describe", "reviews-endpoint", "--json").stdout)
+        serving = [v["name"] for v in endpoint["config"]["variants"] if v["weight"] > 0]
+        candidate = steps["canary"]["outputs"]["variant"]
+        assert (serving == [candidate]) == (outcome == "promoted")
+        champion = json.loads(run(home, "models", "show", "reviews-sentiment@champion", "--json").stdout)
+        shown = f"{champion['model']['name']}:{champion['model']['version']}"
+        assert (shown == candidate_model) == (outcome == "promoted")
+    assert "pipeline run 1 (" in out and "took " in out

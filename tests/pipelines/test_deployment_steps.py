@@ -49,8 +49,12 @@ def _setup(store: Store, import_small: Callable[[Store], str], tmp_path: Path) -
         train(store, TrainRequest(dataset=dataset, backend="tfidf", model_name="small-tfidf"), progress=False)
     with store.uow() as uow:
         registry.set_alias(uow, "small-tfidf:1", "champion")
-    config = {"variants": [{"name": "Champion", "model": "small-tfidf:1"}], "capture": {"share": 1}}
-    create_endpoint(store, "reviews", parse_endpoint_config(config))
+    # an earlier variant kept at weight 0 comes first: the A/B test's control is the one with the traffic
+    variants = [
+        {"name": "Old", "model": "small-tfidf:1", "weight": 0},
+        {"name": "Champion", "model": "small-tfidf:1"},
+    ]
+    create_endpoint(store, "reviews", parse_endpoint_config({"variants": variants, "capture": {"share": 1}}))
     path = tmp_path / "ship.yaml"
     path.write_text(PIPELINE, encoding="utf-8")
     service.create_pipeline(store, path)
@@ -116,7 +120,7 @@ def test_a_candidate_that_wins_its_ab_test_is_promoted(
     notes = [h.note for h in history[1:]]
     assert notes[0] == "variant small-tfidf-v2: small-tfidf:2, weight 0"
     assert [n.split(": ")[-1] for n in notes[1:3]] == ["small-tfidf-v2 20%", "small-tfidf-v2 50%"]
-    assert notes[-1] == "Champion replaced by small-tfidf-v2"
+    assert notes[-2:] == ["Old replaced by small-tfidf-v2", "Champion replaced by small-tfidf-v2"]
     with store.uow() as uow:
         assert registry.resolve(uow, "small-tfidf@champion").ref == "small-tfidf:2"
     assert any("rollout" in line and "20% then 50%" in line for line in said)
@@ -132,7 +136,7 @@ def test_a_candidate_that_loses_its_ab_test_is_retired(
     assert outputs["ab"]["decision"] == "champion" and outputs["ab"]["winner"] == "Champion"
     assert outputs["promote"] == {"model": "small-tfidf:2", "previous": "small-tfidf:1", "outcome": "retired"}
     endpoint, history = describe_endpoint(store, "reviews")
-    assert endpoint.config.traffic_shares() == {"Champion": 1.0}
+    assert endpoint.config.traffic_shares() == {"Old": 0.0, "Champion": 1.0}
     assert history[-1].note == "small-tfidf-v2 retired"
     with store.uow() as uow:
         assert registry.resolve(uow, "small-tfidf@champion").ref == "small-tfidf:1"
@@ -154,7 +158,7 @@ def test_the_canary_step_refuses_bad_inputs_and_waits_no_longer_than_told(
         canary(store, {**base, "bake": "1h", "timeout": "1s", "poll": "0.2s"}, said.append)
     assert any("rollout 1 of small-tfidf-v2 taken up (running)" in line for line in said)
     endpoint, _ = describe_endpoint(store, "reviews")
-    assert endpoint.config.traffic_shares() == {"Champion": 0.9, "small-tfidf-v2": 0.1}
+    assert endpoint.config.traffic_shares() == {"Old": 0.0, "Champion": 0.9, "small-tfidf-v2": 0.1}
     with pytest.raises(PipelineError, match="a rollout of small-tfidf-v2 in progress"):
         canary(store, {**base, "model": "small-tfidf:1", "variant": "Other"}, said.append)
 

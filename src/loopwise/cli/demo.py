@@ -1,6 +1,6 @@
 """``loopwise demo``: the course loop on the reviews data, offline, on the embedded default.
 
-For now: fetch and verify the data, prepare the course split, tune MiniLM's fine-tuning with loopwise's
+Fetch and verify the data, prepare the course split, tune MiniLM's fine-tuning with loopwise's
 default tuning (Bayesian search with the median stopping rule) on a compute budget counted in training
 examples, evaluate the best model once on the test split, write the tuning report, register the best
 model as the champion, then the course's Lab 2: the best two models as VariantA and VariantB of an
@@ -9,7 +9,10 @@ all traffic shifted to VariantB without a restart, again, and the course's autos
 then the endpoint watched: a baseline, the test split's reviews as traffic with their labels as feedback,
 then the same reviews as a broken upstream system sends them, with the alerts this raises and the
 monitoring report; then the course's Lab 3: reviews labeled by a private workforce, and the endpoint's
-uncertain predictions sent to people through a flow definition's human loops.
+uncertain predictions sent to people through a flow definition's human loops; then the loop closes by
+itself: a retraining pipeline triggered by those new labels warm-starts the champion on them, compares,
+deploys the candidate as a canary, A/B tests it on live reviews and promotes or retires it; and the
+console is left running at a printed local address.
 """
 
 from __future__ import annotations
@@ -39,14 +42,22 @@ def demo(
     max_trials: Annotated[int, typer.Option(min=1, help="The most trials the tuning job runs.")] = 8,
     max_seq_length: Annotated[int, typer.Option(min=8, max=512)] = 128,
     name: Annotated[str, typer.Option(help="Registered model name.")] = "reviews-sentiment",
+    serve: Annotated[
+        bool,
+        typer.Option(help="At the end, leave the console running (Ctrl-C stops it); --no-serve to exit."),
+    ] = True,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="The console's port on 127.0.0.1.")] = 8080,
 ) -> None:
     """Run the course loop: data -> course split -> tune MiniLM -> evaluate the best on the test split ->
     tuning report -> register the best as champion -> deploy two variants (Lab 2) -> monitor them -> label
-    reviews with a private workforce (Lab 3's labeling)."""
+    reviews with a private workforce and send uncertain predictions to people (Lab 3) -> a retraining
+    pipeline that starts by itself from their labels: retrain, compare, canary, A/B test, promote -> the
+    console left running."""
     from loopwise import registry
     from loopwise.cli._course_lab2 import ENDPOINT, course_lab2
     from loopwise.cli._course_lab3 import course_labeling
     from loopwise.cli._course_monitor import course_monitoring
+    from loopwise.cli._course_retrain import course_retrain
     from loopwise.cli._course_review import course_review
     from loopwise.cli.tune import live_progress
     from loopwise.data.cache import fetch_reviews
@@ -134,6 +145,15 @@ def demo(
 
         console.rule("9. send uncertain predictions to people (the human review half of the course's Lab 3)")
         reviewed = course_review(store, ENDPOINT)
+
+        console.rule(
+            "10. the loop closes: a pipeline retrains from the new labels, canaries, A/B tests, promotes"
+        )
+        retrained = course_retrain(
+            store, csv_path=csv_path, dataset=dataset.ref, tuning_job=job_name, model=name,
+            labeling_job=labeling.job, flow=reviewed.flow, endpoint=ENDPOINT,
+            steps=max(1, per_trial // 16),
+        )  # fmt: skip
     console.rule("done")
     console.print(f"tuning report: {report.html}")
     console.print(f"report: {_local(evaluation.report_uri)}")
@@ -150,7 +170,51 @@ def demo(
         "labeling UI: `loopwise server`, then http://127.0.0.1:8080/label (workers and reviewers) and "
         "/console/labeling"
     )
+    outputs = retrained.run.outputs()
+    console.print(
+        f"pipeline run {retrained.run.id} ({retrained.pipeline}): {retrained.run.status}; "
+        + (
+            f"{outputs['promote']['model']} {outputs['promote']['outcome']}"
+            if "promote" in outputs
+            else f"{retrained.run.error}"
+        )
+    )
     console.print(f"took {time.monotonic() - started:.0f} s")
+    if serve:
+        _serve_console(port)
+
+
+def _serve_console(port: int) -> None:
+    """The console on 127.0.0.1 until Ctrl-C, with an admin account to sign in with (made when there is
+    none, its temporary password shown once)."""
+    import socket
+
+    import uvicorn
+
+    from loopwise.api.app import create_app
+    from loopwise.workforce import service as workforce
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    with open_store() as store:
+        with store.uow() as uow:
+            admins = uow.workforce.count_admins()
+        if not admins:
+            _, password = workforce.create_worker(store, "admin@loopwise.local", role="admin")
+            console.print(
+                f"admin account admin@loopwise.local, temporary password [bold]{password}[/bold] "
+                "(shown once; you choose your own at the first sign-in)"
+            )
+        console.rule("the console")
+        console.print(
+            f"the loop: http://127.0.0.1:{port}/console/loop  (labeling: /label; Ctrl-C stops the server)",
+            highlight=False,
+        )
+        uvicorn.run(create_app(store, freeze_heap=True), host="127.0.0.1", port=port, log_level="warning")
 
 
 def _runner_up(store: Any, job: Any, trials: list[Any]) -> str | None:

@@ -8,11 +8,13 @@ version), then rolls it out to ``percent`` of the traffic for ``bake``, guarded 
 rolls the endpoint back and takes the variant out: the step fails with the alarm's reason.
 
 ``ab-test`` reads the endpoint's A/B report over the requests answered under the configuration that put
-the split in force (``config``, the canary's output) and later ones,
-and waits until the always-valid sequential test decides between the candidate and the control (the
-endpoint's first production variant, the champion): ``candidate`` (it is significantly more accurate),
-``champion`` (significantly less accurate) or ``tie`` (the confidence sequence lies within
-``+-min_effect``). Reading it as often as it does inflates nothing (:mod:`loopwise.serving.ab`).
+the split in force (``config``, the canary's output) and later ones, and waits until the always-valid
+sequential test decides between the candidate and the control (``champion``: by default the endpoint's
+other production variant with the most traffic): ``candidate`` (significantly more accurate),
+``champion`` (significantly less accurate), ``tie`` (the confidence sequence lies within
+``+-min_effect``), or ``inconclusive`` once each arm has ``max_labelled`` predictions with feedback and
+neither happened (the experiment's planned size: no significant difference in that many). Reading it as
+often as it does inflates nothing (:mod:`loopwise.serving.ab`).
 
 Each waits with a ``timeout``: past it the step fails, the rollout or the test going on; resuming the run
 waits again where it was (a variant already deployed and a rollout already running or completed are
@@ -24,6 +26,8 @@ from __future__ import annotations
 import re
 import time
 from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
 
 from loopwise._durations import parse_duration
 from loopwise.errors import PipelineError
@@ -62,7 +66,11 @@ def canary(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
     deploy_variant(store, endpoint, variant, version.ref, progress=log)
     rollout = _current_rollout(store, endpoint, variant)
     if rollout is None:
-        plan = RolloutPlan(shares=shares, bake_s=bake_s, hold=True, **alarms)
+        try:
+            plan = RolloutPlan(shares=shares, bake_s=bake_s, hold=True, **alarms)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise PipelineError(f"the canary's rollout plan: {problems}") from None
         rollout = start_rollout(store, endpoint, variant, plan)
         log(
             f"rollout {rollout.id}: {variant} ({version.ref}) at "
@@ -133,14 +141,21 @@ def ab_test(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
 
     endpoint = str(inputs["endpoint"])
     candidate = str(inputs["candidate"])
+    champion = str(inputs.get("champion") or _champion_variant(store, endpoint, candidate))
     alpha = float(inputs.get("alpha", 0.05))
     min_effect = float(inputs.get("min_effect", 0.01))
     since = int(inputs["config"]) if inputs.get("config") is not None else None
     timeout_s = parse_duration(str(inputs.get("timeout", "1h")), "timeout")
+    horizon = int(inputs["max_labelled"]) if inputs.get("max_labelled") is not None else None
+    if horizon is not None and horizon < 1:
+        raise PipelineError(f"max_labelled: a number of predictions with feedback, at least 1, got {horizon}")
     deadline = time.monotonic() + timeout_s
     labelled = -1
     while True:
-        report = ab_report(store, endpoint, alpha=alpha, min_effect=min_effect, since_config=since)
+        report = ab_report(
+            store, endpoint, alpha=alpha, min_effect=min_effect, since_config=since,
+            only=(champion, candidate),
+        )  # fmt: skip
         comparison = next((c for c in report["comparisons"] if c["challenger"] == candidate), None)
         if comparison is None:
             raise PipelineError(
@@ -155,7 +170,10 @@ def ab_test(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
             )
         decision = _decision(comparison, min_effect)
         figures = report["variants"]
-        seen = figures[candidate]["labelled"] + figures[comparison["control"]]["labelled"]
+        arms = (figures[candidate]["labelled"], figures[comparison["control"]]["labelled"])
+        if decision is None and horizon is not None and min(arms) >= horizon:
+            decision = "inconclusive"  # the planned sample size, and no significant difference
+        seen = sum(arms)
         if seen != labelled:
             labelled = seen
             control = comparison["control"]
@@ -182,6 +200,16 @@ def ab_test(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
         "accuracy_candidate": figures[candidate]["accuracy"],
         "labelled": labelled,
     }
+
+
+def _champion_variant(store: Store, endpoint: str, candidate: str) -> str:
+    """The production variant other than the candidate with the most traffic (the first of equals)."""
+    with store.uow() as uow:
+        config = uow.endpoints.get(endpoint).config
+    others = [v for v in config.production if v.name != candidate]
+    if not others:
+        raise PipelineError(f"{endpoint} has no production variant besides {candidate} to test it against")
+    return max(others, key=lambda v: v.weight).name
 
 
 def _decision(comparison: dict[str, Any], min_effect: float) -> str | None:

@@ -15,8 +15,8 @@ operation          inputs (required; optional)                          outputs
 ``canary``         endpoint, model; variant, percent, share, bake,      variant, rollout, share, config
                    timeout, poll, max_error_rate, max_p99_ms,
                    min_requests
-``ab-test``        endpoint, candidate; config, alpha, min_effect,      decision, winner, champion, p_value,
-                   timeout, poll                                        difference, accuracy_champion,
+``ab-test``        endpoint, candidate; champion, config, alpha,        decision, winner, champion, p_value,
+                   min_effect, max_labelled, timeout, poll              difference, accuracy_champion,
                                                                         accuracy_candidate, labelled
 ``promote``        model, comparison; alias, endpoint, variant, ab      model, previous, outcome
 =================  ===================================================  =====================================
@@ -117,7 +117,8 @@ def gather_labels(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, A
 def train(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
     """A model trained on ``dataset``: with ``params``, or the best trial's hyperparameters of
     ``tuning_job`` (its static settings too), the default otherwise; ``options`` go to the backend's
-    classifier (TF-IDF's ``C``, say)."""
+    classifier (TF-IDF's ``C``, say). A ``base_model`` that names a registered model (``name@champion``)
+    warm-starts from its checkpoint."""
     from loopwise.classifiers import TrainConfig
     from loopwise.training.service import TrainRequest
     from loopwise.training.service import train as run_training
@@ -129,10 +130,15 @@ def train(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
         lineage["tuning_job"] = inputs["tuning_job"]
         log(f"hyperparameters of tuning job {inputs['tuning_job']}'s best trial: {values}")
     values |= dict(inputs.get("params") or {})
+    base_model = inputs.get("base_model")
+    if base_model and ("@" in str(base_model) or ":" in str(base_model)):
+        base_model = _checkpoint(store, str(base_model))
+        lineage["warm_start"] = str(inputs["base_model"])
+        log(f"warm start from {inputs['base_model']} ({base_model})")
     request = TrainRequest(
         dataset=str(inputs["dataset"]),
         backend=str(inputs.get("backend", "transformers")),
-        base_model=inputs.get("base_model"),
+        base_model=base_model,
         model_name=inputs.get("model_name"),
         config=TrainConfig.from_dict(values),
         options=dict(inputs.get("options") or {}),
@@ -143,6 +149,17 @@ def train(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
         raise PipelineError(f"training run {outcome.run.id} ended without a model")
     log(f"trained {outcome.model.ref} (run {outcome.run.id})")
     return {"model": outcome.model.ref, "run": outcome.run.id}
+
+
+def _checkpoint(store: Store, ref: str) -> str:
+    """The local checkpoint directory of a registered model (``name:3``, ``name@champion``)."""
+    from loopwise import registry
+    from loopwise.storage.artifacts.local import local_path
+
+    with store.uow() as uow:
+        version = registry.resolve(uow, ref)
+    version.require_checkpoint()
+    return str(local_path(version.uri))
 
 
 def _best_params(store: Store, job_name: str) -> dict[str, Any]:
@@ -206,7 +223,8 @@ def promote(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
     """The model becomes the champion (or ``alias``), only after a comparison it did not lose; with an
     ``endpoint`` and the candidate's ``variant``, the endpoint follows (the variant takes all the traffic,
     the others leave). With ``ab``, the A/B test's decision: ``champion`` (the candidate lost live)
-    retires the variant and moves no alias."""
+    retires the variant and moves no alias; ``candidate``, ``tie`` and ``inconclusive`` (it did not lose
+    offline nor live, and learned from more labels) promote it."""
     from loopwise import registry
     from loopwise.errors import NotFoundError
     from loopwise.pipelines.deployment import settle_endpoint
@@ -216,8 +234,10 @@ def promote(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
             f"comparison verdict {inputs['comparison']!r}: a model that lost is never promoted"
         )
     ab = inputs.get("ab")
-    if ab is not None and ab not in ("candidate", "champion", "tie"):
-        raise PipelineError(f"ab: the A/B test's decision (candidate, champion or tie), got {ab!r}")
+    if ab is not None and ab not in ("candidate", "champion", "tie", "inconclusive"):
+        raise PipelineError(
+            f"ab: the A/B test's decision (candidate, champion, tie or inconclusive), got {ab!r}"
+        )
     endpoint, variant = inputs.get("endpoint"), inputs.get("variant")
     if (endpoint is None) != (variant is None):
         raise PipelineError("promote on an endpoint needs both endpoint and variant (the candidate's)")
@@ -274,7 +294,8 @@ OPERATIONS: dict[str, Operation] = {
             ("variant", "rollout", "share", "config"), deployment.canary,
         ),
         Operation(
-            "ab-test", ("endpoint", "candidate"), ("config", "alpha", "min_effect", "timeout", "poll"),
+            "ab-test", ("endpoint", "candidate"),
+            ("champion", "config", "alpha", "min_effect", "max_labelled", "timeout", "poll"),
             ("decision", "winner", "champion", "p_value", "difference", "accuracy_champion",
              "accuracy_candidate", "labelled"),
             deployment.ab_test,

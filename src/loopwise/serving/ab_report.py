@@ -16,11 +16,13 @@ all when the traffic does not match the weights (SRM p < 0.001): the split itsel
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from loopwise.errors import EndpointConfigError
 from loopwise.serving.ab import sample_ratio_mismatch, sequential_test
 from loopwise.serving.capture import read_captures
 
@@ -38,15 +40,26 @@ def ab_report(
     alpha: float = 0.05,
     min_effect: float = 0.01,
     since_config: int | None = None,
+    only: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """``since_config``: only the requests answered under that configuration version of the endpoint or
     a later one (the start of this split: earlier traffic under other weights would break the
-    sample-ratio check and mix two experiments)."""
+    sample-ratio check and mix two experiments). ``only``: only these production variants, the
+    first the control (a pipeline's A/B test: the champion against its candidate, whatever other
+    variant the endpoint keeps at weight 0)."""
     with store.uow() as uow:
         current = uow.endpoints.get(endpoint)
         feedback = {f.inference_id: f for f in uow.feedback.for_endpoint(endpoint)}
     config = current.config
     production = [v.name for v in config.production]
+    if only is not None:
+        unknown = [v for v in only if v not in production]
+        if unknown:
+            raise EndpointConfigError(
+                f"{', '.join(unknown)}: not production variants of {endpoint} ({', '.join(production)})",
+                [("only", "unknown variant")],
+            )
+        production = list(only)
     records = [
         r
         for r in read_captures(store.artifacts.path("capture"), endpoint)
@@ -64,7 +77,7 @@ def ab_report(
             continue
         for predicted, label in zip(record["predicted_label"], truth.labels, strict=False):
             outcomes[variant].append((truth.created_at, float(predicted == label)))
-    weights = {v.name: v.weight for v in config.production}
+    weights = {v.name: v.weight for v in config.production if v.name in production}
     srm_statistic, srm_p = sample_ratio_mismatch(traffic, weights)
     variants = {}
     for name in production:
