@@ -1,15 +1,17 @@
-"""The loop's console page in Chromium over a real server: the champion, the endpoint's traffic and its
-review flow, an open alert, the queues for people, a pipeline run with its steps, and the data set
-versions with where their labels came from. Screenshot under test-artifacts/."""
+"""The loop's console page in Chromium over a real server: the champion, the endpoint's traffic, each
+variant's live figures and its review flow, an open alert, the queues for people, a pipeline run with its
+steps, and the data set versions with where their labels came from. Screenshot under test-artifacts/."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from auth_helpers import ARTIFACTS, ensure_admin, sign_in
+from auth_helpers import ARTIFACTS, admin_token, bearer, ensure_admin, sign_in
 from loopwise.api.app import background_server
 from loopwise.labeling import service as labeling
 from loopwise.labeling.jobs import COURSE_CATEGORIES
@@ -63,15 +65,29 @@ def test_the_loop_page_shows_the_loop_as_it_stands(two_models: Store, page: Any,
     run = pipelines.run_pipeline(store, "retrain", trigger="manual")
     assert run.status == "Succeeded"
     with background_server(store) as (url, _):
+        with httpx.Client(base_url=url, headers=bearer(admin_token(store)), timeout=30) as client:
+            for variant, times in (("VariantA", 5), ("VariantB", 3)):
+                for _ in range(times):
+                    client.post(
+                        "/api/v1/endpoints/reviews/predict",
+                        json={"texts": ["great lovely item"], "target_variant": variant},
+                    ).raise_for_status()
+        deadline = time.monotonic() + 30
+        while review.list_loops(store, flow="course", status="InProgress", max_results=100)[0][8:9] == []:
+            assert time.monotonic() < deadline, "the predictions' loops were not written"
+            time.sleep(0.05)  # a loop reaches the database a few milliseconds after its prediction
         sign_in(page, url)
         page.goto(f"{url}/console/loop")
+        live = page.text_content('#endpoints tr[data-endpoint="reviews"] td.live')
+        assert "VariantA: 5 requests, 0 5XX, p99 " in live and "VariantB: 3 requests, 0 5XX" in live
         assert "small-tfidf:2" in page.text_content('#models tr[data-model="small-tfidf"] td.champion')
         traffic = page.text_content('#endpoints tr[data-endpoint="reviews"] td.split')
         assert "VariantA small-tfidf:1 90%" in traffic and "VariantB small-tfidf:2 10%" in traffic
         assert page.text_content("#alerts .count") == "1" and "the reviews drifted" in page.text_content(
             "#alerts"
         )
-        assert page.text_content('#queues tr[data-queue="review:course"] td.waiting') == "1"
+        # one loop left unanswered, and the eight predictions each started one (the flow has no condition)
+        assert page.text_content('#queues tr[data-queue="review:course"] td.waiting') == "9"
         assert "gather: Succeeded" in page.text_content(f'#runs tr[data-run="{run.id}"] td.steps')
         origin = page.text_content('#datasets tr[data-dataset="reviewed:1"] td.origin')
         assert origin == f"pipeline: 4 labels from people; flows course; base {base}"

@@ -181,6 +181,22 @@ class Metrics:
         rows.sort(key=lambda row: (row["period_start"], row["variant"]))
         return rows
 
+    def summary(
+        self, endpoint: str, window_s: int = 300, now: float | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Each variant's figures over the last ``window_s`` seconds as one period (a row of
+        :meth:`table`), for the variants that had a request in it."""
+        now = time.time() if now is None else now
+        start = int(now) - window_s
+        with self._lock:
+            series = {v: list(s) for (e, v), s in self._seconds.items() if e == endpoint}
+        found = {}
+        for variant, seconds in sorted(series.items()):
+            group = [second for second in seconds if second.at >= start]
+            if any(s.invocations or s.errors_4xx or s.errors_5xx for s in group):
+                found[variant] = _row(variant, start, window_s, group)
+        return found
+
     def _second(self, endpoint: str, variant: str) -> _Second:
         now = int(time.time())
         series = self._seconds.setdefault((endpoint, variant), deque(maxlen=KEEP_S))

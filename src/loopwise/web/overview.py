@@ -1,5 +1,6 @@
 """The loop as it stands, on one page (``/console/loop``): the champion and challenger of each model,
-the endpoints' traffic by variant and the flow each sends to people, open alerts, the labeling and review
+the endpoints' traffic by variant with each variant's live figures (requests, server errors and latency
+over the last five minutes) and the flow each sends to people, open alerts, the labeling and review
 queues, the pipelines' latest runs with their steps, and the data set versions with where their labels
 came from. Each part links to its own page for more."""
 
@@ -15,6 +16,7 @@ from fastapi.responses import HTMLResponse, Response
 from loopwise.web.pages import templates
 
 if TYPE_CHECKING:
+    from loopwise.serving.metrics import Metrics
     from loopwise.storage import Store
 
 
@@ -30,7 +32,12 @@ class Overview:
     datasets: list[dict[str, Any]]
 
 
-def overview(store: Store) -> Overview:
+#: the window of the per-variant live figures
+LIVE_S = 300
+
+
+def overview(store: Store, metrics: Metrics | None = None) -> Overview:
+    """The page's figures; ``metrics``: the server's live per-variant figures (none outside a server)."""
     from loopwise.labeling.service import progress
     from loopwise.serving.service import list_endpoints
 
@@ -62,12 +69,14 @@ def overview(store: Store) -> Overview:
                     "model": refs.get(v.model_version_id or -1, v.model),
                     "share": e.config.traffic_shares().get(v.name),
                     "role": v.role,
+                    "live": live.get(v.name),
                 }
                 for v in e.config.variants
             ],
             "flow": e.config.review.flow if e.config.review else None,
         }
         for e in list_endpoints(store)
+        for live in [_live(metrics, e.name)]
     ]
     return Overview(
         models=sorted(models.values(), key=lambda m: m["name"]),
@@ -82,6 +91,21 @@ def overview(store: Store) -> Overview:
             for d in sorted(datasets, key=lambda d: d.created_at, reverse=True)[:10]
         ],
     )
+
+
+def _live(metrics: Metrics | None, endpoint: str) -> dict[str, dict[str, Any]]:
+    if metrics is None:
+        return {}
+    figures = {}
+    for variant, row in metrics.summary(endpoint, LIVE_S).items():
+        p99 = [row[k] for k in ("ModelLatencyP99", "OverheadLatencyP99") if row[k] is not None]
+        figures[variant] = {
+            "requests": row["Invocations"],
+            "errors": row["Invocation5XXErrors"],
+            "mean_ms": row["ModelLatency"],
+            "p99_ms": sum(p99) if p99 else None,
+        }
+    return figures
 
 
 def _origin(source: dict[str, Any]) -> str:
@@ -111,7 +135,8 @@ def mount_overview(app: FastAPI, store: Store) -> None:
 
     @router.get("/console/loop", response_class=HTMLResponse)
     async def loop_page(request: Request) -> Response:
-        found = await asyncio.to_thread(overview, store)
+        plane = getattr(request.app.state, "plane", None)
+        found = await asyncio.to_thread(overview, store, getattr(plane, "metrics", None))
         return templates.TemplateResponse(request, "loop.html", {"o": found, "section": "loop"})
 
     app.include_router(router)
