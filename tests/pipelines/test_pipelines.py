@@ -5,20 +5,26 @@ mid-step taken up again, and one run however many triggers fire at once."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from auth_helpers import admin_token, bearer
 from loopwise import registry
+from loopwise.api.app import background_server
 from loopwise.errors import PipelineError, PipelineSpecError
 from loopwise.labeling import service as labeling
 from loopwise.labeling.jobs import COURSE_CATEGORIES
-from loopwise.pipelines import operations, service
+from loopwise.pipelines import operations, service, triggers
 from loopwise.pipelines.spec import parse_pipeline
 from loopwise.review import service as review
+from loopwise.serving.config import parse_endpoint_config
+from loopwise.serving.service import create_endpoint
 from loopwise.storage import Store
 from loopwise.training.service import TrainRequest, train
 from loopwise.workforce import service as workforce
@@ -215,3 +221,58 @@ def test_triggers_that_fire_at_once_start_one_run(
     run = service.execute(store, started[0])
     assert run.status == "Failed" and "1 new labels, fewer than min_new 3" in (run.error or "")
     assert service.start_run(store, "retrain").status == "Running"
+
+
+def test_gather_labels_takes_feedback_on_captured_requests_once(two_models: Store, tmp_path: Path) -> None:
+    """Ground truth posted as feedback becomes training rows (the captured request gives the text); an
+    inference a review loop answered (its answer is feedback too) counts once; the trigger counts it."""
+    store = two_models
+    workforce.create_team(store, "reviewers")
+    worker = workforce.create_worker(store, "r@example.com", teams=("reviewers",))[0]
+    flow = review.create_flow(
+        store, "audit", team="reviewers", categories=list(COURSE_CATEGORIES),
+        conditions={"predicted_in": ["-1"]},
+    )  # fmt: skip
+    config = {
+        "variants": [{"name": "Champion", "model": "small-tfidf:2"}],
+        "capture": {"share": 1},
+        "review": {"flow": "audit"},
+    }
+    create_endpoint(store, "reviews", parse_endpoint_config(config))
+    texts = ["awful broken item", "great lovely item", "perfect great", "plain okay"]
+    with (
+        background_server(store) as (url, _),
+        httpx.Client(base_url=url, headers=bearer(admin_token(store)), timeout=30) as client,
+    ):
+        answers = [
+            client.post("/api/v1/endpoints/reviews/predict", json={"texts": [t]}).json() for t in texts
+        ]
+        assert "human_loop" in answers[0]["predictions"][0]  # the negative one goes to people
+        client.post(
+            "/api/v1/endpoints/reviews/feedback",
+            json=[{"inference_id": a["inference_id"], "label": "1"} for a in answers[1:3]],
+        ).raise_for_status()
+        deadline = time.monotonic() + 30
+        while not labeling.next_tasks(store, worker, flow.job_id):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    (task,) = labeling.next_tasks(store, worker, flow.job_id)
+    labeling.submit(store, worker, task.assignment_id, "-1")
+    review.settle(store)  # the loop's answer is recorded as feedback for its inference too
+    with store.uow() as uow:
+        base = uow.datasets.list()[0]
+    spec = tmp_path / "gather.yaml"
+    spec.write_text(
+        "name: gather\ntriggers:\n  - new_labels: 4\nsteps:\n  - name: gather\n    uses: gather-labels\n"
+        f"    with: {{dataset: fed, base: '{base.ref}', review_flows: [audit], feedback: [reviews]}}\n"
+    )
+    pipeline, _ = service.create_pipeline(store, spec)
+    assert triggers.new_labels(store, pipeline, None) == 4  # 1 loop + its feedback + 2 posted
+    run = service.run_pipeline(store, "gather")
+    assert run.status == "Succeeded", run.error
+    gathered = run.outputs()["gather"]
+    assert gathered["new_labels"] == 3 and gathered["examples"] == base.split("train").rows + 3
+    assert "endpoint reviews: 2 texts with ground truth (2 of 4 captured requests" in run.step("gather").log
+    with store.uow() as uow:
+        version = uow.datasets.get("fed", 1)
+    assert version.source["origin"]["feedback"] == ["reviews"]

@@ -5,7 +5,8 @@ through ``log`` and returns its outputs; raising stops the run at this step (it 
 =================  ===================================================  =====================================
 operation          inputs (required; optional)                          outputs
 =================  ===================================================  =====================================
-``gather-labels``  dataset; base, review_flows, labeling_jobs, min_new  dataset, examples, new_labels
+``gather-labels``  dataset; base, review_flows, labeling_jobs,          dataset, examples, new_labels
+                   feedback, min_new
 ``train``          dataset; backend, model_name, base_model, params,    model, run
                    options, tuning_job
 ``compare``        champion, candidate, dataset; split, require         verdict, difference, p_value,
@@ -55,7 +56,9 @@ class Operation:
 
 def gather_labels(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
     """A new version of ``dataset``: the base data set's training rows (if any) and the labels people
-    gave in the sources: completed human loops of ``review_flows``, labeled items of ``labeling_jobs``.
+    gave in the sources: completed human loops of ``review_flows``, labeled items of ``labeling_jobs``,
+    and the ground truth posted as ``feedback`` to these endpoints for their captured requests (an
+    inference a listed review flow answered counts once).
     ``new_labels`` counts those (all of them: a trigger's ``new_labels`` counts what arrived since the
     last run); ``min_new`` refuses to go on with fewer."""
     from loopwise.data.service import import_rows
@@ -78,11 +81,17 @@ def gather_labels(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, A
         labels = [str(x) for x in found.labels]
         log(f"base {found.ref}: {len(texts)} training rows")
     new = 0
+    reviewed: set[str] = set()
     for flow in _names(inputs.get("review_flows")):
         examples = completed_examples(store, flow)
         rows += [(e["text"], e["label"]) for e in examples]
+        reviewed.update(e["inference_id"] for e in examples if e["inference_id"])
         new += len(examples)
         log(f"review flow {flow}: {len(examples)} completed loops")
+    for endpoint in _names(inputs.get("feedback")):
+        given = _feedback_rows(store, endpoint, reviewed, log)
+        rows += given
+        new += len(given)
     for job in _names(inputs.get("labeling_jobs")):
         items = labeled_items(store, find_job(store, job))
         rows += [(i.source, i.label) for i in items]
@@ -99,6 +108,7 @@ def gather_labels(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, A
     origin |= {
         "review_flows": _names(inputs.get("review_flows")),
         "labeling_jobs": _names(inputs.get("labeling_jobs")),
+        "feedback": _names(inputs.get("feedback")),
     }
     version = import_rows(
         store,
@@ -112,6 +122,34 @@ def gather_labels(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, A
     )
     log(f"data set {version.ref}: {len(rows)} rows, {new} of them new labels")
     return {"dataset": version.ref, "examples": len(rows), "new_labels": new}
+
+
+def _feedback_rows(store: Store, endpoint: str, reviewed: set[str], log: Log) -> list[tuple[str, str]]:
+    """(text, label) for each captured request of ``endpoint`` whose inference got ground truth as
+    feedback, but for the inferences in ``reviewed`` (their answers are gathered already)."""
+    from loopwise.serving.capture import read_captures
+
+    with store.uow() as uow:
+        uow.endpoints.get(endpoint)  # the endpoint must exist
+        given = {f.inference_id: f.labels for f in uow.feedback.for_endpoint(endpoint) if f.labels}
+    rows: list[tuple[str, str]] = []
+    captured = matched = 0
+    for record in read_captures(store.artifacts.path("capture"), endpoint):
+        if "shadow_of" in record:
+            continue
+        captured += 1
+        labels = given.get(record["inference_id"])
+        if labels is None or record["inference_id"] in reviewed:
+            continue
+        reviewed.add(record["inference_id"])  # an inference captured twice counts once
+        matched += 1
+        rows += [(str(t), str(y)) for t, y in zip(record["input"], labels, strict=False)]
+    log_line = f"endpoint {endpoint}: {len(rows)} texts with ground truth ({matched} of {captured} captured "
+    log_line += f"requests; {len(given)} inferences got feedback)"
+    if given and not captured:
+        log_line += ": capture is off, and feedback alone has no text (turn data capture on)"
+    log(log_line)
+    return rows
 
 
 def train(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
@@ -273,7 +311,8 @@ OPERATIONS: dict[str, Operation] = {
     op.name: op
     for op in (
         Operation(
-            "gather-labels", ("dataset",), ("base", "review_flows", "labeling_jobs", "min_new"),
+            "gather-labels", ("dataset",),
+            ("base", "review_flows", "labeling_jobs", "feedback", "min_new"),
             ("dataset", "examples", "new_labels"), gather_labels,
         ),
         Operation(

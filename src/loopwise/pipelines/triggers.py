@@ -4,7 +4,9 @@ so triggers that fire together (or on several servers) start one run.
 
 A trigger counts what happened since the pipeline's last run began: its schedule (``every``), the labels
 that arrived in the sources its gather-labels steps read (completed human loops of their review flows,
-labeled items of their labeling jobs), and monitoring alerts that name its action.
+labeled items of their labeling jobs, ground truth posted as feedback to their endpoints; a review
+flow's answers are feedback too, so a pipeline that reads both counts those twice), and monitoring
+alerts that name its action.
 """
 
 from __future__ import annotations
@@ -75,6 +77,12 @@ def new_labels(store: Store, spec: PipelineSpec, since: datetime | None) -> int:
                 count += sum(1 for loop in page if since is None or (loop.ended_at and loop.ended_at > since))
                 if token is None:
                     break
+        for endpoint in _names(step.inputs.get("feedback")):
+            with store.uow() as uow:
+                given = uow.feedback.for_endpoint(endpoint)
+            count += sum(
+                1 for f in given if f.labels and (since is None or (f.created_at and f.created_at > since))
+            )
         for job in _names(step.inputs.get("labeling_jobs")):
             items = labeled_items(store, find_job(store, job))
             count += sum(
