@@ -150,6 +150,9 @@ def test_the_canary_step_refuses_bad_inputs_and_waits_no_longer_than_told(
     base = {"endpoint": "reviews", "model": "small-tfidf:2"}
     with pytest.raises(PipelineError, match="percent: a percentage of the traffic above 0 and at most 100"):
         canary(store, {**base, "percent": 150}, said.append)
+    with pytest.raises(PipelineError, match="the canary's rollout plan: min_requests: Input should be"):
+        canary(store, {**base, "min_requests": 0}, said.append)
+    assert describe_endpoint(store, "reviews")[0].config.traffic_shares() == {"Old": 0.0, "Champion": 1.0}
     # no server advances the rollout here: the step gives up at its timeout and says why
     with pytest.raises(PipelineError, match=r"is still at step 1/2 after 1 s: a `loopwise server`"):
         canary(store, {**base, "bake": "1h", "timeout": "1s", "poll": "0.2s"}, said.append)

@@ -63,14 +63,14 @@ def canary(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
     }
     if "min_requests" in inputs:
         alarms["min_requests"] = int(inputs["min_requests"])
+    try:  # checked before anything changes on the endpoint
+        plan = RolloutPlan(shares=shares, bake_s=bake_s, hold=True, **alarms)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise PipelineError(f"the canary's rollout plan: {problems}") from None
     deploy_variant(store, endpoint, variant, version.ref, progress=log)
     rollout = _current_rollout(store, endpoint, variant)
     if rollout is None:
-        try:
-            plan = RolloutPlan(shares=shares, bake_s=bake_s, hold=True, **alarms)
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise PipelineError(f"the canary's rollout plan: {problems}") from None
         rollout = start_rollout(store, endpoint, variant, plan)
         log(
             f"rollout {rollout.id}: {variant} ({version.ref}) at "
@@ -106,7 +106,8 @@ def canary(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
 
 
 def _hold_config(store: Store, endpoint: str, rollout: int, steps: int) -> int:
-    """The configuration version that put the rollout's last step in force."""
+    """The configuration version that put the rollout's last step in force (found by the note the
+    rollout gives each step's configuration)."""
     with store.uow() as uow:
         history = uow.endpoints.history(endpoint)
     prefix = f"rollout {rollout} step {steps}/{steps}:"
