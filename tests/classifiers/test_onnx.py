@@ -122,3 +122,31 @@ def test_texts_are_grouped_by_length_so_padding_stays_small() -> None:
         assert max(lengths[i] for i in group) * len(group) <= (1 + MAX_PADDING) * real
     assert [lengths[i] for i in groups[0]] == [10, 12]  # shortest first
     assert length_groups([], 8) == []
+
+
+def test_an_export_mutes_its_own_thread_only(capsys: pytest.CaptureFixture[str]) -> None:
+    """What the exporter prints is dropped, but another thread (the main job beside a server exporting a
+    canary) keeps printing meanwhile; stdout is itself again afterwards."""
+    import sys
+    import threading
+
+    from loopwise.classifiers.onnx import _quiet_exporter
+
+    inside, printed = threading.Event(), threading.Event()
+
+    def export() -> None:
+        with _quiet_exporter():
+            print("exporter chatter")
+            inside.set()
+            assert printed.wait(10)
+
+    worker = threading.Thread(target=export)
+    before = sys.stdout
+    worker.start()
+    assert inside.wait(10)
+    print("the main job goes on")
+    printed.set()
+    worker.join(10)
+    out = capsys.readouterr().out
+    assert "the main job goes on" in out and "exporter chatter" not in out
+    assert sys.stdout is before

@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -294,9 +296,46 @@ def _quiet_exporter() -> Iterator[None]:
     for logger in loggers:
         logger.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+        with warnings.catch_warnings(), _stdout_muted_in_this_thread():
             warnings.simplefilter("ignore")
             yield
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
+
+
+class _ThreadMutedStdout:
+    """``sys.stdout`` while some threads export: their prints are dropped, every other thread's go
+    through (``contextlib.redirect_stdout`` is process-wide: an export in a server's thread would silence
+    the main thread's output meanwhile)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def write(self, text: str) -> int:
+        if threading.get_ident() in _MUTED:
+            return len(text)
+        return int(self.real.write(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+_MUTED: set[int] = set()
+_MUTED_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _stdout_muted_in_this_thread() -> Iterator[None]:
+    me = threading.get_ident()
+    with _MUTED_LOCK:
+        if not isinstance(sys.stdout, _ThreadMutedStdout):
+            sys.stdout = _ThreadMutedStdout(sys.stdout)
+        _MUTED.add(me)
+    try:
+        yield
+    finally:
+        with _MUTED_LOCK:
+            _MUTED.discard(me)
+            if not _MUTED and isinstance(sys.stdout, _ThreadMutedStdout):
+                sys.stdout = sys.stdout.real
