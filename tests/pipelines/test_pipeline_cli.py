@@ -30,6 +30,10 @@ def test_the_pipeline_commands(tmp_path: Path) -> None:
     refused = run(home, "pipeline", "create", str(bad), check=False)
     assert refused.returncode == 1 and "line 3: train needs the input(s) dataset" in refused.stderr
     assert json.loads(run(home, "pipeline", "runs", "--json").stdout) == []
+    operations = {o["operation"]: o for o in json.loads(run(home, "pipeline", "operations", "--json").stdout)}
+    assert operations["canary"]["required"] == ["endpoint", "model"]
+    assert "ab" in operations["promote"]["optional"] and "decision" in operations["ab-test"]["outputs"]
+    assert all(o["what"] for o in operations.values())
     good = tmp_path / "retrain.yaml"
     good.write_text(
         "name: retrain\nsteps:\n"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -19,12 +19,38 @@ RunArgument = Annotated[int, typer.Argument(help="The run's number (see `loopwis
 
 @app.command()
 def check(path: FileArgument) -> None:
-    """Check a pipeline file without storing it: every problem with its line."""
+    """Check a pipeline file without storing it: every problem with its line (the operations a step can
+    use: `loopwise pipeline operations`)."""
     from loopwise.pipelines.spec import load_pipeline
 
     spec = load_pipeline(path)
     order = " -> ".join(f"{s.name} ({s.uses})" for s in spec.order())
     console.print(f"pipeline {spec.name} is valid: {order}", highlight=False)
+
+
+@app.command()
+def operations(as_json: AsJson = False) -> None:
+    """The operations a step can use (``uses:``), with their inputs and outputs."""
+    from loopwise.pipelines.operations import OPERATIONS
+
+    rows: list[dict[str, Any]] = [
+        {
+            "operation": op.name,
+            "required": list(op.required),
+            "optional": list(op.optional),
+            "outputs": list(op.outputs),
+            "what": " ".join((op.run.__doc__ or "").split("\n\n")[0].replace("``", "").split()),
+        }
+        for op in OPERATIONS.values()
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("operation", "inputs (required; optional)", "outputs", "what it does")
+    for row in rows:
+        inputs = ", ".join(row["required"]) + ("; " + ", ".join(row["optional"]) if row["optional"] else "")
+        table.add_row(row["operation"], inputs, ", ".join(row["outputs"]), row["what"])
+    console.print(table)
 
 
 @app.command()

@@ -45,6 +45,8 @@ def variant_name(model_ref: str) -> str:
 
 
 def canary(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
+    """Deploy the model on the endpoint as a new variant and roll it out to ``percent``, then ``share``
+    of the traffic, guarded by the rollout's alarms (rolled back and taken out when one fires)."""
     from loopwise import registry
     from loopwise.serving.rollout import RolloutPlan, RolloutStatus
     from loopwise.serving.service import deploy_variant, remove_variant, start_rollout
@@ -138,6 +140,8 @@ def _current_rollout(store: Store, endpoint: str, variant: str) -> Any:
 
 
 def ab_test(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
+    """Wait until the sequential test on the split's traffic and feedback decides between the candidate
+    variant and the champion (or the planned size is reached)."""
     from loopwise.serving.ab_report import ab_report
 
     endpoint = str(inputs["endpoint"])

@@ -249,6 +249,7 @@ def compare(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
 
 
 def set_alias(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
+    """Point a registry alias at the model."""
     from loopwise import registry
 
     with store.uow() as uow:

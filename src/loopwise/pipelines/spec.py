@@ -218,7 +218,11 @@ def _step(raw: Any, node: yaml.Node, problems: list[tuple[str, str]]) -> Step | 
     operation = OPERATIONS.get(uses) if isinstance(uses, str) else None
     if operation is None:
         problems.append(
-            (where, f"line {line}: unknown operation {uses!r}; use one of {', '.join(OPERATIONS)}")
+            (
+                where,
+                f"line {line}: unknown operation {uses!r}; use one of {', '.join(OPERATIONS)} "
+                "(`loopwise pipeline operations` says what each takes)",
+            )
         )
         return None
     inputs = raw.get("with") or {}
