@@ -120,3 +120,55 @@ def test_an_alert_that_names_the_action_starts_a_run(store: Store, tmp_path: Pat
     (started,) = run_due(store)
     assert service.get_run(store, started).status == "Succeeded"
     assert due(store, spec) is None  # type: ignore[arg-type]  # that alert started its run already
+
+
+def test_in_the_server_a_long_run_does_not_hold_another_pipelines_trigger(
+    store: Store, base: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``run_due(background=True)``: each run in its own thread, so a run waiting on a step (an A/B test
+    can wait hours) leaves the other pipelines to start and finish."""
+    import threading
+    import time
+    from dataclasses import replace
+
+    from loopwise.pipelines import operations
+
+    release = threading.Event()
+    real = operations.OPERATIONS["gather-labels"]
+
+    def gather(store: Store, inputs: dict[str, object], log: Callable[[str], None]) -> dict[str, object]:
+        if inputs["dataset"] == "slow":
+            assert release.wait(60)
+        return real.run(store, inputs, log)
+
+    monkeypatch.setitem(operations.OPERATIONS, "gather-labels", replace(real, run=gather))
+    for name in ("slow", "quick"):
+        path = tmp_path / f"{name}.yaml"
+        text = PIPELINE.format(trigger="every: 1h", base=base).replace("retrain", name)
+        text = text.replace("dataset: gathered", f"dataset: {name}").replace(", review_flows: [reviews]", "")
+        path.write_text(text, encoding="utf-8")
+        service.create_pipeline(store, path)
+    later = datetime.now(UTC) + timedelta(hours=2)
+    started = run_due(store, now=later, background=True)
+    assert len(started) == 2
+
+    def status(name: str) -> str:
+        return service.list_runs(store, name)[0].status
+
+    deadline = time.monotonic() + 60
+    while status("quick") == "Running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert status("quick") == "Succeeded", service.list_runs(store, "quick")[0].error
+    assert status("slow") == "Running"
+    # due again, the quick one starts again; the slow one is still in progress and does not
+    (again,) = run_due(store, now=later, background=True)
+    assert service.get_run(store, again).pipeline == "quick"
+    release.set()
+    while status("slow") == "Running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert status("slow") == "Succeeded"
+    while status("quick") == "Running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)

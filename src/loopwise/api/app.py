@@ -9,6 +9,7 @@ worker right now.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -252,7 +253,7 @@ def _background(
         (auto_label_s, run_due_rounds, "automated labeling"),
         (review_s, settle, "settling human loops"),
         (review_s, deliver_events, "sending human loop events"),
-        (pipeline_s, run_due, "pipeline triggers"),
+        (pipeline_s, functools.partial(run_due, background=True), "pipeline triggers"),
     )
     return [asyncio.create_task(_every(interval, step, store, what)) for interval, step, what in steps]
 

@@ -12,6 +12,7 @@ alerts that name its action.
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -91,9 +92,10 @@ def new_labels(store: Store, spec: PipelineSpec, since: datetime | None) -> int:
     return count
 
 
-def run_due(store: Store, *, now: datetime | None = None) -> list[int]:
+def run_due(store: Store, *, now: datetime | None = None, background: bool = False) -> list[int]:
     """Start and run every pipeline with a trigger due; returns the runs it started. A failing run is
-    recorded on the run (and can be resumed), never raised."""
+    recorded on the run (and can be resumed), never raised. ``background``: each run in a thread of its
+    own (the server: a run that waits hours on an A/B test must not hold the other pipelines' triggers)."""
     from loopwise.pipelines.service import execute, find_pipeline, start_run
 
     with store.uow() as uow:
@@ -113,5 +115,19 @@ def run_due(store: Store, *, now: datetime | None = None) -> list[int]:
             continue
         log.info("pipeline %s: run %d started (%s)", name, run.id, reason)
         started.append(run.id)
-        execute(store, run.id)
+        if background:
+            threading.Thread(
+                target=_execute_logged, args=(store, run.id), name=f"pipeline-{name}-{run.id}", daemon=True
+            ).start()
+        else:
+            execute(store, run.id)
     return started
+
+
+def _execute_logged(store: Store, run_id: int) -> None:
+    from loopwise.pipelines.service import execute
+
+    try:
+        execute(store, run_id)
+    except Exception:  # recorded on the run already; the thread just ends
+        log.exception("pipeline run %d stopped", run_id)
