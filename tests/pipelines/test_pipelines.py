@@ -4,6 +4,7 @@ mid-step taken up again, and one run however many triggers fire at once."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -276,3 +277,43 @@ def test_gather_labels_takes_feedback_on_captured_requests_once(two_models: Stor
     with store.uow() as uow:
         version = uow.datasets.get("fed", 1)
     assert version.source["origin"]["feedback"] == ["reviews"]
+
+
+@pytest.mark.parametrize(
+    ("significant", "difference", "require", "verdict", "error"),
+    [
+        (False, -0.02, "not-worse", "tie", None),  # lower, but not significantly: a tie, it may go on
+        (True, -0.05, "not-worse", "worse", "is worse than"),
+        (False, -0.02, "no-loss", "tie", "less accurate (not significantly) than"),
+        (False, 0.01, "better", "tie", "not significantly better than"),
+        (True, 0.04, "better", "better", None),
+        (False, 0.0, "tie", None, "require: one of not-worse, better, no-loss"),
+    ],
+)
+def test_compare_judges_by_the_paired_test_and_what_the_step_requires(
+    monkeypatch: pytest.MonkeyPatch,
+    significant: bool,
+    difference: float,
+    require: str,
+    verdict: str | None,
+    error: str | None,
+) -> None:
+    from loopwise.evaluation import service as evaluation
+    from loopwise.evaluation.service import ComparisonOutcome
+
+    def paired(*args: Any, alpha: float = 0.05) -> ComparisonOutcome:
+        better = ("b" if difference > 0 else "a") if significant else None
+        result = {
+            "significant": significant, "better": better, "name_a": "a", "name_b": "b",
+            "difference": difference, "p_value": 0.01 if significant else 0.4, "accuracy_a": 0.8,
+            "accuracy_b": 0.8 + difference, "summary": "paired",
+        }  # fmt: skip
+        return ComparisonOutcome(result, Path("report.html"))
+
+    monkeypatch.setattr(evaluation, "compare", paired)
+    inputs = {"champion": "a", "candidate": "b", "dataset": "d:1", "require": require}
+    if error is None:
+        assert operations.compare(None, inputs, lambda _: None)["verdict"] == verdict  # type: ignore[arg-type]
+    else:
+        with pytest.raises(PipelineError, match=re.escape(error)):
+            operations.compare(None, inputs, lambda _: None)  # type: ignore[arg-type]

@@ -152,15 +152,17 @@ def compare(
     out_dir: Path | None = None,
     batch_size: int = 64,
     progress: Progress | None = None,
+    alpha: float = 0.05,
 ) -> ComparisonOutcome:
-    """Paired comparison of two models on the same examples (McNemar and paired bootstrap)."""
+    """Paired comparison of two models on the same examples (McNemar and paired bootstrap at
+    ``alpha``)."""
     dataset = _dataset(store, dataset_ref)
     first, second = load_model(store, model_a), load_model(store, model_b)
     y_true, proba_a = predict_split(first, dataset, split, batch_size=batch_size, progress=progress)
     _, proba_b = predict_split(second, dataset, split, batch_size=batch_size, progress=progress)
     pred_a = [first.classifier.labels[i] for i in proba_a.argmax(axis=1)]
     pred_b = [second.classifier.labels[i] for i in proba_b.argmax(axis=1)]
-    comparison = paired_comparison(y_true, pred_a, pred_b, name_a=first.ref, name_b=second.ref)
+    comparison = paired_comparison(y_true, pred_a, pred_b, name_a=first.ref, name_b=second.ref, alpha=alpha)
     out_dir = out_dir or _default_dir(store, f"compare-{first.ref}-{second.ref}-{dataset.ref}-{split}")
     context = {"model_a": first.ref, "model_b": second.ref, "dataset": dataset.ref, "split": split}
     path = write_comparison_report(out_dir, comparison, context)
