@@ -34,6 +34,7 @@ from loopwise.errors import PipelineError
 
 if TYPE_CHECKING:
     from loopwise.pipelines.operations import Log
+    from loopwise.serving.rollout import Rollout
     from loopwise.storage import Store
 
 
@@ -102,18 +103,20 @@ def canary(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
         raise PipelineError(
             f"the canary of {version.ref} on {endpoint} was rolled back ({rollout.reason}): {variant} is out"
         )
-    config = _hold_config(store, endpoint, rollout.id, len(shares))
+    config = _hold_config(store, rollout)
     log(f"{variant} holds {shares[-1]:.0%} of {endpoint}'s traffic from configuration {config} on")
     return {"variant": variant, "rollout": rollout.id, "share": shares[-1], "config": config}
 
 
-def _hold_config(store: Store, endpoint: str, rollout: int, steps: int) -> int:
-    """The configuration version that put the rollout's last step in force (found by the note the
-    rollout gives each step's configuration)."""
+def _hold_config(store: Store, rollout: Rollout) -> int:
+    """The configuration version that put the rollout's last step in force (by the note the rollout
+    gives each step's configuration)."""
+    from loopwise.serving.service import rollout_step_note
+
     with store.uow() as uow:
-        history = uow.endpoints.history(endpoint)
-    prefix = f"rollout {rollout} step {steps}/{steps}:"
-    return next(h.version for h in reversed(history) if (h.note or "").startswith(prefix))
+        history = uow.endpoints.history(rollout.endpoint)
+    note = rollout_step_note(rollout, len(rollout.plan.shares) - 1)
+    return next(h.version for h in reversed(history) if h.note == note)
 
 
 def _current_rollout(store: Store, endpoint: str, variant: str) -> Any:

@@ -80,10 +80,7 @@ def new_labels(store: Store, spec: PipelineSpec, since: datetime | None) -> int:
                     break
         for endpoint in _names(step.inputs.get("feedback")):
             with store.uow() as uow:
-                given = uow.feedback.for_endpoint(endpoint)
-            count += sum(
-                1 for f in given if f.labels and (since is None or (f.created_at and f.created_at > since))
-            )
+                count += uow.feedback.count_labels(endpoint, since)
         for job in _names(step.inputs.get("labeling_jobs")):
             items = labeled_items(store, find_job(store, job))
             count += sum(

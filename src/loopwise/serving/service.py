@@ -217,7 +217,9 @@ def start_rollout(store: Store, name: str, variant: str, plan: RolloutPlan) -> R
             )
         baseline = {v.name: v.weight for v in endpoint.config.production}
         rollout = uow.rollouts.start(name, variant, plan, baseline)
-    update_weights(store, name, step_weights(baseline, variant, plan.shares[0]), note=_step_note(rollout, 0))
+    update_weights(
+        store, name, step_weights(baseline, variant, plan.shares[0]), note=rollout_step_note(rollout, 0)
+    )
     return rollout
 
 
@@ -254,7 +256,7 @@ def guard_rollouts(
             following = rollout.step + 1
             if following < len(rollout.plan.shares):
                 weights = step_weights(rollout.baseline, rollout.variant, rollout.plan.shares[following])
-                update_weights(store, rollout.endpoint, weights, note=_step_note(rollout, following))
+                update_weights(store, rollout.endpoint, weights, note=rollout_step_note(rollout, following))
                 with store.uow() as uow:
                     changed.append(uow.rollouts.advance(rollout.id, following))
             else:
@@ -263,7 +265,8 @@ def guard_rollouts(
     return changed
 
 
-def _step_note(rollout: Rollout, step: int) -> str:
+def rollout_step_note(rollout: Rollout, step: int) -> str:
+    """The note of the configuration that puts the rollout's step ``step`` (from 0) in force."""
     share = rollout.plan.shares[step]
     return f"rollout {rollout.id} step {step + 1}/{len(rollout.plan.shares)}: {rollout.variant} {share:.0%}"
 

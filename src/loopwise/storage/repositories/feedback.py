@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -38,6 +39,14 @@ class FeedbackRepository:
             row.created_at = utcnow()
         self.session.flush()
         return new
+
+    def count_labels(self, endpoint: str, since: datetime | None = None) -> int:
+        """How many of the endpoint's inferences got ground truth (labels), since ``since`` if given."""
+        query = select(FeedbackRow.labels).where(FeedbackRow.endpoint == endpoint)
+        if since is not None:
+            query = query.where(FeedbackRow.created_at > since)
+        # JSON null and SQL NULL differ by database: the labels are looked at here, not in the query
+        return sum(1 for labels in self.session.scalars(query) if labels)
 
     def for_endpoint(self, endpoint: str) -> list[Feedback]:
         """The endpoint's feedback, oldest first (the order it arrived in)."""
