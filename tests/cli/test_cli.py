@@ -8,8 +8,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-import click
 import pytest
 import typer.main
 
@@ -35,16 +35,17 @@ def run(
     return result
 
 
-def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+def _commands(group: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command and group under ``group`` (click's or the copy a newer typer bundles: duck-typed)."""
     found = []
     for name, command in group.commands.items():
         found.append((*prefix, name))
-        if isinstance(command, click.Group):
+        if hasattr(command, "commands"):
             found.extend(_commands(command, (*prefix, name)))
     return found
 
 
-COMMANDS = _commands(typer.main.get_command(app))  # type: ignore[arg-type]
+COMMANDS = _commands(typer.main.get_command(app))
 
 
 def test_every_command_is_documented() -> None:
@@ -56,7 +57,7 @@ def test_every_command_is_documented() -> None:
             command = command.commands[part]  # type: ignore[attr-defined]
         assert (command.help or "").strip(), f"`loopwise {' '.join(path)}` has no help text"
         for param in command.params:
-            if isinstance(param, click.Option) and param.name not in {"help"}:
+            if param.param_type_name == "option" and param.name not in {"help"}:
                 documented = bool(param.help) or param.name in {
                     "learning_rate",
                     "batch_size",

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
+from importlib.metadata import PackageNotFoundError, version
+from types import ModuleType
+from typing import Any
 
 import typer
 
@@ -36,6 +40,27 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        try:
+            found = version("loopwise")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            found = "unknown (not installed)"
+        typer.echo(f"loopwise {found}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print loopwise's version and exit."
+    ),
+) -> None:
+    """Tune, ship, watch and correct text classifiers with people in the loop."""
+
+
 app.add_typer(db.app, name="db")
 app.add_typer(data.app, name="data")
 app.add_typer(runs.app, name="runs")
@@ -58,11 +83,39 @@ app.command()(server)
 app.command("batch-transform")(batch_transform)
 
 
-def main() -> None:
-    """Entry point: run the app, turning loopwise errors into one clear line and exit status 1."""
+def click_exceptions() -> ModuleType:
+    """The exceptions of the click that typer runs on: ``click.exceptions``, or those of the copy newer
+    typers bundle (``typer._click``), which are not ``click``'s."""
+    return sys.modules[typer.BadParameter.__module__]
+
+
+def usage_line(exc: Any) -> str:
+    """A click error as one line: the problem, the closest option where one was mistyped, and where the
+    command's help is."""
+    click = click_exceptions()
+    message = " ".join(exc.format_message().split())
+    if isinstance(exc, click.NoSuchOption):
+        message = f"no such option {exc.option_name}"
+        command = exc.ctx.command if exc.ctx is not None else None
+        params = getattr(command, "params", [])
+        known = [o for p in params for o in (*p.opts, *p.secondary_opts) if o.startswith("-")]
+        closest = exc.possibilities or difflib.get_close_matches(exc.option_name, known, n=1, cutoff=0.0)
+        if closest:
+            message += f"; the closest option is {' or '.join(sorted(closest))}"
+        else:
+            message += "; this command takes no options"
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    return f"error: {message}{where}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning loopwise errors into one clear line and exit status 1, and
+    usage errors (an unknown option, a missing argument, a bad value) into one line and exit status 2."""
+    click = click_exceptions()
     try:
         # outside standalone mode click returns a command's typer.Exit code instead of exiting with it
-        code = app(standalone_mode=False)
+        code = app(args=argv, prog_name="loopwise", standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
     except LoopwiseError as exc:
@@ -73,15 +126,15 @@ def main() -> None:
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
+    except (typer.Abort, getattr(click, "Abort", typer.Abort)):
+        err_console.print("aborted")
         sys.exit(1)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except click.ClickException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a group called alone: its help
             exc.show()
             sys.exit(exc.exit_code)
-        raise
+        err_console.print(usage_line(exc), highlight=False, markup=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
 
 
 __all__ = ["app", "main"]

@@ -40,7 +40,9 @@ def demo(
         int, typer.Option(min=1, help="The most training examples one trial may use.")
     ] = 4_000,
     max_trials: Annotated[int, typer.Option(min=1, help="The most trials the tuning job runs.")] = 8,
-    max_seq_length: Annotated[int, typer.Option(min=8, max=512)] = 128,
+    max_seq_length: Annotated[
+        int, typer.Option(min=8, max=512, help="Longest input in tokens; longer texts are cut.")
+    ] = 128,
     name: Annotated[str, typer.Option(help="Registered model name.")] = "reviews-sentiment",
     serve: Annotated[
         bool,

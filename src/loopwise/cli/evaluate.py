@@ -14,7 +14,12 @@ def evaluate(
     model: Annotated[
         str | None, typer.Argument(help="NAME, NAME:VERSION, NAME@ALIAS or a saved classifier directory.")
     ] = None,
-    dataset: Annotated[str, typer.Option(help="Data set reference: NAME or NAME:VERSION.")] = "reviews",
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="Data set reference: NAME or NAME:VERSION (default: the one the model was trained on)."
+        ),
+    ] = None,
     split: Annotated[str, typer.Option(help="Split to evaluate on.")] = "test",
     output: Annotated[
         Path | None, typer.Option(help="Report directory (default: under the artifacts).")
@@ -60,7 +65,7 @@ def evaluate(
     m = result.metrics
     low, high = m["intervals"]["accuracy"]
     console.print(
-        f"{result.record.model_ref} on {dataset} {split} ({m['n']} examples): "
+        f"{result.record.model_ref} on {result.dataset} {split} ({m['n']} examples): "
         f"accuracy {m['accuracy']:.4f} (95% CI {low:.3f}-{high:.3f}), macro F1 {m['macro_f1']:.4f}, "
         f"ECE {m['ece']:.4f}"
     )

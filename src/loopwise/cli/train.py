@@ -26,7 +26,9 @@ def train(
     learning_rate: Annotated[float, typer.Option(min=0.0)] = 5e-5,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
     epochs: Annotated[int, typer.Option(min=1)] = 1,
-    max_seq_length: Annotated[int, typer.Option(min=8, max=512)] = 128,
+    max_seq_length: Annotated[
+        int, typer.Option(min=8, max=512, help="Longest input in tokens; longer texts are cut.")
+    ] = 128,
     freeze_layers: Annotated[
         int,
         typer.Option(help="Freeze the embeddings and the N lowest encoder layers; -1 freezes the encoder."),

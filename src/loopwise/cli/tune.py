@@ -201,6 +201,36 @@ def _check_executor(executor: str) -> None:
         raise typer.BadParameter(f"{executor!r}: use one of {', '.join(EXECUTORS)}", param_hint="--executor")
 
 
+@app.command("list")
+def list_(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the jobs as JSON.")] = False,
+) -> None:
+    """Every tuning job: status, objective, best trial, created and finished."""
+    from rich.table import Table
+
+    from loopwise.tuning.service import list_jobs
+
+    with open_store() as store:
+        jobs = list_jobs(store)
+    if as_json:
+        print_json(jobs)
+        return
+    table = Table(title="tuning jobs")
+    for column in ("name", "status", "objective", "best trial", "created", "finished"):
+        table.add_column(column)
+    for job in jobs:
+        objective = job.spec.get("objective", {})
+        table.add_row(
+            job.name,
+            job.status.value,
+            f"{objective.get('metric', '?')} ({objective.get('direction', '?')})",
+            "" if job.best_trial is None else str(job.best_trial),
+            f"{job.created_at:%Y-%m-%d %H:%M}",
+            "" if job.finished_at is None else f"{job.finished_at:%Y-%m-%d %H:%M}",
+        )
+    console.print(table)
+
+
 @app.command()
 def status(
     job: Annotated[str, typer.Argument(help="The tuning job's name.")],

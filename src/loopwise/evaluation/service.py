@@ -14,7 +14,7 @@ from loopwise import registry
 from loopwise.classifiers import TextClassifier, load_classifier
 from loopwise.data.splits import read_split
 from loopwise.data.versions import DatasetVersion, parse_dataset_ref
-from loopwise.errors import DataFormatError
+from loopwise.errors import DataError, DataFormatError
 from loopwise.evaluation.compare import paired_comparison
 from loopwise.evaluation.metrics import classification_metrics
 from loopwise.evaluation.records import EvaluationRecord
@@ -40,6 +40,8 @@ class EvaluationOutcome:
     record: EvaluationRecord
     report: EvaluationReport
     metrics: dict[str, Any]
+    #: the data set version evaluated on (NAME:VERSION)
+    dataset: str = ""
 
 
 @dataclass(frozen=True)
@@ -84,10 +86,18 @@ def predict_split(
     return labels, proba
 
 
-def _dataset(store: Store, ref: str) -> DatasetVersion:
-    name, version = parse_dataset_ref(ref)
+def _dataset(store: Store, ref: str | None, model: LoadedModel) -> DatasetVersion:
+    """The data set ``ref`` names, or (``ref`` None) the version the model was trained on."""
+    if ref is not None:
+        name, version = parse_dataset_ref(ref)
+        with store.uow() as uow:
+            return uow.datasets.get(name, version)
+    if model.version is None or model.version.dataset_version_id is None:
+        raise DataError(
+            f"model {model.ref} does not record the data set it was trained on: name one with --dataset"
+        )
     with store.uow() as uow:
-        return uow.datasets.get(name, version)
+        return uow.datasets.get_by_id(model.version.dataset_version_id)
 
 
 def _default_dir(store: Store, what: str) -> Path:
@@ -99,7 +109,7 @@ def _default_dir(store: Store, what: str) -> Path:
 def evaluate(
     store: Store,
     model_ref: str,
-    dataset_ref: str,
+    dataset_ref: str | None = None,
     split: str = "test",
     *,
     out_dir: Path | None = None,
@@ -107,9 +117,10 @@ def evaluate(
     bootstrap: int = 1000,
     progress: Progress | None = None,
 ) -> EvaluationOutcome:
-    """Predict every example of the split, compute the metrics, write the report, store the evaluation."""
-    dataset = _dataset(store, dataset_ref)
+    """Predict every example of the split, compute the metrics, write the report, store the evaluation.
+    ``dataset_ref`` None: the data set the model was trained on (its lineage)."""
     model = load_model(store, model_ref)
+    dataset = _dataset(store, dataset_ref, model)
     y_true, proba = predict_split(model, dataset, split, batch_size=batch_size, progress=progress)
     metrics = classification_metrics(y_true, proba, model.classifier.labels, bootstrap=bootstrap)
     out_dir = out_dir or _default_dir(store, f"{model.ref}-{dataset.ref}-{split}")
@@ -139,14 +150,14 @@ def evaluate(
         )
         if model.version is not None:
             uow.models.update_metrics(model.version.id, headline)
-    return EvaluationOutcome(record, report, metrics)
+    return EvaluationOutcome(record, report, metrics, dataset.ref)
 
 
 def compare(
     store: Store,
     model_a: str,
     model_b: str,
-    dataset_ref: str,
+    dataset_ref: str | None = None,
     split: str = "test",
     *,
     out_dir: Path | None = None,
@@ -155,9 +166,9 @@ def compare(
     alpha: float = 0.05,
 ) -> ComparisonOutcome:
     """Paired comparison of two models on the same examples (McNemar and paired bootstrap at
-    ``alpha``)."""
-    dataset = _dataset(store, dataset_ref)
+    ``alpha``). ``dataset_ref`` None: the data set the first model was trained on."""
     first, second = load_model(store, model_a), load_model(store, model_b)
+    dataset = _dataset(store, dataset_ref, first)
     y_true, proba_a = predict_split(first, dataset, split, batch_size=batch_size, progress=progress)
     _, proba_b = predict_split(second, dataset, split, batch_size=batch_size, progress=progress)
     pred_a = [first.classifier.labels[i] for i in proba_a.argmax(axis=1)]

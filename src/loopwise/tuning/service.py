@@ -141,4 +141,10 @@ def job_trials(store: Store, name: str) -> tuple[TuningJob, list[FrozenTrial]]:
         return job, study.get_trials(deepcopy=False)
 
 
-__all__ = ["job_trials", "resume_job", "run_job", "start_job"]
+def list_jobs(store: Store) -> list[TuningJob]:
+    """Every tuning job, as the repository orders them."""
+    with store.uow() as uow:
+        return uow.tuning_jobs.list()
+
+
+__all__ = ["job_trials", "list_jobs", "resume_job", "run_job", "start_job"]

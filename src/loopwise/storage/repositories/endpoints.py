@@ -22,8 +22,8 @@ class EndpointRepository:
         :class:`StorageError` when the name is taken."""
         if self.session.scalar(select(EndpointRow.id).where(EndpointRow.name == name)) is not None:
             raise StorageError(
-                f"an endpoint named {name!r} exists: update it (`loopwise endpoint update-weights`, "
-                "`loopwise endpoint update`) or delete it first"
+                f"an endpoint named {name!r} exists: change its traffic (`loopwise endpoint update-weights "
+                f"{name} ...`) or delete it first (`loopwise endpoint delete {name}`)"
             )
         row = EndpointRow(name=name, status=EndpointStatus.CREATING.value, config_version=1)
         self.session.add(row)
