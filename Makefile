@@ -11,25 +11,33 @@ export ORT_DISABLE_TELEMETRY := 1
 export RAY_AUTH_MODE := disabled
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint format check install seed browser benchmark clean
+.PHONY: demo test lint format check install seed browser benchmark clean lock
 
 ## demo: set everything up, then run the course loop on the reviews data (offline, embedded default)
 demo: install seed
 	$(BIN)/loopwise demo
 
-## test: lint, then the whole test suite (SQLite and PostgreSQL, unit and integration)
+## test: lint, then the whole test suite (SQLite and PostgreSQL, unit and integration) on both cores
 test: install seed lint browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist worksteal --durations=20
 
-## install: the virtual environment with loopwise and its dev tools (torch: the CPU wheel 2.13.0)
+## install: the virtual environment from requirements.lock (exact versions with hashes), then loopwise itself
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip check
 	touch $@
+
+## lock: refresh requirements.lock from pyproject.toml's ranges (then commit it on its own)
+lock:
+	test -x $(BIN)/uv || { test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); $(BIN)/python -m pip install --quiet uv; }
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra ray --generate-hashes --upgrade \
+		--python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+		--find-links "$${PIP_FIND_LINKS:-$$($(PYTHON) -m pip config get global.find-links)}" --no-emit-find-links \
+		--override lock-overrides.txt --custom-compile-command 'make lock' --quiet -o requirements.lock
 
 ## seed: put the course CSV into the data cache from ../shared/data when it is there (no download)
 seed: install
