@@ -6,16 +6,18 @@ reflects the database again (after an upgrade) and returns every remembered row 
 with the same values in the columns that still exist. Nothing here knows loopwise's tables: a new
 migration is covered without editing it.
 
-The first row of a table sets every column; the second leaves the nullable ones NULL. Every value is
-unique within its column (so unique constraints hold), strings fit their length and carry non-ASCII
-text, enums and ``col IN (...)`` checks take one of their values, datetimes are exact to the microsecond.
+The first row of a table sets every column to a value at the edge of its type (strings as long as the
+column allows, integers near the top of their range, floats exact only as doubles, datetimes to the
+microsecond); the second leaves the nullable columns NULL. Every value is unique within its column (so
+unique constraints hold), strings carry non-ASCII text and newlines, and enums and ``col IN (...)``
+checks take one of their values.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -62,17 +64,25 @@ def fill(engine: Engine) -> Remembered:
     return remembered
 
 
-def missing(engine: Engine, remembered: Remembered) -> list[str]:
-    """Every remembered row that is gone or changed, described; empty when all survived."""
+def missing(
+    engine: Engine, remembered: Remembered, changed: Mapping[str, Collection[str]] | None = None
+) -> list[str]:
+    """Every remembered row that is gone or changed, described; empty when all survived.
+
+    ``changed`` names what may change on purpose: table -> its columns, or no columns for the whole table.
+    """
+    changed = changed or {}
     metadata = data_tables(engine)
     problems = []
     with engine.connect() as connection:
         for name, rows in remembered.rows.items():
+            if name in changed and not changed[name]:
+                continue
             if name not in metadata.tables:
                 problems.append(f"table {name} is gone, with its {len(rows)} rows")
                 continue
             table = metadata.tables[name]
-            kept = [column for column in rows[0] if column in table.c]
+            kept = [column for column in rows[0] if column in table.c and column not in changed.get(name, ())]
             found = [
                 tuple(_normal(row[column]) for column in kept)
                 for row in connection.execute(sa.select(*(table.c[column] for column in kept))).mappings()
@@ -145,9 +155,12 @@ def _value(table: sa.Table, column: sa.Column[Any], i: int, n: int) -> Any:
     if python is bool:
         return i % 2 == 0
     if python is int:
-        return n
+        # the full row's integers are near the top of their type, so a narrower type cannot keep them
+        if i % 2 == 1 or isinstance(kind, sa.SmallInteger):
+            return n
+        return (2**62 if isinstance(kind, sa.BigInteger) else 2**31 - 100_000) + n
     if python is float:
-        return n + 0.25
+        return n + 0.1  # exact as a double, not as a single
     if python is Decimal:
         return Decimal(f"{n}.25")
     if python is datetime:
@@ -162,17 +175,21 @@ def _value(table: sa.Table, column: sa.Column[Any], i: int, n: int) -> Any:
     if python is uuid.UUID:
         return uuid.UUID(int=n)
     if python is str or isinstance(kind, sa.String):
-        return _text(column, n)
+        return _text(column, n, full=i % 2 == 0)
     raise TypeError(f"no sample value for {table.name}.{column.name} of type {kind!r}: teach schema_rows")
 
 
-def _text(column: sa.Column[Any], n: int) -> str:
+def _text(column: sa.Column[Any], n: int, full: bool) -> str:
+    """A string unique by ``n``; the full row's fills the column's length, so a shorter one cannot keep it."""
     length = getattr(column.type, "length", None)
-    full = f"{column.name}-{n}-é\u00fc\u4e2d\nline two 'quoted' \"double\""
+    text = f"{n}-{column.name}-é\u00fc\u4e2d\nline two 'quoted' \"double\""
     if length is None:
-        return full
-    short = f"{n}é{column.name}"
-    return short[:length] if length >= len(str(n)) else str(n)[-length:]
+        return text * 3 if full else text
+    if len(str(n)) > length:
+        return str(n)[-length:]
+    if full:
+        return (text * (length // len(text) + 1))[:length]
+    return text[:length]
 
 
 def _choices(table: sa.Table, column: sa.Column[Any]) -> list[str]:

@@ -1,6 +1,10 @@
 """Upgrades never lose data: a database at every earlier revision, full of rows, upgraded to the head.
 
 The revisions come from the shipped migrations, so a new migration is covered without editing this file.
+A migration that changes stored values on purpose (a backfill that rewrites a column, a table whose rows
+move elsewhere) says so in a module attribute, and only there is a difference allowed::
+
+    changes_data = {"labeling_items": ["status"], "old_table": []}  # [] = the whole table
 """
 
 from __future__ import annotations
@@ -27,6 +31,18 @@ def _earlier_revisions() -> list[str]:
     scripts = ScriptDirectory(str(migrate.MIGRATIONS))
     newest_first = [script.revision for script in scripts.walk_revisions()]
     return [revision for revision in reversed(newest_first) if revision != scripts.get_current_head()]
+
+
+def _declared_changes(after: str) -> dict[str, set[str]]:
+    """What the migrations after revision ``after`` declare they change on purpose (``changes_data``)."""
+    declared: dict[str, set[str]] = {}
+    for script in ScriptDirectory(str(migrate.MIGRATIONS)).iterate_revisions("heads", after):
+        if script.revision == after:
+            continue
+        for table, columns in getattr(script.module, "changes_data", {}).items():
+            whole = (table in declared and not declared[table]) or not columns
+            declared[table] = set() if whole else declared.get(table, set()) | set(columns)
+    return declared
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -56,18 +72,18 @@ def test_every_row_survives_the_upgrade_to_head(engine: Engine, revision: str) -
 
     assert upgrade(engine) == head_revision()
 
-    assert missing(engine, rows) == []
+    assert missing(engine, rows, _declared_changes(revision)) == []
 
 
 def _upgrade_through(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str, start: str = "head"
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str, start: str = "head", declare: str = ""
 ) -> tuple[Engine, Remembered]:
     """A SQLite database filled at ``start`` (the shipped head unless told), about to be upgraded through
     one more migration running ``body``; returns the engine (open) and the rows filled in."""
     engine = build_engine(f"sqlite:///{tmp_path / 'loopwise.db'}")
     upgrade(engine, start)
     rows = fill(engine)
-    monkeypatch.setattr(migrate, "MIGRATIONS", _add_migration(tmp_path, body))
+    monkeypatch.setattr(migrate, "MIGRATIONS", _add_migration(tmp_path, body, declare))
     return engine, rows
 
 
@@ -86,6 +102,25 @@ def test_the_check_sees_a_migration_that_changes_a_value(
     finally:
         engine.dispose()
     assert len(problems) == 1 and problems[0].startswith("run_metrics: row")
+
+
+def test_a_change_the_migration_declares_is_allowed_and_no_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, rows = _upgrade_through(
+        tmp_path,
+        monkeypatch,
+        'op.execute("UPDATE run_metrics SET value = 0")\n'
+        "    op.execute(\"UPDATE webhooks SET url = url || '/moved'\")",
+        declare='changes_data = {"run_metrics": ["value"], "webhooks": []}',
+    )
+    try:
+        upgrade(engine)
+        assert missing(engine, rows, _declared_changes(SHIPPED_HEAD)) == []
+        assert len(missing(engine, rows)) == 4
+        assert len(missing(engine, rows, {"run_metrics": {"name"}})) == 4
+    finally:
+        engine.dispose()
 
 
 def test_the_check_sees_a_migration_that_drops_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -153,14 +188,15 @@ def test_a_failed_upgrade_leaves_the_database_where_it_was(
         engine.dispose()
 
 
-def _add_migration(tmp_path: Path, body: str) -> Path:
-    """A copy of the shipped migrations with one more revision, 9999, on top whose upgrade runs ``body``."""
+def _add_migration(tmp_path: Path, body: str, declare: str = "") -> Path:
+    """A copy of the shipped migrations with one more revision, 9999, on top whose upgrade runs ``body``
+    (``declare``: more module-level lines)."""
     copy = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS, copy, ignore=shutil.ignore_patterns("__pycache__"))
     (copy / "versions" / "9999_lossy.py").write_text(
         f'"""a lossy migration for the test"""\n\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
         f'revision = "9999"\ndown_revision = "{head_revision()}"\n'
-        "branch_labels = None\ndepends_on = None\n\n\n"
+        f"branch_labels = None\ndepends_on = None\n{declare}\n\n\n"
         f"def upgrade() -> None:\n    {body}\n",
         encoding="utf-8",
     )
