@@ -55,7 +55,7 @@ def upgrade(
     """Bring the schema to ``revision``; safe when several processes do it at once.
 
     When a SQLite file at an older revision is about to change, it is first copied beside itself
-    (``NAME.bak-FROM-TIMESTAMP``, mode 0600); the copy's path is logged and handed to ``on_backup``. No
+    (``NAME.bak-FROM-TIMESTAMP``, mode 0600); the copy's path goes to ``on_backup``, or is logged. No
     copy is made for an empty database, one already at ``revision``, or PostgreSQL. Raises
     :class:`MigrationError` when the copy or a migration fails; the database then keeps its revision.
     """
@@ -106,9 +106,10 @@ def _backup_before(engine: Engine, revision: str, on_backup: Callable[[Path], No
     backup = backup_sqlite(engine, current)
     if backup is None:
         return
-    log.warning("upgrading the database from revision %s; its copy is at %s", current, backup)
     if on_backup is not None:
         on_backup(backup)
+    else:
+        log.warning("upgrading the database from revision %s; its copy is at %s", current, backup)
 
 
 def _adopt_legacy_revision(engine: Engine) -> None:
