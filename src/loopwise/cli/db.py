@@ -16,10 +16,19 @@ app = typer.Typer(
 
 @app.command()
 def upgrade() -> None:
-    """Apply the shipped migrations up to the newest revision (also done automatically on first use)."""
+    """Apply the shipped migrations up to the newest revision (also done automatically on first use).
+
+    A SQLite database with something to migrate is first copied beside itself
+    (loopwise.db.bak-REVISION-TIMESTAMP, readable by its owner only); the copy's path is printed.
+    """
     engine = build_engine(settings().resolved_database_url)
     try:
-        revision = upgrade_schema(engine)
+        revision = upgrade_schema(
+            engine,
+            on_backup=lambda path: console.print(
+                f"backed up the database before upgrading it: {path}", markup=False, highlight=False
+            ),
+        )
         console.print(f"database at revision {revision} ({engine.url.render_as_string(hide_password=True)})")
     finally:
         engine.dispose()

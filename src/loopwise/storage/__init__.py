@@ -1,6 +1,8 @@
 """The metadata store (SQLAlchemy 2, Alembic) and the artifact store.
 
-``Store.open(settings)`` builds the engine, applies migrations on first use, and hands out units of work.
+``Store.open(settings)`` builds the engine, applies migrations on first use (copying a SQLite file at an
+older revision beside itself first, see :func:`loopwise.storage.migrate.upgrade`), and hands out units of
+work.
 """
 
 from __future__ import annotations

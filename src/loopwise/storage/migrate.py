@@ -1,7 +1,13 @@
-"""Alembic migrations shipped in the package, applied on first use and by ``loopwise db upgrade``."""
+"""Alembic migrations shipped in the package, applied on first use and by ``loopwise db upgrade``.
+
+Before an upgrade changes a SQLite database that has a schema already, a copy of the file is kept beside
+it (see :mod:`loopwise.storage.backup`); PostgreSQL users back up with their own tools.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -12,7 +18,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
 
 from loopwise.errors import MigrationError
+from loopwise.storage.backup import backup_sqlite
 from loopwise.storage.locks import named_lock
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: loopwise's own Alembic version table; Optuna keeps its tables (and its own ``alembic_version``) in the
@@ -40,11 +49,20 @@ def current_revision(engine: Engine) -> str | None:
         ).get_current_revision()
 
 
-def upgrade(engine: Engine, revision: str = "head") -> str | None:
-    """Bring the schema to ``revision``; safe when several processes do it at once."""
+def upgrade(
+    engine: Engine, revision: str = "head", *, on_backup: Callable[[Path], None] | None = None
+) -> str | None:
+    """Bring the schema to ``revision``; safe when several processes do it at once.
+
+    When a SQLite file at an older revision is about to change, it is first copied beside itself
+    (``NAME.bak-FROM-TIMESTAMP``, mode 0600); the copy's path goes to ``on_backup``, or is logged. No
+    copy is made for an empty database, one already at ``revision``, or PostgreSQL. Raises
+    :class:`MigrationError` when the copy or a migration fails; the database then keeps its revision.
+    """
     try:
         with _migration_lock(engine):
             _adopt_legacy_revision(engine)
+            _backup_before(engine, revision, on_backup)
             command.upgrade(alembic_config(engine), revision)
     except MigrationError:
         raise
@@ -73,6 +91,25 @@ def ensure_schema(engine: Engine) -> None:
             "it was written by a newer loopwise: upgrade loopwise"
         )
     upgrade(engine)
+
+
+def _backup_before(engine: Engine, revision: str, on_backup: Callable[[Path], None] | None) -> None:
+    current = current_revision(engine)
+    if current is None:
+        return
+    try:
+        target = ScriptDirectory(str(MIGRATIONS)).as_revision_number(revision)
+    except Exception:
+        target = None  # not a plain revision: copy, to be safe
+    if current == target:
+        return
+    backup = backup_sqlite(engine, current)
+    if backup is None:
+        return
+    if on_backup is not None:
+        on_backup(backup)
+    else:
+        log.warning("upgrading the database from revision %s; its copy is at %s", current, backup)
 
 
 def _adopt_legacy_revision(engine: Engine) -> None:
