@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from loopwise.serving.endpoints import Endpoint
     from loopwise.storage import UnitOfWork
 
-#: how many of its latest answers a server remembers per endpoint (about 100 bytes each)
+#: how many of its latest answers a server remembers per endpoint (about 17 MB for 100,000 uuid4 ids)
 RECENT = 100_000
 #: how many unknown ids an error lists
 SHOWN = 10
