@@ -75,9 +75,14 @@ class Client:
         self._check(answer)
         return [json.loads(line) for line in answer.text.splitlines() if line.strip()]
 
-    def feedback(self, endpoint: str, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        """Ground truth (``label``/``labels``) or ``reward`` per ``inference_id``."""
-        return self._json(self.http.post(f"/api/v1/endpoints/{endpoint}/feedback", json=list(items)))
+    def feedback(
+        self, endpoint: str, items: Sequence[dict[str, Any]], *, allow_unknown: bool = False
+    ) -> dict[str, Any]:
+        """Ground truth (``label``/``labels``) or ``reward`` per ``inference_id``. The server refuses ids
+        the endpoint does not know and labels its models do not have (400, naming them) unless
+        ``allow_unknown`` (see :mod:`loopwise.serving.known`)."""
+        body: Any = {"items": list(items), "allow_unknown": True} if allow_unknown else list(items)
+        return self._json(self.http.post(f"/api/v1/endpoints/{endpoint}/feedback", json=body))
 
     def metrics(self, endpoint: str, period: int = 60, window: int = 3600) -> list[dict[str, Any]]:
         """Per-variant figures by period (SageMaker's names)."""

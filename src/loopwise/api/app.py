@@ -142,21 +142,30 @@ def create_app(
 
     @app.post("/api/v1/endpoints/{name}/feedback")
     async def feedback(name: str, request: Request) -> Response:
-        """Ground truth (``label`` or ``labels``) or ``reward`` for inference ids, as a JSON list."""
+        """Ground truth (``label`` or ``labels``) or ``reward`` for inference ids: a JSON list of items, one
+        item, or ``{"items": [...], "allow_unknown": true}``. Ids the endpoint does not know and labels
+        its models do not have are refused (400, naming them) unless ``allow_unknown``
+        (:mod:`loopwise.serving.known`)."""
         from loopwise.serving.feedback import parse_feedback
         from loopwise.serving.service import record_feedback
 
         body = await read_body(request)
         try:
-            items = orjson.loads(body)
+            document = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise BadRequest(f"the body is not valid JSON: {exc}") from None
-        if isinstance(items, dict):
-            items = [items]
-        if not isinstance(items, list):
-            raise BadRequest('send a list of {"inference_id": ..., "label": ...}')
+        items, allow_unknown = _feedback_body(document)
         parsed = parse_feedback(items, source="the feedback")
-        new = await asyncio.to_thread(record_feedback, store, name, parsed)
+        record = functools.partial(
+            record_feedback,
+            store,
+            name,
+            parsed,
+            allow_unknown=allow_unknown,
+            known=plane.known,
+            unanswered=plane.known.answered.unanswered(name, [item.inference_id for item in parsed]),
+        )
+        new = await asyncio.to_thread(record)
         rewarded = await plane.reward(name, parsed)
         counts = {"recorded": len(parsed), "new": new, "rewarded": rewarded}
         return Response(orjson.dumps(counts), media_type="application/json")
@@ -224,6 +233,26 @@ def create_app(
         return {"status": "ok"}
 
     return app
+
+
+def _feedback_body(document: Any) -> tuple[list[Any], bool]:
+    """The items of a feedback body and whether unknown ids and labels are deliberate."""
+    if isinstance(document, dict) and "items" in document:
+        extra = sorted(set(document) - {"items", "allow_unknown"})
+        if extra:
+            raise BadRequest(f"{', '.join(extra)}: not a field of a feedback body (items, allow_unknown)")
+        allow_unknown = document.get("allow_unknown", False)
+        if not isinstance(allow_unknown, bool):
+            raise BadRequest("allow_unknown: true or false")
+        document = document["items"]
+        if not isinstance(document, list):
+            raise BadRequest('items: a list of {"inference_id": ..., "label": ...}')
+        return document, allow_unknown
+    if isinstance(document, dict):
+        return [document], False
+    if not isinstance(document, list):
+        raise BadRequest('send a list of {"inference_id": ..., "label": ...}')
+    return document, False
 
 
 async def _every(interval_s: float, step: Callable[[Store], object], store: Store, what: str) -> None:

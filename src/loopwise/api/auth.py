@@ -63,7 +63,8 @@ def _methods(names: str | None) -> frozenset[str] | None:
 
 
 #: (methods or None for any, path pattern, permission): the first rule that matches a request decides.
-#: A route no rule names needs ``manage``; tests/workforce/test_permissions.py checks every route's rule.
+#: A route no rule names needs ``manage``; tests/api/test_permission_matrix.py checks who reaches every
+#: route (each role, by API token and by session), against a table of its own.
 POLICY: tuple[tuple[frozenset[str] | None, re.Pattern[str], Need], ...] = tuple(
     (_methods(methods), re.compile(pattern), need)  # type: ignore[misc]
     for methods, pattern, need in (

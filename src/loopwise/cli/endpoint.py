@@ -146,9 +146,19 @@ def feedback(
     file: Annotated[
         Path, typer.Argument(help='JSON lines: {"inference_id": ..., "label": ...} (or labels, reward).')
     ],
+    allow_unknown: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unknown",
+            help="Record feedback for inference ids not in the endpoint's capture, and labels none of its "
+            "models has (refused otherwise).",
+        ),
+    ] = False,
 ) -> None:
     """Post ground truth (or rewards) for the endpoint's inferences; an inference's earlier feedback is
-    replaced. It joins the captured requests in `loopwise ab report`."""
+    replaced. It joins the captured requests in `loopwise ab report`. An inference id must be in the
+    endpoint's capture (or have feedback already), and labels among its models' classes, unless
+    --allow-unknown."""
     import json
 
     from loopwise.errors import EndpointConfigError
@@ -170,7 +180,7 @@ def feedback(
                 ) from None
     parsed = parse_feedback(items, source=str(file))
     with open_store() as store:
-        new = record_feedback(store, name, parsed)
+        new = record_feedback(store, name, parsed, allow_unknown=allow_unknown)
     console.print(f"{name}: feedback for {len(parsed)} inferences recorded ({new} new)")
 
 

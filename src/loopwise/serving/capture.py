@@ -20,10 +20,11 @@ import contextlib
 import logging
 import os
 import queue
+import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -164,3 +165,41 @@ def read_captures(root: Path, endpoint: str, variant: str | None = None) -> Iter
             for line in lines:
                 if line.strip():
                     yield orjson.loads(line)
+
+
+#: a captured record's inference id (the first key the writer writes); a JSON string, escapes included
+_INFERENCE_ID = re.compile(rb'^\{"inference_id":("(?:[^"\\]|\\.)*")', re.MULTILINE)
+
+
+class CapturedIds:
+    """The inference ids of an endpoint's captured records, read once: capture files only grow, so each
+    file is read from where the last look stopped. Safe to use from several threads."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._lock = threading.Lock()
+        self._offsets: dict[Path, int] = {}
+        self._ids: dict[str, set[str]] = {}
+
+    def find(self, endpoint: str, ids: Iterable[str]) -> set[str]:
+        """Those of ``ids`` that are in the endpoint's capture (every variant, shadows included)."""
+        wanted = set(ids)
+        with self._lock:
+            known = self._ids.setdefault(endpoint, set())
+            if wanted - known:
+                self._read_new(endpoint, known)
+            return wanted & known
+
+    def _read_new(self, endpoint: str, known: set[str]) -> None:
+        for path in sorted((self.root / endpoint).glob("*/*/*/*/*/*.jsonl")):
+            start = self._offsets.get(path, 0)
+            try:
+                with path.open("rb") as lines:
+                    lines.seek(start)
+                    chunk = lines.read()
+            except OSError:
+                continue
+            complete = chunk.rfind(b"\n") + 1  # a line still being written is read next time
+            for match in _INFERENCE_ID.finditer(chunk, 0, complete):
+                known.add(orjson.loads(match.group(1)))
+            self._offsets[path] = start + complete

@@ -30,6 +30,7 @@ from loopwise.serving.bandit import BanditBook
 from loopwise.serving.capture import CaptureWriter
 from loopwise.serving.endpoints import Endpoint, EndpointStatus
 from loopwise.serving.feedback import Feedback
+from loopwise.serving.known import Known
 from loopwise.serving.metrics import Metrics
 from loopwise.serving.router import (
     DRAIN_S,
@@ -86,6 +87,8 @@ class DataPlane:
         self.shadow_tasks: set[asyncio.Task[None]] = set()
         self.capture_writers: dict[str, CaptureWriter] = {}
         self.bandits = BanditBook()
+        #: what feedback may name: the ids answered lately, the capture's, the classes (serving.known)
+        self.known = Known(store.artifacts.path("capture"))
         self._processes: dict[int, Any] = {}  # psutil.Process by pid, for CPU deltas
         self._sampled = 0.0
         self.loops = LoopStarter(store)
@@ -167,6 +170,7 @@ class DataPlane:
             model_ms=answer.model_ms,
             overhead_ms=overhead_ms,
         )
+        self.known.answered.add(endpoint, result.inference_id)
         flow = self.flows.get(endpoint) if config.review is not None else None
         if flow is not None and config.reviewed(variant):
             result = self._review(flow, result, texts, runtime)

@@ -14,7 +14,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,7 @@ from loopwise.serving.rollout import Rollout, RolloutPlan, RolloutStatus, alarm,
 from loopwise.storage.artifacts.local import local_path
 
 if TYPE_CHECKING:
+    from loopwise.serving.known import Known
     from loopwise.storage import Store
 
 log = logging.getLogger(__name__)
@@ -187,11 +188,26 @@ def remove_variant(store: Store, name: str, variant: str, *, note: str | None = 
         return uow.endpoints.add_config(name, updated, note or f"variant {variant}: removed")
 
 
-def record_feedback(store: Store, name: str, items: list[Feedback]) -> int:
+def record_feedback(
+    store: Store,
+    name: str,
+    items: list[Feedback],
+    *,
+    allow_unknown: bool = False,
+    known: Known | None = None,
+    unanswered: Sequence[str] | None = None,
+) -> int:
     """Store ground truth or rewards for the endpoint's inferences (an inference's earlier feedback is
-    replaced); returns how many inferences got feedback for the first time."""
+    replaced); returns how many inferences got feedback for the first time. Feedback naming an inference
+    id the endpoint does not know or a label none of its models has is refused, nothing recorded, unless
+    ``allow_unknown``: :meth:`loopwise.serving.known.Known.check` (with the server's ``known`` and
+    ``unanswered``; a command line's own otherwise)."""
+    from loopwise.serving.known import Known
+
     with store.uow() as uow:
-        uow.endpoints.get(name)  # the endpoint must exist
+        endpoint = uow.endpoints.get(name)  # the endpoint must exist
+        if not allow_unknown:
+            (known or Known(store.artifacts.path("capture"))).check(uow, endpoint, items, unanswered)
         return uow.feedback.put(name, items)
 
 

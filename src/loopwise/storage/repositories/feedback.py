@@ -40,6 +40,17 @@ class FeedbackRepository:
         self.session.flush()
         return new
 
+    def known(self, endpoint: str, inference_ids: Sequence[str]) -> set[str]:
+        """Those of ``inference_ids`` that have feedback for the endpoint."""
+        found: set[str] = set()
+        for start in range(0, len(inference_ids), 500):  # bounded IN lists
+            query = select(FeedbackRow.inference_id).where(
+                FeedbackRow.endpoint == endpoint,
+                FeedbackRow.inference_id.in_(inference_ids[start : start + 500]),
+            )
+            found.update(self.session.scalars(query))
+        return found
+
     def count_labels(self, endpoint: str, since: datetime | None = None) -> int:
         """How many of the endpoint's inferences got ground truth (labels), since ``since`` if given."""
         query = select(FeedbackRow.labels).where(FeedbackRow.endpoint == endpoint)
