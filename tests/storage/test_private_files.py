@@ -101,3 +101,25 @@ def test_private_dir_is_exact_whatever_the_umask(tmp_path: Path) -> None:
     (made / "c").mkdir(mode=0o755)
     private_dir(made / "c")  # an existing directory is set to 0700 too
     assert stat.S_IMODE((made / "c").stat().st_mode) == 0o700
+
+
+def test_loopwise_server_writes_with_umask_077(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the server writes outside the store's own writers (reports, labeling outputs) is private
+    too: ``loopwise server`` serves under umask 077 (uvicorn stubbed: the umask it would serve under)."""
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from loopwise.cli import app
+
+    seen: list[int] = []
+
+    def serve(*args: object, **kwargs: object) -> None:
+        current = os.umask(0o022)
+        os.umask(current)
+        seen.append(current)
+
+    monkeypatch.setenv("LOOPWISE_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(uvicorn, "run", serve)
+    result = CliRunner().invoke(app, ["server", "--port", "0"])
+    assert result.exit_code == 0, result.output
+    assert seen == [0o077]
