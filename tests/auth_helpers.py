@@ -43,3 +43,22 @@ def sign_in(page: Any, base: str, email: str = ADMIN_EMAIL, password: str = ADMI
     page.fill('input[name="password"]', password)
     page.click('main button[type="submit"]')
     page.wait_for_load_state()
+
+
+#: makes every Content-Security-Policy violation of a page a console error the watcher below sees
+#: (Playwright's init scripts run outside the page's policy)
+REPORT_VIOLATIONS = """document.addEventListener("securitypolicyviolation", (e) => console.error(
+    `Content Security Policy violation: ${e.violatedDirective} blocked ${e.blockedURI || "inline"}`))"""
+
+
+def csp_violations(page: Any) -> list[str]:
+    """Record the Content Security Policy violations of the browser ``page`` from now on (Chromium's
+    console messages about the policy and the document's ``securitypolicyviolation`` events); returns the
+    list they are added to, for the test to assert empty."""
+    found: list[str] = []
+    page.add_init_script(REPORT_VIOLATIONS)
+    page.on(
+        "console",
+        lambda message: found.append(message.text) if "Content Security Policy" in message.text else None,
+    )
+    return found

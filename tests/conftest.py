@@ -16,7 +16,7 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from auth_helpers import ARTIFACTS
+from auth_helpers import ARTIFACTS, csp_violations
 from loopwise import registry
 from loopwise.config import Settings
 from loopwise.storage import Store
@@ -187,11 +187,13 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture
 def page(browser: object, request: pytest.FixtureRequest) -> Iterator[object]:
-    """A fresh browser page; its screenshot is kept under test-artifacts/ when the test ends."""
+    """A fresh browser page; its screenshot is kept under test-artifacts/ when the test ends, and the test
+    fails on a JavaScript error or a Content-Security-Policy violation of the page."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
     opened = context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda exc: errors.append(str(exc)))
+    violations = csp_violations(opened)
     try:
         yield opened
     finally:
@@ -199,6 +201,7 @@ def page(browser: object, request: pytest.FixtureRequest) -> Iterator[object]:
         opened.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
         context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+    assert not violations, f"the page broke its Content-Security-Policy: {violations}"
 
 
 @pytest.fixture

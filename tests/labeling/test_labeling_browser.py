@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from auth_helpers import ARTIFACTS, ensure_admin, sign_in
+from auth_helpers import ARTIFACTS, csp_violations, ensure_admin, sign_in
 from loopwise.api.app import background_server
 from loopwise.labeling import service
 from loopwise.labeling.jobs import COURSE_CATEGORIES, COURSE_FULL_INSTRUCTIONS, COURSE_TITLE
@@ -72,8 +72,11 @@ def test_a_worker_labels_five_items_by_keyboard_and_the_admin_sees_it(
         page.click('main button[type="submit"]')
         page.wait_for_url(f"{base}/label")
         assert page.locator(f'#jobs tr[data-job="{job.id}"]').count() == 1
-        page.click("text=Start labeling")
+        with page.expect_navigation() as opened:
+            page.click("text=Start labeling")
         page.wait_for_url(f"{base}/label/jobs/{job.id}")
+        # the keyboard below works under the page's policy (the page fixture fails on any violation)
+        assert "script-src 'self'" in opened.value.headers["content-security-policy"]
         assert "joy, excitement, delight" in page.text_content("#choices")
         assert COURSE_TITLE in page.text_content("h1")
 
@@ -101,6 +104,7 @@ def test_a_worker_labels_five_items_by_keyboard_and_the_admin_sees_it(
         # the admin signs in on a fresh page and sees the job's progress and ann's figures
         context = page.context.browser.new_context(viewport={"width": 1280, "height": 900})
         admin = context.new_page()
+        violations = csp_violations(admin)
         try:
             sign_in(admin, base)
             admin.wait_for_url(f"{base}/console/labeling")
@@ -112,5 +116,6 @@ def test_a_worker_labels_five_items_by_keyboard_and_the_admin_sees_it(
                 admin.locator('#workers tr[data-worker="ann@example.com"] td.answers').text_content() == "5"
             )
             admin.screenshot(path=str(ARTIFACTS / "labeling-admin.png"), full_page=True)
+            assert not violations, f"the console broke its Content-Security-Policy: {violations}"
         finally:
             context.close()

@@ -68,7 +68,7 @@ def test_the_console_pages_and_the_endpoint_api(two_models: Store) -> None:
         assert page.status_code == 200
         for metric, _ in CHARTS:
             assert f'data-metric="{metric}"' in page.text
-        assert 'data-variant="VariantB" style="flex-grow: 1.0">VariantB 100%' in page.text
+        assert 'data-variant="VariantB" data-share="1.0">VariantB 100%' in page.text
         assert "weights: VariantA=0, VariantB=100" in page.text  # the configuration history
 
         missing = client.get("/console/endpoints/nope")
@@ -94,7 +94,9 @@ def test_the_endpoint_page_charts_every_variant_and_refreshes_itself(two_models:
         _send(client, "VariantB", 7)
         base = str(client.base_url).rstrip("/")
         sign_in(page, base)
-        page.goto(f"{base}/console/endpoints")
+        listed = page.goto(f"{base}/console/endpoints")
+        # the pages run under the policy (the page fixture fails the test on any violation of it)
+        assert "script-src 'self'" in listed.headers["content-security-policy"]
         page.click("text=reviews")
         page.wait_for_url(f"{base}/console/endpoints/reviews")
         page.wait_for_selector("#metrics[data-loaded]")

@@ -92,3 +92,7 @@ def test_the_loop_page_shows_the_loop_as_it_stands(two_models: Store, page: Any,
         origin = page.text_content('#datasets tr[data-dataset="reviewed:1"] td.origin')
         assert origin == f"pipeline: 4 labels from people; flows course; base {base}"
         page.screenshot(path=str(ARTIFACTS / "loop-console.png"), full_page=True)
+        # the alerts page, under its Content-Security-Policy too (the page fixture fails on a violation)
+        alerts = page.goto(f"{url}/console/alerts")
+        assert "frame-ancestors 'none'" in alerts.headers["content-security-policy"]
+        assert "the reviews drifted" in page.text_content("#alerts tr[data-alert] td:nth-child(8)")

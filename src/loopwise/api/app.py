@@ -21,6 +21,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from loopwise.api.auth import AuthMiddleware, Credentials
+from loopwise.api.headers import SecurityHeadersMiddleware
 from loopwise.api.invocations import (
     KNOWN_ERRORS,
     BadRequest,
@@ -91,6 +92,9 @@ def create_app(
     app.state.max_body_bytes = max_body_bytes
     app.include_router(invocations)
 
+    # innermost: the security headers of everything the app answers; the invocations fast path and the
+    # refusals of the auth middleware answer ahead of it and add theirs themselves (loopwise.api.headers)
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(InvocationsMiddleware)
     credentials = Credentials(store, ttl_s=credentials_ttl_s)
     app.state.credentials = credentials

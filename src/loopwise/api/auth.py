@@ -28,6 +28,7 @@ import orjson
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from loopwise.api.headers import with_security_headers
 from loopwise.errors import AuthError
 from loopwise.workforce.accounts import Permission, Worker
 
@@ -354,6 +355,6 @@ def _error(kind: str, message: str) -> bytes:
 
 
 async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    headers = [*headers, (b"content-length", str(len(body)).encode())]
+    headers = with_security_headers([*headers, (b"content-length", str(len(body)).encode())])
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

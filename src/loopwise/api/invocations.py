@@ -28,6 +28,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from loopwise.api.headers import NOSNIFF
 from loopwise.errors import (
     AccountError,
     AnswerRefusedError,
@@ -105,6 +106,7 @@ class InvocationsMiddleware:
         response_headers = [
             (b"content-type", content_type.encode()),
             (b"content-length", str(len(payload)).encode()),
+            NOSNIFF,
             *((key.lower().encode(), value.encode("latin-1")) for key, value in extra.items()),
         ]
         await send({"type": "http.response.start", "status": status, "headers": response_headers})

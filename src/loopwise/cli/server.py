@@ -16,9 +16,15 @@ def server(
     and POST /api/v1/endpoints/NAME/predict, the REST API under /api/v1, the web console at /console and
     the labeling pages at /label; endpoints created, re-weighted or deleted meanwhile are picked up within
     a second. Every route but /signin needs a signed-in account or an API token."""
+    import os
+
     import uvicorn
 
     from loopwise.api.app import create_app
+
+    # what the server and its workers write (reports, labeling outputs, journals) is the owner's only,
+    # like the database and the artifacts the store makes private itself (docs/security.md)
+    os.umask(0o077)
     from loopwise.cli._common import console, open_store
 
     with open_store() as store:

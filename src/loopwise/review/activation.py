@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from loopwise._private import private_dir
 from loopwise.review.loops import Flow, content_hash
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ class LoopStarter:
         self.written = 0
 
     async def start(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root, repair=False)  # the texts people sent: the owner's only
         self._lock_fd = os.open(self.root / f"{self._owner}.lock", os.O_CREAT | os.O_RDWR, 0o600)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         await asyncio.to_thread(self.recover)

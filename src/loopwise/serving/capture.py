@@ -32,6 +32,8 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
+from loopwise._private import open_private, private_dir
+
 log = logging.getLogger(__name__)
 
 _STOP = object()
@@ -104,8 +106,8 @@ class CaptureWriter:
         if handle is None:
             if len(self._files) > 64:  # hours past: close what is no longer written
                 self._close_files()
-            folder.mkdir(parents=True, exist_ok=True)
-            handle = self._files[path] = path.open("ab")
+            private_dir(folder, repair=False)  # requests' texts: the owner's only
+            handle = self._files[path] = open_private(path, "ab")
         line = {**record, "time": at.isoformat(timespec="milliseconds").replace("+00:00", "Z")}
         if line.get("embedding") is not None:
             line["embedding"] = pack_embeddings(line["embedding"])

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from loopwise._private import private_dir
 from loopwise.config import Settings
 from loopwise.storage.artifacts import LocalArtifactStore
 from loopwise.storage.engine import build_engine
@@ -28,6 +29,9 @@ class Store:
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True) -> Store:
+        """The store ``settings`` describe. Its home is a 0700 directory and what loopwise keeps in it (the
+        SQLite database, the artifacts) only its owner may read: see :mod:`loopwise._private`."""
+        private_dir(settings.home)
         engine = build_engine(settings.resolved_database_url)
         if migrate:
             ensure_schema(engine)

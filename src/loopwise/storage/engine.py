@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import glob
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,11 +11,13 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from loopwise._private import FILE_MODE, private_dir, private_file
 from loopwise.errors import ConfigurationError
 
 
 def build_engine(url: str) -> Engine:
-    """Create an engine for ``url``; for SQLite, create the directory and turn on WAL and foreign keys."""
+    """Create an engine for ``url``; for SQLite, create the database private (:func:`_private_database`)
+    and turn on WAL and foreign keys."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -22,8 +26,8 @@ def build_engine(url: str) -> Engine:
             "use sqlite:///PATH or postgresql+psycopg://USER@HOST:5432/DB"
         ) from exc
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            _private_database(Path(parsed.database).expanduser())
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite defers BEGIN, and a deferred transaction that later writes fails at once with "database is
@@ -42,6 +46,18 @@ def build_engine(url: str) -> Engine:
         f"unsupported database {parsed.get_backend_name()!r} in {url!r}: "
         "loopwise supports SQLite and PostgreSQL"
     )
+
+
+def _private_database(path: Path) -> None:
+    """The SQLite database file (and its missing folders) made before SQLite opens it: the file 0600, new
+    folders 0700. SQLite gives the ``-wal`` and ``-shm`` files it makes the database file's mode, and
+    loopwise makes its lock files 0600; the files beside it an older loopwise left (``loopwise.db-wal``,
+    ``loopwise.db.migrate.lock``) are set to 0600 here."""
+    private_dir(path.parent, repair=False)
+    private_file(path)
+    for companion in path.parent.glob(glob.escape(path.name) + "?*"):
+        if companion.is_file() and not companion.is_symlink():
+            os.chmod(companion, FILE_MODE)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

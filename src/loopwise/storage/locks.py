@@ -17,6 +17,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
+from loopwise._private import open_private
+
 #: the first key of loopwise's two-key advisory locks ("lw" in ASCII): keeps clear of other applications
 _NAMESPACE = 0x6C77
 
@@ -41,7 +43,7 @@ def named_lock(engine: Engine, name: str) -> Iterator[None]:
         return
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
     path = Path(database).with_name(f"{Path(database).name}.{safe}.lock")
-    with open(path, "a") as handle:
+    with open_private(path, "ab") as handle:  # beside the database, private like it
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

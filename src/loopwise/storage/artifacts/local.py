@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from loopwise._private import DIR_MODE, make_private, private_dir
 from loopwise.errors import ConfigurationError, NotFoundError
 
 
@@ -15,16 +16,25 @@ class LocalArtifactStore:
 
     Writers fill a staging directory (:meth:`staging`) and :meth:`commit_dir` moves it into place with a
     rename, so a reader never sees a half-written artifact and a crash leaves only staging litter.
+
+    Artifacts are private to the account that runs loopwise: the root and every directory in it 0700,
+    committed files 0600. A root that is not 0700 when the store opens (one an older loopwise made) has
+    its whole tree set so.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).expanduser().resolve()
         try:
-            (self.root / ".staging").mkdir(parents=True, exist_ok=True)
+            if self.root.is_dir() and self.root.stat().st_mode & 0o777 != DIR_MODE:
+                make_private(self.root)
+            private_dir(self.root)
+            private_dir(self.root / ".staging")
         except OSError as exc:
             raise ConfigurationError(f"cannot create the artifact directory {self.root}: {exc}") from exc
 
     def path(self, key: str) -> Path:
+        """The local path of ``key``. A writer that does not go through :meth:`staging` makes its folders
+        with :func:`loopwise._private.private_dir` and its files with ``open_private``."""
         path = (self.root / key).resolve()
         if self.root not in path.parents and path != self.root:
             raise ValueError(f"artifact key {key!r} leaves the artifact root")
@@ -44,7 +54,8 @@ class LocalArtifactStore:
         """Move a staged directory to ``key`` atomically; if ``key`` exists already, keep it (content
         addressed keys hold the same bytes) and drop the staged copy. Returns the URI."""
         target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_private(staged)  # files written with the umask's mode become 0600 before anyone can see them
+        private_dir(target.parent, repair=False)
         try:
             os.rename(staged, target)
         except OSError:

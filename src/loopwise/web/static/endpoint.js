@@ -18,7 +18,11 @@
 
   // the same color for a variant everywhere on the page: the configuration's order first
   for (const row of document.querySelectorAll("#variants tbody tr")) colorOf(row.dataset.variant);
-  for (const share of document.querySelectorAll(".traffic .share")) share.style.background = colorOf(share.dataset.variant);
+  // each variant's width in the traffic bar is its share (set here: the page's policy refuses style attributes)
+  for (const share of document.querySelectorAll(".traffic .share")) {
+    share.style.flexGrow = share.dataset.share;
+    share.style.background = colorOf(share.dataset.variant);
+  }
 
   function cell(text) {
     const td = document.createElement("td");
