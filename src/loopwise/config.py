@@ -6,6 +6,7 @@ factory) and passed down.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -40,6 +41,17 @@ class Settings(BaseSettings):
     )
     reviews_url: str = Field(default=REVIEWS_URL, description="Where `data fetch reviews` downloads from.")
     reviews_sha256: str = Field(default=REVIEWS_SHA256, description="Expected sha256 of the reviews CSV.")
+    forwarded_allow_ips: str = Field(
+        default="",
+        description="The proxies (comma-separated IPs or CIDRs) whose X-Forwarded-For/-Proto the server "
+        "believes; none by default: the client is the socket's address.",
+    )
+
+    @field_validator("forwarded_allow_ips", mode="after")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_networks(value, "LOOPWISE_FORWARDED_ALLOW_IPS")
+        return value
 
     @field_validator("home", "artifact_root", "cache_dir", mode="after")
     @classmethod
@@ -57,3 +69,21 @@ class Settings(BaseSettings):
     @property
     def resolved_cache_dir(self) -> Path:
         return self.cache_dir or self.home / "cache"
+
+
+def parse_networks(value: str, field: str = "--forwarded-allow-ips") -> tuple[str, ...]:
+    """The IPs and CIDRs of a comma-separated list (empty: none), normalised; :class:`ValueError` names
+    ``field`` and the entry that is neither."""
+    found = []
+    for entry in (part.strip() for part in value.split(",")):
+        if not entry:
+            continue
+        try:
+            network = ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"{field}: {entry!r} is not an IP address or a CIDR (such as 10.0.0.0/8); "
+                "list the proxies in front of the server, comma-separated"
+            ) from None
+        found.append(str(network.network_address) if network.num_addresses == 1 else str(network))
+    return tuple(found)

@@ -27,7 +27,8 @@ The tree::
     │   └── ManifestError         an input manifest is malformed (also a DataError)
     ├── ReviewError               a flow definition or human loop request is invalid
     │   └── HumanLoopConflictError  a loop name taken with other input, a loop in the wrong state (409)
-    └── PipelineError             a pipeline step failed or a run cannot do what was asked
+    ├── PipelineError             a pipeline step failed or a run cannot do what was asked
+    └── WebhookSignatureError     a webhook delivery's signature is missing, wrong or too old
 
 Messages say what was wrong (naming the file, line and field where there is one) and what to do.
 """
@@ -154,3 +155,8 @@ class PipelineSpecError(SpecError):
 class PipelineError(LoopwiseError):
     """A pipeline step failed (the run stops there and can be resumed from it), or a run cannot do what
     was asked in its state."""
+
+
+class WebhookSignatureError(LoopwiseError):
+    """A webhook delivery's ``X-Loopwise-Signature`` is missing, malformed, wrong or too old
+    (:func:`loopwise.webhooks.verify`)."""

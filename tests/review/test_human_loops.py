@@ -3,11 +3,13 @@ completion with output.json and ground truth, stop, expiry, listing, deletion an
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from loopwise import webhooks
 from loopwise.errors import AnswerRefusedError, HumanLoopConflictError, NotFoundError, ReviewError
 from loopwise.labeling import service as labeling
 from loopwise.labeling.jobs import COURSE_CATEGORIES
@@ -197,11 +199,16 @@ def test_status_changes_reach_the_webhook_at_least_once(store: Store) -> None:
     received: list[dict[str, object]] = []
     calls = {"n": 0}
 
-    def flaky(url: str, body: dict[str, object], headers: dict[str, str]) -> int:
+    secret = service.find_flow(store, "reviews-sentiment").webhook_secret
+    assert secret and secret.startswith("whsec_")
+
+    def flaky(url: str, body: bytes, headers: dict[str, str]) -> int:
         calls["n"] += 1
         if calls["n"] == 1:
             return 503  # the receiver is down the first time
-        received.append(body)
+        webhooks.verify(secret, body, headers["X-Loopwise-Signature"])  # signed with the flow's secret
+        assert headers["X-Loopwise-Event"] == "loopwise.human-loop-status-change"
+        received.append(json.loads(body))
         return 204
 
     assert service.deliver_events(store, post=flaky) == (0, 1)

@@ -82,6 +82,9 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/review/flows/reviews"): "observe",
     ("DELETE", "/api/v1/review/flows/reviews"): "manage",
     ("GET", "/console/loop"): "observe",
+    ("GET", "/api/v1/workforce/tokens"): "manage",
+    ("DELETE", "/api/v1/workforce/tokens/1"): "manage",
+    ("POST", "/api/v1/workforce/workers/reviews/password-reset"): "manage",
     ("GET", "/docs"): "manage",
     ("GET", "/openapi.json"): "manage",
     ("GET", "/redoc"): "manage",
@@ -154,6 +157,8 @@ def test_each_role_reaches_what_its_permissions_allow_and_nothing_else(
     sqlite_store: Store, server: tuple[str, object]
 ) -> None:
     url, _ = server
+    service.create_worker(sqlite_store, "spare@example.com", role="service")
+    spare = service.create_token(sqlite_store, "spare@example.com", "spare")  # id 1: the one DELETE revokes
     tokens = {"admin": admin_token(sqlite_store)}
     for role in ROLES[1:]:
         service.create_worker(sqlite_store, f"{role}@example.com", role=role)
@@ -177,6 +182,8 @@ def test_each_role_reaches_what_its_permissions_allow_and_nothing_else(
             assert page.status_code == (200 if allowed else 403)
             if not allowed:
                 assert "may not do this" in page.text and page.headers["content-type"].startswith("text/html")
+    # the admin's DELETE /api/v1/workforce/tokens/1 revoked the spare token, and the others' were refused
+    assert httpx.get(f"{url}/api/v1/me", headers=bearer(spare)).status_code == 401
 
 
 def _csrf(page: httpx.Response) -> str:

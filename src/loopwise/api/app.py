@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ from loopwise.api.invocations import (
 from loopwise.api.invocations import router as invocations
 from loopwise.api.labeling import mount_labeling
 from loopwise.api.review import mount_review
+from loopwise.api.workforce import router as workforce
 from loopwise.monitoring.scheduling import MonitorScheduler
 from loopwise.serving.plane import DataPlane
 from loopwise.web.account import mount_account
@@ -58,10 +59,18 @@ def create_app(
     review_interval_s: float = 1.0,
     pipeline_interval_s: float = 10.0,
     freeze_heap: bool = False,
+    forwarded_allow_ips: Sequence[str] = (),
 ) -> FastAPI:
     """The server's app over ``store``; its data plane and monitoring scheduler start with the app and
     stop with it. ``freeze_heap``: the process is the server (see the lifespan). Every route but sign-in
-    needs a signed-in account or an API token (:mod:`loopwise.api.auth`)."""
+    needs a signed-in account or an API token (:mod:`loopwise.api.auth`).
+
+    ``forwarded_allow_ips``: the proxies (IPs, CIDRs; :func:`loopwise.config.parse_networks`) whose
+    ``X-Forwarded-For`` and ``-Proto`` are believed: from one of them, the client is the right-most
+    address of X-Forwarded-For that is not a proxy (uvicorn's ``ProxyHeadersMiddleware``); from anyone
+    else, and by default, the socket's address. Serve the app with uvicorn's own ``proxy_headers`` off
+    (``background_server`` and ``loopwise server`` do), or it trusts 127.0.0.1 behind this setting's back.
+    """
     plane = DataPlane(store) if watch_s is None else DataPlane(store, watch_s=watch_s)
     scheduler = MonitorScheduler(store, interval_s=monitor_interval_s)
 
@@ -89,8 +98,10 @@ def create_app(
 
     app = FastAPI(title="loopwise", lifespan=lifespan)
     app.state.plane = plane
+    app.state.store = store
     app.state.max_body_bytes = max_body_bytes
     app.include_router(invocations)
+    app.include_router(workforce)
 
     # innermost: the security headers of everything the app answers; the invocations fast path and the
     # refusals of the auth middleware answer ahead of it and add theirs themselves (loopwise.api.headers)
@@ -98,7 +109,11 @@ def create_app(
     app.add_middleware(InvocationsMiddleware)
     credentials = Credentials(store, ttl_s=credentials_ttl_s)
     app.state.credentials = credentials
-    app.add_middleware(AuthMiddleware, credentials=credentials)  # added last: runs first
+    app.add_middleware(AuthMiddleware, credentials=credentials)
+    if forwarded_allow_ips:  # added last: runs first, so the sign-in budget sees the client it names
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(forwarded_allow_ips))
 
     async def known_error(request: Request, exc: Exception) -> Response:
         status, kind, message = problem(exc) or (500, "InternalError", str(exc))
@@ -301,7 +316,10 @@ def background_server(store: Store, **options: Any) -> Iterator[tuple[str, FastA
     import uvicorn
 
     app = create_app(store, **options)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", proxy_headers=False
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="loopwise-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + 300

@@ -8,8 +8,9 @@ and checks the CSRF token of every state-changing request a browser session make
 header, or the ``csrf_token`` field of a form). An account whose password is temporary may only change it.
 
 Credentials are looked up in the database once and then kept for ``ttl_s`` seconds (two by default), so
-the data plane's hot path pays a hash and a dict lookup; signing out, disabling an account or revoking a
-token through this server takes effect at once, through another process within ``ttl_s``.
+the data plane's hot path pays a hash and a dict lookup; signing out, changing or resetting a password
+(which ends the account's other sessions), or revoking a token through this server takes effect at once,
+through another process (the CLI, another replica) within ``ttl_s``.
 """
 
 from __future__ import annotations
@@ -185,8 +186,9 @@ class Credentials:
 
 
 class SignInLimiter:
-    """At most ``limit`` failed sign-ins per client address in ``window_s`` seconds (on top of the
-    account's own lock after five failures in a row): a guesser spraying many emails is slowed too."""
+    """At most ``limit`` failed sign-ins per client address in ``window_s`` seconds (on top of the lock
+    of an (email, address) pair after five failures in a row): a guesser spraying many emails is slowed
+    too. The address is the ASGI scope's client: the socket's, or what a configured proxy forwarded."""
 
     def __init__(self, limit: int = 20, window_s: float = 300.0) -> None:
         self.limit, self.window_s = limit, window_s

@@ -158,27 +158,41 @@ def mount_review(app: FastAPI, store: Store) -> None:
                 webhook=asked.webhook,
             )
         )
-        return _json(flow.to_dict(), 201)
+        # the creator (an admin) sees the webhook whole, and its signing secret this once
+        secret = {"webhook_secret": flow.webhook_secret} if flow.webhook_secret else {}
+        return _json({**flow.to_dict(reveal_webhook=True), **secret}, 201)
 
     @router.get("/flows")
-    async def flows() -> Response:
-        return _json([f.to_dict() for f in await asyncio.to_thread(service.list_flows, store)])
+    async def flows(request: Request) -> Response:
+        """Every flow; webhook URLs are whole for admins only, ``https://host/…`` for the others."""
+        reveal = _admin(request)
+        found = await asyncio.to_thread(service.list_flows, store)
+        return _json([f.to_dict(reveal_webhook=reveal) for f in found])
 
     @router.get("/flows/{name}")
-    async def flow(name: str) -> Response:
+    async def flow(request: Request, name: str) -> Response:
+        reveal = _admin(request)
+
         def read() -> dict[str, Any]:
             found = service.find_flow(store, name)
             with store.uow() as uow:
                 counts = uow.review.count(found.id)
-            return {**found.to_dict(), "loops": counts}
+            return {**found.to_dict(reveal_webhook=reveal), "loops": counts}
 
         return _json(await asyncio.to_thread(read))
 
     @router.delete("/flows/{name}")
     async def delete_flow(name: str) -> Response:
-        return _json((await asyncio.to_thread(service.delete_flow, store, name)).to_dict())
+        flow = await asyncio.to_thread(service.delete_flow, store, name)
+        return _json(flow.to_dict(reveal_webhook=True))  # admins only (``manage``)
 
     app.include_router(router)
+
+
+def _admin(request: Request) -> bool:
+    from loopwise.api.auth import principal
+
+    return principal(request).worker.can("manage")
 
 
 def _aware(moment: datetime | None) -> datetime | None:

@@ -251,20 +251,41 @@ def alerts_list(
 
 @webhook_app.command("add")
 def webhook_add(url: Annotated[str, typer.Argument(help="An http:// or https:// URL.")]) -> None:
-    """POST every new alert to URL (JSON; header X-Loopwise-Alert-Id)."""
+    """POST every new alert to URL (JSON, signed: header X-Loopwise-Signature; X-Loopwise-Delivery and
+    X-Loopwise-Alert-Id to drop repeats). Its signing secret is shown once (see loopwise.webhooks.verify)."""
     from loopwise.monitoring.scheduling import add_webhook
 
     with open_store() as store:
-        hook = add_webhook(store, url)
+        hook, made = add_webhook(store, url)
+    if not made:
+        console.print(f"webhook {hook.id} has this URL already (rotate its secret with rotate-secret)")
+        return
     console.print(f"webhook {hook.id}: {hook.url}", highlight=False)
+    console.print(f"signing secret (shown once): {hook.secret}", highlight=False)
 
 
 @webhook_app.command("list")
-def webhook_list() -> None:
-    """The webhooks alerts go to."""
+def webhook_list(
+    reveal: Annotated[
+        bool, typer.Option("--reveal", help="Show the URLs whole (they are secrets: an admin's eyes only).")
+    ] = False,
+) -> None:
+    """The webhooks alerts go to (URLs redacted unless --reveal)."""
+    from loopwise.webhooks import redact
+
     with open_store() as store, store.uow() as uow:
         for hook in uow.monitoring.webhooks():
-            console.print(f"{hook.id}  {hook.url}", highlight=False)
+            console.print(f"{hook.id}  {hook.url if reveal else redact(hook.url)}", highlight=False)
+
+
+@webhook_app.command("rotate-secret")
+def webhook_rotate_secret(webhook_id: Annotated[int, typer.Argument(help="The webhook's number.")]) -> None:
+    """A new signing secret for a webhook, shown once; the old one stops at once."""
+    from loopwise.monitoring.scheduling import rotate_webhook_secret
+
+    with open_store() as store:
+        hook = rotate_webhook_secret(store, webhook_id)
+    console.print(f"webhook {hook.id}: new signing secret (shown once): {hook.secret}", highlight=False)
 
 
 @webhook_app.command("delete")

@@ -125,18 +125,26 @@ def flow_create(
             webhook=webhook,
         )
     if as_json:
-        print_json(flow.to_dict())
+        secret = {"webhook_secret": flow.webhook_secret} if flow.webhook_secret else {}
+        print_json({**flow.to_dict(reveal_webhook=True), **secret})
         return
     shown = json.dumps(flow.condition.to_dict()) if tree is not None else "every prediction"
     console.print(
         f"flow definition {flow.name}: team {flow.team}, {flow.task_count} worker(s) a loop; "
         f"starts on {shown}"
     )
+    if flow.webhook_secret:
+        console.print(f"webhook signing secret (shown once): {flow.webhook_secret}", highlight=False)
+
+
+Reveal = Annotated[
+    bool, typer.Option("--reveal", help="Show webhook URLs whole (they are secrets: an admin's eyes only).")
+]
 
 
 @flow_app.command("list")
-def flow_list(as_json: AsJson = False) -> None:
-    """Every flow definition with its loops by status."""
+def flow_list(as_json: AsJson = False, reveal: Reveal = False) -> None:
+    """Every flow definition with its loops by status (webhook URLs redacted unless --reveal)."""
     from loopwise.review.service import list_flows
 
     with open_store() as store:
@@ -144,7 +152,7 @@ def flow_list(as_json: AsJson = False) -> None:
         with store.uow() as uow:
             counts = {f.name: uow.review.count(f.id) for f in flows}
     if as_json:
-        print_json([{**f.to_dict(), "loops": counts[f.name]} for f in flows])
+        print_json([{**f.to_dict(reveal_webhook=reveal), "loops": counts[f.name]} for f in flows])
         return
     table = Table("flow", "status", "team", "workers a loop", "conditions", "loops")
     for f in flows:
@@ -156,15 +164,25 @@ def flow_list(as_json: AsJson = False) -> None:
 
 
 @flow_app.command("describe")
-def flow_describe(name: FlowName) -> None:
-    """A flow definition as JSON, with its loops' counts."""
+def flow_describe(name: FlowName, reveal: Reveal = False) -> None:
+    """A flow definition as JSON, with its loops' counts (its webhook URL redacted unless --reveal)."""
     from loopwise.review.service import find_flow
 
     with open_store() as store:
         flow = find_flow(store, name)
         with store.uow() as uow:
             counts = uow.review.count(flow.id)
-    print_json({**flow.to_dict(), "loops": counts})
+    print_json({**flow.to_dict(reveal_webhook=reveal), "loops": counts})
+
+
+@flow_app.command("rotate-secret")
+def flow_rotate_secret(name: FlowName) -> None:
+    """A new signing secret for the flow's webhook, shown once; the old one stops at once."""
+    from loopwise.review.service import rotate_webhook_secret
+
+    with open_store() as store:
+        flow = rotate_webhook_secret(store, name)
+    console.print(f"flow {flow.name}: new webhook signing secret (shown once): {flow.webhook_secret}")
 
 
 @flow_app.command("delete")

@@ -11,21 +11,37 @@ def server(
     host: Annotated[str, typer.Option(help="The address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="The port to listen on.")] = 8080,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level (info, warning, error).")] = "warning",
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="The proxies in front of the server (comma-separated IPs or CIDRs) whose "
+            "X-Forwarded-For/-Proto are believed; none by default (env LOOPWISE_FORWARDED_ALLOW_IPS).",
+        ),
+    ] = None,
 ) -> None:
     """Serve every InService endpoint at POST /endpoints/NAME/invocations (SageMaker Runtime's contract)
     and POST /api/v1/endpoints/NAME/predict, the REST API under /api/v1, the web console at /console and
     the labeling pages at /label; endpoints created, re-weighted or deleted meanwhile are picked up within
-    a second. Every route but /signin needs a signed-in account or an API token."""
+    a second. Every route but /signin needs a signed-in account or an API token. Behind a reverse proxy,
+    name it with --forwarded-allow-ips, or every client looks like the proxy's address."""
     import os
 
     import uvicorn
 
     from loopwise.api.app import create_app
+    from loopwise.cli._common import console, open_store, settings
+    from loopwise.config import parse_networks
 
     # what the server and its workers write (reports, labeling outputs, journals) is the owner's only,
     # like the database and the artifacts the store makes private itself (docs/security.md)
     os.umask(0o077)
-    from loopwise.cli._common import console, open_store
+
+    try:
+        proxies = parse_networks(
+            settings().forwarded_allow_ips if forwarded_allow_ips is None else forwarded_allow_ips
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--forwarded-allow-ips") from None
 
     with open_store() as store:
         console.print(
@@ -39,10 +55,11 @@ def server(
                     "`loopwise workforce admin you@example.com`[/yellow]"
                 )
         uvicorn.run(
-            create_app(store, freeze_heap=True),
+            create_app(store, freeze_heap=True, forwarded_allow_ips=proxies),
             host=host,
             port=port,
             log_level=log_level,
+            proxy_headers=False,  # the app believes only the proxies it is told (create_app)
             loop="auto",
             http="auto",
         )

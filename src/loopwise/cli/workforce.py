@@ -13,7 +13,7 @@ from loopwise.cli._common import console, open_store, print_json, short_time
 app = typer.Typer(help="The private workforce: the first admin, workers and their roles, teams, API tokens.")
 worker_app = typer.Typer(help="Workers: create (with a temporary password), list, disable, enable.")
 team_app = typer.Typer(help="Teams: create, add a worker, list.")
-token_app = typer.Typer(help="API tokens for programs: create (shown once), revoke.")
+token_app = typer.Typer(help="API tokens for programs: create (shown once), list, revoke.")
 app.add_typer(worker_app, name="worker")
 app.add_typer(team_app, name="team")
 app.add_typer(token_app, name="token")
@@ -63,7 +63,7 @@ def password(
         new = _password("new password", False)
     with open_store() as store:
         change_password(store, email, old, new)
-    console.print(f"password of {email} changed")
+    console.print(f"password of {email} changed; its sessions ended")
 
 
 @worker_app.command("create")
@@ -101,6 +101,18 @@ def worker_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
         state = "disabled" if w.disabled else ("must change password" if w.must_change_password else "active")
         table.add_row(w.email, w.name, w.role, ", ".join(w.teams), state, short_time(w.created_at))
     console.print(table)
+
+
+@worker_app.command("reset-password")
+def worker_reset_password(email: Email) -> None:
+    """Give an account a new temporary password, shown once (to be changed at the next sign-in); every
+    session of the account ends (a running server refuses them within a few seconds)."""
+    from loopwise.workforce.service import reset_password
+
+    with open_store() as store:
+        worker, temporary = reset_password(store, email)
+    console.print(f"password of {worker.email} reset; its sessions ended", highlight=False)
+    console.print(f"temporary password (shown once): {temporary}", highlight=False)
 
 
 @worker_app.command("disable")
@@ -169,13 +181,44 @@ def token_create(
     console.print(f"API token {name} of {email} (shown once): {token}", highlight=False)
 
 
-@token_app.command("revoke")
-def token_revoke(
-    email: Email, name: Annotated[str, typer.Option("--name", help="The token's name.")]
+@token_app.command("list")
+def token_list(
+    email: Annotated[str | None, typer.Argument(help="Only this worker's tokens (default: all).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Revoke an API token."""
-    from loopwise.workforce.service import revoke_token
+    """List API tokens: id, account, name, created, last used (to the minute), revoked; never secrets."""
+    from loopwise.workforce.service import list_tokens
 
     with open_store() as store:
-        revoked = revoke_token(store, email, name)
+        tokens = list_tokens(store, email)
+    if as_json:
+        print_json([t.to_dict() for t in tokens])
+        return
+    table = Table("id", "email", "name", "created", "last used", "state")
+    for t in tokens:
+        state = f"revoked {short_time(t.revoked_at)}" if t.revoked_at else "live"
+        used = short_time(t.last_used_at) if t.last_used_at else "never"
+        table.add_row(str(t.id), t.email, t.name, short_time(t.created_at), used, state)
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    email: Annotated[str | None, typer.Argument(help="The worker's email (with --name).")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="The token's name.")] = None,
+    token_id: Annotated[
+        int | None, typer.Option("--id", help="The token's id (see `token list`), instead of EMAIL --name.")
+    ] = None,
+) -> None:
+    """Revoke an API token, by EMAIL --name NAME or by --id (a running server refuses it within a few
+    seconds; one that revokes it through its API, at once)."""
+    from loopwise.workforce.service import revoke_token
+
+    if token_id is None and (email is None or name is None):
+        raise typer.BadParameter("give EMAIL --name NAME, or --id ID (see `loopwise workforce token list`)")
+    with open_store() as store:
+        revoked = revoke_token(store, email, name, token_id=token_id)
+    if token_id is not None:
+        console.print(f"token {token_id} revoked" if revoked else f"token {token_id} was revoked already")
+        return
     console.print(f"token {name} of {email} revoked" if revoked else f"{email} has no live token {name}")

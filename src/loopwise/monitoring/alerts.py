@@ -9,7 +9,7 @@ name an ``action`` (for example ``retrain``): the retraining pipeline picks up o
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -74,9 +74,13 @@ class Alert:
 
 @dataclass(frozen=True)
 class Webhook:
+    """Where alerts are POSTed. The URL is a secret (admins see it whole; others ``redact``-ed), and
+    ``secret`` signs the deliveries (``loopwise.webhooks``): shown once, when the webhook is made."""
+
     id: int
     url: str
     created_at: datetime
+    secret: str | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

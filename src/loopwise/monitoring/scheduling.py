@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from loopwise import webhooks
 from loopwise.errors import DataFormatError
 from loopwise.monitoring.alerts import Alert, Schedule, Webhook, parse_every
 from loopwise.monitoring.service import KINDS, load_baseline, run_monitor
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from loopwise.storage import Store
 
 log = logging.getLogger(__name__)
+#: the event (``X-Loopwise-Event``) and body ``type`` of an alert's delivery
+ALERT_EVENT = "loopwise.alert"
 
 
 def create_schedule(
@@ -108,33 +111,45 @@ def run_due(store: Store, *, now: datetime | None = None) -> list[dict[str, Any]
     return outcomes
 
 
-def add_webhook(store: Store, url: str) -> Webhook:
+def add_webhook(store: Store, url: str) -> tuple[Webhook, bool]:
+    """The webhook alerts go to at ``url``, and whether it was made now: a new one gets a signing secret
+    (``Webhook.secret``: show it once, to the admin who made it); the same URL again is the same one."""
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise DataFormatError(f"webhook {url!r}: give an http:// or https:// URL")
     with store.uow() as uow:
-        return uow.monitoring.add_webhook(url)
+        return uow.monitoring.add_webhook(url, webhooks.new_secret())
 
 
-Post = Callable[[str, dict[str, Any], dict[str, str]], int]
+def rotate_webhook_secret(store: Store, webhook_id: int) -> Webhook:
+    """A new signing secret for the webhook (the old one stops at once); show ``secret`` once."""
+    with store.uow() as uow:
+        return uow.monitoring.set_webhook_secret(webhook_id, webhooks.new_secret())
 
 
 def deliver_due(
-    store: Store, *, now: datetime | None = None, post: Post | None = None, timeout_s: float = 5.0
+    store: Store, *, now: datetime | None = None, post: webhooks.Post | None = None, timeout_s: float = 5.0
 ) -> tuple[int, int]:
-    """POST every due delivery (JSON: the alert; header ``X-Loopwise-Alert-Id``, so that a receiver can
-    drop a repeat); a 2xx answer marks it delivered, anything else schedules a retry with backoff.
-    Returns (delivered, failed)."""
+    """POST every due delivery through :func:`loopwise.webhooks.deliver` (JSON: the alert; event
+    ``loopwise.alert``, signed with the webhook's secret; headers ``X-Loopwise-Delivery`` and
+    ``X-Loopwise-Alert-Id``, so that a receiver can drop a repeat); a 2xx answer marks it delivered,
+    anything else schedules a retry with backoff. Returns (delivered, failed)."""
     now = now or datetime.now(UTC)
-    post = post or http_post(timeout_s)
+    post = post or webhooks.http_post(timeout_s)
     with store.uow() as uow:
         due = uow.monitoring.due_deliveries(now)
     delivered = failed = 0
     for delivery in due:
-        body = {"type": "loopwise.alert", "alert": _jsonable(delivery.alert.to_dict())}
-        headers = {"X-Loopwise-Alert-Id": str(delivery.alert.id)}
         try:
-            status = post(delivery.webhook.url, body, headers)
+            status = webhooks.deliver(
+                delivery.webhook.url,
+                delivery.webhook.secret,
+                event=ALERT_EVENT,
+                delivery_id=f"alert-delivery-{delivery.id}",
+                payload={"type": ALERT_EVENT, "alert": _jsonable(delivery.alert.to_dict())},
+                headers={"X-Loopwise-Alert-Id": str(delivery.alert.id)},
+                post=post,
+            )
             error = None if 200 <= status < 300 else f"HTTP {status}"
         except Exception as exc:  # a receiver that is down: try again later
             error = f"{type(exc).__name__}: {exc}"
@@ -146,16 +161,6 @@ def deliver_due(
                 uow.monitoring.delivery_failed(delivery.id, now, error)
                 failed += 1
     return delivered, failed
-
-
-def http_post(timeout_s: float) -> Post:
-    """A webhook POST of a JSON body that returns the answer's status (review loops' events use it too)."""
-    import httpx
-
-    def post(url: str, body: dict[str, Any], headers: dict[str, str]) -> int:
-        return httpx.post(url, json=body, headers=headers, timeout=timeout_s).status_code
-
-    return post
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
@@ -195,5 +200,6 @@ __all__ = [
     "create_schedule",
     "deliver_due",
     "record_alerts",
+    "rotate_webhook_secret",
     "run_due",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -60,12 +60,19 @@ class Flow:
     webhook: str | None
     status: str
     created_at: datetime
+    #: signs the webhook's deliveries (``loopwise.webhooks``): shown once, when the flow is made
+    webhook_secret: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def labels(self) -> tuple[str, ...]:
         return tuple(c.label for c in self.categories)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, reveal_webhook: bool = False) -> dict[str, Any]:
+        """The flow as the API and the CLI show it: the webhook's URL redacted (``https://host/…``)
+        unless ``reveal_webhook`` (for admins); its secret never."""
+        from loopwise.webhooks import redact
+
+        webhook = self.webhook if reveal_webhook or not self.webhook else redact(self.webhook)
         return {
             "FlowDefinitionName": self.name,
             "FlowDefinitionStatus": self.status,
@@ -80,7 +87,7 @@ class Flow:
             "task_time_limit_s": self.task_time_limit_s,
             "task_availability_lifetime_s": self.lifetime_s,
             "activation_conditions": None if self.condition == ALWAYS else self.condition.to_dict(),
-            "webhook": self.webhook,
+            "webhook": webhook,
             "CreationTime": self.created_at.isoformat(),
         }
 

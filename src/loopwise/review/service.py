@@ -4,7 +4,7 @@ written, ground truth recorded for its inference), one past its lifetime fails w
 
 The server settles loops every second; describing a loop settles it first, so a caller polling
 describe sees Completed as soon as the last answer is in. Each status change is offered to the flow's
-webhook through an outbox (at least once, retried with backoff).
+webhook through an outbox (at least once, retried with backoff), signed (:mod:`loopwise.webhooks`).
 """
 
 from __future__ import annotations
@@ -16,19 +16,21 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from loopwise import webhooks
 from loopwise.errors import HumanLoopConflictError, NotFoundError, ReviewError, StorageError
 from loopwise.labeling.jobs import MAX_WORKERS_PER_ITEM, TASK_TIME_LIMIT_S, Category, check_categories
 from loopwise.review.conditions import parse_condition
 from loopwise.review.loops import STATUSES, Flow, HumanLoop, check_name, content_hash
 
 if TYPE_CHECKING:
-    from loopwise.monitoring.scheduling import Post
     from loopwise.storage import Store
 
 #: Augmented AI's bounds for a task's availability lifetime: 60 seconds to 12 days (its default: 1 day)
 LIFETIME_S = (60, 12 * 24 * 3600)
 DEFAULT_LIFETIME_S = 24 * 3600
 MAX_RESULTS = 100
+#: the event (``X-Loopwise-Event``) and body ``type`` of a loop's status change
+LOOP_EVENT = "loopwise.human-loop-status-change"
 
 
 def create_flow(
@@ -48,7 +50,8 @@ def create_flow(
     webhook: str | None = None,
 ) -> Flow:
     """A flow definition: its team works its loops in the labeling UI; ``conditions`` (see
-    :mod:`loopwise.review.conditions`) say which of an attached endpoint's predictions start one."""
+    :mod:`loopwise.review.conditions`) say which of an attached endpoint's predictions start one. With a
+    ``webhook``, the flow gets a signing secret (``Flow.webhook_secret``: show it once, to its maker)."""
     check_name(name, "flow definition")
     check_categories(categories)
     labels = [c.label for c in categories]
@@ -90,6 +93,7 @@ def create_flow(
                 lifetime_s=lifetime_s,
                 conditions=condition.to_dict() if conditions is not None else None,
                 webhook=webhook,
+                webhook_secret=webhooks.new_secret() if webhook else None,
             )
             flow = uow.review.flow(name)
     except StorageError:  # the same name made at the same moment by another request
@@ -279,20 +283,30 @@ def _complete(store: Store, loop: HumanLoop, now: datetime) -> bool:
     return True
 
 
-def deliver_events(store: Store, *, now: datetime | None = None, post: Post | None = None) -> tuple[int, int]:
-    """POST every due loop event to its flow's webhook (header ``X-Loopwise-Event-Id`` lets a receiver
+def deliver_events(
+    store: Store, *, now: datetime | None = None, post: webhooks.Post | None = None
+) -> tuple[int, int]:
+    """POST every due loop event to its flow's webhook through :func:`loopwise.webhooks.deliver`
+    (signed with the flow's secret; ``X-Loopwise-Delivery`` and ``X-Loopwise-Event-Id`` let a receiver
     drop a repeat); a 2xx answer marks it delivered, anything else retries later with backoff."""
     from loopwise.monitoring.alerts import MAX_ATTEMPTS, backoff_s
-    from loopwise.monitoring.scheduling import http_post
 
     now = now or datetime.now(UTC)
-    post = post or http_post(5.0)
+    post = post or webhooks.http_post(5.0)
     with store.uow() as uow:
         due = uow.review.due_events(now, MAX_ATTEMPTS)
     delivered = failed = 0
-    for event_id, url, body, attempts in due:
+    for event_id, url, secret, body, attempts in due:
         try:
-            status = post(url, body, {"X-Loopwise-Event-Id": str(event_id)})
+            status = webhooks.deliver(
+                url,
+                secret,
+                event=str(body.get("type", LOOP_EVENT)),
+                delivery_id=f"loop-event-{event_id}",
+                payload=body,
+                headers={"X-Loopwise-Event-Id": str(event_id)},
+                post=post,
+            )
             error = None if 200 <= status < 300 else f"HTTP {status}"
         except Exception as exc:  # a receiver that is down: try again later
             error = f"{type(exc).__name__}: {exc}"
@@ -304,6 +318,17 @@ def deliver_events(store: Store, *, now: datetime | None = None, post: Post | No
                 uow.review.event_failed(event_id, now + timedelta(seconds=backoff_s(attempts + 1)), error)
                 failed += 1
     return delivered, failed
+
+
+def rotate_webhook_secret(store: Store, name: str) -> Flow:
+    """A new secret for the flow's webhook (its queued events are signed with it; the old one stops at
+    once); show ``webhook_secret`` once."""
+    flow = find_flow(store, name)
+    if not flow.webhook:
+        raise ReviewError(f"flow definition {name!r} has no webhook: nothing to sign")
+    with store.uow() as uow:
+        uow.review.set_webhook_secret(name, webhooks.new_secret())
+    return find_flow(store, name)
 
 
 def _loop(store: Store, name: str) -> HumanLoop:
@@ -330,14 +355,14 @@ def _event(uow: Any, loop: HumanLoop, status: str, now: datetime) -> None:
     if flow is None or not flow.webhook:
         return
     body: Mapping[str, Any] = {
-        "type": "loopwise.human-loop-status-change",
+        "type": LOOP_EVENT,
         "humanLoopName": loop.name,
         "flowDefinitionName": loop.flow,
         "humanLoopStatus": status,
         "inferenceId": loop.inference_id,
         "eventTime": now.isoformat(),
     }
-    uow.review.add_event(loop.name, flow.webhook, dict(body), now)
+    uow.review.add_event(loop.name, flow.webhook, dict(body), now, secret=flow.webhook_secret)
 
 
 def _token(last_id: int) -> str:

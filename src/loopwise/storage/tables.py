@@ -293,6 +293,8 @@ class WebhookRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     url: Mapped[str] = mapped_column(Text, unique=True)
+    #: the key its deliveries are signed with (``loopwise.webhooks``); kept so the server can sign
+    secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -323,11 +325,23 @@ class WorkerRow(Base):
     #: argon2id, in the PHC string format (parameters and salt included)
     password_hash: Mapped[str] = mapped_column(String(255))
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=True)
-    failed_sign_ins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SignInFailureRow(Base):
+    """Failed sign-ins in a row for one email from one client address (whether or not the email has an
+    account, so a lock says nothing about which emails do); the pair is locked for a while after too
+    many. Never per account alone: nobody can lock an account out from every address."""
+
+    __tablename__ = "sign_in_failures"
+
+    email: Mapped[str] = mapped_column(String(254), primary_key=True)
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
 
 
 class TeamRow(Base):
@@ -497,6 +511,8 @@ class ReviewFlowRow(Base):
     #: the activation condition tree (``review.conditions``); None: every prediction goes to people
     conditions: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     webhook: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: the key the webhook's deliveries are signed with (``loopwise.webhooks``)
+    webhook_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
     #: Active, or Deleted (its loops stay readable)
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -542,6 +558,8 @@ class HumanLoopEventRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     loop_name: Mapped[str] = mapped_column(String(63), index=True)
     url: Mapped[str] = mapped_column(Text)
+    #: the flow's webhook secret when the event was queued (a deleted loop's events are still signed)
+    secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -2,8 +2,10 @@
 
 ``POST /signin`` sets the session cookie (HttpOnly, SameSite=Lax, Secure over HTTPS) and sends the browser
 on to where it was going, or to its start page; an account with a temporary password goes to
-``/account/password`` first. Failed sign-ins are limited per account (the service's lock-out) and per
-client address (:class:`loopwise.api.auth.SignInLimiter`).
+``/account/password`` first. Failed sign-ins are limited per (email, client address) pair (the service's
+lock-out) and per client address (:class:`loopwise.api.auth.SignInLimiter`); the client's address is the
+socket's, or the one a configured proxy forwarded (``--forwarded-allow-ips``). Changing the password
+ends every other session of the account; this one stays signed in.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def mount_account(app: FastAPI, store: Store, credentials: Credentials) -> None:
             message = f"too many failed sign-ins from this address: try again in {wait} s"
             return _signin_refused(request, email, next, message, 429, {"Retry-After": str(wait)})
         try:
-            worker = await asyncio.to_thread(sign_in, store, email, password)
+            worker = await asyncio.to_thread(sign_in, store, email, password, address=client)
         except AuthError as exc:
             limiter.failed(client)
             return _signin_refused(request, email, next, str(exc), 401)
@@ -118,12 +120,21 @@ def mount_account(app: FastAPI, store: Store, credentials: Credentials) -> None:
             error = "the two new passwords differ"
         else:
             try:
-                await asyncio.to_thread(change_password, store, me.worker.email, current, new)
+                await asyncio.to_thread(
+                    change_password,
+                    store,
+                    me.worker.email,
+                    current,
+                    new,
+                    address=request.client.host if request.client else "?",
+                    keep_session=me.digest if me.via == "session" else None,
+                )
             except (AccountError, AuthError) as exc:
                 error = str(exc)
         if error is not None:
             return templates.TemplateResponse(request, "password.html", {"error": error}, status_code=400)
-        credentials.forget(worker_id=me.worker.id)  # the cached account still says "must change"
+        # the account's other sessions ended, and the cached account still says "must change"
+        credentials.forget(worker_id=me.worker.id)
         return RedirectResponse(start_page(me.worker), status_code=303)
 
     @router.get("/")

@@ -36,8 +36,6 @@ class Worker:
     disabled: bool
     teams: tuple[str, ...]
     created_at: datetime
-    #: sign-ins are refused until then after repeated failures
-    locked_until: datetime | None = None
 
     def can(self, permission: Permission) -> bool:
         return not self.disabled and permission in ROLE_PERMISSIONS[self.role]
@@ -48,3 +46,29 @@ class Team:
     id: int
     name: str
     members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """An API token as an admin sees it: never its secret (only its sha256 is stored, ``digest``, which
+    the server's credentials cache is keyed by)."""
+
+    id: int
+    email: str
+    name: str
+    created_at: datetime
+    #: to the minute at best (``storage.repositories.workforce.TOKEN_USE_RESOLUTION``); None: never used
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    digest: str
+
+    def to_dict(self) -> dict[str, object]:
+        """What the API and the CLI show: everything but the digest."""
+        return {
+            "id": self.id,
+            "email": self.email,
+            "name": self.name,
+            "created_at": self.created_at.isoformat(),
+            "last_used_at": self.last_used_at.isoformat() if self.last_used_at else None,
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+        }

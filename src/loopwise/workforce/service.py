@@ -3,7 +3,11 @@ lock-out after repeated failures, browser sessions with a CSRF token, and API to
 
 Emails are compared lower-case. A session or token is a random secret given to the caller once; the
 database holds only its sha256, so a copy of the database signs nobody in. A failed sign-in never says
-whether the email or the password was wrong.
+whether the email or the password was wrong, nor whether the email has an account: an unknown email is
+checked against a dummy hash (the same time), and failures lock the pair (email, client address) whether
+or not the account exists. Never the account alone: the right password from another address still signs
+in, so nobody can lock an account (an admin's included) out from everywhere. A password change or reset
+ends the account's other sessions.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from loopwise.errors import AccountError, AuthError
-from loopwise.workforce.accounts import ROLES, Team, Worker
+from loopwise.workforce.accounts import ROLES, ApiToken, Team, Worker
 from loopwise.workforce.passwords import (
     check_policy,
     hash_password,
@@ -29,7 +33,7 @@ from loopwise.workforce.passwords import (
 if TYPE_CHECKING:
     from loopwise.storage import Store
 
-#: failed sign-ins in a row that lock an account, and for how long
+#: failed sign-ins in a row that lock an (email, client address) pair, and for how long
 LOCK_AFTER = 5
 LOCK_FOR = timedelta(minutes=15)
 SESSION_LIFETIME = timedelta(hours=12)
@@ -115,48 +119,74 @@ def add_to_team(store: Store, team: str, email: str) -> Team:
         return uow.workforce.add_member(team, normal_email(email))
 
 
-def sign_in(store: Store, email: str, password: str, *, now: datetime | None = None) -> Worker:
+def sign_in(
+    store: Store, email: str, password: str, *, address: str = "local", now: datetime | None = None
+) -> Worker:
     """The worker whose email and password these are; :class:`AuthError` otherwise, for a disabled
-    account, or while an account is locked after LOCK_AFTER failures in a row."""
+    account, or while the pair (``email``, ``address``: the client's address) is locked after
+    LOCK_AFTER failures in a row. An unknown email takes as long and answers the same as a wrong
+    password, and locks the same way."""
     now = now or datetime.now(UTC)
     try:
         email = normal_email(email)
     except AccountError:
+        verify_password(_dummy_hash(), password)
         raise AuthError(_REFUSED) from None
+    address = address[:64]
     with store.uow() as uow:
         worker = uow.workforce.find(email)
         hashed = uow.workforce.password_hash(email) if worker is not None else _dummy_hash()
-    right = verify_password(hashed, password)
-    if worker is None:
-        raise AuthError(_REFUSED)
-    if worker.locked_until is not None and worker.locked_until > now:
+        locked_until = uow.workforce.sign_in_locked_until(email, address)
+    right = verify_password(hashed, password)  # locked or not, known or not: the same work
+    if locked_until is not None and locked_until > now:
         raise AuthError(
-            f"sign-in refused: {LOCK_AFTER} failed attempts in a row; try again after "
-            f"{worker.locked_until:%H:%M} UTC or ask an admin"
+            f"sign-in refused: {LOCK_AFTER} failed attempts in a row from this address; try again "
+            f"after {locked_until:%H:%M} UTC or ask an admin"
         )
     with store.uow() as uow:
-        worker = uow.workforce.record_sign_in(
-            email, success=right, lock_after=LOCK_AFTER, lock_until=now + LOCK_FOR
-        )
-        if right and needs_rehash(hashed):
-            uow.workforce.set_password(
-                email, hash_password(password), must_change=worker.must_change_password
+        if worker is None or not right:
+            uow.workforce.sign_in_failed(
+                email, address, now, lock_after=LOCK_AFTER, lock_until=now + LOCK_FOR
             )
-    if not right:
+        else:
+            uow.workforce.sign_in_succeeded(email, address)
+            if needs_rehash(hashed):
+                uow.workforce.set_password(
+                    email, hash_password(password), must_change=worker.must_change_password
+                )
+    if worker is None or not right:
         raise AuthError(_REFUSED)
     if worker.disabled:
         raise AuthError("sign-in refused: this account is disabled; ask an admin")
     return worker
 
 
-def change_password(store: Store, email: str, old: str, new: str) -> Worker:
-    """Set a new password after checking the old one (a temporary one included)."""
-    worker = sign_in(store, email, old)
+def change_password(
+    store: Store, email: str, old: str, new: str, *, address: str = "local", keep_session: str | None = None
+) -> Worker:
+    """Set a new password after checking the old one (a temporary one included). Every session of the
+    account ends but the one whose digest is ``keep_session`` (the browser that changed it); the caller
+    also forgets what it keeps of the account's credentials (``Credentials.forget``)."""
+    worker = sign_in(store, email, old, address=address)
     if new == old:
         raise AccountError("the new password must differ from the old one")
     check_policy(new, worker.email)
+    hashed = hash_password(new)
     with store.uow() as uow:
-        return uow.workforce.set_password(worker.email, hash_password(new), must_change=False)
+        changed = uow.workforce.set_password(worker.email, hashed, must_change=False)
+        uow.workforce.end_sessions(worker.id, keep=keep_session)
+    return changed
+
+
+def reset_password(store: Store, email: str) -> tuple[Worker, str]:
+    """An admin's reset: a new temporary password (returned once, to be changed at the next sign-in);
+    every session of the account ends. Its API tokens stay (revoke them one by one)."""
+    password = temporary_password()
+    hashed = hash_password(password)
+    with store.uow() as uow:
+        worker = uow.workforce.set_password(normal_email(email), hashed, must_change=True)
+        uow.workforce.end_sessions(worker.id)
+    return worker, password
 
 
 def set_disabled(store: Store, email: str, disabled: bool = True) -> Worker:
@@ -217,9 +247,24 @@ def token_worker(store: Store, token: str) -> Worker:
     return worker
 
 
-def revoke_token(store: Store, email: str, name: str) -> bool:
+def list_tokens(store: Store, email: str | None = None) -> list[ApiToken]:
+    """The API tokens of ``email``'s account, or of every account: names and dates, never secrets."""
     with store.uow() as uow:
-        return uow.workforce.revoke_token(normal_email(email), name)
+        return uow.workforce.tokens(normal_email(email) if email is not None else None)
+
+
+def revoke_token(
+    store: Store, email: str | None = None, name: str | None = None, *, token_id: int | None = None
+) -> ApiToken | None:
+    """Revoke the token named ``name`` of ``email``'s account, or the one with ``token_id``; returns it
+    (its ``digest`` is what the server's credentials cache forgets), or None when it was revoked
+    already. :class:`NotFoundError` when there is no such token."""
+    if token_id is None and (email is None or name is None):
+        raise AccountError("name the token: its id, or the account's email and the token's name")
+    with store.uow() as uow:
+        if token_id is not None:
+            return uow.workforce.revoke_token(token_id=token_id)
+        return uow.workforce.revoke_token(email=normal_email(email or ""), name=name)
 
 
 def _digest(secret: str) -> str:

@@ -138,9 +138,7 @@ class MonitoringRepository:
             .limit(limit)
         )
         return [
-            Delivery(
-                delivery.id, _alert(alert), Webhook(hook.id, hook.url, hook.created_at), delivery.attempts
-            )
+            Delivery(delivery.id, _alert(alert), _webhook(hook), delivery.attempts)
             for delivery, alert, hook in self.session.execute(query)
         ]
 
@@ -173,12 +171,21 @@ class MonitoringRepository:
 
     # --- webhooks ---------------------------------------------------------------------------------------
 
-    def add_webhook(self, url: str) -> Webhook:
+    def add_webhook(self, url: str, secret: str) -> tuple[Webhook, bool]:
+        """The webhook of ``url``, made with ``secret`` when there was none (True) or as it was."""
         existing = self.session.scalar(select(WebhookRow).where(WebhookRow.url == url))
         if existing is not None:
-            return _webhook(existing)
-        row = WebhookRow(url=url)
+            return _webhook(existing), False
+        row = WebhookRow(url=url, secret=secret)
         self.session.add(row)
+        self.session.flush()
+        return _webhook(row), True
+
+    def set_webhook_secret(self, webhook_id: int, secret: str) -> Webhook:
+        row = self.session.get(WebhookRow, webhook_id)
+        if row is None:
+            raise NotFoundError(f"no webhook {webhook_id}; see `loopwise monitor webhook list`")
+        row.secret = secret
         self.session.flush()
         return _webhook(row)
 
@@ -229,4 +236,4 @@ def _alert(row: AlertRow) -> Alert:
 
 
 def _webhook(row: WebhookRow) -> Webhook:
-    return Webhook(row.id, row.url, row.created_at)
+    return Webhook(row.id, row.url, row.created_at, row.secret)

@@ -112,6 +112,7 @@ class ReviewRepository:
             webhook=row.webhook,
             status=row.status,
             created_at=row.created_at,
+            webhook_secret=row.webhook_secret,
         )
 
     # --- loops -----------------------------------------------------------------------------------
@@ -294,17 +295,36 @@ class ReviewRepository:
 
     # --- webhook outbox --------------------------------------------------------------------------
 
-    def add_event(self, loop_name: str, url: str, body: dict[str, Any], now: datetime) -> None:
-        self.session.add(HumanLoopEventRow(loop_name=loop_name, url=url, body=body, next_attempt_at=now))
+    def add_event(
+        self, loop_name: str, url: str, body: dict[str, Any], now: datetime, *, secret: str | None = None
+    ) -> None:
+        self.session.add(
+            HumanLoopEventRow(loop_name=loop_name, url=url, secret=secret, body=body, next_attempt_at=now)
+        )
         self.session.flush()
+
+    def set_webhook_secret(self, flow_name: str, secret: str) -> None:
+        """A flow's new webhook secret, for its queued events too."""
+        row = self.session.scalar(select(FlowRow).where(FlowRow.name == flow_name))
+        if row is None:
+            raise NotFoundError(f"no flow definition {flow_name!r}; see `loopwise review flow list`")
+        row.webhook_secret = secret
+        loops = select(Loop.name).where(Loop.flow_id == row.id)
+        self.session.execute(
+            update(HumanLoopEventRow)
+            .where(HumanLoopEventRow.delivered_at.is_(None), HumanLoopEventRow.loop_name.in_(loops))
+            .values(secret=secret)
+        )
 
     def due_events(
         self, now: datetime, max_attempts: int, limit: int = 100
-    ) -> builtins.list[tuple[int, str, dict[str, Any], int]]:
+    ) -> builtins.list[tuple[int, str, str | None, dict[str, Any], int]]:
+        """(id, url, secret, body, attempts) of the events due for delivery, oldest first."""
         query = (
             select(
                 HumanLoopEventRow.id,
                 HumanLoopEventRow.url,
+                HumanLoopEventRow.secret,
                 HumanLoopEventRow.body,
                 HumanLoopEventRow.attempts,
             )
@@ -316,7 +336,7 @@ class ReviewRepository:
             .order_by(HumanLoopEventRow.id)
             .limit(limit)
         )
-        return [(int(r[0]), str(r[1]), dict(r[2]), int(r[3])) for r in self.session.execute(query)]
+        return [(int(r[0]), str(r[1]), r[2], dict(r[3]), int(r[4])) for r in self.session.execute(query)]
 
     def event_delivered(self, event_id: int, now: datetime) -> None:
         self.session.execute(

@@ -5,12 +5,20 @@ from __future__ import annotations
 import builtins
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from loopwise.errors import NotFoundError
-from loopwise.storage.tables import ApiTokenRow, TeamMemberRow, TeamRow, WebSessionRow, WorkerRow, utcnow
-from loopwise.workforce.accounts import Team, Worker
+from loopwise.storage.tables import (
+    ApiTokenRow,
+    SignInFailureRow,
+    TeamMemberRow,
+    TeamRow,
+    WebSessionRow,
+    WorkerRow,
+    utcnow,
+)
+from loopwise.workforce.accounts import ApiToken, Team, Worker
 
 #: how precisely a token's last use is kept
 TOKEN_USE_RESOLUTION = timedelta(minutes=1)
@@ -31,7 +39,6 @@ class WorkforceRepository:
             role=role,
             password_hash=password_hash,
             must_change_password=must_change,
-            failed_sign_ins=0,
         )
         self.session.add(row)
         self.session.flush()
@@ -68,20 +75,48 @@ class WorkforceRepository:
         self.session.flush()
         return self._worker(row)
 
-    def record_sign_in(self, email: str, *, success: bool, lock_after: int, lock_until: datetime) -> Worker:
-        """Count a failed sign-in (locking the account at ``lock_after`` failures in a row) or clear the
-        count after a successful one. The row is locked while it changes."""
-        row = self._require(email, lock=True)
-        if success:
-            row.failed_sign_ins = 0
-            row.locked_until = None
-        else:
-            row.failed_sign_ins += 1
-            if row.failed_sign_ins >= lock_after:
-                row.locked_until = lock_until
-                row.failed_sign_ins = 0
+    # --- sign-in failures, per (email, client address) -------------------------------------------
+
+    def sign_in_locked_until(self, email: str, address: str) -> datetime | None:
+        """Until when sign-ins for ``email`` from ``address`` are refused (None: they are not)."""
+        return self.session.scalar(
+            select(SignInFailureRow.locked_until).where(
+                SignInFailureRow.email == email, SignInFailureRow.address == address
+            )
+        )
+
+    def sign_in_failed(
+        self, email: str, address: str, now: datetime, *, lock_after: int, lock_until: datetime
+    ) -> None:
+        """Count a failed sign-in of the pair; at ``lock_after`` failures in a row the pair is locked
+        until ``lock_until`` and its count starts again. Pairs untouched for a day are forgotten."""
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect = postgresql if self.session.get_bind().dialect.name == "postgresql" else sqlite
+        self.session.execute(  # the pair's first failure, made by one of two requests racing for it
+            dialect.insert(SignInFailureRow)
+            .values(email=email, address=address, failures=0, updated_at=now)
+            .on_conflict_do_nothing(index_elements=["email", "address"])
+        )
+        row = self.session.get(
+            SignInFailureRow, (email, address), with_for_update=True, populate_existing=True
+        )
+        assert row is not None
+        row.failures += 1
+        row.updated_at = now
+        if row.failures >= lock_after:
+            row.locked_until, row.failures = lock_until, 0
         self.session.flush()
-        return self._worker(row)
+        self.session.execute(
+            delete(SignInFailureRow).where(SignInFailureRow.updated_at < now - timedelta(days=1))
+        )
+
+    def sign_in_succeeded(self, email: str, address: str) -> None:
+        self.session.execute(
+            delete(SignInFailureRow).where(
+                SignInFailureRow.email == email, SignInFailureRow.address == address
+            )
+        )
 
     def set_disabled(self, email: str, disabled: bool) -> Worker:
         row = self._require(email, lock=True)
@@ -155,6 +190,20 @@ class WorkforceRepository:
         self.session.flush()
         return True
 
+    def end_sessions(self, worker_id: int, *, keep: str | None = None) -> builtins.list[str]:
+        """End every live session of the worker but the one whose digest is ``keep``; returns the
+        digests of those it ended (for the credentials cache to forget)."""
+        query = select(WebSessionRow).where(
+            WebSessionRow.worker_id == worker_id, WebSessionRow.ended_at.is_(None)
+        )
+        ended, now = [], utcnow()
+        for row in self.session.scalars(query.with_for_update()):
+            if row.token_hash != keep:
+                row.ended_at = now
+                ended.append(row.token_hash)
+        self.session.flush()
+        return ended
+
     def add_token(self, worker_id: int, name: str, token_hash: str) -> None:
         self.session.add(ApiTokenRow(worker_id=worker_id, name=name, token_hash=token_hash))
         self.session.flush()
@@ -177,16 +226,38 @@ class WorkforceRepository:
             self.session.flush()
         return self._worker(worker)
 
-    def revoke_token(self, email: str, name: str) -> bool:
-        worker = self._require(email)
-        row = self.session.scalar(
-            select(ApiTokenRow).where(ApiTokenRow.worker_id == worker.id, ApiTokenRow.name == name)
+    def tokens(self, email: str | None = None) -> builtins.list[ApiToken]:
+        """The API tokens of one worker (or of all), oldest first, revoked ones included."""
+        query = (
+            select(ApiTokenRow, WorkerRow.email)
+            .join(WorkerRow, WorkerRow.id == ApiTokenRow.worker_id)
+            .order_by(ApiTokenRow.id)
         )
-        if row is None or row.revoked_at is not None:
-            return False
+        if email is not None:
+            query = query.where(WorkerRow.id == self._require(email).id)
+        return [_token(row, owner) for row, owner in self.session.execute(query).tuples()]
+
+    def revoke_token(
+        self, *, token_id: int | None = None, email: str | None = None, name: str | None = None
+    ) -> ApiToken | None:
+        """Revoke a live token, named by its id or by its worker's email and its name; returns it, or
+        None when it is revoked already. :class:`NotFoundError` when there is no such token."""
+        query = select(ApiTokenRow)
+        if token_id is not None:
+            query = query.where(ApiTokenRow.id == token_id)
+        else:
+            assert email is not None and name is not None
+            query = query.where(ApiTokenRow.worker_id == self._require(email).id, ApiTokenRow.name == name)
+        row = self.session.scalar(query.with_for_update())
+        if row is None:
+            named = f"id {token_id}" if token_id is not None else f"{name!r} of {email}"
+            raise NotFoundError(f"no API token {named}; see `loopwise workforce token list`")
+        if row.revoked_at is not None:
+            return None
         row.revoked_at = utcnow()
         self.session.flush()
-        return True
+        owner = self.session.get(WorkerRow, row.worker_id)
+        return _token(row, owner.email if owner is not None else "")
 
     # --- mapping ---------------------------------------------------------------------------------
 
@@ -216,7 +287,6 @@ class WorkforceRepository:
             row.disabled_at is not None,
             tuple(teams),
             row.created_at,
-            row.locked_until,
         )
 
     def _team(self, row: TeamRow) -> Team:
@@ -227,3 +297,7 @@ class WorkforceRepository:
             .order_by(WorkerRow.email)
         )
         return Team(row.id, row.name, tuple(members))
+
+
+def _token(row: ApiTokenRow, email: str) -> ApiToken:
+    return ApiToken(row.id, email, row.name, row.created_at, row.last_used_at, row.revoked_at, row.token_hash)
