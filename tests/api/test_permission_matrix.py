@@ -107,6 +107,9 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/api/v1/review/flows"): ADMINS,
     ("DELETE", "/api/v1/review/flows/{name}"): ADMINS,
     # the API's own documentation
+    ("GET", "/api/v1/workforce/tokens"): ADMINS,
+    ("DELETE", "/api/v1/workforce/tokens/{token_id}"): ADMINS,
+    ("POST", "/api/v1/workforce/workers/{email}/password-reset"): ADMINS,
     ("GET", "/openapi.json"): ADMINS,
     ("GET", "/docs"): ADMINS,
     ("GET", "/docs/oauth2-redirect"): ADMINS,
@@ -114,7 +117,7 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
 }
 
 #: made-up values for the paths' parameters (nothing by these names or ids exists)
-FILLERS = {"name": "made-up", "path": "console.css"}
+FILLERS = {"name": "made-up", "path": "console.css", "email": "nobody@example.com"}
 MADE_UP_ID = "987654"
 
 
