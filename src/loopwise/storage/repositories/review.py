@@ -5,7 +5,7 @@ are made in one transaction, once per name (``INSERT ... ON CONFLICT DO NOTHING`
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -112,14 +112,83 @@ class ReviewRepository:
             webhook=row.webhook,
             status=row.status,
             created_at=row.created_at,
+            max_open_loops=row.max_open_loops,
+            max_loops_per_hour=row.max_loops_per_hour,
+            max_loops_per_invocation=row.max_loops_per_invocation,
         )
 
     # --- loops -----------------------------------------------------------------------------------
 
-    def start_loops(self, flow: Flow, loops: Sequence[dict[str, Any]], now: datetime) -> builtins.list[str]:
+    def lock_flow(self, flow_id: int) -> str | None:
+        """The flow's status, its row locked until this transaction ends (``SELECT ... FOR UPDATE`` on
+        PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` holds the whole database already): the writers that
+        start its loops take turns, so its budget's counts stay true."""
+        return self.session.scalar(select(FlowRow.status).where(FlowRow.id == flow_id).with_for_update())
+
+    def existing(self, names: Sequence[str]) -> set[str]:
+        """Which of ``names`` are loops already."""
+        found: set[str] = set()
+        for start in range(0, len(names), 500):
+            chunk = names[start : start + 500]
+            found.update(self.session.scalars(select(Loop.name).where(Loop.name.in_(chunk))))
+        return found
+
+    def open_count(self, flow_id: int) -> int:
+        query = select(func.count()).where(Loop.flow_id == flow_id, Loop.status == "InProgress")
+        return int(self.session.scalar(query) or 0)
+
+    def started_since(self, flow_id: int, since: datetime) -> int:
+        """Loops of the flow that started (reached the queue) at ``since`` or later."""
+        query = select(func.count()).where(
+            Loop.flow_id == flow_id, Loop.created_at >= since, Loop.item_id.is_not(None)
+        )
+        return int(self.session.scalar(query) or 0)
+
+    def replaceable(self, flow_id: int, limit: int) -> builtins.list[HumanLoop]:
+        """Open loops of the flow that nobody has claimed (no hold, no answer) and that have a
+        confidence, least uncertain first; locked (ones another transaction holds are passed over)."""
+        query = (
+            select(Loop, FlowRow.name)
+            .join(FlowRow, FlowRow.id == Loop.flow_id)
+            .join(Item, Item.id == Loop.item_id)
+            .where(
+                Loop.flow_id == flow_id,
+                Loop.status == "InProgress",
+                Loop.confidence.is_not(None),
+                Item.status == "open",
+                Item.holds == 0,
+                Item.answers_count == 0,
+            )
+            .order_by(Loop.confidence.desc(), Loop.id)
+            .limit(limit)
+            .with_for_update(of=Loop, skip_locked=True)
+        )
+        return [_loop(*row) for row in self.session.execute(query)]
+
+    def release(self, item_id: int | None, now: datetime) -> bool:
+        """Take an unclaimed loop's item out of the queue; False when a worker holds or answered it
+        meanwhile (it then stays)."""
+        if item_id is None:
+            return False
+        done = self.session.execute(
+            update(Item)
+            .where(Item.id == item_id, Item.status == "open", Item.holds == 0, Item.answers_count == 0)
+            .values(status="closed", updated_at=now)
+        )
+        return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+    def start_loops(
+        self,
+        flow: Flow,
+        loops: Sequence[Mapping[str, Any]],
+        now: datetime,
+        *,
+        refused: str | None = None,
+    ) -> builtins.list[str]:
         """Loops (``name``, ``input``, ``content_hash`` and optionally ``inference_id``, ``endpoint``,
-        ``variant``, ``activation``) of ``flow``, each with its item, in this transaction; a name that
-        exists already is left as it is. Returns the names made now."""
+        ``variant``, ``activation``, ``confidence``) of ``flow``, each with its item, in this
+        transaction; a name that exists already is left as it is. With ``refused`` (a reason) they are
+        recorded ``Stopped`` at once, with no item. Returns the names made now."""
         if not loops:
             return []
         if self.session.scalar(select(FlowRow.status).where(FlowRow.id == flow.id)) != "Active":
@@ -130,15 +199,18 @@ class ReviewRepository:
             {
                 "name": loop["name"],
                 "flow_id": flow.id,
-                "status": "InProgress",
+                "status": "InProgress" if refused is None else "Stopped",
                 "input": loop["input"],
                 "content_hash": loop["content_hash"],
                 "inference_id": loop.get("inference_id"),
                 "endpoint": loop.get("endpoint"),
                 "variant": loop.get("variant"),
                 "activation": loop.get("activation"),
+                "confidence": loop.get("confidence"),
+                "failure_reason": refused,
                 "created_at": now,
                 "expires_at": expires_at,
+                "ended_at": None if refused is None else now,
             }
             for loop in loops
         ]
@@ -148,8 +220,8 @@ class ReviewRepository:
             .returning(Loop.id, Loop.name),
             rows,
         ).all()
-        if not made:
-            return []
+        if not made or refused is not None:
+            return [name for _, name in made]
         by_name = {loop["name"]: loop for loop in loops}
         items = [
             {
@@ -190,11 +262,18 @@ class ReviewRepository:
         after_id: int | None = None,
         descending: bool = False,
         limit: int = 100,
+        teams: Collection[str] | None = None,
     ) -> builtins.list[HumanLoop]:
-        """Loops in creation order (or newest first), filtered; ``after_id`` goes on from a page's end."""
+        """Loops in creation order (or newest first), filtered (``teams``: only the loops of those teams'
+        flows); ``after_id`` goes on from a page's end."""
         query = select(Loop, FlowRow.name).join(FlowRow, FlowRow.id == Loop.flow_id)
         if flow_id is not None:
             query = query.where(Loop.flow_id == flow_id)
+        if teams is not None:
+            ours = (
+                select(Job.id).join(TeamRow, TeamRow.id == Job.team_id).where(TeamRow.name.in_(list(teams)))
+            )
+            query = query.where(FlowRow.job_id.in_(ours))
         if status is not None:
             query = query.where(Loop.status == status)
         if created_after is not None:
@@ -374,6 +453,7 @@ def _loop(row: HumanLoopRow, flow: str) -> HumanLoop:
         endpoint=row.endpoint,
         variant=row.variant,
         activation=row.activation,
+        confidence=row.confidence,
         failure_reason=row.failure_reason,
         output_uri=row.output_uri,
         ended_at=row.ended_at,
