@@ -78,8 +78,17 @@ def test_a_team_never_sees_another_teams_flows_loops_or_answers(store: Store) ->
                 == 201
             )
             assert svc.post("/api/v1/review/loops/a-loop/stop").json()["HumanLoopStatus"] == "Stopped"
+        # a budget is set with the flow, each field checked
+        flow = {"name": "kept", "team": "alpha", "categories": [{"label": "1"}, {"label": "0"}]}
+        bad = admin.post("/api/v1/review/flows", json={**flow, "max_loops_per_hour": 0})
+        assert bad.status_code == 400 and "max_loops_per_hour: a whole number from 1" in bad.text
+        made = admin.post(
+            "/api/v1/review/flows", json={**flow, "max_open_loops": 200, "max_loops_per_hour": 500}
+        )
+        assert made.status_code == 201
+        assert (made.json()["max_open_loops"], made.json()["max_loops_per_invocation"]) == (200, 100)
         # admins see every team's
-        assert len(admin.get("/api/v1/review/flows").json()) == 2
+        assert len(admin.get("/api/v1/review/flows").json()) == 3
         assert len(admin.get("/api/v1/review/loops").json()["HumanLoopSummaries"]) == 3
         assert admin.get("/api/v1/review/loops/b-loop/output").status_code == 200
     assert service.describe_loop(store, "b-loop").status == "Completed"  # untouched by the other team
