@@ -1,6 +1,7 @@
-"""Flow definitions, human loops and their webhook outbox. A loop and its item in the flow's labeling job
-are made in one transaction, once per name (``INSERT ... ON CONFLICT DO NOTHING``); a loop leaves
-``InProgress`` once, by a conditional UPDATE, on SQLite and on PostgreSQL alike."""
+"""Flow definitions, human loops and their webhook outbox (``_review_outbox``). A loop and its item in
+the flow's labeling job are made in one transaction, once per name (``INSERT ... ON CONFLICT DO
+NOTHING``); a loop leaves ``InProgress`` once, by a conditional UPDATE, on SQLite and on PostgreSQL
+alike; the flow's row is locked while its loops are started (its budget's counts stay true)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from loopwise.errors import NotFoundError
 from loopwise.labeling.jobs import Category
 from loopwise.review.conditions import parse_condition
 from loopwise.review.loops import Flow, HumanLoop
+from loopwise.storage.repositories._review_outbox import LoopEventOutbox
 from loopwise.storage.tables import (
-    HumanLoopEventRow,
     HumanLoopRow,
     LabelingAssignmentRow,
     LabelingItemRow,
@@ -39,7 +40,7 @@ Loop, FlowRow, Item, Hold, Job = (
 FOREVER = datetime(9999, 1, 1, tzinfo=UTC)
 
 
-class ReviewRepository:
+class ReviewRepository(LoopEventOutbox):
     def __init__(self, session: Session) -> None:
         self.session = session
 
@@ -370,59 +371,6 @@ class ReviewRepository:
         if loop.item_id is not None:
             self.session.execute(delete(Hold).where(Hold.item_id == loop.item_id))
             self.session.execute(delete(Item).where(Item.id == loop.item_id))
-
-    # --- webhook outbox --------------------------------------------------------------------------
-
-    def add_event(self, loop_name: str, url: str, body: dict[str, Any], now: datetime) -> None:
-        self.session.add(HumanLoopEventRow(loop_name=loop_name, url=url, body=body, next_attempt_at=now))
-        self.session.flush()
-
-    def due_events(
-        self, now: datetime, max_attempts: int, limit: int = 100
-    ) -> builtins.list[tuple[int, str, dict[str, Any], int]]:
-        query = (
-            select(
-                HumanLoopEventRow.id,
-                HumanLoopEventRow.url,
-                HumanLoopEventRow.body,
-                HumanLoopEventRow.attempts,
-            )
-            .where(
-                HumanLoopEventRow.delivered_at.is_(None),
-                HumanLoopEventRow.next_attempt_at <= now,
-                HumanLoopEventRow.attempts < max_attempts,
-            )
-            .order_by(HumanLoopEventRow.id)
-            .limit(limit)
-        )
-        return [(int(r[0]), str(r[1]), dict(r[2]), int(r[3])) for r in self.session.execute(query)]
-
-    def event_delivered(self, event_id: int, now: datetime) -> None:
-        self.session.execute(
-            update(HumanLoopEventRow).where(HumanLoopEventRow.id == event_id).values(delivered_at=now)
-        )
-
-    def event_failed(self, event_id: int, next_attempt_at: datetime, error: str) -> None:
-        self.session.execute(
-            update(HumanLoopEventRow)
-            .where(HumanLoopEventRow.id == event_id)
-            .values(
-                attempts=HumanLoopEventRow.attempts + 1,
-                next_attempt_at=next_attempt_at,
-                last_error=error[:2000],
-            )
-        )
-
-    def events(self, loop_name: str) -> builtins.list[dict[str, Any]]:
-        query = (
-            select(HumanLoopEventRow)
-            .where(HumanLoopEventRow.loop_name == loop_name)
-            .order_by(HumanLoopEventRow.id)
-        )
-        return [
-            {"body": e.body, "attempts": e.attempts, "delivered_at": e.delivered_at, "url": e.url}
-            for e in self.session.scalars(query)
-        ]
 
 
 def _job_name(flow: str) -> str:
