@@ -60,6 +60,8 @@ def test_a_team_never_sees_another_teams_flows_loops_or_answers(store: Store) ->
             assert (
                 ra.get("/api/v1/review/loops/a-loop").json()["InputContent"]["taskObject"].startswith("alpha")
             )
+            page = ra.get("/console/loop")  # the loop's page lists the queues of one's teams only
+            assert page.status_code == 200 and "alpha-flow" in page.text and "beta-flow" not in page.text
         with httpx.Client(base_url=base, headers=bearer(beta), timeout=30) as rb:
             output = rb.get("/api/v1/review/loops/b-loop/output").json()
             assert output["humanAnswers"][0]["workerMetadata"]["identityData"]["email"] == "wb@example.com"
