@@ -21,6 +21,21 @@ def test_the_review_commands(tmp_path: Path) -> None:
         "any": [{"confidence_below": 0.9}, {"class_below": {"-1": 0.95}}]
     }
     assert flow["answer_key"] == "sentiment" and [c["label"] for c in flow["categories"]] == ["1", "0", "-1"]
+    kept = run(
+        home, "review", "flow", "create", "kept", "--team", "reviewers", "--max-open-loops", "200",
+        "--max-loops-per-hour", "500", "--max-loops-per-invocation", "20", "--json",
+    )  # fmt: skip
+    budget = json.loads(kept.stdout)
+    assert [budget[k] for k in ("max_open_loops", "max_loops_per_hour", "max_loops_per_invocation")] == [
+        200,
+        500,
+        20,
+    ]
+    too_many = run(
+        home, "review", "flow", "create", "bad", "--team", "reviewers", "--max-loops-per-invocation", "0",
+        check=False,
+    )  # fmt: skip
+    assert too_many.returncode == 1 and "max_loops_per_invocation: a whole number from 1" in too_many.stderr
     tree = tmp_path / "bad.yaml"
     tree.write_text("any:\n  - confidence_below: 2\n")
     refused = run(

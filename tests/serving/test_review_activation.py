@@ -106,8 +106,9 @@ def test_uncertain_predictions_start_loops_whose_answers_become_ground_truth(two
                 output["humanAnswers"][0]["workerMetadata"]["identityData"]["email"] == "reviewer@example.com"
             )
             assert output["humanLoopActivationResults"]["texts"] == 1
-            # a program gets the answers, not who gave them
+            # a program (in the flow's team) gets the answers, not who gave them
             program = bearer(workforce.program_token(store, "reads-loops"))
+            workforce.add_to_team(store, "reviewers", "programs@loopwise.local")
             seen = client.get(f"/api/v1/review/loops/{name}/output", headers=program).json()
             assert "workerMetadata" not in seen["humanAnswers"][0] and seen["humanAnswers"][0]["workerId"]
         with store.uow() as uow:

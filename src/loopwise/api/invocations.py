@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -46,8 +47,12 @@ TARGET_VARIANT = "X-Amzn-SageMaker-Target-Variant"
 INFERENCE_ID = "X-Amzn-SageMaker-Inference-Id"
 INVOKED_VARIANT = "X-Amzn-Invoked-Production-Variant"
 MODEL_VERSION = "X-Loopwise-Model-Version"
-#: the human loops a request started, by text (comma-separated; empty where a text started none)
+#: the human loops a request started, by text (comma-separated; empty where a text started none), cut
+#: after the last whole entry within HUMAN_LOOPS_MAX_BYTES (the body names every loop)
 HUMAN_LOOPS = "X-Loopwise-Human-Loops"
+#: how many human loops the request started, all of them: more than the header names when it was cut
+HUMAN_LOOP_COUNT = "X-Loopwise-Human-Loop-Count"
+HUMAN_LOOPS_MAX_BYTES = 4096
 #: a caller key (a user id, a session): the same key stays on the same variant while the weights stay
 ROUTING_KEY = "X-Loopwise-Routing-Key"
 
@@ -146,9 +151,22 @@ async def invoke(
     else:
         payload = orjson.dumps(answers[0] if single else answers)
     extra = {INVOKED_VARIANT: result.variant, INFERENCE_ID: result.inference_id, MODEL_VERSION: result.model}
-    if any(result.human_loops):
-        extra[HUMAN_LOOPS] = ",".join(name or "" for name in result.human_loops)
+    extra.update(human_loop_headers(result.human_loops))
     return payload, content_type, extra
+
+
+def human_loop_headers(names: Sequence[str | None]) -> dict[str, str]:
+    """The headers naming a request's human loops: their count, and the names by text position up to
+    :data:`HUMAN_LOOPS_MAX_BYTES` (a request of thousands of texts would otherwise make a header that
+    clients and proxies refuse); none when no loop started."""
+    count = sum(1 for name in names if name)
+    if not count:
+        return {}
+    listed = ",".join(name or "" for name in names)
+    if len(listed) > HUMAN_LOOPS_MAX_BYTES:
+        cut = listed[: HUMAN_LOOPS_MAX_BYTES + 1]
+        listed = cut[: max(cut.rfind(","), 0)].rstrip(",")  # the whole entries that fit, no trailing empties
+    return {HUMAN_LOOPS: listed, HUMAN_LOOP_COUNT: str(count)}
 
 
 async def read_asgi_body(receive: Receive, declared: str | None, limit: int) -> bytes:

@@ -7,6 +7,9 @@ Loops: ``POST /api/v1/review/loops`` (StartHumanLoop: ``HumanLoopName``, ``FlowD
 .../loops/{name}`` (DescribeHumanLoop), ``GET .../loops/{name}/output`` (its output.json), ``POST
 .../loops/{name}/stop`` and ``DELETE .../loops/{name}``. Flow definitions: ``POST /api/v1/review/flows``,
 ``GET .../flows``, ``GET .../flows/{name}`` (with its loops' counts) and ``DELETE .../flows/{name}``.
+
+Every route answers only about the flows of the caller's teams, and their loops (an admin's: all): a
+flow or loop of another team is 'not found' (404), and lists leave them out, as for labeling jobs.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from loopwise.api.auth import principal
 from loopwise.api.invocations import BadRequest
 from loopwise.api.labeling import CategoryIn, _parse
 from loopwise.labeling.jobs import Category
 from loopwise.review import service
+from loopwise.review.budget import DEFAULT_PER_INVOCATION
 from loopwise.review.output import read_output
 
 if TYPE_CHECKING:
@@ -53,6 +58,9 @@ class FlowRequest(BaseModel):
     task_availability_lifetime_s: int = service.DEFAULT_LIFETIME_S
     activation_conditions: Any = None
     webhook: str | None = Field(default=None, max_length=2000)
+    max_open_loops: int | None = None
+    max_loops_per_hour: int | None = None
+    max_loops_per_invocation: int = DEFAULT_PER_INVOCATION
 
 
 def _json(document: Any, status: int = 200) -> Response:
@@ -71,11 +79,13 @@ def mount_review(app: FastAPI, store: Store) -> None:
             asked.HumanLoopName,
             asked.FlowDefinitionName,
             asked.HumanLoopInput.InputContent,
+            principal(request).worker,
         )
         return _json({"HumanLoopName": loop.name, "HumanLoopStatus": loop.status}, 201 if made else 200)
 
     @router.get("/loops")
     async def loops(
+        request: Request,
         FlowDefinitionName: str | None = None,
         Status: str | None = None,
         CreationTimeAfter: datetime | None = None,
@@ -96,6 +106,7 @@ def mount_review(app: FastAPI, store: Store) -> None:
                 descending=SortOrder == "Descending",
                 max_results=MaxResults,
                 next_token=NextToken,
+                worker=principal(request).worker,
             )
         )
         summaries = [
@@ -111,31 +122,33 @@ def mount_review(app: FastAPI, store: Store) -> None:
         return _json({"HumanLoopSummaries": summaries, "NextToken": token})
 
     @router.get("/loops/{name}")
-    async def describe(name: str) -> Response:
-        return _json((await asyncio.to_thread(service.describe_loop, store, name)).to_dict())
+    async def describe(request: Request, name: str) -> Response:
+        worker = principal(request).worker
+        return _json((await asyncio.to_thread(service.describe_loop, store, name, worker)).to_dict())
 
     @router.get("/loops/{name}/output")
     async def output(request: Request, name: str) -> Response:
         """The loop's output.json; who answered (workers' emails and teams) only for reviewers and
         admins: a program that starts and reads loops gets the answers, not the people."""
-        from loopwise.api.auth import principal
+        worker = principal(request).worker
 
         def read() -> dict[str, Any]:
-            return read_output(service.describe_loop(store, name))
+            return read_output(service.describe_loop(store, name, worker))
 
         document = await asyncio.to_thread(read)
-        if not principal(request).worker.can("review"):
+        if not worker.can("review"):
             for answer in document.get("humanAnswers", []):
                 answer.pop("workerMetadata", None)
         return _json(document)
 
     @router.post("/loops/{name}/stop")
-    async def stop(name: str) -> Response:
-        return _json((await asyncio.to_thread(service.stop_loop, store, name)).to_dict())
+    async def stop(request: Request, name: str) -> Response:
+        worker = principal(request).worker
+        return _json((await asyncio.to_thread(service.stop_loop, store, name, worker)).to_dict())
 
     @router.delete("/loops/{name}")
-    async def delete(name: str) -> Response:
-        await asyncio.to_thread(service.delete_loop, store, name)
+    async def delete(request: Request, name: str) -> Response:
+        await asyncio.to_thread(service.delete_loop, store, name, principal(request).worker)
         return Response(status_code=204)
 
     @router.post("/flows")
@@ -156,6 +169,9 @@ def mount_review(app: FastAPI, store: Store) -> None:
                 lifetime_s=asked.task_availability_lifetime_s,
                 conditions=asked.activation_conditions,
                 webhook=asked.webhook,
+                max_open_loops=asked.max_open_loops,
+                max_loops_per_hour=asked.max_loops_per_hour,
+                max_loops_per_invocation=asked.max_loops_per_invocation,
             )
         )
         # the creator (an admin) sees the webhook whole, and its signing secret this once
@@ -164,17 +180,19 @@ def mount_review(app: FastAPI, store: Store) -> None:
 
     @router.get("/flows")
     async def flows(request: Request) -> Response:
-        """Every flow; webhook URLs are whole for admins only, ``https://host/…`` for the others."""
+        """Every flow the caller's teams may see; webhook URLs are whole for admins only, ``https://host/…``
+        for the others."""
         reveal = _admin(request)
-        found = await asyncio.to_thread(service.list_flows, store)
+        found = await asyncio.to_thread(service.list_flows, store, principal(request).worker)
         return _json([f.to_dict(reveal_webhook=reveal) for f in found])
 
     @router.get("/flows/{name}")
     async def flow(request: Request, name: str) -> Response:
         reveal = _admin(request)
+        worker = principal(request).worker
 
         def read() -> dict[str, Any]:
-            found = service.find_flow(store, name)
+            found = service.find_flow(store, name, worker)
             with store.uow() as uow:
                 counts = uow.review.count(found.id)
             return {**found.to_dict(reveal_webhook=reveal), "loops": counts}
@@ -182,8 +200,9 @@ def mount_review(app: FastAPI, store: Store) -> None:
         return _json(await asyncio.to_thread(read))
 
     @router.delete("/flows/{name}")
-    async def delete_flow(name: str) -> Response:
-        flow = await asyncio.to_thread(service.delete_flow, store, name)
+    async def delete_flow(request: Request, name: str) -> Response:
+        worker = principal(request).worker
+        flow = await asyncio.to_thread(service.delete_flow, store, name, worker)
         return _json(flow.to_dict(reveal_webhook=True))  # admins only (``manage``)
 
     app.include_router(router)

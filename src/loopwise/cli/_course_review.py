@@ -21,8 +21,15 @@ if TYPE_CHECKING:
 
 TEAM = "course-reviewers"
 REVIEWER = "rita@loopwise.local"
+#: the service account of loopwise's own programs (``workforce.program_token``)
+PROGRAMS = "programs@loopwise.local"
 FLOW = "course-lab3-sentiment"
 THRESHOLD = 0.90
+#: what one reviewer keeps up with: the main job's later steps send thousands of live reviews to the
+#: endpoint, and without a budget each uncertain one became a loop (10,873 for one reviewer); with it,
+#: the most uncertain 200 wait open, and at most 500 new ones reach the queue an hour
+MAX_OPEN_LOOPS = 200
+MAX_LOOPS_PER_HOUR = 500
 #: the course's Lab 3 reviews and the sentiment a person gives them
 REVIEWS = {
     "I enjoy this product": "1",
@@ -65,13 +72,17 @@ def course_review(store: Store, endpoint: str) -> ReviewOutcome:
         store, flow_name, team=TEAM, categories=list(COURSE_CATEGORIES), title=COURSE_TITLE,
         short_instructions="Check the model's answer, preselected; change it if it is wrong.",
         full_instructions=COURSE_FULL_INSTRUCTIONS, answer_key="sentiment", task_count=1,
-        conditions={"confidence_below": THRESHOLD},
+        conditions={"confidence_below": THRESHOLD}, max_open_loops=MAX_OPEN_LOOPS,
+        max_loops_per_hour=MAX_LOOPS_PER_HOUR,
     )  # fmt: skip
     attach_review(store, endpoint, flow.name)
     console.print(
-        f"flow definition {flow.name}: team {TEAM}, 1 worker a loop, starts when confidence < {THRESHOLD}"
+        f"flow definition {flow.name}: team {TEAM}, 1 worker a loop, starts when confidence < {THRESHOLD}; "
+        f"at most {MAX_OPEN_LOOPS} open, {MAX_LOOPS_PER_HOUR} new an hour"
     )
     token = workforce.program_token(store, "course-main-job")
+    # a program reads the loops of its teams' flows only, as a reviewer does
+    workforce.add_to_team(store, TEAM, PROGRAMS)
     reviewer = workforce.create_token(store, REVIEWER, f"course-{stamp}")
     with (
         background_server(store) as (url, app),

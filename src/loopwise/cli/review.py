@@ -63,10 +63,22 @@ def flow_create(
         Path | None, typer.Option(help="A YAML or JSON file with a condition tree (all / any), instead.")
     ] = None,
     webhook: Annotated[str | None, typer.Option(help="A URL that gets each loop's status changes.")] = None,
+    max_open_loops: Annotated[
+        int | None,
+        typer.Option(
+            help="At most this many loops open; when full, a more uncertain prediction replaces one."
+        ),
+    ] = None,
+    max_loops_per_hour: Annotated[
+        int | None, typer.Option(help="At most this many new loops in any rolling hour (replacements count).")
+    ] = None,
+    max_loops_per_invocation: Annotated[
+        int, typer.Option(help="At most this many loops from one request (its most uncertain texts).")
+    ] = 100,
     as_json: AsJson = False,
 ) -> None:
     """Create a flow definition. With no condition, every prediction of an attached endpoint goes to
-    people."""
+    people; with no budget, every one that fires gets a loop."""
     import yaml
 
     from loopwise._durations import parse_duration
@@ -123,15 +135,24 @@ def flow_create(
             lifetime_s=int(parse_duration(lifetime, "--lifetime")),
             conditions=tree,
             webhook=webhook,
+            max_open_loops=max_open_loops,
+            max_loops_per_hour=max_loops_per_hour,
+            max_loops_per_invocation=max_loops_per_invocation,
         )
     if as_json:
         secret = {"webhook_secret": flow.webhook_secret} if flow.webhook_secret else {}
         print_json({**flow.to_dict(reveal_webhook=True), **secret})
         return
     shown = json.dumps(flow.condition.to_dict()) if tree is not None else "every prediction"
+    kept = (
+        f"; at most {flow.max_open_loops or 'any number of'} open, "
+        f"{flow.max_loops_per_hour or 'any number'} new an hour"
+        if flow.max_open_loops or flow.max_loops_per_hour
+        else ""
+    )
     console.print(
         f"flow definition {flow.name}: team {flow.team}, {flow.task_count} worker(s) a loop; "
-        f"starts on {shown}"
+        f"starts on {shown}{kept}"
     )
     if flow.webhook_secret:
         console.print(f"webhook signing secret (shown once): {flow.webhook_secret}", highlight=False)

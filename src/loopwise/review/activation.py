@@ -3,13 +3,15 @@ start made off the request path, durably.
 
 For each text of a request the conditions are evaluated (microseconds); a text that fires gets a loop
 whose name is derived from the endpoint, the inference id and the text's position, so a retried request
-never starts a second loop. The request path only appends the loop to a journal file (one ``write`` to a
+never starts a second loop; one request starts at most the flow's ``max_loops_per_invocation`` (its
+most uncertain texts). The request path only appends the loop to a journal file (one ``write`` to a
 file opened for appending: it survives the server process dying, like SQLite's WAL with
 ``synchronous=NORMAL``) and returns the loop's name with the prediction. :class:`LoopStarter` writes the
 journal's loops to the database in batches a few milliseconds apart, then removes the journal segment; a
 server that starts replays the segments of servers that died before writing theirs (a segment's owner
 holds an exclusive lock on it while it lives). Inserting a loop is idempotent, so a segment replayed
-after a partial write doubles nothing.
+after a partial write doubles nothing. The flow's budget (``review.budget``) is decided there, where the
+loops are written, under the database's lock: a loop it refuses is recorded Stopped with the reason.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
+import heapq
 import logging
 import os
 import random
@@ -58,12 +61,19 @@ def activate(
     rng: random.Random,
 ) -> list[tuple[int, dict[str, Any]]]:
     """The loops this prediction starts: (text position, loop record) for each text whose prediction
-    fires the flow's conditions; each record keeps the activation results."""
-    started = []
+    fires the flow's conditions, in text order; each record keeps the activation results and the
+    prediction's confidence (its top probability). At most the flow's ``max_loops_per_invocation``:
+    when more texts fire, the most uncertain ones (lowest confidence; the first on a tie) start."""
+    fired_rows = []
     for position, row in enumerate(proba.tolist() if hasattr(proba, "tolist") else proba):
         fired, results = flow.condition.evaluate(row, labels, rng)
-        if not fired:
-            continue
+        if fired:
+            fired_rows.append((max(row), position, row, results))
+    if len(fired_rows) > flow.max_loops_per_invocation:
+        kept = heapq.nsmallest(flow.max_loops_per_invocation, fired_rows, key=lambda f: (f[0], f[1]))
+        fired_rows = sorted(kept, key=lambda f: f[1])
+    started = []
+    for confidence, position, row, results in fired_rows:
         predicted = labels[max(range(len(row)), key=row.__getitem__)]
         content = {"taskObject": texts[position], "initialValue": predicted}
         started.append(
@@ -77,6 +87,7 @@ def activate(
                     "inference_id": inference_id,
                     "endpoint": endpoint,
                     "variant": variant,
+                    "confidence": round(float(confidence), 6),
                     "activation": {
                         "conditions": results,
                         "probabilities": dict(zip(labels, (round(p, 6) for p in row), strict=True)),

@@ -4,7 +4,9 @@ against its flow's task template.
 A loop's life: ``InProgress`` from its start until its item has the flow's ``task_count`` answers
 (``Completed``, with output.json), until its availability lifetime ends (``Failed``, reason ``Expired``),
 or until someone stops it (``Stopped``; a worker's hold on it is withdrawn, so a later answer is refused).
-Only a loop that is no longer in progress can be deleted.
+Only a loop that is no longer in progress can be deleted. A flow's budget (``review.budget``) may stop a
+loop for a more uncertain one (``Stopped``, reason ``Replaced``), or record a prediction's loop as
+``Stopped`` from the start (reason ``BudgetFull`` or ``HourlyLimit``).
 """
 
 from __future__ import annotations
@@ -62,6 +64,12 @@ class Flow:
     created_at: datetime
     #: signs the webhook's deliveries (``loopwise.webhooks``): shown once, when the flow is made
     webhook_secret: str | None = field(default=None, repr=False, compare=False)
+    #: the budget (``review.budget``): at most this many loops open at once (None: no bound) ...
+    max_open_loops: int | None = None
+    #: ... and this many started in any rolling hour (None: no bound)
+    max_loops_per_hour: int | None = None
+    #: the most loops one invocation of an attached endpoint starts (its most uncertain texts)
+    max_loops_per_invocation: int = 100
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -88,6 +96,9 @@ class Flow:
             "task_availability_lifetime_s": self.lifetime_s,
             "activation_conditions": None if self.condition == ALWAYS else self.condition.to_dict(),
             "webhook": webhook,
+            "max_open_loops": self.max_open_loops,
+            "max_loops_per_hour": self.max_loops_per_hour,
+            "max_loops_per_invocation": self.max_loops_per_invocation,
             "CreationTime": self.created_at.isoformat(),
         }
 
@@ -136,6 +147,8 @@ class HumanLoop:
     endpoint: str | None = None
     variant: str | None = None
     activation: dict[str, Any] | None = None
+    #: the prediction's top probability when an endpoint started the loop (lower: more uncertain)
+    confidence: float | None = None
     failure_reason: str | None = None
     output_uri: str | None = None
     ended_at: datetime | None = None
@@ -163,4 +176,6 @@ class HumanLoop:
             found["VariantName"] = self.variant
         if self.activation:
             found["HumanLoopActivationResults"] = self.activation
+        if self.confidence is not None:
+            found["Confidence"] = self.confidence
         return found

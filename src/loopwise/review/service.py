@@ -1,6 +1,7 @@
 """Human review's services: flow definitions, the human loop runtime (start, describe, list, stop,
 delete), and settling loops: a loop whose item has its answers is completed (consolidated, output.json
 written, ground truth recorded for its inference), one past its lifetime fails with reason Expired.
+A flow's budget (``budget``) is kept where loops are written (``start_predicted``, ``start_loop``).
 
 The server settles loops every second; describing a loop settles it first, so a caller polling
 describe sees Completed as soon as the last answer is in. Each status change is offered to the flow's
@@ -12,25 +13,29 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from loopwise import webhooks
 from loopwise.errors import HumanLoopConflictError, NotFoundError, ReviewError, StorageError
 from loopwise.labeling.jobs import MAX_WORKERS_PER_ITEM, TASK_TIME_LIMIT_S, Category, check_categories
+from loopwise.review import budget
 from loopwise.review.conditions import parse_condition
+from loopwise.review.events import LOOP_EVENT as LOOP_EVENT
+from loopwise.review.events import deliver_events as deliver_events
+from loopwise.review.events import record_event
 from loopwise.review.loops import STATUSES, Flow, HumanLoop, check_name, content_hash
 
 if TYPE_CHECKING:
     from loopwise.storage import Store
+    from loopwise.workforce.accounts import Worker
 
 #: Augmented AI's bounds for a task's availability lifetime: 60 seconds to 12 days (its default: 1 day)
 LIFETIME_S = (60, 12 * 24 * 3600)
 DEFAULT_LIFETIME_S = 24 * 3600
 MAX_RESULTS = 100
 #: the event (``X-Loopwise-Event``) and body ``type`` of a loop's status change
-LOOP_EVENT = "loopwise.human-loop-status-change"
 
 
 def create_flow(
@@ -48,11 +53,23 @@ def create_flow(
     lifetime_s: int = DEFAULT_LIFETIME_S,
     conditions: Any = None,
     webhook: str | None = None,
+    max_open_loops: int | None = None,
+    max_loops_per_hour: int | None = None,
+    max_loops_per_invocation: int = budget.DEFAULT_PER_INVOCATION,
 ) -> Flow:
     """A flow definition: its team works its loops in the labeling UI; ``conditions`` (see
-    :mod:`loopwise.review.conditions`) say which of an attached endpoint's predictions start one. With a
-    ``webhook``, the flow gets a signing secret (``Flow.webhook_secret``: show it once, to its maker)."""
+    :mod:`loopwise.review.conditions`) say which of an attached endpoint's predictions start one; the
+    budget (:mod:`loopwise.review.budget`) bounds its open loops, its new loops an hour (None: no
+    bound) and the loops one invocation starts. With a ``webhook``, the flow gets a signing secret
+    (``Flow.webhook_secret``: show it once, to its maker)."""
     check_name(name, "flow definition")
+    for field, value, (least, most) in (
+        ("max_open_loops", max_open_loops, budget.MAX_OPEN),
+        ("max_loops_per_hour", max_loops_per_hour, budget.MAX_PER_HOUR),
+        ("max_loops_per_invocation", max_loops_per_invocation, budget.MAX_PER_INVOCATION),
+    ):
+        if value is not None and (isinstance(value, bool) or not least <= value <= most):
+            raise ReviewError(f"{field}: a whole number from {least:,} to {most:,}, got {value!r}")
     check_categories(categories)
     labels = [c.label for c in categories]
     condition = parse_condition(conditions, labels)
@@ -94,6 +111,9 @@ def create_flow(
                 conditions=condition.to_dict() if conditions is not None else None,
                 webhook=webhook,
                 webhook_secret=webhooks.new_secret() if webhook else None,
+                max_open_loops=max_open_loops,
+                max_loops_per_hour=max_loops_per_hour,
+                max_loops_per_invocation=max_loops_per_invocation,
             )
             flow = uow.review.flow(name)
     except StorageError:  # the same name made at the same moment by another request
@@ -102,22 +122,29 @@ def create_flow(
     return flow
 
 
-def find_flow(store: Store, name: str) -> Flow:
+def sees(worker: Worker | None, team: str) -> bool:
+    """Whether ``worker`` may see the flows and loops of ``team``: an admin sees all, anyone else their
+    teams' (as labeling jobs); no worker is the local operator (the CLI), who sees all."""
+    return worker is None or worker.role == "admin" or team in worker.teams
+
+
+def find_flow(store: Store, name: str, worker: Worker | None = None) -> Flow:
+    """The flow, when ``worker`` may see it (the same 'not found' otherwise: nothing leaks)."""
     with store.uow() as uow:
         flow = uow.review.flow(name)
-    if flow is None:
+    if flow is None or not sees(worker, flow.team):
         raise NotFoundError(f"no flow definition {name!r}; see `loopwise review flow list`")
     return flow
 
 
-def list_flows(store: Store) -> list[Flow]:
+def list_flows(store: Store, worker: Worker | None = None) -> list[Flow]:
     with store.uow() as uow:
-        return uow.review.flows()
+        return [f for f in uow.review.flows() if sees(worker, f.team)]
 
 
-def delete_flow(store: Store, name: str) -> Flow:
+def delete_flow(store: Store, name: str, worker: Worker | None = None) -> Flow:
     """The flow takes no new loops; its loops in progress are stopped; all stay readable."""
-    flow = find_flow(store, name)
+    flow = find_flow(store, name, worker)
     with store.uow() as uow:  # first: no loop starts after this
         uow.review.set_flow_status(flow.id, "Deleted")
     for loop in all_loops(store, flow, status="InProgress"):
@@ -125,21 +152,31 @@ def delete_flow(store: Store, name: str) -> Flow:
     return find_flow(store, name)
 
 
-def start_loop(store: Store, name: str, flow_name: str, content: Any) -> tuple[HumanLoop, bool]:
+def start_loop(
+    store: Store, name: str, flow_name: str, content: Any, worker: Worker | None = None
+) -> tuple[HumanLoop, bool]:
     """Start loop ``name`` of the flow for ``content`` (``{"taskObject": text, "initialValue": label}``).
     Starting the same name with the same content again returns the loop (``False``: not new); with
-    other content it is refused (:class:`HumanLoopConflictError`)."""
+    other content it is refused (:class:`HumanLoopConflictError`), as it is when the flow's budget is
+    full (a loop asked for by name never replaces one)."""
     check_name(name)
-    flow = find_flow(store, flow_name)
+    flow = find_flow(store, flow_name, worker)
     if flow.status != "Active":
         raise HumanLoopConflictError(f"flow definition {flow.name} is {flow.status}: it starts no loops")
     checked = flow.check_input(content)
     digest = content_hash(checked)
     now = datetime.now(UTC)
     with store.uow() as uow:
-        made = uow.review.start_loops(flow, [{"name": name, "input": checked, "content_hash": digest}], now)
+        made, refused = _start(
+            uow, flow, [{"name": name, "input": checked, "content_hash": digest}], now, record_refused=False
+        )
         loop = uow.review.loop(name)
-    assert loop is not None
+    if refused:
+        raise HumanLoopConflictError(
+            f"human loop {name} not started: {refused[0][1]}; stop an open loop or try again later"
+        )
+    if loop is None:
+        raise HumanLoopConflictError(f"flow definition {flow.name} was deleted: it starts no loops")
     if not made and (loop.content_hash != digest or loop.flow != flow.name):
         raise HumanLoopConflictError(
             f"a human loop named {name!r} exists already with other input or another flow: "
@@ -150,13 +187,53 @@ def start_loop(store: Store, name: str, flow_name: str, content: Any) -> tuple[H
 
 def start_predicted(store: Store, flow: Flow, loops: list[dict[str, Any]]) -> list[str]:
     """Loops that an endpoint's predictions started (names derived from their inference ids, so a retry
-    never doubles one); returns the names made now."""
+    never doubles one), within the flow's budget: one the budget refuses is recorded Stopped with its
+    reason (its name went back with the prediction). Returns the names made now."""
     with store.uow() as uow:
-        return uow.review.start_loops(flow, loops, datetime.now(UTC))
+        made, _ = _start(uow, flow, loops, datetime.now(UTC), record_refused=True)
+    return made
 
 
-def describe_loop(store: Store, name: str) -> HumanLoop:
-    loop = _loop(store, name)
+def _start(
+    uow: Any, flow: Flow, loops: list[dict[str, Any]], now: datetime, *, record_refused: bool
+) -> tuple[list[str], list[tuple[Any, str]]]:
+    """Start ``loops`` in this transaction, the flow's row locked, within its budget (see
+    :mod:`loopwise.review.budget`); returns the names made and the loops refused with their reasons."""
+    if uow.review.lock_flow(flow.id) != "Active":
+        return [], []  # a deleted flow starts no loop (an endpoint may still name it for a moment)
+    taken = uow.review.existing([loop["name"] for loop in loops])
+    fresh = list({loop["name"]: loop for loop in loops if loop["name"] not in taken}.values())
+    if not budget.bounded(flow) or not fresh:
+        return uow.review.start_loops(flow, fresh, now), []
+    plan = budget.plan(
+        flow,
+        fresh,
+        open_loops=uow.review.open_count(flow.id),
+        started_last_hour=uow.review.started_since(flow.id, now - timedelta(hours=1)),
+        replaceable=uow.review.replaceable(flow.id, len(fresh)) if flow.max_open_loops else [],
+    )
+    starting, refused = list(plan.start), list(plan.refuse)
+    for victim, successor in plan.replace:
+        reason = budget.replaced_reason(flow, victim, successor)
+        if uow.review.release(victim.item_id, now) and uow.review.end(
+            victim.id, "Stopped", now, reason=reason
+        ):
+            record_event(uow, victim, "Stopped", now)
+            starting.append(successor)
+        else:  # a worker claimed it meanwhile: it stays, and the newcomer waits its turn
+            refused.append(
+                (successor, f"BudgetFull: flow {flow.name} has its {flow.max_open_loops} open loops")
+            )
+    made = uow.review.start_loops(flow, starting, now)
+    if record_refused:
+        for reason in dict.fromkeys(r for _, r in refused):
+            group = [loop for loop, r in refused if r == reason]
+            made += uow.review.start_loops(flow, group, now, refused=reason)
+    return made, refused
+
+
+def describe_loop(store: Store, name: str, worker: Worker | None = None) -> HumanLoop:
+    loop = _loop(store, name, worker)
     if loop.status == "InProgress":
         settle(store, only=loop)
         loop = _loop(store, name)
@@ -174,14 +251,17 @@ def list_loops(
     descending: bool = False,
     max_results: int = MAX_RESULTS,
     next_token: str | None = None,
+    worker: Worker | None = None,
 ) -> tuple[list[HumanLoop], str | None]:
-    """A page of loops and the token of the next page (None: the last page)."""
+    """A page of loops and the token of the next page (None: the last page); only the loops of the
+    flows ``worker`` may see."""
     if status is not None and status not in STATUSES:
         raise ReviewError(f"status {status!r}: one of {', '.join(STATUSES)}")
     if not 1 <= max_results <= 1000:
         raise ReviewError(f"max results: 1 to 1000, got {max_results}")
     after_id = _read_token(next_token)
-    flow_id = find_flow(store, flow).id if flow is not None else None
+    flow_id = find_flow(store, flow, worker).id if flow is not None else None
+    teams = None if worker is None or worker.role == "admin" else set(worker.teams)
     with store.uow() as uow:
         page = uow.review.loops(
             flow_id=flow_id,
@@ -192,27 +272,28 @@ def list_loops(
             after_id=after_id,
             descending=descending,
             limit=max_results + 1,
+            teams=teams,
         )
     more = len(page) > max_results
     page = page[:max_results]
     return page, (_token(page[-1].id) if more else None)
 
 
-def stop_loop(store: Store, name: str) -> HumanLoop:
+def stop_loop(store: Store, name: str, worker: Worker | None = None) -> HumanLoop:
     """Stop a loop in progress: Stopped, its item out of the queue, a worker's hold on it withdrawn (a
     later answer is refused, the loop never completes). Stopping an ended loop changes nothing."""
-    loop = _loop(store, name)
+    loop = _loop(store, name, worker)
     now = datetime.now(UTC)
     with store.uow() as uow:
         if uow.review.end(loop.id, "Stopped", now):
             uow.review.withdraw(loop.item_id, now)
-            _event(uow, loop, "Stopped", now)
+            record_event(uow, loop, "Stopped", now)
     return _loop(store, name)
 
 
-def delete_loop(store: Store, name: str) -> None:
+def delete_loop(store: Store, name: str, worker: Worker | None = None) -> None:
     """Delete an ended loop (stop one in progress first); its output.json stays."""
-    loop = _loop(store, name)
+    loop = _loop(store, name, worker)
     if loop.status in ("InProgress", "Stopping"):
         raise HumanLoopConflictError(
             f"human loop {name} is {loop.status}: stop it first (`loopwise review loop stop`)"
@@ -239,7 +320,7 @@ def settle(store: Store, *, now: datetime | None = None, only: HumanLoop | None 
                 loop.id, "Failed", now, reason="Expired: no answer within the task availability lifetime"
             ):
                 uow.review.withdraw(loop.item_id, now)
-                _event(uow, loop, "Failed", now)
+                record_event(uow, loop, "Failed", now)
                 failed += 1
     return {"completed": completed, "failed": failed}
 
@@ -279,45 +360,8 @@ def _complete(store: Store, loop: HumanLoop, now: datetime) -> bool:
         # an inference of several texts gets it from feedback, which names a label for each text
         if loop.inference_id and loop.endpoint and (loop.activation or {}).get("texts", 1) == 1:
             uow.feedback.put(loop.endpoint, [Feedback(loop.inference_id, (label,))])
-        _event(uow, loop, "Completed", now)
+        record_event(uow, loop, "Completed", now)
     return True
-
-
-def deliver_events(
-    store: Store, *, now: datetime | None = None, post: webhooks.Post | None = None
-) -> tuple[int, int]:
-    """POST every due loop event to its flow's webhook through :func:`loopwise.webhooks.deliver`
-    (signed with the flow's secret; ``X-Loopwise-Delivery`` and ``X-Loopwise-Event-Id`` let a receiver
-    drop a repeat); a 2xx answer marks it delivered, anything else retries later with backoff."""
-    from loopwise.monitoring.alerts import MAX_ATTEMPTS, backoff_s
-
-    now = now or datetime.now(UTC)
-    post = post or webhooks.http_post(5.0)
-    with store.uow() as uow:
-        due = uow.review.due_events(now, MAX_ATTEMPTS)
-    delivered = failed = 0
-    for event_id, url, secret, body, attempts in due:
-        try:
-            status = webhooks.deliver(
-                url,
-                secret,
-                event=str(body.get("type", LOOP_EVENT)),
-                delivery_id=f"loop-event-{event_id}",
-                payload=body,
-                headers={"X-Loopwise-Event-Id": str(event_id)},
-                post=post,
-            )
-            error = None if 200 <= status < 300 else f"HTTP {status}"
-        except Exception as exc:  # a receiver that is down: try again later
-            error = f"{type(exc).__name__}: {exc}"
-        with store.uow() as uow:
-            if error is None:
-                uow.review.event_delivered(event_id, now)
-                delivered += 1
-            else:
-                uow.review.event_failed(event_id, now + timedelta(seconds=backoff_s(attempts + 1)), error)
-                failed += 1
-    return delivered, failed
 
 
 def rotate_webhook_secret(store: Store, name: str) -> Flow:
@@ -331,10 +375,12 @@ def rotate_webhook_secret(store: Store, name: str) -> Flow:
     return find_flow(store, name)
 
 
-def _loop(store: Store, name: str) -> HumanLoop:
+def _loop(store: Store, name: str, worker: Worker | None = None) -> HumanLoop:
+    """The loop, when ``worker`` may see its flow (the same 'not found' otherwise)."""
     with store.uow() as uow:
         loop = uow.review.loop(name)
-    if loop is None:
+        flow = uow.review.flow(loop.flow) if loop is not None and worker is not None else None
+    if loop is None or (flow is not None and not sees(worker, flow.team)):
         raise NotFoundError(f"no human loop {name!r}; see `loopwise review loop list`")
     return loop
 
@@ -348,21 +394,6 @@ def all_loops(store: Store, flow: Flow, *, status: str | None = None) -> Iterabl
         if len(page) < 500:
             return
         after = page[-1].id
-
-
-def _event(uow: Any, loop: HumanLoop, status: str, now: datetime) -> None:
-    flow = uow.review.flow(loop.flow)
-    if flow is None or not flow.webhook:
-        return
-    body: Mapping[str, Any] = {
-        "type": LOOP_EVENT,
-        "humanLoopName": loop.name,
-        "flowDefinitionName": loop.flow,
-        "humanLoopStatus": status,
-        "inferenceId": loop.inference_id,
-        "eventTime": now.isoformat(),
-    }
-    uow.review.add_event(loop.name, flow.webhook, dict(body), now, secret=flow.webhook_secret)
 
 
 def _token(last_id: int) -> str:

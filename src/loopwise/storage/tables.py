@@ -513,6 +513,12 @@ class ReviewFlowRow(Base):
     webhook: Mapped[str | None] = mapped_column(Text, nullable=True)
     #: the key the webhook's deliveries are signed with (``loopwise.webhooks``)
     webhook_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: the budget (``review.budget``): at most this many loops open at once (None: no bound) ...
+    max_open_loops: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: ... and this many started in any rolling hour (None: no bound)
+    max_loops_per_hour: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: the most loops one invocation of an attached endpoint starts (its most uncertain texts)
+    max_loops_per_invocation: Mapped[int] = mapped_column(Integer, default=100, server_default="100")
     #: Active, or Deleted (its loops stay readable)
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -526,6 +532,8 @@ class HumanLoopRow(Base):
     __table_args__ = (
         Index("ix_human_loops_flow", "flow_id", "id"),
         Index("ix_human_loops_due", "status", "expires_at"),
+        Index("ix_human_loops_open", "flow_id", "status", "confidence"),
+        Index("ix_human_loops_started", "flow_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -543,6 +551,8 @@ class HumanLoopRow(Base):
     variant: Mapped[str | None] = mapped_column(String(63), nullable=True)
     #: the activation conditions' results when an endpoint started the loop
     activation: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    #: the prediction's top probability when an endpoint started the loop (lower: more uncertain)
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
     failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     output_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
+from loopwise.api.auth import principal
 from loopwise.web.pages import templates
 
 if TYPE_CHECKING:
     from loopwise.serving.metrics import Metrics
     from loopwise.storage import Store
+    from loopwise.workforce.accounts import Worker
 
 
 @dataclass(frozen=True)
@@ -36,9 +38,11 @@ class Overview:
 LIVE_S = 300
 
 
-def overview(store: Store, metrics: Metrics | None = None) -> Overview:
-    """The page's figures; ``metrics``: the server's live per-variant figures (none outside a server)."""
+def overview(store: Store, metrics: Metrics | None = None, worker: Worker | None = None) -> Overview:
+    """The page's figures; ``metrics``: the server's live per-variant figures (none outside a server);
+    the queues for people only of the teams ``worker`` may see (an admin's: all)."""
     from loopwise.labeling.service import progress
+    from loopwise.review.service import sees
     from loopwise.serving.service import list_endpoints
 
     with store.uow() as uow:  # one transaction: no service (each opens its own) is called inside it
@@ -83,8 +87,16 @@ def overview(store: Store, metrics: Metrics | None = None) -> Overview:
         endpoints=endpoints,
         alerts=alerts[:5],
         open_alerts=len(alerts),
-        labeling=[progress(store, j) for j in jobs if j.id not in flow_jobs and j.status == "InProgress"],
-        flows=[{"flow": f, "loops": counts[f.name]} for f in flows if f.status == "Active"],
+        labeling=[
+            progress(store, j)
+            for j in jobs
+            if j.id not in flow_jobs and j.status == "InProgress" and sees(worker, j.team)
+        ],
+        flows=[
+            {"flow": f, "loops": counts[f.name]}
+            for f in flows
+            if f.status == "Active" and sees(worker, f.team)
+        ],
         runs=runs,
         datasets=[
             {"ref": d.ref, "labels": d.labels, "origin": _origin(d.source), "created_at": d.created_at}
@@ -136,7 +148,8 @@ def mount_overview(app: FastAPI, store: Store) -> None:
     @router.get("/console/loop", response_class=HTMLResponse)
     async def loop_page(request: Request) -> Response:
         plane = getattr(request.app.state, "plane", None)
-        found = await asyncio.to_thread(overview, store, getattr(plane, "metrics", None))
+        worker = principal(request).worker
+        found = await asyncio.to_thread(overview, store, getattr(plane, "metrics", None), worker)
         return templates.TemplateResponse(request, "loop.html", {"o": found, "section": "loop"})
 
     app.include_router(router)

@@ -1,11 +1,12 @@
-"""Flow definitions, human loops and their webhook outbox. A loop and its item in the flow's labeling job
-are made in one transaction, once per name (``INSERT ... ON CONFLICT DO NOTHING``); a loop leaves
-``InProgress`` once, by a conditional UPDATE, on SQLite and on PostgreSQL alike."""
+"""Flow definitions, human loops and their webhook outbox (``_review_outbox``). A loop and its item in
+the flow's labeling job are made in one transaction, once per name (``INSERT ... ON CONFLICT DO
+NOTHING``); a loop leaves ``InProgress`` once, by a conditional UPDATE, on SQLite and on PostgreSQL
+alike; the flow's row is locked while its loops are started (its budget's counts stay true)."""
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,8 +18,8 @@ from loopwise.errors import NotFoundError
 from loopwise.labeling.jobs import Category
 from loopwise.review.conditions import parse_condition
 from loopwise.review.loops import Flow, HumanLoop
+from loopwise.storage.repositories._review_outbox import LoopEventOutbox
 from loopwise.storage.tables import (
-    HumanLoopEventRow,
     HumanLoopRow,
     LabelingAssignmentRow,
     LabelingItemRow,
@@ -39,7 +40,7 @@ Loop, FlowRow, Item, Hold, Job = (
 FOREVER = datetime(9999, 1, 1, tzinfo=UTC)
 
 
-class ReviewRepository:
+class ReviewRepository(LoopEventOutbox):
     def __init__(self, session: Session) -> None:
         self.session = session
 
@@ -113,14 +114,83 @@ class ReviewRepository:
             status=row.status,
             created_at=row.created_at,
             webhook_secret=row.webhook_secret,
+            max_open_loops=row.max_open_loops,
+            max_loops_per_hour=row.max_loops_per_hour,
+            max_loops_per_invocation=row.max_loops_per_invocation,
         )
 
     # --- loops -----------------------------------------------------------------------------------
 
-    def start_loops(self, flow: Flow, loops: Sequence[dict[str, Any]], now: datetime) -> builtins.list[str]:
+    def lock_flow(self, flow_id: int) -> str | None:
+        """The flow's status, its row locked until this transaction ends (``SELECT ... FOR UPDATE`` on
+        PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` holds the whole database already): the writers that
+        start its loops take turns, so its budget's counts stay true."""
+        return self.session.scalar(select(FlowRow.status).where(FlowRow.id == flow_id).with_for_update())
+
+    def existing(self, names: Sequence[str]) -> set[str]:
+        """Which of ``names`` are loops already."""
+        found: set[str] = set()
+        for start in range(0, len(names), 500):
+            chunk = names[start : start + 500]
+            found.update(self.session.scalars(select(Loop.name).where(Loop.name.in_(chunk))))
+        return found
+
+    def open_count(self, flow_id: int) -> int:
+        query = select(func.count()).where(Loop.flow_id == flow_id, Loop.status == "InProgress")
+        return int(self.session.scalar(query) or 0)
+
+    def started_since(self, flow_id: int, since: datetime) -> int:
+        """Loops of the flow that started (reached the queue) at ``since`` or later."""
+        query = select(func.count()).where(
+            Loop.flow_id == flow_id, Loop.created_at >= since, Loop.item_id.is_not(None)
+        )
+        return int(self.session.scalar(query) or 0)
+
+    def replaceable(self, flow_id: int, limit: int) -> builtins.list[HumanLoop]:
+        """Open loops of the flow that nobody has claimed (no hold, no answer) and that have a
+        confidence, least uncertain first; locked (ones another transaction holds are passed over)."""
+        query = (
+            select(Loop, FlowRow.name)
+            .join(FlowRow, FlowRow.id == Loop.flow_id)
+            .join(Item, Item.id == Loop.item_id)
+            .where(
+                Loop.flow_id == flow_id,
+                Loop.status == "InProgress",
+                Loop.confidence.is_not(None),
+                Item.status == "open",
+                Item.holds == 0,
+                Item.answers_count == 0,
+            )
+            .order_by(Loop.confidence.desc(), Loop.id)
+            .limit(limit)
+            .with_for_update(of=Loop, skip_locked=True)
+        )
+        return [_loop(*row) for row in self.session.execute(query)]
+
+    def release(self, item_id: int | None, now: datetime) -> bool:
+        """Take an unclaimed loop's item out of the queue; False when a worker holds or answered it
+        meanwhile (it then stays)."""
+        if item_id is None:
+            return False
+        done = self.session.execute(
+            update(Item)
+            .where(Item.id == item_id, Item.status == "open", Item.holds == 0, Item.answers_count == 0)
+            .values(status="closed", updated_at=now)
+        )
+        return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+    def start_loops(
+        self,
+        flow: Flow,
+        loops: Sequence[Mapping[str, Any]],
+        now: datetime,
+        *,
+        refused: str | None = None,
+    ) -> builtins.list[str]:
         """Loops (``name``, ``input``, ``content_hash`` and optionally ``inference_id``, ``endpoint``,
-        ``variant``, ``activation``) of ``flow``, each with its item, in this transaction; a name that
-        exists already is left as it is. Returns the names made now."""
+        ``variant``, ``activation``, ``confidence``) of ``flow``, each with its item, in this
+        transaction; a name that exists already is left as it is. With ``refused`` (a reason) they are
+        recorded ``Stopped`` at once, with no item. Returns the names made now."""
         if not loops:
             return []
         if self.session.scalar(select(FlowRow.status).where(FlowRow.id == flow.id)) != "Active":
@@ -131,15 +201,18 @@ class ReviewRepository:
             {
                 "name": loop["name"],
                 "flow_id": flow.id,
-                "status": "InProgress",
+                "status": "InProgress" if refused is None else "Stopped",
                 "input": loop["input"],
                 "content_hash": loop["content_hash"],
                 "inference_id": loop.get("inference_id"),
                 "endpoint": loop.get("endpoint"),
                 "variant": loop.get("variant"),
                 "activation": loop.get("activation"),
+                "confidence": loop.get("confidence"),
+                "failure_reason": refused,
                 "created_at": now,
                 "expires_at": expires_at,
+                "ended_at": None if refused is None else now,
             }
             for loop in loops
         ]
@@ -149,8 +222,8 @@ class ReviewRepository:
             .returning(Loop.id, Loop.name),
             rows,
         ).all()
-        if not made:
-            return []
+        if not made or refused is not None:
+            return [name for _, name in made]
         by_name = {loop["name"]: loop for loop in loops}
         items = [
             {
@@ -191,11 +264,18 @@ class ReviewRepository:
         after_id: int | None = None,
         descending: bool = False,
         limit: int = 100,
+        teams: Collection[str] | None = None,
     ) -> builtins.list[HumanLoop]:
-        """Loops in creation order (or newest first), filtered; ``after_id`` goes on from a page's end."""
+        """Loops in creation order (or newest first), filtered (``teams``: only the loops of those teams'
+        flows); ``after_id`` goes on from a page's end."""
         query = select(Loop, FlowRow.name).join(FlowRow, FlowRow.id == Loop.flow_id)
         if flow_id is not None:
             query = query.where(Loop.flow_id == flow_id)
+        if teams is not None:
+            ours = (
+                select(Job.id).join(TeamRow, TeamRow.id == Job.team_id).where(TeamRow.name.in_(list(teams)))
+            )
+            query = query.where(FlowRow.job_id.in_(ours))
         if status is not None:
             query = query.where(Loop.status == status)
         if created_after is not None:
@@ -293,78 +373,6 @@ class ReviewRepository:
             self.session.execute(delete(Hold).where(Hold.item_id == loop.item_id))
             self.session.execute(delete(Item).where(Item.id == loop.item_id))
 
-    # --- webhook outbox --------------------------------------------------------------------------
-
-    def add_event(
-        self, loop_name: str, url: str, body: dict[str, Any], now: datetime, *, secret: str | None = None
-    ) -> None:
-        self.session.add(
-            HumanLoopEventRow(loop_name=loop_name, url=url, secret=secret, body=body, next_attempt_at=now)
-        )
-        self.session.flush()
-
-    def set_webhook_secret(self, flow_name: str, secret: str) -> None:
-        """A flow's new webhook secret, for its queued events too."""
-        row = self.session.scalar(select(FlowRow).where(FlowRow.name == flow_name))
-        if row is None:
-            raise NotFoundError(f"no flow definition {flow_name!r}; see `loopwise review flow list`")
-        row.webhook_secret = secret
-        loops = select(Loop.name).where(Loop.flow_id == row.id)
-        self.session.execute(
-            update(HumanLoopEventRow)
-            .where(HumanLoopEventRow.delivered_at.is_(None), HumanLoopEventRow.loop_name.in_(loops))
-            .values(secret=secret)
-        )
-
-    def due_events(
-        self, now: datetime, max_attempts: int, limit: int = 100
-    ) -> builtins.list[tuple[int, str, str | None, dict[str, Any], int]]:
-        """(id, url, secret, body, attempts) of the events due for delivery, oldest first."""
-        query = (
-            select(
-                HumanLoopEventRow.id,
-                HumanLoopEventRow.url,
-                HumanLoopEventRow.secret,
-                HumanLoopEventRow.body,
-                HumanLoopEventRow.attempts,
-            )
-            .where(
-                HumanLoopEventRow.delivered_at.is_(None),
-                HumanLoopEventRow.next_attempt_at <= now,
-                HumanLoopEventRow.attempts < max_attempts,
-            )
-            .order_by(HumanLoopEventRow.id)
-            .limit(limit)
-        )
-        return [(int(r[0]), str(r[1]), r[2], dict(r[3]), int(r[4])) for r in self.session.execute(query)]
-
-    def event_delivered(self, event_id: int, now: datetime) -> None:
-        self.session.execute(
-            update(HumanLoopEventRow).where(HumanLoopEventRow.id == event_id).values(delivered_at=now)
-        )
-
-    def event_failed(self, event_id: int, next_attempt_at: datetime, error: str) -> None:
-        self.session.execute(
-            update(HumanLoopEventRow)
-            .where(HumanLoopEventRow.id == event_id)
-            .values(
-                attempts=HumanLoopEventRow.attempts + 1,
-                next_attempt_at=next_attempt_at,
-                last_error=error[:2000],
-            )
-        )
-
-    def events(self, loop_name: str) -> builtins.list[dict[str, Any]]:
-        query = (
-            select(HumanLoopEventRow)
-            .where(HumanLoopEventRow.loop_name == loop_name)
-            .order_by(HumanLoopEventRow.id)
-        )
-        return [
-            {"body": e.body, "attempts": e.attempts, "delivered_at": e.delivered_at, "url": e.url}
-            for e in self.session.scalars(query)
-        ]
-
 
 def _job_name(flow: str) -> str:
     """The flow's labeling job: unique for every flow name, and unlike a job a person would name."""
@@ -394,6 +402,7 @@ def _loop(row: HumanLoopRow, flow: str) -> HumanLoop:
         endpoint=row.endpoint,
         variant=row.variant,
         activation=row.activation,
+        confidence=row.confidence,
         failure_reason=row.failure_reason,
         output_uri=row.output_uri,
         ended_at=row.ended_at,
