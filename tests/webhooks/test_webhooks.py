@@ -169,7 +169,8 @@ def test_both_outboxes_send_signed_deliveries(store: Store, receiver: Receiver) 
 def test_only_admins_see_a_webhook_url_whole(sqlite_store: Store, tmp_path: Path) -> None:
     store = sqlite_store
     workforce.create_team(store, "reviewers")
-    workforce.create_worker(store, "obs@example.com", role="service")
+    # a member of the flow's team (flows are scoped by team), but no admin
+    workforce.create_worker(store, "obs@example.com", role="service", teams=("reviewers",))
     observer = bearer(workforce.create_token(store, "obs@example.com", "read"))
     admin = bearer(admin_token(store))
     flow = {"name": "hooked", "team": "reviewers", "categories": [{"label": "1"}, {"label": "0"}]}
