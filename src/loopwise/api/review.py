@@ -12,15 +12,14 @@ Loops: ``POST /api/v1/review/loops`` (StartHumanLoop: ``HumanLoopName``, ``FlowD
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from loopwise.api.invocations import BadRequest
+from loopwise.api.fields import Count, Moment, Seconds, Text
 from loopwise.api.labeling import CategoryIn, _parse
 from loopwise.labeling.jobs import Category
 from loopwise.review import service
@@ -35,24 +34,24 @@ class LoopInput(BaseModel):
 
 
 class StartRequest(BaseModel):
-    HumanLoopName: str
-    FlowDefinitionName: str
+    HumanLoopName: Text
+    FlowDefinitionName: Text
     HumanLoopInput: LoopInput
 
 
 class FlowRequest(BaseModel):
-    name: str
-    team: str
+    name: Text
+    team: Text
     categories: list[CategoryIn]
-    title: str | None = None
-    short_instructions: str = ""
-    full_instructions: str = ""
-    answer_key: str = "label"
-    task_count: int = 1
-    task_time_limit_s: int = 300
-    task_availability_lifetime_s: int = service.DEFAULT_LIFETIME_S
+    title: Text | None = None
+    short_instructions: Text = ""
+    full_instructions: Text = ""
+    answer_key: Text = "label"
+    task_count: Count = 1
+    task_time_limit_s: Seconds = 300
+    task_availability_lifetime_s: Seconds = service.DEFAULT_LIFETIME_S
     activation_conditions: Any = None
-    webhook: str | None = Field(default=None, max_length=2000)
+    webhook: Text | None = Field(default=None, max_length=2000)
 
 
 def _json(document: Any, status: int = 200) -> Response:
@@ -76,22 +75,22 @@ def mount_review(app: FastAPI, store: Store) -> None:
 
     @router.get("/loops")
     async def loops(
-        FlowDefinitionName: str | None = None,
-        Status: str | None = None,
-        CreationTimeAfter: datetime | None = None,
-        CreationTimeBefore: datetime | None = None,
-        InferenceId: str | None = None,
+        FlowDefinitionName: Text | None = None,
+        Status: Text | None = None,
+        CreationTimeAfter: Moment | None = None,
+        CreationTimeBefore: Moment | None = None,
+        InferenceId: Text | None = None,
         SortOrder: Literal["Ascending", "Descending"] = "Ascending",
-        MaxResults: int = Query(default=service.MAX_RESULTS),
-        NextToken: str | None = None,
+        MaxResults: Count = service.MAX_RESULTS,
+        NextToken: Text | None = None,
     ) -> Response:
         page, token = await asyncio.to_thread(
             lambda: service.list_loops(
                 store,
                 flow=FlowDefinitionName,
                 status=Status,
-                created_after=_aware(CreationTimeAfter),
-                created_before=_aware(CreationTimeBefore),
+                created_after=CreationTimeAfter,
+                created_before=CreationTimeBefore,
                 inference_id=InferenceId,
                 descending=SortOrder == "Descending",
                 max_results=MaxResults,
@@ -179,13 +178,3 @@ def mount_review(app: FastAPI, store: Store) -> None:
         return _json((await asyncio.to_thread(service.delete_flow, store, name)).to_dict())
 
     app.include_router(router)
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    from datetime import UTC
-
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        raise BadRequest("give times with their zone, such as 2026-12-06T10:00:00Z")
-    return moment.astimezone(UTC)
