@@ -67,7 +67,7 @@ def run_database(kind: str, examples: int, role_examples: int, scenarios: int) -
             settings = Settings(home=Path(home) / "home", **({"database_url": url} if url else {}))
             store = Store.open(settings)
             try:
-                seed(store, Path(home))
+                seeded = seed(store, Path(home))
                 tokens = {"admin": bearer(admin_token(store))}
                 for role in ROLES:
                     email = f"{role}@example.com"
@@ -87,6 +87,7 @@ def run_database(kind: str, examples: int, role_examples: int, scenarios: int) -
                             role=role,
                             schema_headers=tokens["admin"],
                             progress=500,
+                            seeded=seeded,
                         )
                         print(kind, role, tallies[role].summary(), flush=True)
                 seconds = time.monotonic() - started

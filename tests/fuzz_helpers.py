@@ -15,6 +15,7 @@ import hypothesis
 import hypothesis.errors
 import schemathesis
 from hypothesis import HealthCheck, Phase
+from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -88,6 +89,8 @@ class Tally:
     role: str = "admin"
     requests: int = 0
     operations: set[str] = field(default_factory=set)
+    #: the operations that answered 2xx at least once
+    succeeded: set[str] = field(default_factory=set)
     server_errors: list[str] = field(default_factory=list)
     nonconforming: list[str] = field(default_factory=list)
     unauthorized: list[str] = field(default_factory=list)
@@ -102,6 +105,8 @@ class Tally:
         status = response.status_code
         self.requests += 1
         self.operations.add(f"{case.method.upper()} {case.path}")
+        if 200 <= status < 300:
+            self.succeeded.add(f"{case.method.upper()} {case.path}")
         self.statuses[status] = self.statuses.get(status, 0) + 1
         if self.progress and self.requests % self.progress == 0:
             print(
@@ -116,7 +121,7 @@ class Tally:
         if status < 500:
             try:
                 case.validate_response(response, checks=CONFORMANCE, headers=headers)
-            except Exception as exc:  # schemathesis' FailureGroup: the checks that failed
+            except (Exception, FailureGroup) as exc:  # FailureGroup: the checks that failed
                 self.nonconforming.append(f"{self._describe(case, response, headers)}\n{str(exc)[:400]}")
         return response
 
@@ -129,12 +134,34 @@ class Tally:
         return {
             "requests": self.requests,
             "operations": len(self.operations),
+            "succeeded": len(self.succeeded),
             "server_errors": len(self.server_errors),
             "nonconforming": len(self.nonconforming),
             "unauthorized": len(self.unauthorized),
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "seconds": {k: round(v, 1) for k, v in self.seconds.items()},
         }
+
+
+#: path prefix -> the seeded object (a key of :func:`seed`'s answer) its parameter names
+SEEDED = {
+    "/api/v1/endpoints/{name}": "endpoint",
+    "/endpoints/{name}": "endpoint",
+    "/api/v1/labeling/jobs/{job_id}": "job",
+    "/api/v1/review/loops/{name}": "loop",
+    "/api/v1/review/flows/{name}": "flow",
+}
+
+
+def _real(method: str, path: str, seeded: dict[str, Any]) -> dict[str, Any] | None:
+    """The path parameters that name a seeded object in ``path``; None where there is none, or where
+    the operation would delete or stop it (the stateful phase reaches those through the links)."""
+    if method.upper() == "DELETE" or path.endswith("/stop"):
+        return None
+    for prefix, key in SEEDED.items():
+        if path.startswith(prefix) and key in seeded:
+            return {prefix.rsplit("{", 1)[1].rstrip("}"): seeded[key]}
+    return None
 
 
 def _settings(examples: int, **more: Any) -> hypothesis.settings:
@@ -158,12 +185,14 @@ def fuzz(
     role: str = "admin",
     schema_headers: dict[str, str] | None = None,
     progress: int = 0,
+    seeded: dict[str, Any] | None = None,
 ) -> Tally:
-    """Every operation of the server's OpenAPI document with ``examples`` valid and ``examples`` invalid
-    requests each, then ``steps`` stateful scenarios that follow the document's links from the seeded
-    objects (listings, creations) to the operations on them, sent with ``headers`` (the document itself
-    is read with ``schema_headers``, an admin's: only admins may read it). Derandomized: the same run
-    each time."""
+    """Every operation on a seeded object (:func:`seed`'s names and ids in its path; not those that
+    delete or stop it) with ``examples`` valid requests each; every operation with ``examples`` valid and
+    ``examples`` invalid requests each; then ``steps`` stateful scenarios that follow the document's
+    links from listings and creations to the operations on them. All sent with ``headers`` (the document
+    itself is read with ``schema_headers``, an admin's: only admins may read it). Derandomized: the same
+    run each time."""
     import time
 
     tally = Tally(role=role, progress=progress)
@@ -171,19 +200,22 @@ def fuzz(
     schema = schemathesis.openapi.from_url(
         f"{base_url}/openapi.json", headers=schema_headers or headers, timeout=60
     )
-    for result in schema.get_all_operations():
-        operation = result.ok()
-        for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
+    operations = [result.ok() for result in schema.get_all_operations()]
+    positive, negative = schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE
+    passes = [(o, positive, real) for o in operations if (real := _real(o.method, o.path, seeded or {}))]
+    passes += [(o, mode, None) for o in operations for mode in (positive, negative)]
+    for operation, mode, path_parameters in passes:
+        strategy = operation.as_strategy(generation_mode=mode, path_parameters=path_parameters)
 
-            @_settings(examples)
-            @hypothesis.given(operation.as_strategy(generation_mode=mode))
-            def send(case: schemathesis.Case) -> None:
-                tally.exchange(case, headers)
+        @_settings(examples)
+        @hypothesis.given(strategy)
+        def send(case: schemathesis.Case) -> None:
+            tally.exchange(case, headers)
 
-            try:
-                send()
-            except hypothesis.errors.Unsatisfiable:  # nothing to make invalid (no parameters, no body)
-                continue
+        try:
+            send()
+        except hypothesis.errors.Unsatisfiable:  # nothing to make invalid (no parameters, no body)
+            continue
     tally.seconds["stateless"] = time.monotonic() - started
     if steps:
         machine = schema.as_state_machine()

@@ -13,7 +13,7 @@ from loopwise.api.app import background_server
 from loopwise.storage import Store
 
 #: per operation and mode (valid, invalid); stateful scenarios: ~60 s a database on two busy cores
-EXAMPLES = 6
+EXAMPLES = 5
 SCENARIOS = 12
 
 
@@ -21,7 +21,7 @@ def test_the_whole_api_answers_fuzzing_without_a_server_error(store: Store, tmp_
     seeded = seed(store, tmp_path)
     headers = bearer(admin_token(store))
     with background_server(store) as (url, _):
-        tally = fuzz(url, headers, examples=EXAMPLES, steps=SCENARIOS)
+        tally = fuzz(url, headers, examples=EXAMPLES, steps=SCENARIOS, seeded=seeded)
     summary = tally.summary()
     print(summary)  # shown with -s: what the run exercised
     assert summary["operations"] >= 36, summary  # every operation, the invocations route included
@@ -29,5 +29,11 @@ def test_the_whole_api_answers_fuzzing_without_a_server_error(store: Store, tmp_
     assert not tally.server_errors, "\n\n".join(tally.server_errors[:10])
     assert not tally.nonconforming, "\n\n".join(tally.nonconforming[:10])
     assert not tally.unauthorized, "\n\n".join(tally.unauthorized[:10])
-    # the seeded objects were reached: the stateful phase followed the links to them
-    assert summary["statuses"].get("200", 0) > 0, (seeded, summary)
+    # the seeded objects were reached (no random name finds them)
+    reached = {
+        "GET /api/v1/review/loops/{name}",
+        "GET /api/v1/review/flows/{name}",
+        "GET /api/v1/endpoints/{name}",
+        "POST /endpoints/{name}/invocations",
+    }
+    assert reached <= tally.succeeded, (seeded, sorted(tally.succeeded))

@@ -68,7 +68,10 @@ INVOCATIONS = {
             },
         },
         "responses": {
-            "200": {"description": "One answer, or one per text", "content": {"application/json": {}}},
+            "200": {
+                "description": "One answer, or one per text, in the request's content type",
+                "content": {"application/json": {}, "application/jsonlines": {}, "text/csv": {}},
+            },
             "default": _ERROR_RESPONSE,
         },
     }
