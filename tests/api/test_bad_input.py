@@ -165,3 +165,20 @@ def test_a_nul_byte_sent_for_inference_is_refused_naming_the_text(two_models: St
         fine = client.post(url, json={"features": ["a\\u0000 is fine as text"]})
         assert fine.status_code == 200, fine.text
         assert fine.json()["human_loop_name"]  # the loop exists: it was written
+
+
+def test_a_value_the_database_refuses_answers_400_as_a_last_resort(store: Store) -> None:
+    """What a missed field would send: the database's own refusal (PostgreSQL's DataError, SQLite's
+    driver overflow) maps to a 400, never a 500."""
+    from sqlalchemy import text
+
+    from loopwise.api.invocations import problem
+
+    sent: list[tuple[str, object]] = [("SELECT CAST(:v AS INTEGER)", 2**64)]
+    if store.engine.dialect.name == "postgresql":
+        sent.append(("SELECT CAST(:v AS TEXT)", NUL))  # SQLite stores a NUL
+    for statement, value in sent:
+        with pytest.raises(Exception) as refused, store.uow() as uow:
+            uow.session.execute(text(statement), {"v": value})
+        answer = problem(refused.value)
+        assert answer is not None and answer[:2] == (400, "ValidationError"), (statement, refused.value)

@@ -179,8 +179,8 @@ KNOWN_ERRORS = (
 
 #: what answers a value the database refused that no check at the edge caught
 DATABASE_REFUSED = (
-    "a value of the request is out of range or holds a NUL byte, and the database refused it: "
-    "check the request's numbers and texts"
+    "a value of the request is out of range or holds a NUL byte (the database or a conversion refused "
+    "it): check the request's numbers and texts"
 )
 
 
