@@ -12,9 +12,9 @@ from fuzz_helpers import fuzz, seed
 from loopwise.api.app import background_server
 from loopwise.storage import Store
 
-#: per operation and mode (valid, invalid); stateful scenarios: ~60 s a database on two busy cores
-EXAMPLES = 5
-SCENARIOS = 12
+#: per operation and mode (valid, invalid); stateful scenarios: 744 requests, ~20 s a database (2 cores)
+EXAMPLES = 10
+SCENARIOS = 20
 
 
 def test_the_whole_api_answers_fuzzing_without_a_server_error(store: Store, tmp_path: Path) -> None:
