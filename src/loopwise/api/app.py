@@ -1,7 +1,8 @@
 """The ``loopwise server`` application: the endpoints' data plane behind HTTP (more routers join later).
 
 Errors answer JSON ``{"error": {"type": ..., "message": ...}}`` with the status that says whose fault it
-was: 400 bad input (malformed body, empty text, unknown target variant), 404 unknown endpoint, 413 body
+was: 400 bad input (malformed body, empty text, unknown target variant, a field out of range or holding a
+NUL byte: :mod:`loopwise.api.fields`), 404 unknown endpoint, 413 body
 too large, 415 content type, 500 the variant's model raised for this request, 503 the variant has no live
 worker right now.
 """
@@ -17,10 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException
 
 from loopwise.api.auth import AuthMiddleware, Credentials
+from loopwise.api.fields import EdgeGuard, http_error, refuse_nul, request_invalid
 from loopwise.api.headers import SecurityHeadersMiddleware
 from loopwise.api.invocations import (
     KNOWN_ERRORS,
@@ -32,6 +36,7 @@ from loopwise.api.invocations import (
 )
 from loopwise.api.invocations import router as invocations
 from loopwise.api.labeling import mount_labeling
+from loopwise.api.openapi import install as install_openapi
 from loopwise.api.review import mount_review
 from loopwise.api.workforce import router as workforce
 from loopwise.monitoring.scheduling import MonitorScheduler
@@ -110,13 +115,20 @@ def create_app(
     credentials = Credentials(store, ttl_s=credentials_ttl_s)
     app.state.credentials = credentials
     app.add_middleware(AuthMiddleware, credentials=credentials)
+    app.add_middleware(EdgeGuard)  # runs before auth (only the proxy headers run before it)
+    app.add_exception_handler(RequestValidationError, request_invalid)
+    app.add_exception_handler(HTTPException, http_error)
+    install_openapi(app)
     if forwarded_allow_ips:  # added last: runs first, so the sign-in budget sees the client it names
         from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(forwarded_allow_ips))
 
     async def known_error(request: Request, exc: Exception) -> Response:
-        status, kind, message = problem(exc) or (500, "InternalError", str(exc))
+        found = problem(exc)
+        if found is None:
+            raise exc  # the server's own error: a 500 with its traceback in the log
+        status, kind, message = found
         name = request.path_params.get("name")
         if status < 500 and name in plane.runtimes:
             plane.metrics.failed(name, None, status)
@@ -169,6 +181,7 @@ def create_app(
         from loopwise.serving.service import record_feedback
 
         body = await read_body(request)
+        refuse_nul(body)
         try:
             document = orjson.loads(body)
         except orjson.JSONDecodeError as exc:

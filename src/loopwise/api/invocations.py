@@ -12,6 +12,9 @@ Headers ``X-Amzn-SageMaker-Target-Variant`` (route to that variant), ``X-Loopwis
 routing: the same key stays on one variant) and ``X-Amzn-SageMaker-Inference-Id`` (the caller's id; one is
 made otherwise) in; ``X-Amzn-Invoked-Production-Variant`` and the inference id out.
 
+A text holding a NUL byte is refused with 400 naming its place (``instance 2``, ``line 3``, ``row 1``,
+``texts.0``): it could be neither captured nor sent to people on PostgreSQL.
+
 ``POST /api/v1/endpoints/{name}/predict`` takes ``{"texts": [...], "target_variant": ..., "routing_key": ...,
 "inference_id": ...}`` and answers every class's probability, the variant, the model version and the
 inference id.
@@ -29,6 +32,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from loopwise.api.fields import NUL_MESSAGE, BadRequest, database_refused, refuse_nul
 from loopwise.api.headers import NOSNIFF
 from loopwise.errors import (
     AccountError,
@@ -39,6 +43,7 @@ from loopwise.errors import (
     NotFoundError,
     PermissionDeniedError,
     ReviewError,
+    StorageError,
 )
 from loopwise.serving.plane import DataPlane, Invocation
 from loopwise.serving.router import ModelFailed, VariantUnavailable
@@ -60,14 +65,6 @@ JSON, JSON_LINES, CSV = "application/json", "application/jsonlines", "text/csv"
 CONTENT_TYPES = {JSON: JSON, JSON_LINES: JSON_LINES, "application/x-jsonlines": JSON_LINES, CSV: CSV}
 
 router = APIRouter()
-
-
-class BadRequest(Exception):
-    """The request cannot be answered as sent (400, or ``status``)."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class InvocationsMiddleware:
@@ -199,6 +196,14 @@ KNOWN_ERRORS = (
     AccountError,
     PermissionDeniedError,
     ReviewError,
+    StorageError,
+    OverflowError,
+)
+
+#: what answers a value the database refused that no check at the edge caught
+DATABASE_REFUSED = (
+    "a value of the request is out of range or holds a NUL byte (the database or a conversion refused "
+    "it): check the request's numbers and texts"
 )
 
 
@@ -220,7 +225,21 @@ def problem(exc: Exception) -> tuple[int, str, str] | None:
         return 400, "ValidationError", str(exc)
     if isinstance(exc, PermissionDeniedError):
         return 403, "Forbidden", str(exc)
+    if isinstance(exc, StorageError | OverflowError) and database_refused(exc):
+        import logging
+
+        logging.getLogger(__name__).warning("the database refused a request's value (%s)", _cause(exc))
+        return 400, "ValidationError", DATABASE_REFUSED
     return None
+
+
+def _cause(exc: BaseException) -> str:
+    """The error types down the cause chain (never their messages: they may quote the request)."""
+    names: list[str] = []
+    while exc is not None and len(names) < 5:
+        names.append(type(exc).__name__)
+        exc = exc.__cause__  # type: ignore[assignment]
+    return " <- ".join(names)
 
 
 def error_body(kind: str, message: str) -> bytes:
@@ -240,6 +259,7 @@ async def predict(name: str, request: Request) -> Response:
     """loopwise's native API: every class's probability, the variant and model version that answered."""
     plane: DataPlane = request.app.state.plane
     body = await read_body(request)
+    refuse_nul(body)
     try:
         parsed = PredictRequest.model_validate_json(body)
     except ValueError as exc:
@@ -281,14 +301,17 @@ async def read_body(request: Request) -> bytes:
 
 
 def _parse(body: bytes, content_type: str) -> tuple[list[str], bool]:
-    """The texts of a request and whether it was a single JSON object."""
+    """The texts of a request and whether it was a single JSON object. A text holding a NUL byte is
+    refused by its place (PostgreSQL could not store its capture or its human loop); what tells is one
+    substring test on the body, so a request without one pays nothing more."""
+    nul = b"\\u0000" in body or b"\x00" in body
     if content_type == CSV:
         try:
             rows = list(csv.reader(io.StringIO(body.decode("utf-8"))))
         except (UnicodeDecodeError, csv.Error) as exc:
             raise BadRequest(f"the CSV body cannot be read: {exc}") from None
         texts = [row[0] if row else "" for row in rows]
-        _check_texts(texts)
+        _check_texts(texts, "row", nul)
         return texts, False
     if content_type == JSON_LINES:
         records = []
@@ -296,7 +319,7 @@ def _parse(body: bytes, content_type: str) -> tuple[list[str], bool]:
             if line.strip():
                 records.append(_json(line, f"line {number}"))
         texts = [_features(record, f"line {i}") for i, record in enumerate(records, start=1)]
-        _check_texts(texts)
+        _check_texts(texts, "line", nul)
         return texts, False
     document = _json(body, "the body")
     if isinstance(document, dict) and "instances" in document:
@@ -306,7 +329,7 @@ def _parse(body: bytes, content_type: str) -> tuple[list[str], bool]:
     if not isinstance(records, list):
         raise BadRequest('send {"features": [text]}, a list of them, or {"instances": [...]}')
     texts = [_features(record, f"instance {i}") for i, record in enumerate(records, start=1)]
-    _check_texts(texts)
+    _check_texts(texts, "instance", nul)
     return texts, single
 
 
@@ -324,12 +347,14 @@ def _features(record: Any, where: str) -> str:
     return features[0]
 
 
-def _check_texts(texts: list[str]) -> None:
+def _check_texts(texts: list[str], what: str = "text", nul: bool = False) -> None:
     if not texts:
         raise BadRequest("the request holds no text")
     for number, text in enumerate(texts, start=1):
         if not text.strip():
             raise BadRequest(f"text {number} is empty: send the text to classify")
+        if nul and "\x00" in text:
+            raise BadRequest(f"{what} {number}: {NUL_MESSAGE}")
 
 
 def _answers(result: Invocation) -> list[dict[str, Any]]:

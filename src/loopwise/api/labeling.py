@@ -25,6 +25,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from loopwise.api.auth import principal
+from loopwise.api.fields import Count, Id, Seconds, Text, describe_errors, refuse_nul
 from loopwise.api.invocations import BadRequest, read_body
 from loopwise.labeling import service
 from loopwise.labeling.jobs import Category
@@ -34,33 +35,33 @@ if TYPE_CHECKING:
 
 
 class NextRequest(BaseModel):
-    have: list[int] = Field(default_factory=list, max_length=10)
+    have: list[Id] = Field(default_factory=list, max_length=10)
 
 
 class SubmitRequest(BaseModel):
-    label: str = Field(min_length=1, max_length=100)
+    label: Text = Field(min_length=1, max_length=100)
 
 
 class CategoryIn(BaseModel):
-    label: str
-    description: str = ""
+    label: Text
+    description: Text = ""
 
 
 class JobRequest(BaseModel):
-    name: str
-    team: str
+    name: Text
+    team: Text
     categories: list[CategoryIn]
-    title: str | None = None
-    short_instructions: str = ""
-    full_instructions: str = ""
-    workers_per_item: int = 1
-    task_time_limit_s: int = 300
-    lifetime_s: int = int(service.DEFAULT_LIFETIME.total_seconds())
+    title: Text | None = None
+    short_instructions: Text = ""
+    full_instructions: Text = ""
+    workers_per_item: Count = 1
+    task_time_limit_s: Seconds = 300
+    lifetime_s: Seconds = int(service.DEFAULT_LIFETIME.total_seconds())
     blind: bool = True
     #: the manifest's lines ({"source": text, ...}), or a registered data set's split
     items: list[dict[str, Any]] | None = None
-    dataset: str | None = None
-    split: str = "train"
+    dataset: Text | None = None
+    split: Text = "train"
     #: automated labeling's settings (``loopwise.labeling.auto.AutoLabelSettings``), or none
     auto_label: dict[str, Any] | None = None
 
@@ -73,10 +74,11 @@ async def _parse(request: Request, model: type[BaseModel]) -> Any:
     from pydantic import ValidationError
 
     body = await read_body(request)
+    refuse_nul(body)  # free-form parts too (manifest lines, loop input, settings)
     try:
         return model.model_validate_json(body or b"{}")
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+        problems = describe_errors(exc.errors())
         raise BadRequest(f"the request body is not what {request.url.path} takes: {problems}") from None
 
 
@@ -90,7 +92,7 @@ def mount_labeling(app: FastAPI, store: Store) -> None:
         return _json([j.to_dict() for j in found])
 
     @router.get("/jobs/{job_id}")
-    async def job(request: Request, job_id: int) -> Response:
+    async def job(request: Request, job_id: Id) -> Response:
         """The job and its progress; a worker's copy shows only their own figures."""
         worker = principal(request).worker
 
@@ -103,33 +105,33 @@ def mount_labeling(app: FastAPI, store: Store) -> None:
         return _json(await asyncio.to_thread(read))
 
     @router.get("/jobs/{job_id}/answers")
-    async def answers(request: Request, job_id: int, everyone: bool = False) -> Response:
+    async def answers(request: Request, job_id: Id, everyone: bool = False) -> Response:
         worker = principal(request).worker
         found = await asyncio.to_thread(service.answers, store, worker, job_id, everyone=everyone)
         return _json([a.to_dict() for a in found])
 
     @router.post("/jobs/{job_id}/next")
-    async def next_tasks(request: Request, job_id: int) -> Response:
+    async def next_tasks(request: Request, job_id: Id) -> Response:
         worker = principal(request).worker
         asked = await _parse(request, NextRequest)
         tasks = await asyncio.to_thread(service.next_tasks, store, worker, job_id, have=tuple(asked.have))
         return _json({"tasks": [t.to_dict() for t in tasks]})
 
     @router.post("/assignments/{assignment_id}/submit")
-    async def submit(request: Request, assignment_id: int) -> Response:
+    async def submit(request: Request, assignment_id: Id) -> Response:
         worker = principal(request).worker
         asked = await _parse(request, SubmitRequest)
         answer = await asyncio.to_thread(service.submit, store, worker, assignment_id, asked.label)
         return _json(answer.to_dict())
 
     @router.post("/assignments/{assignment_id}/skip")
-    async def skip(request: Request, assignment_id: int) -> Response:
+    async def skip(request: Request, assignment_id: Id) -> Response:
         worker = principal(request).worker
         await asyncio.to_thread(service.skip, store, worker, assignment_id)
         return _json({"skipped": assignment_id})
 
     @router.post("/jobs/{job_id}/undo")
-    async def undo(request: Request, job_id: int) -> Response:
+    async def undo(request: Request, job_id: Id) -> Response:
         worker = principal(request).worker
         task = await asyncio.to_thread(service.undo, store, worker, job_id)
         return _json(task.to_dict())
@@ -177,7 +179,7 @@ def mount_labeling(app: FastAPI, store: Store) -> None:
         return _json(made.to_dict(), status=201)
 
     @router.get("/jobs/{job_id}/progress")
-    async def progress(request: Request, job_id: int) -> Response:
+    async def progress(request: Request, job_id: Id) -> Response:
         worker = principal(request).worker
         found = await asyncio.to_thread(
             lambda: service.progress(store, service.job_for(store, worker, job_id))
@@ -185,7 +187,7 @@ def mount_labeling(app: FastAPI, store: Store) -> None:
         return _json(found.to_dict())
 
     @router.post("/jobs/{job_id}/stop")
-    async def stop(request: Request, job_id: int) -> Response:
+    async def stop(request: Request, job_id: Id) -> Response:
         worker = principal(request).worker
 
         def halt() -> Any:
@@ -194,7 +196,7 @@ def mount_labeling(app: FastAPI, store: Store) -> None:
         return _json((await asyncio.to_thread(halt)).to_dict())
 
     @router.post("/jobs/{job_id}/find-errors")
-    async def find_errors(request: Request, job_id: int) -> Response:
+    async def find_errors(request: Request, job_id: Id) -> Response:
         """cleanlab's likely wrong labels of the job, each opened as a review."""
         from loopwise.labeling.label_errors import find_label_errors
 
@@ -206,7 +208,7 @@ def mount_labeling(app: FastAPI, store: Store) -> None:
         return _json([r.to_dict() for r in await asyncio.to_thread(run)])
 
     @router.get("/jobs/{job_id}/reviews")
-    async def reviews(request: Request, job_id: int, status: str | None = "open") -> Response:
+    async def reviews(request: Request, job_id: Id, status: str | None = "open") -> Response:
         from loopwise.labeling import label_errors
 
         worker = principal(request).worker
@@ -214,7 +216,7 @@ def mount_labeling(app: FastAPI, store: Store) -> None:
         return _json([r.to_dict() for r in found])
 
     @router.post("/reviews/{review_id}")
-    async def decide(request: Request, review_id: int) -> Response:
+    async def decide(request: Request, review_id: Id) -> Response:
         """A reviewer's decision on a flagged label: ``{"label": ...}`` (the same label keeps it)."""
         from loopwise.labeling import label_errors
 

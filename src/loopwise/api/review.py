@@ -15,16 +15,15 @@ flow or loop of another team is 'not found' (404), and lists leave them out, as 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from loopwise.api.auth import principal
-from loopwise.api.invocations import BadRequest
+from loopwise.api.fields import Count, Moment, Seconds, Text
 from loopwise.api.labeling import CategoryIn, _parse
 from loopwise.labeling.jobs import Category
 from loopwise.review import service
@@ -40,24 +39,24 @@ class LoopInput(BaseModel):
 
 
 class StartRequest(BaseModel):
-    HumanLoopName: str
-    FlowDefinitionName: str
+    HumanLoopName: Text
+    FlowDefinitionName: Text
     HumanLoopInput: LoopInput
 
 
 class FlowRequest(BaseModel):
-    name: str
-    team: str
+    name: Text
+    team: Text
     categories: list[CategoryIn]
-    title: str | None = None
-    short_instructions: str = ""
-    full_instructions: str = ""
-    answer_key: str = "label"
-    task_count: int = 1
-    task_time_limit_s: int = 300
-    task_availability_lifetime_s: int = service.DEFAULT_LIFETIME_S
+    title: Text | None = None
+    short_instructions: Text = ""
+    full_instructions: Text = ""
+    answer_key: Text = "label"
+    task_count: Count = 1
+    task_time_limit_s: Seconds = 300
+    task_availability_lifetime_s: Seconds = service.DEFAULT_LIFETIME_S
     activation_conditions: Any = None
-    webhook: str | None = Field(default=None, max_length=2000)
+    webhook: Text | None = Field(default=None, max_length=2000)
     max_open_loops: int | None = None
     max_loops_per_hour: int | None = None
     max_loops_per_invocation: int = DEFAULT_PER_INVOCATION
@@ -86,22 +85,22 @@ def mount_review(app: FastAPI, store: Store) -> None:
     @router.get("/loops")
     async def loops(
         request: Request,
-        FlowDefinitionName: str | None = None,
-        Status: str | None = None,
-        CreationTimeAfter: datetime | None = None,
-        CreationTimeBefore: datetime | None = None,
-        InferenceId: str | None = None,
+        FlowDefinitionName: Text | None = None,
+        Status: Text | None = None,
+        CreationTimeAfter: Moment | None = None,
+        CreationTimeBefore: Moment | None = None,
+        InferenceId: Text | None = None,
         SortOrder: Literal["Ascending", "Descending"] = "Ascending",
-        MaxResults: int = Query(default=service.MAX_RESULTS),
-        NextToken: str | None = None,
+        MaxResults: Count = service.MAX_RESULTS,
+        NextToken: Text | None = None,
     ) -> Response:
         page, token = await asyncio.to_thread(
             lambda: service.list_loops(
                 store,
                 flow=FlowDefinitionName,
                 status=Status,
-                created_after=_aware(CreationTimeAfter),
-                created_before=_aware(CreationTimeBefore),
+                created_after=CreationTimeAfter,
+                created_before=CreationTimeBefore,
                 inference_id=InferenceId,
                 descending=SortOrder == "Descending",
                 max_results=MaxResults,
@@ -212,13 +211,3 @@ def _admin(request: Request) -> bool:
     from loopwise.api.auth import principal
 
     return principal(request).worker.can("manage")
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    from datetime import UTC
-
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        raise BadRequest("give times with their zone, such as 2026-12-06T10:00:00Z")
-    return moment.astimezone(UTC)

@@ -72,7 +72,9 @@ def parse_model_ref(ref: str) -> ModelRef:
         return ModelRef(check_name(name), alias=check_name(alias, "alias"))
     if ":" in ref:
         name, version = ref.split(":", 1)
-        if not version.isdigit():
-            raise NotFoundError(f"bad model reference {ref!r}: the version after ':' must be a number")
+        if not (version.isascii() and version.isdigit()) or len(version) > 19 or int(version) >= 2**63:
+            raise NotFoundError(
+                f"bad model reference {ref[:80]!r}: the version after ':' must be a number below 2**63"
+            )
         return ModelRef(check_name(name), version=int(version))
     return ModelRef(check_name(ref))

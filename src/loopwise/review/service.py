@@ -404,6 +404,6 @@ def _read_token(token: str | None) -> int | None:
     if not token:
         return None
     head = token.removeprefix("after-")
-    if not head.isdigit():
-        raise ReviewError(f"next token {token!r} is not one this server gave")
+    if not (head.isascii() and head.isdigit()) or len(head) > 19 or int(head) >= 2**63:
+        raise ReviewError(f"NextToken {token[:80]!r} is not one this server gave")
     return int(head)

@@ -11,13 +11,14 @@ ends every other session of the account; this one stays signed in.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, FastAPI, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from loopwise.api.auth import SESSION_COOKIE, Credentials, SignInLimiter, digest, principal
+from loopwise.api.fields import Text
 from loopwise.errors import AccountError, AuthError
 from loopwise.web.pages import templates
 
@@ -52,13 +53,16 @@ def mount_account(app: FastAPI, store: Store, credentials: Credentials) -> None:
             return bool(uow.workforce.count_admins())
 
     @router.get("/signin")
-    async def signin_page(request: Request, next: str | None = None) -> Response:
+    async def signin_page(request: Request, next: Text | None = None) -> Response:
         context = {"next": _local(next) or "", "no_admin": not await asyncio.to_thread(has_admin)}
         return templates.TemplateResponse(request, "signin.html", context)
 
     @router.post("/signin")
     async def signin(
-        request: Request, email: str = Form(""), password: str = Form(""), next: str = Form("")
+        request: Request,
+        email: Annotated[Text, Form()] = "",
+        password: Annotated[Text, Form()] = "",
+        next: Annotated[Text, Form()] = "",
     ) -> Response:
         from loopwise.workforce.service import SESSION_LIFETIME, sign_in, start_session
 
@@ -110,7 +114,10 @@ def mount_account(app: FastAPI, store: Store, credentials: Credentials) -> None:
 
     @router.post("/account/password")
     async def change(
-        request: Request, current: str = Form(""), new: str = Form(""), confirm: str = Form("")
+        request: Request,
+        current: Annotated[Text, Form()] = "",
+        new: Annotated[Text, Form()] = "",
+        confirm: Annotated[Text, Form()] = "",
     ) -> Response:
         from loopwise.workforce.service import change_password
 

@@ -8,12 +8,13 @@ already loaded (held) while the worker reads the current one, so an answer shows
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from loopwise.api.auth import principal
+from loopwise.api.fields import Id, Text
 from loopwise.errors import NotFoundError
 from loopwise.labeling import service
 from loopwise.web.pages import templates
@@ -42,7 +43,7 @@ def mount_labeling_pages(app: FastAPI, store: Store) -> None:
         return templates.TemplateResponse(request, "label_jobs.html", context)
 
     @router.get("/label/jobs/{job_id}")
-    async def label_page(request: Request, job_id: int) -> Response:
+    async def label_page(request: Request, job_id: Id) -> Response:
         worker = principal(request).worker
         try:
             job = await asyncio.to_thread(service.job_for, store, worker, job_id)
@@ -56,7 +57,7 @@ def mount_labeling_pages(app: FastAPI, store: Store) -> None:
         return templates.TemplateResponse(request, "labeling_jobs.html", context)
 
     @router.get("/console/labeling/{job_id}")
-    async def console_job(request: Request, job_id: int) -> Response:
+    async def console_job(request: Request, job_id: Id) -> Response:
         worker = principal(request).worker
         try:
             figures = await asyncio.to_thread(
@@ -69,7 +70,7 @@ def mount_labeling_pages(app: FastAPI, store: Store) -> None:
         )
 
     @router.get("/review/jobs/{job_id}")
-    async def review_page(request: Request, job_id: int) -> Response:
+    async def review_page(request: Request, job_id: Id) -> Response:
         from loopwise.labeling import label_errors
 
         worker = principal(request).worker
@@ -82,7 +83,9 @@ def mount_labeling_pages(app: FastAPI, store: Store) -> None:
         return templates.TemplateResponse(request, "review.html", context)
 
     @router.post("/review/reviews/{review_id}")
-    async def review_decision(request: Request, review_id: int, label: str = Form("")) -> Response:
+    async def review_decision(
+        request: Request, review_id: Id, label: Annotated[Text, Form()] = ""
+    ) -> Response:
         from loopwise.labeling import label_errors
 
         worker = principal(request).worker
@@ -90,7 +93,7 @@ def mount_labeling_pages(app: FastAPI, store: Store) -> None:
         return RedirectResponse(f"/review/jobs/{decided.job_id}#review-{review_id}", status_code=303)
 
     @router.post("/console/labeling/{job_id}/find-errors")
-    async def find_errors(request: Request, job_id: int) -> Response:
+    async def find_errors(request: Request, job_id: Id) -> Response:
         from loopwise.labeling.label_errors import find_label_errors
 
         worker = principal(request).worker
@@ -98,7 +101,7 @@ def mount_labeling_pages(app: FastAPI, store: Store) -> None:
         return RedirectResponse(f"/review/jobs/{job_id}", status_code=303)
 
     @router.post("/console/labeling/{job_id}/stop")
-    async def stop(request: Request, job_id: int) -> Response:
+    async def stop(request: Request, job_id: Id) -> Response:
         worker = principal(request).worker
         await asyncio.to_thread(lambda: service.stop_job(store, service.job_for(store, worker, job_id).name))
         return RedirectResponse(f"/console/labeling/{job_id}", status_code=303)
