@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from loopwise.api.auth import Credentials
+from loopwise.api.fields import Id, Text
 from loopwise.storage import Store
 from loopwise.workforce import service
 
@@ -35,14 +36,14 @@ CredentialsDep = Annotated[Credentials, Depends(_credentials)]
 
 
 @router.get("/tokens")
-async def list_tokens(store: StoreDep, email: str | None = None) -> JSONResponse:
+async def list_tokens(store: StoreDep, email: Text | None = None) -> JSONResponse:
     """Every API token (of ``email``'s account when given), oldest first, revoked ones included."""
     found = await asyncio.to_thread(service.list_tokens, store, email)
     return JSONResponse([token.to_dict() for token in found])
 
 
 @router.delete("/tokens/{token_id}")
-async def revoke_token(token_id: int, store: StoreDep, credentials: CredentialsDep) -> JSONResponse:
+async def revoke_token(token_id: Id, store: StoreDep, credentials: CredentialsDep) -> JSONResponse:
     """Revoke a token: 200 with it (``revoked_at`` set), 404 when there is none with that id; a token
     revoked already answers 200 with ``"already_revoked": true``."""
     revoked = await asyncio.to_thread(service.revoke_token, store, token_id=token_id)
@@ -54,7 +55,7 @@ async def revoke_token(token_id: int, store: StoreDep, credentials: CredentialsD
 
 
 @router.post("/workers/{email}/password-reset")
-async def reset_password(email: str, store: StoreDep, credentials: CredentialsDep) -> JSONResponse:
+async def reset_password(email: Text, store: StoreDep, credentials: CredentialsDep) -> JSONResponse:
     """A temporary password for the account (shown once; it must be changed at the next sign-in);
     every session of the account ends."""
     worker, temporary = await asyncio.to_thread(service.reset_password, store, email)
