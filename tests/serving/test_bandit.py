@@ -1,26 +1,14 @@
-"""Multi-armed bandit routing: Thompson sampling on rewards from feedback, kept across restarts."""
+"""Multi-armed bandit routing: Thompson sampling on rewards from feedback, kept across restarts (the
+sampling itself: ``tests/experiments/test_bandit_math.py``)."""
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 
 from conftest import running_server
 from loopwise.serving.config import parse_endpoint_config
-from loopwise.serving.router import thompson
 from loopwise.serving.service import create_endpoint
 from loopwise.storage import Store
-
-
-def test_thompson_sampling_favours_the_arm_with_better_evidence() -> None:
-    rng = random.Random(0)
-    arms = {"A": (30.0, 100), "B": (70.0, 100)}
-    picks = Counter(thompson(["A", "B"], arms, rng) for _ in range(2000))
-    assert picks["B"] > 0.99 * 2000  # 0.7 against 0.3 on 100 each: almost always B
-    even = Counter(thompson(["A", "B"], {}, rng) for _ in range(2000))
-    assert 850 < even["A"] < 1150  # no evidence: a fair coin
-    close = Counter(thompson(["A", "B"], {"A": (5.0, 10), "B": (6.0, 10)}, rng) for _ in range(2000))
-    assert 300 < close["A"] < 1000  # little evidence: both still explored
 
 
 def test_feedback_moves_a_bandit_endpoints_traffic_to_the_better_variant_and_survives_a_restart(

@@ -39,6 +39,7 @@ from loopwise.api.labeling import mount_labeling
 from loopwise.api.openapi import install as install_openapi
 from loopwise.api.review import mount_review
 from loopwise.api.workforce import router as workforce
+from loopwise.experiments.bandit import posterior_mean
 from loopwise.monitoring.scheduling import MonitorScheduler
 from loopwise.serving.plane import DataPlane
 from loopwise.web.account import mount_account
@@ -216,7 +217,7 @@ def create_app(
         """A bandit endpoint's evidence per variant and each variant's posterior mean reward."""
         runtime = plane.runtime(name)
         arms = {
-            v: {"rewards": r, "pulls": n, "posterior_mean": (1 + r) / (2 + n)}
+            v: {"rewards": r, "pulls": n, "posterior_mean": posterior_mean(r, n)}
             for v, (r, n) in sorted(runtime.arms.items())
         }
         body = {"endpoint": name, "routing": runtime.routing.config.routing, "arms": arms}

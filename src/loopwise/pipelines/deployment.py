@@ -14,7 +14,7 @@ other production variant with the most traffic): ``candidate`` (significantly mo
 ``champion`` (significantly less accurate), ``tie`` (the confidence sequence lies within
 ``+-min_effect``), or ``inconclusive`` once each arm has ``max_labelled`` predictions with feedback and
 neither happened (the experiment's planned size: no significant difference in that many). Reading it as
-often as it does inflates nothing (:mod:`loopwise.serving.ab`).
+often as it does inflates nothing (:mod:`loopwise.experiments.sequential`).
 
 Each waits with a ``timeout``: past it the step fails, the rollout or the test going on; resuming the run
 waits again where it was (a variant already deployed and a rollout already running or completed are

@@ -4,13 +4,15 @@ It reads the endpoint's captured requests (capture every request for an A/B test
 with a smaller share the figures are estimated from the sample) and joins the feedback posted for their
 inference ids. Per variant: traffic against the configured weights (sample-ratio mismatch), latency
 (mean, p50, p99), and accuracy on the texts that got ground truth. Each challenger is compared with the
-control (the first production variant) by the always-valid mSPRT (:mod:`loopwise.serving.ab`) in the order
-feedback arrived, at ``alpha`` split over the comparisons (Bonferroni), so reading the report as often as
-one likes does not inflate false winners.
+control (the first production variant) by the always-valid mSPRT
+(:mod:`loopwise.experiments.sequential`) in the order feedback arrived, at ``alpha`` split over the
+comparisons (Bonferroni), so reading the report as often as one likes does not inflate false winners.
 
-Verdict: ``winner`` when a comparison is significant (the better of the two wins), ``no difference`` when
-every confidence sequence lies within ``+-min_effect``, else ``keep running``; ``invalid split`` overrides
-all when the traffic does not match the weights (SRM p < 0.001): the split itself is broken.
+Verdict (:func:`loopwise.experiments.decisions.verdict`): ``winner`` when a comparison is significant (the
+better of the two wins), ``no difference`` when every confidence sequence lies within ``+-min_effect``, else
+``keep running``; ``invalid split`` overrides all when the traffic does not match the weights (SRM p <
+0.001): the split itself is broken. The statistics live in :mod:`loopwise.experiments`; this module reads
+the captures and the feedback they stand on.
 """
 
 from __future__ import annotations
@@ -23,14 +25,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from loopwise.errors import EndpointConfigError
-from loopwise.serving.ab import sample_ratio_mismatch, sequential_test
+from loopwise.experiments.decisions import verdict as decide
+from loopwise.experiments.ratio import SRM_ALPHA, sample_ratio_mismatch
+from loopwise.experiments.sequential import sequential_test
 from loopwise.serving.capture import read_captures
 
 if TYPE_CHECKING:
     from loopwise.storage import Store
-
-#: below this SRM p-value the split is broken
-SRM_ALPHA = 0.001
 
 
 def ab_report(
@@ -104,7 +105,7 @@ def ab_report(
         b = [o for _, o in sorted(outcomes[challenger], key=lambda item: item[0])]
         result = sequential_test(a, b, alpha=level)
         comparisons.append({"control": control, "challenger": challenger, "alpha": level, **asdict(result)})
-    verdict, winner = _verdict(comparisons, min_effect, srm_p)
+    verdict, winner = decide(comparisons, min_effect, srm_p)
     return {
         "endpoint": endpoint,
         "config_version": current.current.version,
@@ -123,22 +124,3 @@ def ab_report(
 
 def _since(record: dict[str, Any], version: int | None) -> bool:
     return version is None or (record.get("config_version") or 0) >= version
-
-
-def _verdict(comparisons: list[dict[str, Any]], min_effect: float, srm_p: float) -> tuple[str, str | None]:
-    if srm_p < SRM_ALPHA:
-        return "invalid split", None
-    if not comparisons:
-        return "keep running", None
-    significant = [c for c in comparisons if c["p_value"] < c["alpha"]]
-    if significant:
-        # the best: a challenger that beat the control by the most, else the control
-        better = [c for c in significant if c["difference"] > 0]
-        if better:
-            return "winner", max(better, key=lambda c: c["difference"])["challenger"]
-        if len(significant) == len(comparisons):
-            return "winner", comparisons[0]["control"]
-        return "keep running", None
-    if all(-min_effect <= c["low"] and c["high"] <= min_effect for c in comparisons):
-        return "no difference", None
-    return "keep running", None

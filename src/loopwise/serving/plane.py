@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from loopwise.errors import NotFoundError
+from loopwise.experiments.bandit import BanditBook
 from loopwise.review.activation import LoopStarter, activate
 from loopwise.review.loops import Flow
 from loopwise.serving.autoscaler import Autoscaler
-from loopwise.serving.bandit import BanditBook
 from loopwise.serving.capture import CaptureWriter
 from loopwise.serving.endpoints import Endpoint, EndpointStatus
 from loopwise.serving.feedback import Feedback

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from loopwise.experiments.bandit import thompson
 from loopwise.serving import protocol
 from loopwise.serving.config import EndpointConfig, Variant
 
@@ -350,15 +351,3 @@ def sticky_point(endpoint: str, key: str) -> float:
     """A caller key's fixed point in [0, 1): uniform over keys, independent between endpoints."""
     digest = hashlib.blake2b(f"{endpoint}\0{key}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64
-
-
-def thompson(names: Sequence[str], arms: dict[str, tuple[float, int]], rng: random.Random) -> str:
-    """Thompson sampling: draw each arm's success rate from its Beta(1 + rewards, 1 + pulls - rewards)
-    posterior and take the best draw (an arm without evidence draws from the uniform prior)."""
-    best, best_draw = names[0], -1.0
-    for name in names:
-        rewards, pulls = arms.get(name, (0.0, 0))
-        draw = rng.betavariate(1.0 + rewards, 1.0 + max(0.0, pulls - rewards))
-        if draw > best_draw:
-            best, best_draw = name, draw
-    return best

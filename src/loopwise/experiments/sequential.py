@@ -14,16 +14,12 @@ and ``p = min(1, 1 / max Lambda so far)`` is an always-valid p-value: the chance
 the always-valid confidence sequence ``d +- sqrt(V (V + tau^2) / tau^2 * (2 log(1/alpha) + log((V +
 tau^2) / V)))``. No library ships this (statsmodels and scipy have fixed-sample tests only), so it is
 written here and tested by simulation (:func:`peeking_false_positive_rate`).
-
-Sample-ratio mismatch: a chi-square goodness-of-fit test of the traffic each variant got against the
-configured weights (:func:`sample_ratio_mismatch`, scipy); a mismatch means the split itself is broken
-and the comparison is not to be trusted.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,18 +91,6 @@ def _variance(rate: np.ndarray, n: np.ndarray) -> np.ndarray:
     certainty) with the Agresti-Coull-style pseudo-counts."""
     adjusted = (rate * n + 1) / (n + 2)
     return adjusted * (1 - adjusted) / n
-
-
-def sample_ratio_mismatch(counts: Mapping[str, int], weights: Mapping[str, float]) -> tuple[float, float]:
-    """Chi-square goodness of fit of the traffic ``counts`` against the ``weights``: (statistic, p)."""
-    names = [n for n in weights if weights[n] > 0]
-    observed = np.array([counts.get(n, 0) for n in names], dtype=np.float64)
-    if len(names) < 2 or observed.sum() == 0:
-        return 0.0, 1.0
-    shares = np.array([weights[n] for n in names], dtype=np.float64)
-    expected = observed.sum() * shares / shares.sum()
-    statistic, p_value = stats.chisquare(observed, expected)
-    return float(statistic), float(p_value)
 
 
 def peeking_false_positive_rate(

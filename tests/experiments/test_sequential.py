@@ -8,12 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from loopwise.serving.ab import (
-    msprt_lambda,
-    peeking_false_positive_rate,
-    sample_ratio_mismatch,
-    sequential_test,
-)
+from loopwise.experiments.ratio import sample_ratio_mismatch
+from loopwise.experiments.sequential import msprt_lambda, peeking_false_positive_rate, sequential_test
 
 
 @pytest.mark.parametrize("alpha", [0.05, 0.10])
