@@ -74,6 +74,7 @@ benchmark: install seed
 	$(BIN)/python benchmarks/auto_labeling.py
 	$(BIN)/python benchmarks/review_overhead.py
 	$(BIN)/python benchmarks/closed_loop.py
+	$(BIN)/python benchmarks/fuzz.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -15,6 +15,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one pytest worker a core: each computes on one thread (torch, ONNX Runtime and
+    # the processes they start follow OMP_NUM_THREADS), so two workers never fight over both cores
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from auth_helpers import ARTIFACTS, csp_violations
 from loopwise import registry

@@ -281,7 +281,13 @@ def recorded_job(
     return job.name
 
 
-def test_tune_results_prints_the_ranking_and_writes_the_report(recorded_job: str, settings: Settings) -> None:
+def test_tune_results_prints_the_ranking_and_writes_the_report(
+    recorded_job: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loopwise.cli import _common
+
+    # the console measured the terminal when it was made (whichever test imported the CLI first)
+    monkeypatch.setattr(_common.console, "width", 200)
     runner = CliRunner()
     result = runner.invoke(app, ["tune", "results", recorded_job], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output

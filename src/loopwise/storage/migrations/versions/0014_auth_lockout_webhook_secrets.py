@@ -36,8 +36,8 @@ def upgrade() -> None:
     op.add_column("webhooks", sa.Column("secret", sa.String(length=64), nullable=True))
     op.add_column("review_flows", sa.Column("webhook_secret", sa.String(length=64), nullable=True))
     op.add_column("human_loop_events", sa.Column("secret", sa.String(length=64), nullable=True))
-    # webhooks made before signing get a secret now (an admin reads it with `loopwise monitor webhook
-    # secret ID` / the flow's secret with `loopwise review flow secret NAME`)
+    # webhooks made before signing get a secret now; an admin shows a new one to give the receiver with
+    # `loopwise monitor webhook rotate-secret ID` or `loopwise review flow rotate-secret NAME`
     connection = op.get_bind()
     for table, column in (("webhooks", "secret"), ("review_flows", "webhook_secret")):
         rows = connection.execute(sa.text(f"SELECT id FROM {table}")).scalars().all()
