@@ -118,11 +118,12 @@ def _suggestions() -> list[tuple[str, str]]:
 
 
 def _as_written(command: str) -> list[str]:
-    """The words of a suggested command: f-string fields and placeholders become a value, optional
-    ``[...]`` parts are kept (without the brackets), an ellipsis is dropped."""
-    command = re.sub(r"\{[^}]*\}", "x1", command)
+    """The words of a suggested command: f-string fields and placeholders (``{job.name}``, ``ID``,
+    ``NAME``) become a value that any type takes, optional ``[...]`` parts are kept (without the
+    brackets), an ellipsis is dropped."""
+    command = re.sub(r"\{[^}]*\}", "1", command)
     command = command.replace("[", " ").replace("]", " ").replace("...", " ").replace("…", " ")
-    return shlex.split(command)[1:]
+    return [re.sub(r"^[A-Z][A-Z_]*$", "1", word) for word in shlex.split(command)[1:]]
 
 
 SUGGESTED = _suggestions()
