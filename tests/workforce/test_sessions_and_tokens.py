@@ -103,6 +103,10 @@ def test_admins_list_and_revoke_api_tokens(store: Store) -> None:
         assert client.delete("/api/v1/workforce/tokens/999999").status_code == 404
         refused = client.delete("/api/v1/workforce/tokens/etl")
         assert refused.status_code == 400 and "token_id" in refused.json()["error"]["message"]
+        huge = client.delete("/api/v1/workforce/tokens/99999999999999999999")
+        assert huge.status_code == 400 and "token_id" in huge.json()["error"]["message"]
+        nul = client.post("/api/v1/workforce/workers/a%00b@example.com/password-reset")
+        assert nul.status_code == 400
         nobody = client.get("/api/v1/workforce/tokens", params={"email": "nobody@example.com"})
         assert nobody.status_code == 404 and "workforce worker list" in nobody.json()["error"]["message"]
 
