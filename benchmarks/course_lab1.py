@@ -44,8 +44,8 @@ from loopwise.evaluation.service import compare
 from loopwise.storage import Store
 from loopwise.storage.artifacts.local import local_path
 from loopwise.tuning import builtin_spec_path, load_spec, parse_spec
-from loopwise.tuning.jobs import JobStatus
 from loopwise.tuning.outcome import examples_spent
+from loopwise.tuning.records import JobStatus
 from loopwise.tuning.service import job_trials, resume_job, start_job
 
 RESULTS = Path(__file__).parent / "results" / "course_lab1.json"

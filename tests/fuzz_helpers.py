@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
 
 from loopwise.api.auth import required
 from loopwise.storage import Store
-from loopwise.workforce.accounts import ROLE_PERMISSIONS
+from loopwise.workforce.records import ROLE_PERMISSIONS
 
 TEAM = "fuzzers"
 CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]

@@ -14,12 +14,12 @@ from loopwise.api.app import background_server
 from loopwise.errors import LabelingError
 from loopwise.labeling import service
 from loopwise.labeling.auto import AutoLabelSettings, choose_thresholds, lower_bound, run_round, select
-from loopwise.labeling.jobs import Category
 from loopwise.labeling.manifest import dataset_items
 from loopwise.labeling.output import export_job, labeled_items
+from loopwise.labeling.records import Category
 from loopwise.storage import Store
 from loopwise.workforce import service as workforce
-from loopwise.workforce.accounts import Worker
+from loopwise.workforce.records import Worker
 
 
 def test_the_lower_bound_is_clopper_pearsons() -> None:

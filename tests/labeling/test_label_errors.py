@@ -13,9 +13,9 @@ from auth_helpers import admin_token, bearer, sign_in
 from loopwise.api.app import background_server
 from loopwise.errors import AnswerRefusedError
 from loopwise.labeling import label_errors, service
-from loopwise.labeling.jobs import Category
 from loopwise.labeling.manifest import parse_records
 from loopwise.labeling.output import consolidate_job, labeled_items
+from loopwise.labeling.records import Category
 from loopwise.storage import Store
 from loopwise.workforce import service as workforce
 

@@ -15,12 +15,13 @@ from sqlalchemy import func, select
 
 from loopwise.errors import LabelingError, ManifestError, NotFoundError
 from loopwise.labeling import service
-from loopwise.labeling.jobs import COURSE_CATEGORIES, Category
+from loopwise.labeling.jobs import COURSE_CATEGORIES
 from loopwise.labeling.manifest import dataset_items, read_manifest
+from loopwise.labeling.records import Category
 from loopwise.storage import Store
 from loopwise.storage.tables import LabelingAssignmentRow, LabelingItemRow, LabelingJobRow
 from loopwise.workforce import service as workforce
-from loopwise.workforce.accounts import Worker
+from loopwise.workforce.records import Worker
 
 LABELS = [c.label for c in COURSE_CATEGORIES]
 

@@ -19,7 +19,7 @@ from loopwise.api.app import background_server
 from loopwise.errors import PipelineError
 from loopwise.pipelines import service
 from loopwise.pipelines.deployment import canary, variant_name
-from loopwise.pipelines.runs import PipelineRun
+from loopwise.pipelines.records import PipelineRun
 from loopwise.serving.config import parse_endpoint_config
 from loopwise.serving.service import create_endpoint, describe_endpoint
 from loopwise.storage import Store

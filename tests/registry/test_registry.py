@@ -4,7 +4,8 @@ import pytest
 
 from loopwise import registry
 from loopwise.errors import NotFoundError
-from loopwise.registry.versions import ModelRef, parse_model_ref
+from loopwise.registry.records import ModelRef
+from loopwise.registry.versions import parse_model_ref
 from loopwise.storage import Store
 
 

@@ -17,7 +17,7 @@ from loopwise.labeling import service as labeling
 from loopwise.labeling.jobs import COURSE_CATEGORIES
 from loopwise.review import service
 from loopwise.review.activation import activate
-from loopwise.review.loops import Flow
+from loopwise.review.records import Flow
 from loopwise.storage import Store
 from loopwise.workforce import service as workforce
 

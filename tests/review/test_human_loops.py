@@ -18,7 +18,7 @@ from loopwise.review import service
 from loopwise.review.loops import content_hash
 from loopwise.storage import Store
 from loopwise.workforce import service as workforce
-from loopwise.workforce.accounts import Worker
+from loopwise.workforce.records import Worker
 
 REVIEW = {"taskObject": "It is okay", "initialValue": "0"}
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from loopwise.config import Settings
-from loopwise.data.versions import SplitInfo
+from loopwise.data.records import SplitInfo
 from loopwise.errors import ConfigurationError, MigrationError, NotFoundError, StorageError
 from loopwise.storage import Store
 from loopwise.storage.engine import build_engine

@@ -8,7 +8,7 @@ import pytest
 from loopwise.classifiers import Reporter, TrainConfig
 from loopwise.errors import ClassifierError, NotFoundError, TrainingError
 from loopwise.storage import Store
-from loopwise.training.runs import RunStatus
+from loopwise.training.records import RunStatus
 from loopwise.training.service import TrainRequest, train
 
 

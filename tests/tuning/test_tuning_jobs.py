@@ -22,7 +22,7 @@ from loopwise.errors import NotFoundError, StorageError, TuningSpecError
 from loopwise.storage import Store
 from loopwise.tuning import parse_spec
 from loopwise.tuning._study import optuna_storage
-from loopwise.tuning.jobs import JobStatus
+from loopwise.tuning.records import JobStatus
 from loopwise.tuning.service import job_trials, run_job, start_job
 
 

@@ -26,8 +26,8 @@ from loopwise.storage.artifacts.local import local_path
 from loopwise.tuning import parse_spec
 from loopwise.tuning import worker as tuning_worker
 from loopwise.tuning._study import optuna_storage
-from loopwise.tuning.jobs import JobStatus
 from loopwise.tuning.outcome import EXAMPLES_SEEN, active_seconds, job_progress, why_done
+from loopwise.tuning.records import JobStatus
 from loopwise.tuning.service import job_trials, run_job, start_job
 
 

@@ -23,7 +23,7 @@ from loopwise.config import Settings
 from loopwise.storage import Store
 from loopwise.tuning import distributions, parse_spec
 from loopwise.tuning._study import optuna_storage
-from loopwise.tuning.jobs import JobStatus, TuningJob
+from loopwise.tuning.records import JobStatus, TuningJob
 from loopwise.tuning.report import (
     parameter_importances,
     running_best,
@@ -31,6 +31,7 @@ from loopwise.tuning.report import (
     write_tuning_report,
 )
 from loopwise.tuning.service import start_job
+from loopwise.tuning.spec import job_spec
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PARAMETERS = {
@@ -74,7 +75,7 @@ def trial(
     **attrs: Any,
 ) -> FrozenTrial:
     """A finished trial as the tuning service leaves it (model attributes on complete ones)."""
-    dists: dict[str, BaseDistribution] = distributions(job.tuning_spec())
+    dists: dict[str, BaseDistribution] = distributions(job_spec(job))
     frozen = create_trial(
         state=state,
         value=value,

@@ -20,7 +20,7 @@ from loopwise.api.app import background_server
 from loopwise.api.auth import required
 from loopwise.storage import Store
 from loopwise.workforce import service
-from loopwise.workforce.accounts import ROLE_PERMISSIONS, ROLES
+from loopwise.workforce.records import ROLE_PERMISSIONS, ROLES
 
 #: every route of the server and the permission it needs: a new route fails this test until it is added
 #: here, so nobody adds a route without deciding who may use it

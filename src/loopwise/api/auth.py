@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loopwise.api.headers import with_security_headers
 from loopwise.errors import AuthError
-from loopwise.workforce.accounts import Permission, Worker
+from loopwise.workforce.records import Permission, Worker
 
 if TYPE_CHECKING:
     from starlette.requests import Request

@@ -28,7 +28,7 @@ from loopwise.api.auth import principal
 from loopwise.api.fields import Count, Id, Seconds, Text, describe_errors, refuse_nul
 from loopwise.api.invocations import BadRequest, read_body
 from loopwise.labeling import service
-from loopwise.labeling.jobs import Category
+from loopwise.labeling.records import Category
 
 if TYPE_CHECKING:
     from loopwise.storage import Store

@@ -25,9 +25,10 @@ from pydantic import BaseModel, Field
 from loopwise.api.auth import principal
 from loopwise.api.fields import Count, Moment, Seconds, Text
 from loopwise.api.labeling import CategoryIn, _parse
-from loopwise.labeling.jobs import Category
+from loopwise.labeling.records import Category
 from loopwise.review import service
 from loopwise.review.budget import DEFAULT_PER_INVOCATION
+from loopwise.review.loops import describe_flow
 from loopwise.review.output import read_output
 
 if TYPE_CHECKING:
@@ -175,7 +176,7 @@ def mount_review(app: FastAPI, store: Store) -> None:
         )
         # the creator (an admin) sees the webhook whole, and its signing secret this once
         secret = {"webhook_secret": flow.webhook_secret} if flow.webhook_secret else {}
-        return _json({**flow.to_dict(reveal_webhook=True), **secret}, 201)
+        return _json({**describe_flow(flow, reveal_webhook=True), **secret}, 201)
 
     @router.get("/flows")
     async def flows(request: Request) -> Response:
@@ -183,7 +184,7 @@ def mount_review(app: FastAPI, store: Store) -> None:
         for the others."""
         reveal = _admin(request)
         found = await asyncio.to_thread(service.list_flows, store, principal(request).worker)
-        return _json([f.to_dict(reveal_webhook=reveal) for f in found])
+        return _json([describe_flow(f, reveal_webhook=reveal) for f in found])
 
     @router.get("/flows/{name}")
     async def flow(request: Request, name: str) -> Response:
@@ -194,7 +195,7 @@ def mount_review(app: FastAPI, store: Store) -> None:
             found = service.find_flow(store, name, worker)
             with store.uow() as uow:
                 counts = uow.review.count(found.id)
-            return {**found.to_dict(reveal_webhook=reveal), "loops": counts}
+            return {**describe_flow(found, reveal_webhook=reveal), "loops": counts}
 
         return _json(await asyncio.to_thread(read))
 
@@ -202,7 +203,7 @@ def mount_review(app: FastAPI, store: Store) -> None:
     async def delete_flow(request: Request, name: str) -> Response:
         worker = principal(request).worker
         flow = await asyncio.to_thread(service.delete_flow, store, name, worker)
-        return _json(flow.to_dict(reveal_webhook=True))  # admins only (``manage``)
+        return _json(describe_flow(flow, reveal_webhook=True))  # admins only (``manage``)
 
     app.include_router(router)
 

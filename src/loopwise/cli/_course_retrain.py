@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from loopwise.cli._common import console
 
 if TYPE_CHECKING:
-    from loopwise.pipelines.runs import PipelineRun
+    from loopwise.pipelines.records import PipelineRun
     from loopwise.storage import Store
 
 PIPELINE = "course-retrain"

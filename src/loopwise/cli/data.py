@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from loopwise.cli._common import console, open_store, print_json, progress_bar, settings, short_time
-from loopwise.data.versions import DatasetVersion, parse_dataset_ref
+from loopwise.data.records import DatasetVersion
+from loopwise.data.versions import parse_dataset_ref
 from loopwise.errors import NotFoundError
 
 if TYPE_CHECKING:

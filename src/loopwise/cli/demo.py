@@ -24,6 +24,7 @@ from typing import Annotated, Any
 import typer
 
 from loopwise.cli._common import console, open_store, settings
+from loopwise.tuning.spec import job_spec
 
 COURSE_TEST_ACCURACY = 0.767
 
@@ -223,7 +224,7 @@ def _runner_up(store: Any, job: Any, trials: list[Any]) -> str | None:
     """The second-best completed trial's model, when its checkpoint was kept."""
     from loopwise.tuning.outcome import ranked_trials
 
-    for trial in ranked_trials(trials, job.tuning_spec())[1:]:
+    for trial in ranked_trials(trials, job_spec(job))[1:]:
         model_id = trial.user_attrs.get("model_version_id")
         if model_id is None:
             continue

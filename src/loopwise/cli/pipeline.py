@@ -147,7 +147,7 @@ def runs(
 
 
 def _summary(found: object) -> None:
-    from loopwise.pipelines.runs import PipelineRun
+    from loopwise.pipelines.records import PipelineRun
 
     assert isinstance(found, PipelineRun)
     done = sum(s.status == "Succeeded" for s in found.steps)

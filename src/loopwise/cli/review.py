@@ -10,6 +10,8 @@ import typer
 from rich.table import Table
 
 from loopwise.cli._common import console, open_store, print_json, short_time
+from loopwise.review.conditions import flow_condition
+from loopwise.review.loops import describe_flow
 
 app = typer.Typer(help="Human review: flow definitions, human loops, and their answers as training data.")
 flow_app = typer.Typer(help="Flow definitions: who reviews, the task, and when predictions go to people.")
@@ -141,9 +143,9 @@ def flow_create(
         )
     if as_json:
         secret = {"webhook_secret": flow.webhook_secret} if flow.webhook_secret else {}
-        print_json({**flow.to_dict(reveal_webhook=True), **secret})
+        print_json({**describe_flow(flow, reveal_webhook=True), **secret})
         return
-    shown = json.dumps(flow.condition.to_dict()) if tree is not None else "every prediction"
+    shown = json.dumps(flow_condition(flow).to_dict()) if tree is not None else "every prediction"
     kept = (
         f"; at most {flow.max_open_loops or 'any number of'} open, "
         f"{flow.max_loops_per_hour or 'any number'} new an hour"
@@ -173,12 +175,12 @@ def flow_list(as_json: AsJson = False, reveal: Reveal = False) -> None:
         with store.uow() as uow:
             counts = {f.name: uow.review.count(f.id) for f in flows}
     if as_json:
-        print_json([{**f.to_dict(reveal_webhook=reveal), "loops": counts[f.name]} for f in flows])
+        print_json([{**describe_flow(f, reveal_webhook=reveal), "loops": counts[f.name]} for f in flows])
         return
     table = Table("flow", "status", "team", "workers a loop", "conditions", "loops")
     for f in flows:
         loops = ", ".join(f"{n} {s}" for s, n in sorted(counts[f.name].items())) or "-"
-        shown = f.to_dict()["activation_conditions"]
+        shown = describe_flow(f)["activation_conditions"]
         conditions = "-" if shown is None else json.dumps(shown)
         table.add_row(f.name, f.status, f.team, str(f.task_count), conditions, loops)
     console.print(table)
@@ -193,7 +195,7 @@ def flow_describe(name: FlowName, reveal: Reveal = False) -> None:
         flow = find_flow(store, name)
         with store.uow() as uow:
             counts = uow.review.count(flow.id)
-    print_json({**flow.to_dict(reveal_webhook=reveal), "loops": counts})
+    print_json({**describe_flow(flow, reveal_webhook=reveal), "loops": counts})
 
 
 @flow_app.command("rotate-secret")

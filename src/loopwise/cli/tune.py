@@ -11,6 +11,7 @@ import typer
 import yaml
 
 from loopwise.cli._common import console, open_store, print_json, progress_bar
+from loopwise.tuning.spec import job_spec
 
 if TYPE_CHECKING:
     from loopwise.tuning.spec import TuningSpec
@@ -191,7 +192,7 @@ def resume(
 
 def _job_spec(store: Any, name: str) -> TuningSpec:
     with store.uow() as uow:
-        return uow.tuning_jobs.get(name).tuning_spec()
+        return job_spec(uow.tuning_jobs.get(name))
 
 
 def _check_executor(executor: str) -> None:
@@ -243,7 +244,7 @@ def status(
 
     with open_store() as store:
         found, trials = job_trials(store, job)
-    spec = found.tuning_spec()
+    spec = job_spec(found)
     maximize = spec.objective.direction == "maximize"
     ranked = sorted(
         trials,

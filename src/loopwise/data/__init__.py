@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from loopwise._lazy import lazy_exports
-from loopwise.data.versions import DatasetVersion, SplitInfo, parse_dataset_ref
+from loopwise.data.records import DatasetVersion, SplitInfo
+from loopwise.data.versions import parse_dataset_ref
 
 if TYPE_CHECKING:
     from loopwise.data.cache import Progress, fetch, fetch_reviews, reviews_cache_path, sha256_file

@@ -31,8 +31,8 @@ from loopwise.data.readers import (
     validate_chunk,
 )
 from loopwise.data.recipes import SPLITS, DropNa, assign_splits, check_ratios, reviews_splits
+from loopwise.data.records import DatasetVersion, SplitInfo
 from loopwise.data.splits import ParquetExamples, SplitWriter, WrittenSplit, version_hash, write_frames
-from loopwise.data.versions import DatasetVersion, SplitInfo
 from loopwise.errors import DataError, DataFormatError
 from loopwise.storage.artifacts.local import local_path
 

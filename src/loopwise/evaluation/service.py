@@ -12,14 +12,15 @@ import numpy as np
 
 from loopwise import registry
 from loopwise.classifiers import TextClassifier, load_classifier
+from loopwise.data.records import DatasetVersion
 from loopwise.data.splits import read_split
-from loopwise.data.versions import DatasetVersion, parse_dataset_ref
+from loopwise.data.versions import parse_dataset_ref
 from loopwise.errors import DataError, DataFormatError
 from loopwise.evaluation.compare import paired_comparison
 from loopwise.evaluation.metrics import classification_metrics
 from loopwise.evaluation.records import EvaluationRecord
 from loopwise.evaluation.report import EvaluationReport, write_comparison_report, write_evaluation_report
-from loopwise.registry.versions import ModelVersion
+from loopwise.registry.records import ModelVersion
 from loopwise.storage.artifacts.local import local_path
 
 if TYPE_CHECKING:

@@ -10,39 +10,16 @@ once, and a change becomes the item's label (``labeled_by`` ``reviewer``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from loopwise.errors import AnswerRefusedError, LabelingError, NotFoundError
+from loopwise.labeling.records import Review
 
 if TYPE_CHECKING:
     from loopwise.storage import Store
-    from loopwise.workforce.accounts import Worker
-
-
-@dataclass(frozen=True)
-class Review:
-    id: int
-    job_id: int
-    item_id: int
-    position: int
-    source: str
-    label: str
-    suggested: str
-    #: the out-of-sample probability of the item's label (low: likely wrong)
-    self_confidence: float
-    status: str
-    decided_label: str | None = None
-    decided_by: str | None = None
-    decided_at: datetime | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        document = dict(self.__dict__)
-        document["decided_at"] = self.decided_at.isoformat() if self.decided_at else None
-        return document
+    from loopwise.workforce.records import Worker
 
 
 def out_of_sample_probabilities(

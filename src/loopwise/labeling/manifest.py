@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from loopwise.errors import ManifestError
+from loopwise.labeling.records import ManifestItem
 
 if TYPE_CHECKING:
     from loopwise.storage import Store
@@ -28,14 +28,6 @@ MAX_ITEMS = 1_000_000
 MAX_TEXT_CHARS = 100_000
 #: problems listed before the rest are counted
 SHOWN_PROBLEMS = 5
-
-
-@dataclass(frozen=True)
-class ManifestItem:
-    #: the item's line in the manifest (from 1; a CSV's header is line 1)
-    position: int
-    source: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class _Problems:

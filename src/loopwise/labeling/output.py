@@ -22,8 +22,8 @@ from loopwise.labeling.consolidation import Consolidated, Method, Vote, consolid
 from loopwise.labeling.service import find_job
 
 if TYPE_CHECKING:
-    from loopwise.data.versions import DatasetVersion
-    from loopwise.labeling.jobs import LabelingJob
+    from loopwise.data.records import DatasetVersion
+    from loopwise.labeling.records import LabelingJob
     from loopwise.storage import Store
 
 Format = Literal["manifest", "jsonl", "csv"]

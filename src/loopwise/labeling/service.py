@@ -19,26 +19,15 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from loopwise.errors import AnswerRefusedError, LabelingError, NotFoundError, PermissionDeniedError
-from loopwise.labeling.jobs import (
-    MAX_WORKERS_PER_ITEM,
-    TASK_TIME_LIMIT_S,
-    Answer,
-    Assignment,
-    Category,
-    LabelingJob,
-    Progress,
-    Task,
-    WorkerFigures,
-    check_categories,
-    check_name,
-)
+from loopwise.labeling.jobs import MAX_WORKERS_PER_ITEM, TASK_TIME_LIMIT_S, check_categories, check_name
+from loopwise.labeling.records import Answer, Assignment, Category, LabelingJob, Progress, Task, WorkerFigures
 
 if TYPE_CHECKING:
     from loopwise.labeling.auto import AutoLabelSettings
-    from loopwise.labeling.manifest import ManifestItem
+    from loopwise.labeling.records import ManifestItem
     from loopwise.storage import Store
     from loopwise.storage.session import UnitOfWork
-    from loopwise.workforce.accounts import Worker
+    from loopwise.workforce.records import Worker
 
 #: live holds a worker may have in one job: the item on screen and the next one, prefetched
 MAX_HOLDS = 2

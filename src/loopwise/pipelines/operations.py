@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from loopwise.errors import PipelineError
 from loopwise.pipelines import deployment
+from loopwise.tuning.spec import job_spec
 
 if TYPE_CHECKING:
     from loopwise.storage import Store
@@ -209,10 +210,10 @@ def _best_params(store: Store, job_name: str) -> dict[str, Any]:
     from loopwise.tuning.service import job_trials
 
     job, trials = job_trials(store, job_name)
-    ranked = ranked_trials(trials, job.tuning_spec())
+    ranked = ranked_trials(trials, job_spec(job))
     if not ranked:
         raise PipelineError(f"tuning job {job_name} has no completed trial to take hyperparameters from")
-    return {**job.tuning_spec().static, **ranked[0].params}
+    return {**job_spec(job).static, **ranked[0].params}
 
 
 def compare(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:

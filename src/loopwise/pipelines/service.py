@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from loopwise.errors import LoopwiseError, NotFoundError, PipelineError
 from loopwise.pipelines.operations import OPERATIONS
-from loopwise.pipelines.runs import PipelineRun
+from loopwise.pipelines.records import PipelineRun
 from loopwise.pipelines.spec import PipelineSpec, load_pipeline, parse_pipeline, resolve
 
 if TYPE_CHECKING:

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import loopwise
-from loopwise.registry.versions import ModelVersion, check_name, parse_model_ref
+from loopwise.registry.records import ModelVersion
+from loopwise.registry.versions import check_name, parse_model_ref
 
 if TYPE_CHECKING:
     from loopwise.storage.session import UnitOfWork

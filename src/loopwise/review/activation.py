@@ -33,7 +33,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from loopwise._private import private_dir
-from loopwise.review.loops import Flow, content_hash
+from loopwise.review.conditions import flow_condition
+from loopwise.review.loops import content_hash
+from loopwise.review.records import Flow
 
 if TYPE_CHECKING:
     from loopwise.storage import Store
@@ -64,9 +66,10 @@ def activate(
     fires the flow's conditions, in text order; each record keeps the activation results and the
     prediction's confidence (its top probability). At most the flow's ``max_loops_per_invocation``:
     when more texts fire, the most uncertain ones (lowest confidence; the first on a tie) start."""
+    condition = flow_condition(flow)
     fired_rows = []
     for position, row in enumerate(proba.tolist() if hasattr(proba, "tolist") else proba):
-        fired, results = flow.condition.evaluate(row, labels, rng)
+        fired, results = condition.evaluate(row, labels, rng)
         if fired:
             fired_rows.append((max(row), position, row, results))
     if len(fired_rows) > flow.max_loops_per_invocation:

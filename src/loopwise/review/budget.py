@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from loopwise.review.loops import Flow, HumanLoop
+from loopwise.review.records import Flow, HumanLoop
 
 #: bounds of the budget's settings (a flow definition refuses others, naming the field)
 MAX_OPEN = (1, 1_000_000)

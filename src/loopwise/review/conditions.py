@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loopwise.errors import ReviewError
+from loopwise.review.records import Flow
 
 LEAVES = ("confidence_below", "margin_below", "entropy_above", "class_below", "predicted_in", "audit")
 COMBINERS = ("all", "any")
@@ -163,3 +164,8 @@ def _parse(raw: Any, labels: list[str], where: str, problems: list[str]) -> Cond
 
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def flow_condition(flow: Flow) -> Condition:
+    """The flow's activation conditions, read back from their stored mapping."""
+    return parse_condition(flow.conditions, flow.labels)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from loopwise import webhooks
-from loopwise.review.loops import HumanLoop
+from loopwise.review.records import HumanLoop
 
 if TYPE_CHECKING:
     from loopwise.storage import Store

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loopwise.errors import ReviewError
-from loopwise.review.loops import Flow, HumanLoop
+from loopwise.review.records import Flow, HumanLoop
 
 if TYPE_CHECKING:
     from loopwise.storage import Store

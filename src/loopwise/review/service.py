@@ -19,17 +19,19 @@ from typing import TYPE_CHECKING, Any
 
 from loopwise import webhooks
 from loopwise.errors import HumanLoopConflictError, NotFoundError, ReviewError, StorageError
-from loopwise.labeling.jobs import MAX_WORKERS_PER_ITEM, TASK_TIME_LIMIT_S, Category, check_categories
+from loopwise.labeling.jobs import MAX_WORKERS_PER_ITEM, TASK_TIME_LIMIT_S, check_categories
+from loopwise.labeling.records import Category
 from loopwise.review import budget
 from loopwise.review.conditions import parse_condition
 from loopwise.review.events import LOOP_EVENT as LOOP_EVENT
 from loopwise.review.events import deliver_events as deliver_events
 from loopwise.review.events import record_event
-from loopwise.review.loops import STATUSES, Flow, HumanLoop, check_name, content_hash
+from loopwise.review.loops import check_input, check_name, content_hash
+from loopwise.review.records import STATUSES, Flow, HumanLoop
 
 if TYPE_CHECKING:
     from loopwise.storage import Store
-    from loopwise.workforce.accounts import Worker
+    from loopwise.workforce.records import Worker
 
 #: Augmented AI's bounds for a task's availability lifetime: 60 seconds to 12 days (its default: 1 day)
 LIFETIME_S = (60, 12 * 24 * 3600)
@@ -163,7 +165,7 @@ def start_loop(
     flow = find_flow(store, flow_name, worker)
     if flow.status != "Active":
         raise HumanLoopConflictError(f"flow definition {flow.name} is {flow.status}: it starts no loops")
-    checked = flow.check_input(content)
+    checked = check_input(flow, content)
     digest = content_hash(checked)
     now = datetime.now(UTC)
     with store.uow() as uow:

@@ -25,7 +25,7 @@ import numpy as np
 from loopwise.errors import NotFoundError
 from loopwise.experiments.bandit import BanditBook
 from loopwise.review.activation import LoopStarter, activate
-from loopwise.review.loops import Flow
+from loopwise.review.records import Flow
 from loopwise.serving.autoscaler import Autoscaler
 from loopwise.serving.capture import CaptureWriter
 from loopwise.serving.endpoints import Endpoint, EndpointStatus

@@ -22,7 +22,7 @@ import numpy as np
 
 from loopwise import registry
 from loopwise.errors import EndpointConfigError, LoopwiseError, NotFoundError
-from loopwise.registry.versions import ModelVersion
+from loopwise.registry.records import ModelVersion
 from loopwise.serving.config import (
     Autoscaling,
     EndpointConfig,

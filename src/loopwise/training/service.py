@@ -11,13 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 from loopwise import registry
 from loopwise.classifiers import InMemoryExamples, Reporter, TrainConfig, create_classifier
+from loopwise.data.records import DatasetVersion
 from loopwise.data.service import split_examples
 from loopwise.data.splits import read_split
-from loopwise.data.versions import DatasetVersion, parse_dataset_ref
+from loopwise.data.versions import parse_dataset_ref
 from loopwise.errors import LoopwiseError, TrainingError
-from loopwise.registry.versions import ModelVersion, check_name
+from loopwise.registry.records import ModelVersion
+from loopwise.registry.versions import check_name
 from loopwise.storage.tables import utcnow
-from loopwise.training.runs import RunMetric, RunStatus, TrainingRun
+from loopwise.training.records import RunMetric, RunStatus, TrainingRun
 
 if TYPE_CHECKING:
     from loopwise.storage import Store

@@ -17,7 +17,7 @@ from loopwise.tuning.strategies import make_pruner, make_sampler
 
 if TYPE_CHECKING:
     from loopwise.storage import Store
-    from loopwise.tuning.jobs import TuningJob
+    from loopwise.tuning.records import TuningJob
     from loopwise.tuning.spec import TuningSpec
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from optuna.trial import FrozenTrial, TrialState
 
-from loopwise.tuning.jobs import JobStatus
+from loopwise.tuning.records import JobStatus
 
 if TYPE_CHECKING:
     from loopwise.tuning.spec import TuningSpec

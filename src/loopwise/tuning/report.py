@@ -27,9 +27,10 @@ from optuna.trial import FrozenTrial, TrialState
 from loopwise.errors import DataFormatError
 from loopwise.evaluation._files import write_text_atomic
 from loopwise.tuning import _plots
-from loopwise.tuning.jobs import TuningJob
 from loopwise.tuning.outcome import RERUN_OF, RETRY_OF, TRANSFERRED_FROM, WARM_START_OF
+from loopwise.tuning.records import TuningJob
 from loopwise.tuning.space import decode_params, optuna_name
+from loopwise.tuning.spec import job_spec
 
 __all__ = [
     "Importances",
@@ -86,7 +87,7 @@ def trial_rows(job: TuningJob, trials: Sequence[FrozenTrial]) -> list[dict[str, 
     ``None`` otherwise) and ``best``. The best trial is the job's ``best_trial`` once it is recorded, else
     its best own complete trial so far (trials copied from warm-start parents never are).
     """
-    spec = job.tuning_spec()
+    spec = job_spec(job)
     best = best_trial_number(job, trials)
     rows = []
     for trial in _ranked(trials, maximize=spec.objective.direction == "maximize"):
@@ -118,7 +119,7 @@ def best_trial_number(job: TuningJob, trials: Sequence[FrozenTrial]) -> int | No
     """The job's recorded best trial, or (while it runs) the number of its best complete trial so far."""
     if job.best_trial is not None:
         return job.best_trial
-    best_so_far = running_best(trials, job.tuning_spec().objective.direction)
+    best_so_far = running_best(trials, job_spec(job).objective.direction)
     if not best_so_far:
         return None
     best_value = best_so_far[-1][1]
@@ -141,7 +142,7 @@ def parameter_importances(job: TuningJob, trials: Sequence[FrozenTrial]) -> Impo
     """fANOVA importances (fixed seed, so the same trials give the same values) of the searched parameters
     over the complete trials. Never raises: when they cannot be computed, ``values`` is ``None`` and
     ``note`` says why."""
-    spec = job.tuning_spec()
+    spec = job_spec(job)
     complete = _complete(trials)
     if len(complete) < 2:
         return Importances(
@@ -195,7 +196,7 @@ def write_tuning_report(job: TuningJob, trials: Sequence[FrozenTrial], out_dir: 
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    spec = job.tuning_spec()
+    spec = job_spec(job)
     metric, direction = spec.objective.metric, spec.objective.direction
     generated_at = datetime.now(UTC).isoformat(timespec="seconds")
     rows = trial_rows(job, trials)

@@ -40,7 +40,8 @@ from loopwise.data.versions import parse_dataset_ref
 from loopwise.errors import StorageError
 from loopwise.registry.versions import check_name
 from loopwise.tuning._study import create_study, load_study, optuna_storage
-from loopwise.tuning.jobs import JobStatus, TuningJob
+from loopwise.tuning.records import JobStatus, TuningJob
+from loopwise.tuning.spec import job_spec
 from loopwise.tuning.warm_start import warm_start
 from loopwise.tuning.worker import Progress, Watch, Worker, job_storage, rerun
 
@@ -122,7 +123,7 @@ def resume_job(
         if job.status is JobStatus.COMPLETED:
             return job
         uow.tuning_jobs.update(name, status=JobStatus.RUNNING, error=None, finished_at=None)
-    spec = job.tuning_spec()
+    spec = job_spec(job)
     with job_storage(store) as storage:
         study = load_study(storage, job, spec)
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

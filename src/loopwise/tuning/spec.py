@@ -23,6 +23,7 @@ from typing import Any, Literal
 import yaml
 
 from loopwise.errors import TuningSpecError
+from loopwise.tuning.records import TuningJob
 
 Strategy = Literal["random", "grid", "bayesian", "hyperband"]
 Metric = Literal["val_acc", "val_macro_f1", "val_loss"]
@@ -209,3 +210,8 @@ def _auto_scaling(low: float | None, high: float | None) -> Scaling:
     if low is not None and high is not None and low > 0 and high / low >= 100:
         return "log"
     return "linear"
+
+
+def job_spec(job: TuningJob) -> TuningSpec:
+    """The checked spec of a tuning job, read back from its stored mapping."""
+    return parse_spec(job.spec, source=f"tuning job {job.name}")

@@ -35,6 +35,7 @@ from loopwise.storage import Store
 from loopwise.tuning._study import load_study, optuna_storage
 from loopwise.tuning.outcome import EXAMPLES_SEEN
 from loopwise.tuning.space import build_config, decode_params
+from loopwise.tuning.spec import job_spec
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def run_trial(
     with store.uow() as uow:
         job = uow.tuning_jobs.get(job_name)
         train_split = uow.datasets.get(*parse_dataset_ref(job.spec["dataset"])).splits.get("train")
-    spec = job.tuning_spec()
+    spec = job_spec(job)
     storage = optuna_storage(store)
     try:
         study = load_study(

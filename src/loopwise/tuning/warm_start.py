@@ -16,10 +16,11 @@ from optuna.trial import FrozenTrial, TrialState
 from loopwise.errors import TuningSpecError
 from loopwise.tuning.outcome import FINISHED, RERUN_OF, RETRY_OF, TRANSFERRED_FROM, WARM_START_OF
 from loopwise.tuning.space import distributions
+from loopwise.tuning.spec import job_spec
 
 if TYPE_CHECKING:
     from loopwise.storage import Store
-    from loopwise.tuning.jobs import TuningJob
+    from loopwise.tuning.records import TuningJob
     from loopwise.tuning.spec import TuningSpec
 
 
@@ -33,7 +34,7 @@ def warm_start(store: Store, storage: optuna.storages.RDBStorage, spec: TuningSp
     problems: list[tuple[str, str]] = []
     found: list[tuple[TuningJob, list[FrozenTrial]]] = []
     for parent in parents:
-        parent_spec = parent.tuning_spec()
+        parent_spec = job_spec(parent)
         if spec.warm_start.type == "identical_data_and_algorithm":
             differ = [
                 key

@@ -32,7 +32,6 @@ from loopwise.storage.locks import named_lock
 from loopwise.storage.tables import utcnow
 from loopwise.tuning._study import load_study, optuna_storage
 from loopwise.tuning.executors import Executor, make_executor
-from loopwise.tuning.jobs import JobStatus, TuningJob
 from loopwise.tuning.outcome import (
     ALLOWANCE,
     FINISHED,
@@ -46,7 +45,9 @@ from loopwise.tuning.outcome import (
     smallest_trial,
     why_done,
 )
+from loopwise.tuning.records import JobStatus, TuningJob
 from loopwise.tuning.space import suggest
+from loopwise.tuning.spec import job_spec
 from loopwise.tuning.strategies import make_sampler
 
 if TYPE_CHECKING:
@@ -107,7 +108,7 @@ class Worker:
     ) -> None:
         self.store = store
         self.job = job
-        self.spec = job.tuning_spec()
+        self.spec = job_spec(job)
         self.slots = max(1, slots or self.spec.max_parallel_trials)
         self.progress = progress
         self.watch = watch
@@ -268,7 +269,7 @@ def finish(
     store: Store, study: optuna.Study, job: TuningJob, status: JobStatus, error: str | None
 ) -> TuningJob:
     """End the job: alias the best model ``best`` and evaluate it once on the test split."""
-    spec = job.tuning_spec()
+    spec = job_spec(job)
     best = best_trial(study.get_trials(deepcopy=False), spec)
     model_id = None if best is None else best.user_attrs.get("model_version_id")
     if best is None and status is JobStatus.COMPLETED:

@@ -24,7 +24,7 @@ from loopwise.web.pages import templates
 
 if TYPE_CHECKING:
     from loopwise.storage import Store
-    from loopwise.workforce.accounts import Worker
+    from loopwise.workforce.records import Worker
 
 
 def start_page(worker: Worker) -> str:

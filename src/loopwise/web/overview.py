@@ -19,7 +19,7 @@ from loopwise.web.pages import templates
 if TYPE_CHECKING:
     from loopwise.serving.metrics import Metrics
     from loopwise.storage import Store
-    from loopwise.workforce.accounts import Worker
+    from loopwise.workforce.records import Worker
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from loopwise.errors import AccountError, AuthError
-from loopwise.workforce.accounts import ROLES, ApiToken, Team, Worker
 from loopwise.workforce.passwords import (
     check_policy,
     hash_password,
@@ -29,6 +28,7 @@ from loopwise.workforce.passwords import (
     temporary_password,
     verify_password,
 )
+from loopwise.workforce.records import ROLES, ApiToken, Team, Worker
 
 if TYPE_CHECKING:
     from loopwise.storage import Store

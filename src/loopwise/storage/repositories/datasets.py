@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from loopwise.data.versions import DatasetVersion, SplitInfo
+from loopwise.data.records import DatasetVersion, SplitInfo
 from loopwise.errors import NotFoundError
 from loopwise.storage.repositories._versioning import _insert_versioned
 from loopwise.storage.tables import (

@@ -14,8 +14,7 @@ from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from loopwise.errors import NotFoundError
-from loopwise.labeling.jobs import Answer, Assignment, Category, LabelingJob, Task
-from loopwise.labeling.manifest import ManifestItem
+from loopwise.labeling.records import Answer, Assignment, Category, LabelingJob, ManifestItem, Task
 from loopwise.storage.tables import (
     LabelingAssignmentRow,
     LabelingItemRow,

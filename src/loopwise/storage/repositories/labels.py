@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from loopwise.labeling.label_errors import Review
+from loopwise.labeling.records import Review
 from loopwise.storage.tables import (
     LabelingItemRow,
     LabelingJobRow,

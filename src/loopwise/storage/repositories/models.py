@@ -8,7 +8,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from loopwise.errors import NotFoundError
-from loopwise.registry.versions import ModelRef, ModelVersion
+from loopwise.registry.records import ModelRef, ModelVersion
 from loopwise.storage.repositories._versioning import _insert_versioned
 from loopwise.storage.tables import (
     ModelAliasRow,

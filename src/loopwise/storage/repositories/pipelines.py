@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from loopwise.pipelines.runs import PipelineRun, StepState
+from loopwise.pipelines.records import PipelineRun, StepState
 from loopwise.storage.tables import PipelineRow, PipelineRunRow, PipelineStepRow, utcnow
 
 Run, StepRow = PipelineRunRow, PipelineStepRow

@@ -15,9 +15,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from loopwise.errors import NotFoundError
-from loopwise.labeling.jobs import Category
-from loopwise.review.conditions import parse_condition
-from loopwise.review.loops import Flow, HumanLoop
+from loopwise.labeling.records import Category
+from loopwise.review.records import Flow, HumanLoop
 from loopwise.storage.repositories._review_outbox import LoopEventOutbox
 from loopwise.storage.tables import (
     HumanLoopRow,
@@ -109,7 +108,7 @@ class ReviewRepository(LoopEventOutbox):
             task_count=job.workers_per_item,
             task_time_limit_s=job.task_time_limit_s,
             lifetime_s=row.lifetime_s,
-            condition=parse_condition(row.conditions, [c.label for c in categories]),
+            conditions=row.conditions,
             webhook=row.webhook,
             status=row.status,
             created_at=row.created_at,

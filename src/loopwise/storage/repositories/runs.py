@@ -16,7 +16,7 @@ from loopwise.storage.tables import (
     TrainingRunRow,
     utcnow,
 )
-from loopwise.training.runs import RunMetric, RunStatus, TrainingRun
+from loopwise.training.records import RunMetric, RunStatus, TrainingRun
 
 
 class RunRepository:

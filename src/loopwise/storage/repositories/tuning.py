@@ -13,7 +13,7 @@ from loopwise.errors import NotFoundError, StorageError
 from loopwise.storage.tables import (
     TuningJobRow,
 )
-from loopwise.tuning.jobs import JobStatus, TuningJob
+from loopwise.tuning.records import JobStatus, TuningJob
 
 #: "not given" for update(), where None means "clear the field"
 _UNSET: Any = object()

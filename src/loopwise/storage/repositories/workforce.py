@@ -18,7 +18,7 @@ from loopwise.storage.tables import (
     WorkerRow,
     utcnow,
 )
-from loopwise.workforce.accounts import ApiToken, Team, Worker
+from loopwise.workforce.records import ApiToken, Team, Worker
 
 #: how precisely a token's last use is kept
 TOKEN_USE_RESOLUTION = timedelta(minutes=1)

@@ -1,4 +1,5 @@
-"""Tuning jobs as the domain sees them: a checked spec, an Optuna study of the same name, a status."""
+"""Tuning jobs as storage returns them: a checked spec (as its canonical mapping), an Optuna study of the
+same name, a status. :func:`loopwise.tuning.spec.job_spec` reads the spec back."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
-
-from loopwise.tuning.spec import TuningSpec, parse_spec
 
 
 class JobStatus(StrEnum):
@@ -34,6 +33,3 @@ class TuningJob:
     finished_at: datetime | None = None
     #: the best model's evaluation on the test split (done once, when the job completes)
     test_evaluation_id: int | None = None
-
-    def tuning_spec(self) -> TuningSpec:
-        return parse_spec(self.spec, source=f"tuning job {self.name}")

@@ -1,4 +1,4 @@
-"""The private workforce's people and teams, as the rest of loopwise sees them (never database rows)."""
+"""The private workforce's people, teams and tokens, as the rest of loopwise sees them (not rows)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,17 @@ from datetime import datetime
 from typing import Literal
 
 Role = Literal["admin", "reviewer", "worker", "service"]
+
+
 #: admin: everything; reviewer: labels and reviews, sees the work of the teams they belong to; worker:
 #: labels the items of their teams' jobs, sees only their own answers; service: a program's account,
 #: invokes endpoints, sends feedback and reads their figures (no labeling, no management)
 ROLES: tuple[Role, ...] = ("admin", "reviewer", "worker", "service")
 
+
 Permission = Literal["account", "invoke", "observe", "label", "review", "manage"]
+
+
 #: what each role may do; every route of the server names the one permission it needs
 #: (``loopwise.api.auth.POLICY``): account = one's own password, sign-out and profile; invoke = endpoint
 #: invocations and feedback; observe = endpoints, metrics, alerts; label = the labeling queue of one's
