@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 from loopwise._lazy import lazy_exports
 from loopwise.data.records import DatasetVersion, SplitInfo
-from loopwise.data.versions import parse_dataset_ref
 
 if TYPE_CHECKING:
     from loopwise.data.cache import Progress, fetch, fetch_reviews, reviews_cache_path, sha256_file
@@ -34,8 +33,10 @@ if TYPE_CHECKING:
     )
     from loopwise.data.service import import_dataset, prepare_reviews, split_examples
     from loopwise.data.splits import ParquetExamples, SplitWriter, WrittenSplit, read_split, version_hash
+    from loopwise.data.versions import parse_dataset_ref
 
 _LAZY = {
+    "parse_dataset_ref": "versions",
     "Progress": "cache",
     "fetch": "cache",
     "fetch_reviews": "cache",

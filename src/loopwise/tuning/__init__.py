@@ -1,7 +1,7 @@
 """Automatic model tuning: tuning specs, their search spaces as Optuna distributions, and strategies.
 
-Importing this package is cheap: the spec names load at once (PyYAML only); the names that need Optuna
-(``space`` and ``strategies``) are imported on first use.
+Importing this package is cheap: every name is imported from its module on first use (the names that need
+Optuna only then), so the storage layer can import :mod:`loopwise.tuning.records` alone.
 """
 
 from __future__ import annotations
@@ -9,19 +9,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from loopwise._lazy import lazy_exports
-from loopwise.tuning.spec import (
-    BUILTIN_SPECS,
-    METRIC_DIRECTIONS,
-    STRATEGIES,
-    Completion,
-    Objective,
-    Parameter,
-    TuningSpec,
-    WarmStart,
-    builtin_spec_path,
-    load_spec,
-    parse_spec,
-)
 
 if TYPE_CHECKING:
     from loopwise.tuning.space import (
@@ -35,9 +22,33 @@ if TYPE_CHECKING:
         optuna_name,
         suggest,
     )
+    from loopwise.tuning.spec import (
+        BUILTIN_SPECS,
+        METRIC_DIRECTIONS,
+        STRATEGIES,
+        Completion,
+        Objective,
+        Parameter,
+        TuningSpec,
+        WarmStart,
+        builtin_spec_path,
+        load_spec,
+        parse_spec,
+    )
     from loopwise.tuning.strategies import default_space, make_pruner, make_sampler
 
 _LAZY = {
+    "BUILTIN_SPECS": "spec",
+    "METRIC_DIRECTIONS": "spec",
+    "STRATEGIES": "spec",
+    "Completion": "spec",
+    "Objective": "spec",
+    "Parameter": "spec",
+    "TuningSpec": "spec",
+    "WarmStart": "spec",
+    "builtin_spec_path": "spec",
+    "load_spec": "spec",
+    "parse_spec": "spec",
     "build_config": "space",
     "decode_params": "space",
     "distribution": "space",
