@@ -7,6 +7,7 @@ factory) and passed down.
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -69,6 +70,45 @@ class Settings(BaseSettings):
     @property
     def resolved_cache_dir(self) -> Path:
         return self.cache_dir or self.home / "cache"
+
+
+#: the largest request body the server accepts (SageMaker's real-time endpoints take 6 MB)
+MAX_BODY_BYTES = 6 * 1024 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerSettings:
+    """How ``loopwise server`` runs: built once by its caller (``loopwise server``, a test, a demo) and
+    handed to :func:`loopwise.api.app.create_app`, which keeps it in ``app.state.settings``.
+
+    ``forwarded_allow_ips``: the proxies (IPs, CIDRs; :func:`parse_networks`) whose ``X-Forwarded-For``
+    and ``-Proto`` are believed: from one of them, the client is the right-most address of
+    X-Forwarded-For that is not a proxy (uvicorn's ``ProxyHeadersMiddleware``); from anyone else, and by
+    default, the socket's address. ``freeze_heap``: the process is the server (``loopwise server``), so
+    what start-up made is moved out of the garbage collector's sight; never for a process that only hosts
+    the app. ``watch_s``: how often the data plane reads the endpoints' configurations (None: its
+    default). The ``*_interval_s``: how often the background duties run; ``credentials_ttl_s``: how long
+    a session or API token looked up in the database is kept (:class:`loopwise.api.auth.Credentials`).
+    """
+
+    max_body_bytes: int = MAX_BODY_BYTES
+    watch_s: float | None = None
+    monitor_interval_s: float = 5.0
+    credentials_ttl_s: float = 2.0
+    auto_label_interval_s: float = 2.0
+    review_interval_s: float = 1.0
+    pipeline_interval_s: float = 10.0
+    freeze_heap: bool = False
+    forwarded_allow_ips: tuple[str, ...] = ()
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, forwarded_allow_ips: str | None = None, freeze_heap: bool = False
+    ) -> ServerSettings:
+        """The server's settings from ``settings`` (``LOOPWISE_FORWARDED_ALLOW_IPS``), the command line's
+        ``forwarded_allow_ips`` taking precedence; :class:`ValueError` names a bad entry."""
+        chosen = settings.forwarded_allow_ips if forwarded_allow_ips is None else forwarded_allow_ips
+        return cls(forwarded_allow_ips=parse_networks(chosen), freeze_heap=freeze_heap)
 
 
 def parse_networks(value: str, field: str = "--forwarded-allow-ips") -> tuple[str, ...]:

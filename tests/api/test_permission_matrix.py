@@ -10,6 +10,10 @@ the requests carry made-up ids and empty bodies, so 404, 400 or 422 are the usua
 A route that the table does not name fails :func:`test_the_table_names_every_route`: whoever adds a route
 decides here who may use it. The table names roles, not permissions, so a wrong permission in
 ``loopwise.api.auth.POLICY`` or in ``ROLE_PERMISSIONS`` shows up as a mismatch.
+
+:data:`MATRIX` is the one table of the server's routes: the sign-in tests
+(tests/workforce/test_web_auth.py) and the security headers' (tests/workforce/test_security_headers.py)
+walk it too, with :func:`concrete` paths.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ import pytest
 from fastapi.routing import APIRoute
 from starlette.routing import Mount
 
-from loopwise.api.app import background_server
+from loopwise.api.app import background_server, create_app
+from loopwise.api.auth import required
 from loopwise.config import Settings
 from loopwise.storage import Store
 from loopwise.workforce import service
+from loopwise.workforce.records import ROLE_PERMISSIONS
 
 ROLES = ("worker", "reviewer", "service", "admin")
 #: no account needed
@@ -106,10 +112,11 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/review/flows/{name}"): OBSERVERS,
     ("POST", "/api/v1/review/flows"): ADMINS,
     ("DELETE", "/api/v1/review/flows/{name}"): ADMINS,
-    # the API's own documentation
+    # the workforce: API tokens and password resets
     ("GET", "/api/v1/workforce/tokens"): ADMINS,
     ("DELETE", "/api/v1/workforce/tokens/{token_id}"): ADMINS,
     ("POST", "/api/v1/workforce/workers/{email}/password-reset"): ADMINS,
+    # the API's own documentation
     ("GET", "/openapi.json"): ADMINS,
     ("GET", "/docs"): ADMINS,
     ("GET", "/docs/oauth2-redirect"): ADMINS,
@@ -117,16 +124,25 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
 }
 
 #: made-up values for the paths' parameters (nothing by these names or ids exists)
-FILLERS = {"name": "made-up", "path": "console.css", "email": "nobody@example.com"}
-MADE_UP_ID = "987654"
+MADE_UP_NAME, MADE_UP_ID = "made-up", "987654"
 
 
-def _concrete(template: str) -> str:
+def concrete(template: str, *, name: str = MADE_UP_NAME, made_up_id: str = MADE_UP_ID) -> str:
+    """A path of the route ``template``: ``{..._id}`` filled with ``made_up_id``, ``{name}`` with
+    ``name``, ``{path}`` (the static files) with the console's style sheet and ``{email}`` with an
+    account nobody has."""
+    fillers = {"name": name, "path": "console.css", "email": "nobody@example.com"}
+
     def fill(match: re.Match[str]) -> str:
-        name = match.group(1)
-        return MADE_UP_ID if name.endswith("_id") else FILLERS[name]
+        parameter = match.group(1)
+        return made_up_id if parameter.endswith("_id") else fillers[parameter]
 
     return re.sub(r"\{(\w+)(?::\w+)?\}", fill, template)
+
+
+def allowed(method: str, template: str) -> frozenset[str] | str:
+    """Who may use the route: the roles of the table, or :data:`EVERYONE`."""
+    return MATRIX[(method, template)]
 
 
 def _is_page(method: str, path: str) -> bool:
@@ -227,6 +243,26 @@ def test_the_table_names_every_route(server: tuple[str, Any, dict[str, Caller]])
     assert not gone, f"MATRIX names routes the app no longer serves: {gone}"
 
 
+def test_the_policy_gives_each_route_the_permission_of_the_roles_the_table_names(tmp_path: Path) -> None:
+    """Without a server: the permission :data:`loopwise.api.auth.POLICY` asks of each route is held by
+    exactly the roles of its row (``public``: everyone), and the app serves exactly the table's routes."""
+    store = Store.open(Settings(home=tmp_path / "home"))
+    try:
+        served = served_routes(create_app(store))
+    finally:
+        store.close()
+    assert served == set(MATRIX), (
+        f"add to MATRIX: {sorted(served - set(MATRIX))}; no longer served: {sorted(set(MATRIX) - served)}"
+    )
+    wrong = []
+    for method, template in MATRIX:
+        need = required(method, concrete(template, name="reviews", made_up_id="1"))
+        roles = EVERYONE if need == "public" else frozenset(r for r in ROLES if need in ROLE_PERMISSIONS[r])
+        if roles != allowed(method, template):
+            wrong.append(f"{method} {template}: POLICY asks {need!r}, which {sorted(roles)} have")
+    assert not wrong, "; ".join(wrong)
+
+
 CALLERS = [f"{who}-{via}" for who in ("anonymous", *ROLES) for via in ("token", "session")]
 
 
@@ -241,7 +277,7 @@ def test_each_caller_reaches_exactly_what_the_table_allows(
     routes = sorted(MATRIX, key=lambda route: (route == ("POST", "/signout"), route))
     with httpx.Client(base_url=url, follow_redirects=False, timeout=60) as client:
         for method, template in routes:
-            answer = client.request(method, _concrete(template), headers=caller.headers(method))
+            answer = client.request(method, concrete(template), headers=caller.headers(method))
             expected, got = caller.expected(method, template), _outcome(answer)
             if got != expected:
                 wrong.append(f"{method} {template}: expected {expected}, got {answer.status_code}")
@@ -264,7 +300,7 @@ def test_no_write_by_a_browser_session_goes_through_without_its_csrf_token(
     with httpx.Client(base_url=url, follow_redirects=False, timeout=60) as client:
         for method, template in writes:
             for headers in ({"Cookie": forged["Cookie"]}, forged):
-                answer = client.request(method, _concrete(template), headers=headers)
+                answer = client.request(method, concrete(template), headers=headers)
                 if answer.status_code != 403 or "CSRF" not in answer.text:
                     wrong.append(f"{method} {template} ({sorted(headers)}): {answer.status_code}")
     assert not wrong, "; ".join(wrong)

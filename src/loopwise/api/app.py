@@ -1,4 +1,7 @@
-"""The ``loopwise server`` application: the endpoints' data plane behind HTTP (more routers join later).
+"""The ``loopwise server`` application: the composition root. :func:`create_app` builds the state the
+routes read through :mod:`loopwise.api.deps` (the store, the data plane, the settings, the credentials
+cache), includes the routers (:mod:`loopwise.api.routes`, :mod:`loopwise.web`) and adds the middleware;
+the data plane, the monitoring scheduler and the background duties start and stop with the app.
 
 Errors answer JSON ``{"error": {"type": ..., "message": ...}}`` with the status that says whose fault it
 was: 400 bad input (malformed body, empty text, unknown target variant, a field out of range or holding a
@@ -12,280 +15,112 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 
-from loopwise.api.auth import AuthMiddleware, Credentials
-from loopwise.api.fields import EdgeGuard, http_error, refuse_nul, request_invalid
+from loopwise.api.auth import AuthMiddleware, Credentials, SignInLimiter
+from loopwise.api.fields import EdgeGuard, http_error, request_invalid
 from loopwise.api.headers import SecurityHeadersMiddleware
-from loopwise.api.invocations import (
-    KNOWN_ERRORS,
-    BadRequest,
-    InvocationsMiddleware,
-    error_body,
-    problem,
-    read_body,
-)
-from loopwise.api.invocations import router as invocations
-from loopwise.api.labeling import mount_labeling
+from loopwise.api.invocations import KNOWN_ERRORS, InvocationsMiddleware, error_body, problem
 from loopwise.api.openapi import install as install_openapi
-from loopwise.api.review import mount_review
-from loopwise.api.workforce import router as workforce
-from loopwise.experiments.bandit import posterior_mean
+from loopwise.api.routes import ROUTERS
+from loopwise.config import MAX_BODY_BYTES, ServerSettings
 from loopwise.monitoring.scheduling import MonitorScheduler
 from loopwise.serving.plane import DataPlane
-from loopwise.web.account import mount_account
-from loopwise.web.console import mount_console
-from loopwise.web.labeling import mount_labeling_pages
-from loopwise.web.overview import mount_overview
+from loopwise.web import ROUTERS as PAGES
+from loopwise.web.console import static
 
 if TYPE_CHECKING:
     from loopwise.storage import Store
 
-#: the largest request body accepted (SageMaker's real-time endpoints take 6 MB)
-MAX_BODY_BYTES = 6 * 1024 * 1024
+__all__ = ["MAX_BODY_BYTES", "ServerSettings", "background_server", "create_app"]
 
 
-def create_app(
-    store: Store,
-    *,
-    max_body_bytes: int = MAX_BODY_BYTES,
-    watch_s: float | None = None,
-    monitor_interval_s: float = 5.0,
-    credentials_ttl_s: float = 2.0,
-    auto_label_interval_s: float = 2.0,
-    review_interval_s: float = 1.0,
-    pipeline_interval_s: float = 10.0,
-    freeze_heap: bool = False,
-    forwarded_allow_ips: Sequence[str] = (),
-) -> FastAPI:
-    """The server's app over ``store``; its data plane and monitoring scheduler start with the app and
-    stop with it. ``freeze_heap``: the process is the server (see the lifespan). Every route but sign-in
-    needs a signed-in account or an API token (:mod:`loopwise.api.auth`).
+def create_app(store: Store, settings: ServerSettings | None = None, **options: Any) -> FastAPI:
+    """The server's app over ``store``, run as ``settings`` say (``options``: the fields of a
+    :class:`~loopwise.config.ServerSettings` instead, for callers that change one or two). Every route
+    but sign-in needs a signed-in account or an API token (:mod:`loopwise.api.auth`).
 
-    ``forwarded_allow_ips``: the proxies (IPs, CIDRs; :func:`loopwise.config.parse_networks`) whose
-    ``X-Forwarded-For`` and ``-Proto`` are believed: from one of them, the client is the right-most
-    address of X-Forwarded-For that is not a proxy (uvicorn's ``ProxyHeadersMiddleware``); from anyone
-    else, and by default, the socket's address. Serve the app with uvicorn's own ``proxy_headers`` off
+    With ``settings.forwarded_allow_ips``, serve the app with uvicorn's own ``proxy_headers`` off
     (``background_server`` and ``loopwise server`` do), or it trusts 127.0.0.1 behind this setting's back.
     """
-    plane = DataPlane(store) if watch_s is None else DataPlane(store, watch_s=watch_s)
-    scheduler = MonitorScheduler(store, interval_s=monitor_interval_s)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from loopwise.labeling.service import warm
-
-        await asyncio.to_thread(warm, store)
-        await plane.start()
-        if freeze_heap:
-            # what start-up made lives as long as the server process: moved out of the collector's
-            # sight, a full collection no longer walks it (one took 100 ms and stalled every request in
-            # flight). Only for a process that is the server (`loopwise server`), not one that hosts it.
-            gc.collect()
-            gc.freeze()
-        scheduler.start()
-        background = _background(store, auto_label_interval_s, review_interval_s, pipeline_interval_s)
-        try:
-            yield
-        finally:
-            for task in background:
-                task.cancel()
-            await scheduler.close()
-            await plane.close()
-
-    app = FastAPI(title="loopwise", lifespan=lifespan)
-    app.state.plane = plane
-    app.state.store = store
-    app.state.max_body_bytes = max_body_bytes
-    app.include_router(invocations)
-    app.include_router(workforce)
+    if settings is None:
+        settings = ServerSettings(**options)
+    elif options:
+        raise TypeError("create_app takes settings or their fields as options, not both")
+    app = FastAPI(title="loopwise", lifespan=_lifespan)
+    state = app.state
+    state.settings, state.store, state.max_body_bytes = settings, store, settings.max_body_bytes
+    state.plane = DataPlane(store) if settings.watch_s is None else DataPlane(store, watch_s=settings.watch_s)
+    state.scheduler = MonitorScheduler(store, interval_s=settings.monitor_interval_s)
+    state.credentials = Credentials(store, ttl_s=settings.credentials_ttl_s)
+    state.signin_limiter = SignInLimiter()
+    for router in (*ROUTERS, *PAGES):
+        app.include_router(router)
+    app.mount("/static", static(), name="static")
 
     # innermost: the security headers of everything the app answers; the invocations fast path and the
     # refusals of the auth middleware answer ahead of it and add theirs themselves (loopwise.api.headers)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(InvocationsMiddleware)
-    credentials = Credentials(store, ttl_s=credentials_ttl_s)
-    app.state.credentials = credentials
-    app.add_middleware(AuthMiddleware, credentials=credentials)
+    app.add_middleware(AuthMiddleware, credentials=state.credentials)
     app.add_middleware(EdgeGuard)  # runs before auth (only the proxy headers run before it)
     app.add_exception_handler(RequestValidationError, request_invalid)
     app.add_exception_handler(HTTPException, http_error)
+    for known in KNOWN_ERRORS:
+        app.add_exception_handler(known, _known_error)
     install_openapi(app)
-    if forwarded_allow_ips:  # added last: runs first, so the sign-in budget sees the client it names
+    if settings.forwarded_allow_ips:  # added last: runs first, so the sign-in budget sees the client it names
         from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(forwarded_allow_ips))
-
-    async def known_error(request: Request, exc: Exception) -> Response:
-        found = problem(exc)
-        if found is None:
-            raise exc  # the server's own error: a 500 with its traceback in the log
-        status, kind, message = found
-        name = request.path_params.get("name")
-        if status < 500 and name in plane.runtimes:
-            plane.metrics.failed(name, None, status)
-        return Response(error_body(kind, message), status_code=status, media_type="application/json")
-
-    for known in KNOWN_ERRORS:
-        app.add_exception_handler(known, known_error)
-
-    @app.get("/metrics")
-    async def prometheus() -> Response:
-        """The data plane's metrics in Prometheus' text format."""
-        return Response(generate_latest(plane.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/api/v1/endpoints")
-    async def endpoints() -> Response:
-        """Every endpoint with its status and the configuration in force."""
-        from loopwise.serving.service import list_endpoints
-
-        found = await asyncio.to_thread(list_endpoints, store)
-        return Response(orjson.dumps([e.to_dict() for e in found]), media_type="application/json")
-
-    @app.get("/api/v1/endpoints/{name}")
-    async def endpoint(name: str) -> Response:
-        """The endpoint, its configuration history, and each variant's live instances on this server."""
-        from loopwise.serving.service import describe_endpoint
-
-        found, history = await asyncio.to_thread(describe_endpoint, store, name)
-        live = plane.live_instances(name)
-        document = {**found.to_dict(), "live_instances": live, "history": [h.to_dict() for h in history]}
-        return Response(orjson.dumps(document), media_type="application/json")
-
-    @app.get("/api/v1/endpoints/{name}/metrics")
-    async def endpoint_metrics(name: str, period: int = 60, window: int = 3600) -> Response:
-        """Per-variant figures by period (SageMaker's names) over the last ``window`` seconds."""
-        plane.runtime(name)  # 404 unless it is in service
-        if not 1 <= period <= window <= 3600:
-            raise BadRequest("period and window are seconds with 1 <= period <= window <= 3600")
-        rows = plane.metrics.table(name, period_s=period, window_s=window)
-        return Response(
-            orjson.dumps({"endpoint": name, "period_s": period, "rows": rows}), media_type="application/json"
-        )
-
-    @app.post("/api/v1/endpoints/{name}/feedback")
-    async def feedback(name: str, request: Request) -> Response:
-        """Ground truth (``label`` or ``labels``) or ``reward`` for inference ids: a JSON list of items, one
-        item, or ``{"items": [...], "allow_unknown": true}``. Ids the endpoint does not know and labels
-        its models do not have are refused (400, naming them) unless ``allow_unknown``
-        (:mod:`loopwise.serving.known`)."""
-        from loopwise.serving.feedback import parse_feedback
-        from loopwise.serving.service import record_feedback
-
-        body = await read_body(request)
-        refuse_nul(body)
-        try:
-            document = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise BadRequest(f"the body is not valid JSON: {exc}") from None
-        items, allow_unknown = _feedback_body(document)
-        parsed = parse_feedback(items, source="the feedback")
-        record = functools.partial(
-            record_feedback,
-            store,
-            name,
-            parsed,
-            allow_unknown=allow_unknown,
-            known=plane.known,
-            unanswered=plane.known.answered.unanswered(name, [item.inference_id for item in parsed]),
-        )
-        new = await asyncio.to_thread(record)
-        rewarded = await plane.reward(name, parsed)
-        counts = {"recorded": len(parsed), "new": new, "rewarded": rewarded}
-        return Response(orjson.dumps(counts), media_type="application/json")
-
-    @app.get("/api/v1/endpoints/{name}/shadow")
-    async def shadow_report(name: str) -> Response:
-        """Each shadow variant against production since the server started: agreement and flip matrix."""
-        plane.runtime(name)  # 404 unless it is in service
-        return Response(
-            orjson.dumps({"endpoint": name, "shadows": plane.shadow_report(name)}),
-            media_type="application/json",
-        )
-
-    @app.get("/api/v1/endpoints/{name}/bandit")
-    async def bandit(name: str) -> Response:
-        """A bandit endpoint's evidence per variant and each variant's posterior mean reward."""
-        runtime = plane.runtime(name)
-        arms = {
-            v: {"rewards": r, "pulls": n, "posterior_mean": posterior_mean(r, n)}
-            for v, (r, n) in sorted(runtime.arms.items())
-        }
-        body = {"endpoint": name, "routing": runtime.routing.config.routing, "arms": arms}
-        return Response(orjson.dumps(body), media_type="application/json")
-
-    @app.get("/api/v1/endpoints/{name}/scaling")
-    async def scaling_events(name: str) -> Response:
-        """The autoscaler's decisions for the endpoint (newest last) and each variant's instances now."""
-        runtime = plane.runtime(name)
-        events = [e.__dict__ for e in plane.autoscaler.events if e.endpoint == name]
-        instances = {v: {"target": p.target, "live": len(p.live)} for v, p in runtime.pools.items()}
-        return Response(
-            orjson.dumps({"events": events, "instances": instances}), media_type="application/json"
-        )
-
-    @app.get("/api/v1/alerts")
-    async def alerts(endpoint: str | None = None, status: str | None = None, limit: int = 100) -> Response:
-        """Monitoring's alerts, newest first."""
-
-        def read() -> list[Any]:
-            with store.uow() as uow:
-                return uow.monitoring.alerts(endpoint=endpoint, status=status, limit=max(1, min(limit, 1000)))
-
-        found = await asyncio.to_thread(read)  # off the event loop the data plane shares
-        return Response(orjson.dumps([a.to_dict() for a in found]), media_type="application/json")
-
-    @app.get("/api/v1/monitoring/schedules")
-    async def schedules() -> Response:
-        def read() -> list[Any]:
-            with store.uow() as uow:
-                return uow.monitoring.schedules()
-
-        found = await asyncio.to_thread(read)
-        return Response(orjson.dumps([s.to_dict() for s in found]), media_type="application/json")
-
-    mount_account(app, store, credentials)
-    mount_labeling(app, store)
-    mount_review(app, store)
-    mount_console(app, store)
-    mount_overview(app, store)
-    mount_labeling_pages(app, store)
-
-    @app.get("/healthz")
-    async def health() -> dict[str, object]:
-        """Liveness for load balancers, open to all: says nothing but that the server answers."""
-        return {"status": "ok"}
-
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.forwarded_allow_ips))
     return app
 
 
-def _feedback_body(document: Any) -> tuple[list[Any], bool]:
-    """The items of a feedback body and whether unknown ids and labels are deliberate."""
-    if isinstance(document, dict) and "items" in document:
-        extra = sorted(set(document) - {"items", "allow_unknown"})
-        if extra:
-            raise BadRequest(f"{', '.join(extra)}: not a field of a feedback body (items, allow_unknown)")
-        allow_unknown = document.get("allow_unknown", False)
-        if not isinstance(allow_unknown, bool):
-            raise BadRequest("allow_unknown: true or false")
-        document = document["items"]
-        if not isinstance(document, list):
-            raise BadRequest('items: a list of {"inference_id": ..., "label": ...}')
-        return document, allow_unknown
-    if isinstance(document, dict):
-        return [document], False
-    if not isinstance(document, list):
-        raise BadRequest('send a list of {"inference_id": ..., "label": ...}')
-    return document, False
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """The data plane, the monitoring scheduler and the background duties, for the app's lifetime."""
+    from loopwise.labeling.service import warm
+
+    state = app.state
+    settings: ServerSettings = state.settings
+    await asyncio.to_thread(warm, state.store)
+    await state.plane.start()
+    if settings.freeze_heap:
+        # what start-up made lives as long as the server process: moved out of the collector's
+        # sight, a full collection no longer walks it (one took 100 ms and stalled every request in
+        # flight). Only for a process that is the server (`loopwise server`), not one that hosts it.
+        gc.collect()
+        gc.freeze()
+    state.scheduler.start()
+    background = _background(state.store, settings)
+    try:
+        yield
+    finally:
+        for task in background:
+            task.cancel()
+        await state.scheduler.close()
+        await state.plane.close()
+
+
+async def _known_error(request: Request, exc: Exception) -> Response:
+    """A loopwise error as its JSON answer, counted against the endpoint it names when it is the
+    caller's fault."""
+    found = problem(exc)
+    if found is None:
+        raise exc  # the server's own error: a 500 with its traceback in the log
+    status, kind, message = found
+    plane: DataPlane = request.app.state.plane
+    name = request.path_params.get("name")
+    if status < 500 and name in plane.runtimes:
+        plane.metrics.failed(name, None, status)
+    return Response(error_body(kind, message), status_code=status, media_type="application/json")
 
 
 async def _every(interval_s: float, step: Callable[[Store], object], store: Store, what: str) -> None:
@@ -301,9 +136,7 @@ async def _every(interval_s: float, step: Callable[[Store], object], store: Stor
             logging.getLogger(__name__).exception("%s failed", what)
 
 
-def _background(
-    store: Store, auto_label_s: float, review_s: float, pipeline_s: float
-) -> list[asyncio.Task[None]]:
+def _background(store: Store, settings: ServerSettings) -> list[asyncio.Task[None]]:
     """The server's periodic work: automated labeling's rounds as jobs become due; human loops settled
     (answered ones completed, late ones failed) and, in a task of their own (a webhook that does not
     answer must not hold completions back), their events sent; pipelines whose triggers are due run."""
@@ -311,25 +144,28 @@ def _background(
     from loopwise.pipelines.triggers import run_due
     from loopwise.review.service import deliver_events, settle
 
+    review_s = settings.review_interval_s
     steps = (
-        (auto_label_s, run_due_rounds, "automated labeling"),
+        (settings.auto_label_interval_s, run_due_rounds, "automated labeling"),
         (review_s, settle, "settling human loops"),
         (review_s, deliver_events, "sending human loop events"),
-        (pipeline_s, functools.partial(run_due, background=True), "pipeline triggers"),
+        (settings.pipeline_interval_s, functools.partial(run_due, background=True), "pipeline triggers"),
     )
     return [asyncio.create_task(_every(interval, step, store, what)) for interval, step, what in steps]
 
 
 @contextmanager
-def background_server(store: Store, **options: Any) -> Iterator[tuple[str, FastAPI]]:
-    """Serve ``create_app(store, **options)`` on an ephemeral port of 127.0.0.1 from a thread of this
-    process (the main job, tests); yields its base URL and the app, and stops it afterwards."""
+def background_server(
+    store: Store, settings: ServerSettings | None = None, **options: Any
+) -> Iterator[tuple[str, FastAPI]]:
+    """Serve ``create_app(store, settings, **options)`` on an ephemeral port of 127.0.0.1 from a thread
+    of this process (the main job, tests); yields its base URL and the app, and stops it afterwards."""
     import threading
     import time
 
     import uvicorn
 
-    app = create_app(store, **options)
+    app = create_app(store, settings, **options)
     config = uvicorn.Config(
         app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", proxy_headers=False
     )

@@ -89,16 +89,16 @@ _FEEDBACK_ITEM = {
 
 
 def _bodies() -> dict[tuple[str, str], type[BaseModel] | dict[str, Any]]:
-    from loopwise.api import labeling, review
+    from loopwise.api import schemas
     from loopwise.api.invocations import PredictRequest
 
     return {
-        ("post", "/api/v1/labeling/jobs"): labeling.JobRequest,
-        ("post", "/api/v1/labeling/jobs/{job_id}/next"): labeling.NextRequest,
-        ("post", "/api/v1/labeling/assignments/{assignment_id}/submit"): labeling.SubmitRequest,
-        ("post", "/api/v1/labeling/reviews/{review_id}"): labeling.SubmitRequest,
-        ("post", "/api/v1/review/loops"): review.StartRequest,
-        ("post", "/api/v1/review/flows"): review.FlowRequest,
+        ("post", "/api/v1/labeling/jobs"): schemas.JobRequest,
+        ("post", "/api/v1/labeling/jobs/{job_id}/next"): schemas.NextRequest,
+        ("post", "/api/v1/labeling/assignments/{assignment_id}/submit"): schemas.SubmitRequest,
+        ("post", "/api/v1/labeling/reviews/{review_id}"): schemas.SubmitRequest,
+        ("post", "/api/v1/review/loops"): schemas.StartRequest,
+        ("post", "/api/v1/review/flows"): schemas.FlowRequest,
         ("post", "/api/v1/endpoints/{name}/predict"): PredictRequest,
         ("post", "/api/v1/endpoints/{name}/feedback"): {"type": "array", "items": _FEEDBACK_ITEM},
     }

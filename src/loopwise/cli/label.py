@@ -82,14 +82,9 @@ def create(
     from loopwise._durations import parse_duration
     from loopwise.errors import LabelingError
     from loopwise.labeling.auto import AutoLabelSettings
-    from loopwise.labeling.jobs import (
-        COURSE_CATEGORIES,
-        COURSE_FULL_INSTRUCTIONS,
-        COURSE_TITLE,
-        parse_category,
-    )
-    from loopwise.labeling.manifest import dataset_items, read_manifest
-    from loopwise.labeling.service import create_job
+    from loopwise.labeling.jobs import parse_category
+    from loopwise.labeling.manifest import read_manifest
+    from loopwise.labeling.service import create_labeling_job
 
     if (manifest is None) == (dataset is None):
         raise LabelingError("give --manifest FILE or --dataset NAME (with --split), one of the two")
@@ -103,33 +98,26 @@ def create(
         if auto_label
         else None
     )
-    course = not category
-    categories = [parse_category(c) for c in category] if category else list(COURSE_CATEGORIES)
+    categories = [parse_category(c) for c in category] if category else None
     full = full_instructions.read_text(encoding="utf-8") if full_instructions else ""
     with open_store() as store:
-        if manifest is not None:
-            items = read_manifest(manifest, text_field=text_field)
-            source = str(manifest)
-        else:
-            assert dataset is not None
-            items = dataset_items(store, dataset, split)
-            source = f"{dataset} {split}"
-        job = create_job(
+        items = read_manifest(manifest, text_field=text_field) if manifest is not None else None
+        job = create_labeling_job(
             store,
             name,
-            items,
             team=team,
+            items=items,
+            dataset=dataset,
+            split=split,
+            source=str(manifest) if manifest is not None else "",
             categories=categories,
-            title=title or (COURSE_TITLE if course else None),
-            short_instructions=short_instructions
-            if short_instructions is not None
-            else ("Choose the sentiment of the review." if course else ""),
-            full_instructions=full or (COURSE_FULL_INSTRUCTIONS if course else ""),
+            title=title,
+            short_instructions=short_instructions,
+            full_instructions=full,
             workers_per_item=workers_per_item,
             task_time_limit_s=int(parse_duration(task_time_limit, "--task-time-limit")),
             lifetime=timedelta(seconds=parse_duration(lifetime, "--lifetime")),
             blind=blind,
-            source=source,
             auto_label=automated,
         )
     if as_json:

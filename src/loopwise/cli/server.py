@@ -30,15 +30,16 @@ def server(
 
     from loopwise.api.app import create_app
     from loopwise.cli._common import console, open_store, settings
-    from loopwise.config import parse_networks
+    from loopwise.config import ServerSettings
+    from loopwise.workforce.queries import has_admin
 
     # what the server and its workers write (reports, labeling outputs, journals) is the owner's only,
     # like the database and the artifacts the store makes private itself (docs/security.md)
     os.umask(0o077)
 
     try:
-        proxies = parse_networks(
-            settings().forwarded_allow_ips if forwarded_allow_ips is None else forwarded_allow_ips
+        options = ServerSettings.from_settings(
+            settings(), forwarded_allow_ips=forwarded_allow_ips, freeze_heap=True
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--forwarded-allow-ips") from None
@@ -48,18 +49,17 @@ def server(
             f"loopwise server on http://{host}:{port} (sign in at http://{host}:{port}/signin)",
             highlight=False,
         )
-        with store.uow() as uow:
-            if not uow.workforce.count_admins():
-                console.print(
-                    "[yellow]no admin account yet: create the first with "
-                    "`loopwise workforce admin you@example.com`[/yellow]"
-                )
+        if not has_admin(store):
+            console.print(
+                "[yellow]no admin account yet: create the first with "
+                "`loopwise workforce admin you@example.com`[/yellow]"
+            )
         uvicorn.run(
-            create_app(store, freeze_heap=True, forwarded_allow_ips=proxies),
+            create_app(store, options),
             host=host,
             port=port,
             log_level=log_level,
-            proxy_headers=False,  # the app believes only the proxies it is told (create_app)
+            proxy_headers=False,  # the app believes only the proxies it is told (ServerSettings)
             loop="auto",
             http="auto",
         )

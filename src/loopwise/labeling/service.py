@@ -24,7 +24,7 @@ from loopwise.labeling.records import Answer, Assignment, Category, LabelingJob,
 
 if TYPE_CHECKING:
     from loopwise.labeling.auto import AutoLabelSettings
-    from loopwise.labeling.records import ManifestItem
+    from loopwise.labeling.records import ManifestItem, Review
     from loopwise.storage import Store
     from loopwise.storage.session import UnitOfWork
     from loopwise.workforce.records import Worker
@@ -35,6 +35,8 @@ MAX_HOLDS = 2
 CANDIDATES = 16
 DEFAULT_LIFETIME = timedelta(days=10)
 SWEEP_EVERY = timedelta(seconds=1)
+#: the course's one-line instruction, shown above every item of a job made without categories
+COURSE_SHORT_INSTRUCTIONS = "Choose the sentiment of the review."
 
 
 def create_job(
@@ -97,6 +99,61 @@ def create_job(
         return uow.labeling.job(job_id)
 
 
+def create_labeling_job(
+    store: Store,
+    name: str,
+    *,
+    team: str,
+    items: list[ManifestItem] | None = None,
+    dataset: str | None = None,
+    split: str = "train",
+    source: str = "",
+    categories: list[Category] | None = None,
+    title: str | None = None,
+    short_instructions: str | None = None,
+    full_instructions: str = "",
+    workers_per_item: int = 1,
+    task_time_limit_s: int = 300,
+    lifetime: timedelta = DEFAULT_LIFETIME,
+    blind: bool = True,
+    created_by: Worker | None = None,
+    auto_label: AutoLabelSettings | None = None,
+) -> LabelingJob:
+    """A new job, as ``loopwise label job create`` and ``POST /api/v1/labeling/jobs`` make it from what
+    they parsed: over a manifest's ``items`` (checked whole; ``source`` says where they came from) or
+    over a registered ``dataset``'s ``split``, one of the two. Without ``categories``, the job is the
+    course's: its sentiment categories, and its title and instructions where none are given."""
+    from loopwise.labeling.jobs import COURSE_CATEGORIES, COURSE_FULL_INSTRUCTIONS, COURSE_TITLE
+    from loopwise.labeling.manifest import dataset_items
+
+    if (items is None) == (dataset is None):
+        raise LabelingError("label a manifest's items or a data set's split: give one of the two")
+    course = categories is None
+    if items is None:
+        assert dataset is not None
+        items = dataset_items(store, dataset, split)
+        source = f"{dataset} {split}"
+    if short_instructions is None:
+        short_instructions = COURSE_SHORT_INSTRUCTIONS if course else ""
+    return create_job(
+        store,
+        name,
+        items,
+        team=team,
+        categories=list(COURSE_CATEGORIES) if categories is None else categories,
+        title=title or (COURSE_TITLE if course else None),
+        short_instructions=short_instructions,
+        full_instructions=full_instructions or (COURSE_FULL_INSTRUCTIONS if course else ""),
+        workers_per_item=workers_per_item,
+        task_time_limit_s=task_time_limit_s,
+        lifetime=lifetime,
+        blind=blind,
+        source=source,
+        created_by=created_by,
+        auto_label=auto_label,
+    )
+
+
 def warm(store: Store, connections: int = 4) -> None:
     """Ready the database for workers' requests: ``connections`` pooled connections opened and the
     requests' reads compiled (the server calls this at start; the first 50 workers arriving at once
@@ -121,6 +178,29 @@ def job_for(store: Store, worker: Worker, job_id: int) -> LabelingJob:
     """The job, when ``worker`` may see it (the same 'not found' otherwise: nothing leaks)."""
     with store.uow() as uow:
         return _visible(uow, worker, job_id)
+
+
+def visible_progress(store: Store, worker: Worker) -> list[Progress]:
+    """The progress of every job ``worker`` may see (:func:`visible_jobs`)."""
+    return [progress(store, job) for job in visible_jobs(store, worker)]
+
+
+def job_progress(store: Store, worker: Worker, job_id: int) -> Progress:
+    """The progress of the job, when ``worker`` may see it (:func:`job_for`)."""
+    return progress(store, job_for(store, worker, job_id))
+
+
+def stop_visible_job(store: Store, worker: Worker, job_id: int) -> LabelingJob:
+    """Stop the job, when ``worker`` may see it (:func:`job_for`, :func:`stop_job`)."""
+    return stop_job(store, job_for(store, worker, job_id).name)
+
+
+def find_job_label_errors(store: Store, worker: Worker, job_id: int) -> list[Review]:
+    """cleanlab's likely wrong labels of the job ``worker`` may see, each opened as a review
+    (:func:`loopwise.labeling.label_errors.find_label_errors`)."""
+    from loopwise.labeling.label_errors import find_label_errors
+
+    return find_label_errors(store, job_for(store, worker, job_id).name)
 
 
 def _visible(uow: UnitOfWork, worker: Worker, job_id: int) -> LabelingJob:

@@ -14,16 +14,18 @@ import asyncio
 from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, FastAPI, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from loopwise.api.auth import SESSION_COOKIE, Credentials, SignInLimiter, digest, principal
+from loopwise.api.auth import SESSION_COOKIE, digest
+from loopwise.api.deps import CredentialsDep, LimiterDep, PrincipalDep, StoreDep, WorkerDep
 from loopwise.api.fields import Text
 from loopwise.errors import AccountError, AuthError
 from loopwise.web.pages import templates
+from loopwise.workforce import service
+from loopwise.workforce.queries import has_admin
 
 if TYPE_CHECKING:
-    from loopwise.storage import Store
     from loopwise.workforce.records import Worker
 
 
@@ -44,125 +46,120 @@ def _local(target: str | None) -> str | None:
     return None if parts.scheme or parts.netloc else target
 
 
-def mount_account(app: FastAPI, store: Store, credentials: Credentials) -> None:
-    router = APIRouter(include_in_schema=False)
-    limiter = SignInLimiter()
+router = APIRouter(include_in_schema=False)
 
-    def has_admin() -> bool:
-        with store.uow() as uow:
-            return bool(uow.workforce.count_admins())
 
-    @router.get("/signin")
-    async def signin_page(request: Request, next: Text | None = None) -> Response:
-        context = {"next": _local(next) or "", "no_admin": not await asyncio.to_thread(has_admin)}
-        return templates.TemplateResponse(request, "signin.html", context)
+@router.get("/signin")
+async def signin_page(request: Request, store: StoreDep, next: Text | None = None) -> Response:
+    context = {"next": _local(next) or "", "no_admin": not await asyncio.to_thread(has_admin, store)}
+    return templates.TemplateResponse(request, "signin.html", context)
 
-    @router.post("/signin")
-    async def signin(
-        request: Request,
-        email: Annotated[Text, Form()] = "",
-        password: Annotated[Text, Form()] = "",
-        next: Annotated[Text, Form()] = "",
-    ) -> Response:
-        from loopwise.workforce.service import SESSION_LIFETIME, sign_in, start_session
 
-        origin = request.headers.get("origin")
-        if origin and urlsplit(origin).netloc != request.headers.get("host"):
-            return _signin_refused(
-                request, email, next, "sign-in refused: the form came from another site", 403
-            )
-        client = request.client.host if request.client else "?"
-        wait = limiter.retry_after(client)
-        if wait:
-            message = f"too many failed sign-ins from this address: try again in {wait} s"
-            return _signin_refused(request, email, next, message, 429, {"Retry-After": str(wait)})
+@router.post("/signin")
+async def signin(
+    request: Request,
+    store: StoreDep,
+    limiter: LimiterDep,
+    email: Annotated[Text, Form()] = "",
+    password: Annotated[Text, Form()] = "",
+    next: Annotated[Text, Form()] = "",
+) -> Response:
+    origin = request.headers.get("origin")
+    if origin and urlsplit(origin).netloc != request.headers.get("host"):
+        return _signin_refused(request, email, next, "sign-in refused: the form came from another site", 403)
+    client = request.client.host if request.client else "?"
+    wait = limiter.retry_after(client)
+    if wait:
+        message = f"too many failed sign-ins from this address: try again in {wait} s"
+        return _signin_refused(request, email, next, message, 429, {"Retry-After": str(wait)})
+    try:
+        worker = await asyncio.to_thread(service.sign_in, store, email, password, address=client)
+    except AuthError as exc:
+        limiter.failed(client)
+        return _signin_refused(request, email, next, str(exc), 401)
+    session = await asyncio.to_thread(service.start_session, store, worker)
+    target = "/account/password" if worker.must_change_password else _local(next) or start_page(worker)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        session.token,
+        max_age=int(service.SESSION_LIFETIME.total_seconds()),
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return response
+
+
+@router.post("/signout")
+async def signout(
+    request: Request, store: StoreDep, me: PrincipalDep, credentials: CredentialsDep
+) -> Response:
+    token = request.cookies.get(SESSION_COOKIE)
+    if me.via == "session" and token:
+        await asyncio.to_thread(service.end_session, store, token)
+        credentials.forget(key=digest(token))
+    response = RedirectResponse("/signin", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/account/password")
+async def password_page(request: Request) -> Response:
+    return templates.TemplateResponse(request, "password.html", {"error": None})
+
+
+@router.post("/account/password")
+async def change(
+    request: Request,
+    store: StoreDep,
+    me: PrincipalDep,
+    credentials: CredentialsDep,
+    current: Annotated[Text, Form()] = "",
+    new: Annotated[Text, Form()] = "",
+    confirm: Annotated[Text, Form()] = "",
+) -> Response:
+    error = None
+    if new != confirm:
+        error = "the two new passwords differ"
+    else:
         try:
-            worker = await asyncio.to_thread(sign_in, store, email, password, address=client)
-        except AuthError as exc:
-            limiter.failed(client)
-            return _signin_refused(request, email, next, str(exc), 401)
-        session = await asyncio.to_thread(start_session, store, worker)
-        target = "/account/password" if worker.must_change_password else _local(next) or start_page(worker)
-        response = RedirectResponse(target, status_code=303)
-        response.set_cookie(
-            SESSION_COOKIE,
-            session.token,
-            max_age=int(SESSION_LIFETIME.total_seconds()),
-            httponly=True,
-            samesite="lax",
-            secure=request.url.scheme == "https",
-            path="/",
-        )
-        return response
+            await asyncio.to_thread(
+                service.change_password,
+                store,
+                me.worker.email,
+                current,
+                new,
+                address=request.client.host if request.client else "?",
+                keep_session=me.digest if me.via == "session" else None,
+            )
+        except (AccountError, AuthError) as exc:
+            error = str(exc)
+    if error is not None:
+        return templates.TemplateResponse(request, "password.html", {"error": error}, status_code=400)
+    # the account's other sessions ended, and the cached account still says "must change"
+    credentials.forget(worker_id=me.worker.id)
+    return RedirectResponse(start_page(me.worker), status_code=303)
 
-    @router.post("/signout")
-    async def signout(request: Request) -> Response:
-        from loopwise.workforce.service import end_session
 
-        me = principal(request)
-        token = request.cookies.get(SESSION_COOKIE)
-        if me.via == "session" and token:
-            await asyncio.to_thread(end_session, store, token)
-            credentials.forget(key=digest(token))
-        response = RedirectResponse("/signin", status_code=303)
-        response.delete_cookie(SESSION_COOKIE, path="/")
-        return response
+@router.get("/")
+async def home(worker: WorkerDep) -> Response:
+    return RedirectResponse(start_page(worker), status_code=303)
 
-    @router.get("/account/password")
-    async def password_page(request: Request) -> Response:
-        return templates.TemplateResponse(request, "password.html", {"error": None})
 
-    @router.post("/account/password")
-    async def change(
-        request: Request,
-        current: Annotated[Text, Form()] = "",
-        new: Annotated[Text, Form()] = "",
-        confirm: Annotated[Text, Form()] = "",
-    ) -> Response:
-        from loopwise.workforce.service import change_password
-
-        me = principal(request)
-        error = None
-        if new != confirm:
-            error = "the two new passwords differ"
-        else:
-            try:
-                await asyncio.to_thread(
-                    change_password,
-                    store,
-                    me.worker.email,
-                    current,
-                    new,
-                    address=request.client.host if request.client else "?",
-                    keep_session=me.digest if me.via == "session" else None,
-                )
-            except (AccountError, AuthError) as exc:
-                error = str(exc)
-        if error is not None:
-            return templates.TemplateResponse(request, "password.html", {"error": error}, status_code=400)
-        # the account's other sessions ended, and the cached account still says "must change"
-        credentials.forget(worker_id=me.worker.id)
-        return RedirectResponse(start_page(me.worker), status_code=303)
-
-    @router.get("/")
-    async def home(request: Request) -> Response:
-        return RedirectResponse(start_page(principal(request).worker), status_code=303)
-
-    @router.get("/api/v1/me")
-    async def me(request: Request) -> dict[str, object]:
-        """The caller's account: email, name, role, teams, and how they signed in."""
-        found = principal(request)
-        worker = found.worker
-        return {
-            "email": worker.email,
-            "name": worker.name,
-            "role": worker.role,
-            "teams": list(worker.teams),
-            "via": found.via,
-            "must_change_password": worker.must_change_password,
-        }
-
-    app.include_router(router)
+@router.get("/api/v1/me")
+async def me(found: PrincipalDep) -> dict[str, object]:
+    """The caller's account: email, name, role, teams, and how they signed in."""
+    worker = found.worker
+    return {
+        "email": worker.email,
+        "name": worker.name,
+        "role": worker.role,
+        "teams": list(worker.teams),
+        "via": found.via,
+        "must_change_password": worker.must_change_password,
+    }
 
 
 def _signin_refused(

@@ -10,29 +10,15 @@ temporary password (answered once) and ends its sessions. Every route needs ``ma
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from loopwise.api.auth import Credentials
+from loopwise.api.deps import CredentialsDep, StoreDep
 from loopwise.api.fields import Id, Text
-from loopwise.storage import Store
 from loopwise.workforce import service
 
 router = APIRouter(prefix="/api/v1/workforce", tags=["workforce"])
-
-
-def _store(request: Request) -> Store:
-    return request.app.state.store
-
-
-def _credentials(request: Request) -> Credentials:
-    return request.app.state.credentials
-
-
-StoreDep = Annotated[Store, Depends(_store)]
-CredentialsDep = Annotated[Credentials, Depends(_credentials)]
 
 
 @router.get("/tokens")
