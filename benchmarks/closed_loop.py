@@ -168,7 +168,7 @@ def run_loop(
     import httpx
 
     from loopwise import registry
-    from loopwise.api.app import background_server
+    from loopwise.app import background_server
     from loopwise.data.service import import_rows
     from loopwise.labeling.jobs import COURSE_CATEGORIES
     from loopwise.pipelines import service as pipelines

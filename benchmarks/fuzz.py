@@ -56,7 +56,7 @@ def _drop(schema: str) -> None:
 def run_database(kind: str, examples: int, role_examples: int, scenarios: int) -> dict[str, Any]:
     from auth_helpers import admin_token, bearer
     from fuzz_helpers import TEAM, Tally, fuzz, seed
-    from loopwise.api.app import background_server
+    from loopwise.app import background_server
     from loopwise.config import Settings
     from loopwise.storage import Store
     from loopwise.workforce import service as workforce

@@ -79,7 +79,7 @@ MAX_BODY_BYTES = 6 * 1024 * 1024
 @dataclass(frozen=True, kw_only=True)
 class ServerSettings:
     """How ``loopwise server`` runs: built once by its caller (``loopwise server``, a test, a demo) and
-    handed to :func:`loopwise.api.app.create_app`, which keeps it in ``app.state.settings``.
+    handed to :func:`loopwise.app.create_app`, which keeps it in ``app.state.settings``.
 
     ``forwarded_allow_ips``: the proxies (IPs, CIDRs; :func:`parse_networks`) whose ``X-Forwarded-For``
     and ``-Proto`` are believed: from one of them, the client is the right-most address of

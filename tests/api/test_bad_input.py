@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from auth_helpers import admin_token, bearer
-from loopwise.api.app import background_server
+from loopwise.app import background_server
 from loopwise.labeling.jobs import COURSE_CATEGORIES
 from loopwise.review import service as review
 from loopwise.serving.config import parse_endpoint_config

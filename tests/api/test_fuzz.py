@@ -9,7 +9,7 @@ from pathlib import Path
 
 from auth_helpers import admin_token, bearer
 from fuzz_helpers import fuzz, seed
-from loopwise.api.app import background_server
+from loopwise.app import background_server
 from loopwise.storage import Store
 
 #: per operation and mode (valid, invalid); stateful scenarios: 744 requests, ~20 s a database (2 cores)

@@ -28,7 +28,7 @@ import pytest
 from fastapi.routing import APIRoute
 from starlette.routing import Mount
 
-from loopwise.api.app import background_server, create_app
+from loopwise.app import background_server, create_app
 from loopwise.api.auth import required
 from loopwise.config import Settings
 from loopwise.storage import Store

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from loopwise.api.app import background_server
+from loopwise.app import background_server
 from loopwise.errors import LabelingError
 from loopwise.labeling import service
 from loopwise.labeling.auto import AutoLabelSettings, choose_thresholds, lower_bound, run_round, select

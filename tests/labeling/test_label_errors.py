@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from auth_helpers import admin_token, bearer, sign_in
-from loopwise.api.app import background_server
+from loopwise.app import background_server
 from loopwise.errors import AnswerRefusedError
 from loopwise.labeling import label_errors, service
 from loopwise.labeling.manifest import parse_records

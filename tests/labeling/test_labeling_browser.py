@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from auth_helpers import ARTIFACTS, csp_violations, ensure_admin, sign_in
-from loopwise.api.app import background_server
+from loopwise.app import background_server
 from loopwise.labeling import service
 from loopwise.labeling.jobs import COURSE_CATEGORIES, COURSE_FULL_INSTRUCTIONS, COURSE_TITLE
 from loopwise.labeling.manifest import read_manifest

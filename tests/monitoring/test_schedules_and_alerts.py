@@ -17,7 +17,7 @@ import pytest
 from test_monitoring_flow import _capture
 
 from auth_helpers import admin_token, bearer
-from loopwise.api.app import background_server
+from loopwise.app import background_server
 from loopwise.errors import DataFormatError, NotFoundError
 from loopwise.monitoring.scheduling import add_webhook, create_schedule, deliver_due, run_due
 from loopwise.monitoring.service import create_baseline

@@ -15,7 +15,7 @@ import pytest
 
 from auth_helpers import admin_token, bearer
 from loopwise import registry
-from loopwise.api.app import background_server
+from loopwise.app import background_server
 from loopwise.errors import PipelineError
 from loopwise.pipelines import service
 from loopwise.pipelines.deployment import canary, variant_name

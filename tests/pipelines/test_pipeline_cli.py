@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cli.test_cli import run
 from loopwise import registry
-from loopwise.api.app import background_server
+from loopwise.app import background_server
 from loopwise.config import Settings
 from loopwise.pipelines import service
 from loopwise.serving.config import parse_endpoint_config

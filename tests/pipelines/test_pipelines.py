@@ -17,7 +17,7 @@ import pytest
 
 from auth_helpers import admin_token, bearer
 from loopwise import registry
-from loopwise.api.app import background_server
+from loopwise.app import background_server
 from loopwise.errors import PipelineError, PipelineSpecError
 from loopwise.labeling import service as labeling
 from loopwise.labeling.jobs import COURSE_CATEGORIES

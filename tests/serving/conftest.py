@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from auth_helpers import admin_token, bearer
-from loopwise.api.app import background_server
+from loopwise.app import background_server
 from loopwise.storage import Store
 
 

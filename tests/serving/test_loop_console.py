@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from auth_helpers import ARTIFACTS, admin_token, bearer, ensure_admin, sign_in
-from loopwise.api.app import background_server
+from loopwise.app import background_server
 from loopwise.labeling import service as labeling
 from loopwise.labeling.jobs import COURSE_CATEGORIES
 from loopwise.pipelines import service as pipelines

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from auth_helpers import ARTIFACTS, admin_token, bearer, sign_in
-from loopwise.api.app import background_server
+from loopwise.app import background_server
 from loopwise.labeling.jobs import COURSE_CATEGORIES, COURSE_TITLE
 from loopwise.review import service as review
 from loopwise.review.output import read_output

@@ -14,7 +14,7 @@ import pytest
 
 from auth_helpers import admin_token, bearer
 from loopwise._private import private_dir
-from loopwise.api.app import background_server
+from loopwise.app import background_server
 from loopwise.config import Settings
 from loopwise.serving.config import parse_endpoint_config
 from loopwise.serving.service import create_endpoint

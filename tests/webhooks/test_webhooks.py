@@ -18,7 +18,7 @@ import pytest
 from auth_helpers import admin_token, bearer
 from cli.test_cli import run
 from loopwise import webhooks
-from loopwise.api.app import background_server
+from loopwise.app import background_server
 from loopwise.errors import WebhookSignatureError
 from loopwise.labeling import service as labeling
 from loopwise.labeling.jobs import COURSE_CATEGORIES

@@ -12,7 +12,7 @@ import pytest
 
 from auth_helpers import ADMIN_EMAIL, ADMIN_PASSWORD, ensure_admin
 from cli.test_cli import run
-from loopwise.api.app import background_server
+from loopwise.app import background_server
 from loopwise.config import Settings, parse_networks
 from loopwise.storage import Store
 from loopwise.workforce.service import LOCK_AFTER

@@ -13,7 +13,7 @@ import pytest
 
 from auth_helpers import admin_token, bearer, ensure_admin
 from cli.test_cli import run
-from loopwise.api.app import background_server
+from loopwise.app import background_server
 from loopwise.errors import AuthError
 from loopwise.storage import Store
 from loopwise.workforce import service

@@ -15,7 +15,7 @@ import pytest
 
 from api.test_permission_matrix import EVERYONE, MATRIX, concrete
 from auth_helpers import ADMIN_PASSWORD, admin_token, bearer, ensure_admin
-from loopwise.api.app import background_server
+from loopwise.app import background_server
 from loopwise.storage import Store
 from loopwise.workforce import service
 from loopwise.workforce.records import ROLE_PERMISSIONS, ROLES

@@ -1,5 +1,5 @@
 """What routes need, as ``Annotated`` dependencies read from ``request.app.state`` (set once by
-:func:`loopwise.api.app.create_app`): a route declares ``store: StoreDep`` or ``worker: WorkerDep`` and
+:func:`loopwise.app.create_app`): a route declares ``store: StoreDep`` or ``worker: WorkerDep`` and
 never reaches into the app itself.
 
 The dependencies are coroutines on purpose: FastAPI runs a plain function dependency in its thread

@@ -23,7 +23,7 @@ ENDPOINT = "reviews-endpoint"
 def course_lab2(store: Store, variant_a: str, variant_b: str, *, loops: int = LOOPS) -> list[Path]:
     """Deploy ``variant_a`` and ``variant_b`` (model references) as VariantA and VariantB, run the lab's
     flow, and return the plots written."""
-    from loopwise.api.app import background_server
+    from loopwise.app import background_server
     from loopwise.client import Client
     from loopwise.serving.config import Autoscaling, parse_endpoint_config
     from loopwise.serving.plots import variant_metrics_png

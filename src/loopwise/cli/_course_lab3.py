@@ -35,7 +35,7 @@ class LabelingOutcome:
 
 
 def course_labeling(store: Store, dataset_ref: str) -> LabelingOutcome:
-    from loopwise.api.app import background_server
+    from loopwise.app import background_server
     from loopwise.labeling import service
     from loopwise.labeling.jobs import COURSE_CATEGORIES, COURSE_FULL_INSTRUCTIONS, COURSE_TITLE
     from loopwise.labeling.label_errors import find_label_errors

@@ -23,7 +23,7 @@ GARBLED_EVERY = 10
 def course_monitoring(store: Store, endpoint: str, dataset_ref: str, model_ref: str) -> Path:
     """Watch ``endpoint`` (deployed, serving ``model_ref``) against a baseline of ``model_ref`` on
     ``dataset_ref``'s training split; returns the monitoring report's HTML page."""
-    from loopwise.api.app import background_server
+    from loopwise.app import background_server
     from loopwise.client import Client
     from loopwise.data.splits import read_split
     from loopwise.data.versions import parse_dataset_ref

@@ -73,7 +73,7 @@ def course_retrain(
     endpoint: str,
     steps: int,
 ) -> RetrainOutcome:
-    from loopwise.api.app import background_server
+    from loopwise.app import background_server
     from loopwise.client import Client
     from loopwise.pipelines import service
     from loopwise.workforce.service import program_token

@@ -49,7 +49,7 @@ class ReviewOutcome:
 def course_review(store: Store, endpoint: str) -> ReviewOutcome:
     import httpx
 
-    from loopwise.api.app import background_server
+    from loopwise.app import background_server
     from loopwise.labeling.jobs import COURSE_CATEGORIES, COURSE_FULL_INSTRUCTIONS, COURSE_TITLE
     from loopwise.review import service
     from loopwise.review.output import export

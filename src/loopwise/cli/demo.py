@@ -194,7 +194,7 @@ def _serve_console(port: int) -> None:
 
     import uvicorn
 
-    from loopwise.api.app import create_app
+    from loopwise.app import create_app
     from loopwise.workforce import service as workforce
 
     with socket.socket() as probe:

@@ -28,7 +28,7 @@ def server(
 
     import uvicorn
 
-    from loopwise.api.app import create_app
+    from loopwise.app import create_app
     from loopwise.cli._common import console, open_store, settings
     from loopwise.config import ServerSettings
     from loopwise.workforce.queries import has_admin

@@ -1,6 +1,6 @@
 """The web console and the labeling and review UI: server-rendered Jinja2 pages with small plain
 JavaScript, no build step. Pages read the same services as the REST API and the CLI; each module is a
-router, and :data:`ROUTERS` are what :func:`loopwise.api.app.create_app` includes."""
+router, and :data:`ROUTERS` are what :func:`loopwise.app.create_app` includes."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Pages are rendered on the server from the services; the charts are drawn in the browser (``charts.js``,
 SVG) from ``/api/v1/endpoints/{name}/metrics``, the same table ``loopwise endpoint metrics`` prints and
 plots, and refresh themselves every few seconds. The pages' files are served under ``/static``
-(:data:`static`, mounted by :func:`loopwise.api.app.create_app`).
+(:data:`static`, mounted by :func:`loopwise.app.create_app`).
 """
 
 from __future__ import annotations

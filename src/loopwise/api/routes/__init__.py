@@ -1,4 +1,4 @@
-"""The API's routers, one module per capability; :func:`loopwise.api.app.create_app` includes
+"""The API's routers, one module per capability; :func:`loopwise.app.create_app` includes
 :data:`ROUTERS` (the web console's pages are routers of :mod:`loopwise.web`)."""
 
 from __future__ import annotations
