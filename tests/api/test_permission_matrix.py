@@ -28,8 +28,8 @@ import pytest
 from fastapi.routing import APIRoute
 from starlette.routing import Mount
 
-from loopwise.app import background_server, create_app
 from loopwise.api.auth import required
+from loopwise.app import background_server, create_app
 from loopwise.config import Settings
 from loopwise.storage import Store
 from loopwise.workforce import service

@@ -13,8 +13,8 @@ import pytest
 
 from api.test_permission_matrix import MATRIX, concrete
 from auth_helpers import admin_token, bearer
-from loopwise.app import background_server
 from loopwise.api.headers import DOCS_PATHS
+from loopwise.app import background_server
 from loopwise.serving.config import parse_endpoint_config
 from loopwise.serving.service import create_endpoint
 from loopwise.storage import Store
