@@ -305,16 +305,18 @@ def _background(
     store: Store, auto_label_s: float, review_s: float, pipeline_s: float
 ) -> list[asyncio.Task[None]]:
     """The server's periodic work: automated labeling's rounds as jobs become due; human loops settled
-    (answered ones completed, late ones failed) and, in a task of their own (a webhook that does not
-    answer must not hold completions back), their events sent; pipelines whose triggers are due run."""
+    (answered ones completed, late ones failed); the webhook outbox's due deliveries sent (alerts, loop
+    events, pipeline runs: one duty, in a task of its own, so a webhook that does not answer holds
+    nothing else back); pipelines whose triggers are due run."""
     from loopwise.labeling.auto import run_due_rounds
     from loopwise.pipelines.triggers import run_due
-    from loopwise.review.service import deliver_events, settle
+    from loopwise.review.service import settle
+    from loopwise.webhooks import deliver_due
 
     steps = (
         (auto_label_s, run_due_rounds, "automated labeling"),
         (review_s, settle, "settling human loops"),
-        (review_s, deliver_events, "sending human loop events"),
+        (review_s, deliver_due, "sending webhook deliveries"),
         (pipeline_s, functools.partial(run_due, background=True), "pipeline triggers"),
     )
     return [asyncio.create_task(_every(interval, step, store, what)) for interval, step, what in steps]
