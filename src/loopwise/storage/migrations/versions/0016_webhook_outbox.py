@@ -242,7 +242,7 @@ def downgrade() -> None:
         "INSERT INTO human_loop_events (loop_name, url, body, attempts, next_attempt_at, delivered_at, "
         "last_error, secret) SELECT substr(subject, 12), url, body, attempts, next_attempt_at, "
         "delivered_at, last_error, secret FROM webhook_deliveries "
-        f"WHERE event = '{LOOP_EVENT}' AND subject LIKE 'human-loop:%'"
+        "WHERE subject LIKE 'human-loop:%'"
     )
     op.execute(
         "INSERT INTO alert_deliveries (alert_id, webhook_id, attempts, next_attempt_at, delivered_at, "
