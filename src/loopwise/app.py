@@ -138,17 +138,19 @@ async def _every(interval_s: float, step: Callable[[Store], object], store: Stor
 
 def _background(store: Store, settings: ServerSettings) -> list[asyncio.Task[None]]:
     """The server's periodic work: automated labeling's rounds as jobs become due; human loops settled
-    (answered ones completed, late ones failed) and, in a task of their own (a webhook that does not
-    answer must not hold completions back), their events sent; pipelines whose triggers are due run."""
+    (answered ones completed, late ones failed); the webhook outbox's due deliveries sent (alerts, loop
+    events, pipeline runs: one duty, in a task of its own, so a webhook that does not answer holds
+    nothing else back); pipelines whose triggers are due run."""
     from loopwise.labeling.auto import run_due_rounds
     from loopwise.pipelines.triggers import run_due
-    from loopwise.review.service import deliver_events, settle
+    from loopwise.review.service import settle
+    from loopwise.webhooks import deliver_due
 
     review_s = settings.review_interval_s
     steps = (
         (settings.auto_label_interval_s, run_due_rounds, "automated labeling"),
         (review_s, settle, "settling human loops"),
-        (review_s, deliver_events, "sending human loop events"),
+        (review_s, deliver_due, "sending webhook deliveries"),
         (settings.pipeline_interval_s, functools.partial(run_due, background=True), "pipeline triggers"),
     )
     return [asyncio.create_task(_every(interval, step, store, what)) for interval, step, what in steps]

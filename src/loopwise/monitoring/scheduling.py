@@ -1,7 +1,8 @@
-"""Monitoring on a schedule, alerts from violations, and their delivery to webhooks.
+"""Monitoring on a schedule, alerts from violations, and the webhooks they go to.
 
-The server's scheduler (:class:`MonitorScheduler`) calls :func:`run_due` and :func:`deliver_due` every few
-seconds; both are plain functions over the store, so the CLI and tests call them too.
+The server's scheduler (:class:`MonitorScheduler`) calls :func:`run_due` every few seconds; alerts are
+queued in the webhook outbox (:mod:`loopwise.webhooks`) with the alert, and the server's one delivery
+duty sends them. Both are plain functions over the store, so the CLI and tests call them too.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from loopwise import webhooks
 from loopwise.errors import DataFormatError
 from loopwise.monitoring.alerts import Alert, Schedule, Webhook, parse_every
 from loopwise.monitoring.service import KINDS, load_baseline, run_monitor
+from loopwise.webhooks.records import ALERT_SUBJECT
 
 if TYPE_CHECKING:
     from loopwise.storage import Store
@@ -59,7 +61,7 @@ def record_alerts(
     store: Store, report: dict[str, Any], *, schedule_id: int | None = None, action: str | None = None
 ) -> list[Alert]:
     """One alert per violation of a :func:`~loopwise.monitoring.service.run_monitor` report, each queued
-    for every webhook."""
+    for every webhook in the same transaction: an alert is never recorded without its deliveries."""
     fields = [
         {
             "endpoint": report["endpoint"],
@@ -80,7 +82,26 @@ def record_alerts(
     if not fields:
         return []
     with store.uow() as uow:
-        return uow.monitoring.add_alerts(fields)
+        alerts = uow.monitoring.add_alerts(fields)
+        hooks = uow.monitoring.webhooks()
+        webhooks.enqueue(uow, [_alert_delivery(alert, hook) for alert in alerts for hook in hooks])
+    return alerts
+
+
+def _alert_delivery(alert: Alert, hook: Webhook) -> webhooks.Outgoing:
+    """The outbox's delivery of ``alert`` to ``hook``: JSON ``{"type": "loopwise.alert", "alert": ...}``,
+    event ``loopwise.alert``, header ``X-Loopwise-Alert-Id`` (a receiver drops a repeat by it or by
+    ``X-Loopwise-Delivery``)."""
+    return webhooks.Outgoing(
+        event=ALERT_EVENT,
+        url=hook.url,
+        secret=hook.secret,
+        payload={"type": ALERT_EVENT, "alert": _jsonable(alert.to_dict())},
+        delivery_id=f"alert-delivery-{alert.id}-{hook.id}",
+        subject=f"{ALERT_SUBJECT}{alert.id}",
+        headers={"X-Loopwise-Alert-Id": str(alert.id)},
+        webhook_id=hook.id,
+    )
 
 
 def run_due(store: Store, *, now: datetime | None = None) -> list[dict[str, Any]]:
@@ -130,37 +151,11 @@ def rotate_webhook_secret(store: Store, webhook_id: int) -> Webhook:
 def deliver_due(
     store: Store, *, now: datetime | None = None, post: webhooks.Post | None = None, timeout_s: float = 5.0
 ) -> tuple[int, int]:
-    """POST every due delivery through :func:`loopwise.webhooks.deliver` (JSON: the alert; event
-    ``loopwise.alert``, signed with the webhook's secret; headers ``X-Loopwise-Delivery`` and
-    ``X-Loopwise-Alert-Id``, so that a receiver can drop a repeat); a 2xx answer marks it delivered,
-    anything else schedules a retry with backoff. Returns (delivered, failed)."""
-    now = now or datetime.now(UTC)
-    post = post or webhooks.http_post(timeout_s)
-    with store.uow() as uow:
-        due = uow.monitoring.due_deliveries(now)
-    delivered = failed = 0
-    for delivery in due:
-        try:
-            status = webhooks.deliver(
-                delivery.webhook.url,
-                delivery.webhook.secret,
-                event=ALERT_EVENT,
-                delivery_id=f"alert-delivery-{delivery.id}",
-                payload={"type": ALERT_EVENT, "alert": _jsonable(delivery.alert.to_dict())},
-                headers={"X-Loopwise-Alert-Id": str(delivery.alert.id)},
-                post=post,
-            )
-            error = None if 200 <= status < 300 else f"HTTP {status}"
-        except Exception as exc:  # a receiver that is down: try again later
-            error = f"{type(exc).__name__}: {exc}"
-        with store.uow() as uow:
-            if error is None:
-                uow.monitoring.delivered(delivery.id, now)
-                delivered += 1
-            else:
-                uow.monitoring.delivery_failed(delivery.id, now, error)
-                failed += 1
-    return delivered, failed
+    """Send the due alert deliveries of the webhook outbox now (:func:`loopwise.webhooks.deliver_due`,
+    alerts only: JSON, the alert; event ``loopwise.alert``, signed with the webhook's secret; headers
+    ``X-Loopwise-Delivery`` and ``X-Loopwise-Alert-Id``); a 2xx answer marks one delivered, anything else
+    schedules a retry with backoff. Returns (delivered, failed)."""
+    return webhooks.deliver_due(store, now=now, post=post, timeout_s=timeout_s, events=(ALERT_EVENT,))
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
@@ -168,7 +163,8 @@ def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
 
 
 class MonitorScheduler:
-    """The server's background loop: due schedules, then due webhook deliveries, every ``interval_s``."""
+    """The server's background loop: due schedules every ``interval_s`` (their alerts' deliveries go
+    with every other webhook event, in the server's one outbox duty)."""
 
     def __init__(self, store: Store, interval_s: float = 5.0) -> None:
         self.store = store
@@ -186,11 +182,10 @@ class MonitorScheduler:
 
     async def _run(self) -> None:
         while True:
-            for step in (run_due, deliver_due):
-                try:
-                    await asyncio.to_thread(step, self.store)
-                except Exception:
-                    log.exception("monitoring: %s failed; trying again", step.__name__)
+            try:
+                await asyncio.to_thread(run_due, self.store)
+            except Exception:
+                log.exception("monitoring: run_due failed; trying again")
             await asyncio.sleep(self.interval_s)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loopwise.errors import LoopwiseError, NotFoundError, PipelineError
+from loopwise.pipelines.events import record_run_event
 from loopwise.pipelines.operations import OPERATIONS
 from loopwise.pipelines.records import PipelineRun
 from loopwise.pipelines.spec import PipelineSpec, load_pipeline, parse_pipeline, resolve
@@ -86,11 +87,15 @@ def execute(store: Store, run_id: int, *, progress: Progress | None = None) -> P
             reason = str(exc) if isinstance(exc, LoopwiseError) else f"{type(exc).__name__}: {exc}"
             if not isinstance(exc, LoopwiseError):
                 lines.append(traceback.format_exc())
+            failure = f"step {step.name} failed: {reason}"
             with store.uow() as uow:
                 uow.pipelines.step_ended(
                     run_id, step.name, datetime.now(UTC), outputs=None, log="\n".join(lines), error=reason
                 )
-                uow.pipelines.ended(run_id, "Failed", datetime.now(UTC), f"step {step.name} failed: {reason}")
+                uow.pipelines.ended(run_id, "Failed", datetime.now(UTC), failure)
+                record_run_event(
+                    uow, run_id, run.pipeline, "Failed", datetime.now(UTC), trigger=run.trigger, error=failure
+                )
             say(f"{step.name}: failed: {reason}")
             if not isinstance(exc, Exception):
                 raise
@@ -103,6 +108,9 @@ def execute(store: Store, run_id: int, *, progress: Progress | None = None) -> P
         say(f"{step.name}: succeeded {found}")
     with store.uow() as uow:
         uow.pipelines.ended(run_id, "Succeeded", datetime.now(UTC))
+        record_run_event(
+            uow, run_id, run.pipeline, "Succeeded", datetime.now(UTC), trigger=run.trigger, error=None
+        )
     return get_run(store, run_id)
 
 

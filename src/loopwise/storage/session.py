@@ -26,6 +26,7 @@ from loopwise.storage.repositories import (
     RolloutRepository,
     RunRepository,
     TuningJobRepository,
+    WebhookOutboxRepository,
     WorkforceRepository,
 )
 
@@ -51,6 +52,7 @@ class UnitOfWork:
     labels: LabelsRepository
     review: ReviewRepository
     pipelines: PipelineRepository
+    webhooks: WebhookOutboxRepository
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._factory = session_factory
@@ -79,6 +81,7 @@ class UnitOfWork:
         self.labels = LabelsRepository(self._session)
         self.review = ReviewRepository(self._session)
         self.pipelines = PipelineRepository(self._session)
+        self.webhooks = WebhookOutboxRepository(self._session)
         return self
 
     def __exit__(

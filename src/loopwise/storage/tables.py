@@ -287,7 +287,7 @@ class AlertRow(Base):
 
 
 class WebhookRow(Base):
-    """Where alerts are POSTed."""
+    """A registered receiver of alerts and pipeline run events."""
 
     __tablename__ = "webhooks"
 
@@ -298,19 +298,34 @@ class WebhookRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-class AlertDeliveryRow(Base):
-    """One alert to one webhook, until a 2xx answer (the outbox of at-least-once delivery)."""
+class WebhookDeliveryRow(Base):
+    """The webhook outbox: one event for one URL, until a 2xx answer (at least once). Monitoring alerts,
+    human loops' status changes and pipeline runs are all queued here (``loopwise.webhooks``). The body,
+    URL and secret are those of when it was queued; rotating a webhook's secret re-signs what waits."""
 
-    __tablename__ = "alert_deliveries"
-    __table_args__ = (UniqueConstraint("alert_id", "webhook_id"),)
+    __tablename__ = "webhook_deliveries"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
-    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    #: the ``X-Loopwise-Delivery`` value, the same on every retry
+    delivery_id: Mapped[str] = mapped_column(String(100), unique=True)
+    #: the ``X-Loopwise-Event`` value (``loopwise.alert`` ...)
+    event: Mapped[str] = mapped_column(String(63))
+    #: what it is about (``alert:7``, ``human-loop:NAME``, ``pipeline-run:3``)
+    subject: Mapped[str | None] = mapped_column(String(100), nullable=True, index=True)
+    #: the registered webhook it goes to, if any: deleting the webhook drops its deliveries
+    webhook_id: Mapped[int | None] = mapped_column(
+        ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: extra headers (``X-Loopwise-Alert-Id`` ...)
+    headers: Mapped[dict[str, Any]] = mapped_column(JSON)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class WorkerRow(Base):
@@ -558,23 +573,6 @@ class HumanLoopRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-
-
-class HumanLoopEventRow(Base):
-    """A loop's status change for its flow's webhook, until a 2xx answer (an outbox: at least once)."""
-
-    __tablename__ = "human_loop_events"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    loop_name: Mapped[str] = mapped_column(String(63), index=True)
-    url: Mapped[str] = mapped_column(Text)
-    #: the flow's webhook secret when the event was queued (a deleted loop's events are still signed)
-    secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    body: Mapped[dict[str, Any]] = mapped_column(JSON)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
-    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class PipelineRow(Base):

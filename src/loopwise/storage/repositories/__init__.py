@@ -17,6 +17,7 @@ from loopwise.storage.repositories.review import ReviewRepository
 from loopwise.storage.repositories.rollouts import RolloutRepository
 from loopwise.storage.repositories.runs import RunRepository
 from loopwise.storage.repositories.tuning import TuningJobRepository
+from loopwise.storage.repositories.webhooks import WebhookOutboxRepository
 from loopwise.storage.repositories.workforce import WorkforceRepository
 
 __all__ = [
@@ -34,5 +35,6 @@ __all__ = [
     "RolloutRepository",
     "RunRepository",
     "TuningJobRepository",
+    "WebhookOutboxRepository",
     "WorkforceRepository",
 ]

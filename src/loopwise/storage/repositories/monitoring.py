@@ -1,4 +1,4 @@
-"""Monitoring: schedules, alerts, webhooks and the deliveries' outbox."""
+"""Monitoring: schedules, alerts and webhooks (their deliveries wait in the webhook outbox)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from loopwise.errors import NotFoundError
-from loopwise.monitoring.alerts import MAX_ATTEMPTS, Alert, Delivery, Schedule, Webhook, backoff_s
-from loopwise.storage.tables import (
-    AlertDeliveryRow,
-    AlertRow,
-    MonitoringScheduleRow,
-    WebhookRow,
-    utcnow,
-)
+from loopwise.monitoring.alerts import Alert, Schedule, Webhook
+from loopwise.storage.repositories.webhooks import resign_pending, subject_deliveries
+from loopwise.storage.tables import AlertRow, MonitoringScheduleRow, WebhookDeliveryRow, WebhookRow
+from loopwise.webhooks.records import ALERT_SUBJECT
 
 
 class MonitoringRepository:
@@ -89,21 +85,13 @@ class MonitoringRepository:
             row.last_status = status[:2000]
             self.session.flush()
 
-    # --- alerts and their deliveries --------------------------------------------------------------------
+    # --- alerts -----------------------------------------------------------------------------------------
 
     def add_alerts(self, alerts: Sequence[dict[str, Any]]) -> builtins.list[Alert]:
-        """Record alerts (fields of :class:`Alert` but id, status and time) and queue each for every
-        webhook, in the same transaction: an alert is never recorded without its deliveries."""
+        """Record alerts (fields of :class:`Alert` but id, status and time); the service queues their
+        deliveries in the same unit of work."""
         rows = [AlertRow(**fields, status="open") for fields in alerts]
         self.session.add_all(rows)
-        self.session.flush()
-        now = utcnow()
-        hooks = self.session.scalars(select(WebhookRow)).all()
-        self.session.add_all(
-            AlertDeliveryRow(alert_id=row.id, webhook_id=hook.id, attempts=0, next_attempt_at=now)
-            for row in rows
-            for hook in hooks
-        )
         self.session.flush()
         return [_alert(row) for row in rows]
 
@@ -124,50 +112,9 @@ class MonitoringRepository:
             query = query.where(AlertRow.action == action)
         return [_alert(row) for row in self.session.scalars(query)]
 
-    def due_deliveries(self, now: datetime, limit: int = 100) -> builtins.list[Delivery]:
-        query = (
-            select(AlertDeliveryRow, AlertRow, WebhookRow)
-            .join(AlertRow, AlertRow.id == AlertDeliveryRow.alert_id)
-            .join(WebhookRow, WebhookRow.id == AlertDeliveryRow.webhook_id)
-            .where(
-                AlertDeliveryRow.delivered_at.is_(None),
-                AlertDeliveryRow.next_attempt_at <= now,
-                AlertDeliveryRow.attempts < MAX_ATTEMPTS,
-            )
-            .order_by(AlertDeliveryRow.id)
-            .limit(limit)
-        )
-        return [
-            Delivery(delivery.id, _alert(alert), _webhook(hook), delivery.attempts)
-            for delivery, alert, hook in self.session.execute(query)
-        ]
-
-    def delivered(self, delivery_id: int, at: datetime) -> None:
-        row = self.session.get(AlertDeliveryRow, delivery_id)
-        if row is not None:
-            row.attempts += 1
-            row.delivered_at = at
-            self.session.flush()
-
-    def delivery_failed(self, delivery_id: int, at: datetime, error: str) -> None:
-        row = self.session.get(AlertDeliveryRow, delivery_id)
-        if row is not None:
-            row.attempts += 1
-            row.last_error = error[:2000]
-            row.next_attempt_at = at + timedelta(seconds=backoff_s(row.attempts))
-            self.session.flush()
-
     def deliveries(self, alert_id: int) -> builtins.list[dict[str, Any]]:
-        rows = self.session.scalars(select(AlertDeliveryRow).where(AlertDeliveryRow.alert_id == alert_id))
-        return [
-            {
-                "webhook_id": row.webhook_id,
-                "attempts": row.attempts,
-                "delivered_at": row.delivered_at,
-                "last_error": row.last_error,
-            }
-            for row in rows
-        ]
+        """The alert's deliveries in the webhook outbox (one a webhook), delivered or not."""
+        return subject_deliveries(self.session, f"{ALERT_SUBJECT}{alert_id}")
 
     # --- webhooks ---------------------------------------------------------------------------------------
 
@@ -186,6 +133,7 @@ class MonitoringRepository:
         if row is None:
             raise NotFoundError(f"no webhook {webhook_id}; see `loopwise monitor webhook list`")
         row.secret = secret
+        resign_pending(self.session, secret, WebhookDeliveryRow.webhook_id == webhook_id)
         self.session.flush()
         return _webhook(row)
 

@@ -1,24 +1,5 @@
-"""Outgoing webhooks: the one place that signs and POSTs an event, and the check receivers run.
-
-Every delivery is a ``POST`` of a JSON body with these headers:
-
-- ``X-Loopwise-Event``: what happened (``loopwise.alert``, ``loopwise.human-loop-status-change``);
-- ``X-Loopwise-Delivery``: the delivery's id, the same on every retry (deliveries are at least once: a
-  receiver drops an id it has seen);
-- ``X-Loopwise-Signature``: ``t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>">`` keyed with the
-  webhook's secret (the UTF-8 bytes of the whole ``whsec_...`` string), the shape Stripe uses: the time
-  is signed too, so a captured delivery cannot be replayed after ``tolerance_s``.
-
-A webhook's secret is made when the webhook is (:func:`new_secret`) and shown once to the admin who made
-it; the server keeps it to sign. A receiver checks each delivery with :func:`verify` on the raw body
-(before parsing it)::
-
-    from loopwise.webhooks import verify
-    verify(secret, request_body_bytes, request.headers["X-Loopwise-Signature"])  # raises when forged
-
-A webhook's URL is a secret too (it often holds a token): :func:`redact` is what non-admins see.
-Monitoring's alert outbox and review's human-loop outbox both deliver through :func:`deliver`.
-"""
+"""Signing a delivery and checking its signature (HMAC-SHA256, the shape Stripe uses), and the URL as
+non-admins see it. Pure functions: no I/O, no store."""
 
 from __future__ import annotations
 
@@ -26,11 +7,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
 from urllib.parse import urlsplit
-
-import orjson
 
 from loopwise.errors import WebhookSignatureError
 
@@ -40,9 +17,6 @@ DELIVERY_HEADER = "X-Loopwise-Delivery"
 SECRET_PREFIX = "whsec_"
 #: how old a signature's time may be, either way, before :func:`verify` refuses it
 TOLERANCE_S = 300
-
-#: sends one delivery: (url, body, headers) -> the answer's HTTP status; raises when nothing answered
-Post = Callable[[str, bytes, dict[str, str]], int]
 
 
 def new_secret() -> str:
@@ -106,42 +80,6 @@ def redact(url: str) -> str:
     return f"{parts.scheme}://{host}{port}/…" if parts.scheme and host else "…"
 
 
-def http_post(timeout_s: float = 5.0) -> Post:
-    """A :data:`Post` over httpx that does not follow redirects (a redirect is not a delivery)."""
-    import httpx
-
-    def post(url: str, body: bytes, headers: dict[str, str]) -> int:
-        return httpx.post(url, content=body, headers=headers, timeout=timeout_s).status_code
-
-    return post
-
-
-def deliver(
-    url: str,
-    secret: str | None,
-    *,
-    event: str,
-    delivery_id: str,
-    payload: Mapping[str, Any],
-    headers: Mapping[str, str] | None = None,
-    post: Post | None = None,
-    timeout_s: float = 5.0,
-) -> int:
-    """POST ``payload`` (as JSON) to ``url``, signed with ``secret`` (unsigned only for a webhook made
-    before signing had one: there is no key), with the event and delivery headers and any extra
-    ``headers``; returns the answer's status. Raises what ``post`` raises when nothing answered."""
-    body = orjson.dumps(payload)
-    sent = {
-        "Content-Type": "application/json",
-        EVENT_HEADER: event,
-        DELIVERY_HEADER: delivery_id,
-        **(headers or {}),
-    }
-    if secret:
-        sent[SIGNATURE_HEADER] = sign(secret, body)
-    return (post or http_post(timeout_s))(url, body, sent)
-
-
 def _mac(secret: str, timestamp: int, body: bytes) -> str:
     return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
 
@@ -149,11 +87,9 @@ def _mac(secret: str, timestamp: int, body: bytes) -> str:
 __all__ = [
     "DELIVERY_HEADER",
     "EVENT_HEADER",
+    "SECRET_PREFIX",
     "SIGNATURE_HEADER",
     "TOLERANCE_S",
-    "Post",
-    "deliver",
-    "http_post",
     "new_secret",
     "redact",
     "sign",
