@@ -190,8 +190,9 @@ def resume(
 
 
 def _job_spec(store: Any, name: str) -> TuningSpec:
-    with store.uow() as uow:
-        return uow.tuning_jobs.get(name).tuning_spec()
+    from loopwise.tuning.service import get_job
+
+    return get_job(store, name).tuning_spec()
 
 
 def _check_executor(executor: str) -> None:
