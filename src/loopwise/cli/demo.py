@@ -95,11 +95,11 @@ def demo(
         champion = point_alias(store, best.ref, "champion")
         console.print(f"{champion.ref} is {champion.name}@champion")
 
-        loop = _course_labs(
+        labs = _course_labs(
             store, job, trials, champion.ref, dataset=dataset.ref, csv_path=csv_path, model=name,
             steps=max(1, per_trial // 16),
         )  # fmt: skip
-    _print_outputs(report.html, evaluation.report_uri, loop)
+    _print_outputs(report.html, evaluation.report_uri, labs)
     console.print(f"took {time.monotonic() - started:.0f} s")
     if serve:
         _serve_console(port)
