@@ -71,3 +71,30 @@ def test_parse_model_ref() -> None:
     assert parse_model_ref("m@champion") == ModelRef("m", alias="champion")
     with pytest.raises(NotFoundError, match="invalid model name"):
         parse_model_ref("bad name")
+
+
+def test_store_level_helpers_describe_alias_and_list(store: Store) -> None:
+    from loopwise.registry.service import (
+        describe_version,
+        get_version,
+        list_versions,
+        point_alias,
+        remove_alias,
+    )
+
+    _register(store)
+    _register(store, parent="sentiment:1")
+    _register(store, name="other")
+    assert [v.ref for v in list_versions(store, "sentiment")] == ["sentiment:1", "sentiment:2"]
+    assert [v.ref for v in list_versions(store)] == ["other:1", "sentiment:1", "sentiment:2"]
+
+    details = describe_version(store, "sentiment")
+    assert details.version.ref == "sentiment:2"
+    assert [a.ref for a in details.ancestors] == ["sentiment:1"]
+    assert details.dataset is None and details.evaluations == []
+
+    moved = point_alias(store, "sentiment:1", "champion")
+    assert moved.ref == "sentiment:1" and moved.aliases == ("champion",)
+    assert get_version(store, moved.id).aliases == ("champion",)
+    remove_alias(store, "sentiment:2", "champion")  # the version part is ignored
+    assert get_version(store, moved.id).aliases == ()

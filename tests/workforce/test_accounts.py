@@ -181,3 +181,21 @@ def test_sessions_and_tokens_are_kept_as_hashes_and_end_with_the_account(store: 
     assert service.end_session(store, second.token) and not service.end_session(store, second.token)
     with pytest.raises(AuthError):
         service.session_worker(store, second.token)
+
+
+def test_accounts_and_teams_are_found_and_listed(store: Store) -> None:
+    assert not service.has_admin(store)
+    assert service.find_worker(store, "ana@example.com") is None
+    assert service.find_team(store, "raters") is None
+    service.create_team(store, "raters")
+    service.create_worker(store, "ana@example.com", teams=("raters",))
+    service.create_admin(store, "boss@example.com", PASSWORD)
+    assert service.has_admin(store)
+    found = service.find_worker(store, "  Ana@Example.COM ")  # emails compare lower-case
+    assert found is not None and found.email == "ana@example.com" and found.teams == ("raters",)
+    team = service.find_team(store, "raters")
+    assert team is not None and team.members == ("ana@example.com",)
+    assert {w.email for w in service.list_workers(store)} == {"ana@example.com", "boss@example.com"}
+    assert [t.name for t in service.list_teams(store)] == ["raters"]
+    with pytest.raises(AccountError, match="not an email"):
+        service.find_worker(store, "nobody")

@@ -27,12 +27,17 @@ def course_lab2(store: Store, variant_a: str, variant_b: str, *, loops: int = LO
     from loopwise.client import Client
     from loopwise.serving.config import Autoscaling, parse_endpoint_config
     from loopwise.serving.plots import variant_metrics_png
-    from loopwise.serving.service import create_endpoint, delete_endpoint, set_autoscaling, update_weights
+    from loopwise.serving.service import (
+        create_endpoint,
+        delete_endpoint,
+        list_endpoints,
+        set_autoscaling,
+        update_weights,
+    )
     from loopwise.workforce.service import program_token
 
-    with store.uow() as uow:
-        if any(e.name == ENDPOINT for e in uow.endpoints.list()):
-            delete_endpoint(store, ENDPOINT)  # a new run of the main job deploys afresh
+    if any(e.name == ENDPOINT for e in list_endpoints(store)):
+        delete_endpoint(store, ENDPOINT)  # a new run of the main job deploys afresh
     config = {
         "variants": [
             {"name": "VariantA", "model": variant_a, "weight": 50, "instances": 1},

@@ -43,10 +43,8 @@ def course_labeling(store: Store, dataset_ref: str) -> LabelingOutcome:
     from loopwise.labeling.output import consolidate_job, export_job, labeled_items, to_dataset
     from loopwise.workforce import service as workforce
 
-    with store.uow() as uow:
-        team = uow.workforce.find_team(TEAM)
-        known = {w.email for w in uow.workforce.list()}
-    if team is None:
+    known = {w.email for w in workforce.list_workers(store)}
+    if workforce.find_team(store, TEAM) is None:
         workforce.create_team(store, TEAM)
     tokens = {}
     for email in WORKERS:

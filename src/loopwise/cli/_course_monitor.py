@@ -25,6 +25,7 @@ def course_monitoring(store: Store, endpoint: str, dataset_ref: str, model_ref: 
     ``dataset_ref``'s training split; returns the monitoring report's HTML page."""
     from loopwise.app import background_server
     from loopwise.client import Client
+    from loopwise.data.service import get_dataset
     from loopwise.data.splits import read_split
     from loopwise.data.versions import parse_dataset_ref
     from loopwise.monitoring.report import write_report
@@ -37,9 +38,7 @@ def course_monitoring(store: Store, endpoint: str, dataset_ref: str, model_ref: 
         store, dataset_ref, model_ref, name=name, max_texts=2000, progress=lambda m: console.print(m)
     )
     console.print(f"baseline {name}: {folder}")
-    dataset_name, version = parse_dataset_ref(dataset_ref)
-    with store.uow() as uow:
-        dataset = uow.datasets.get(dataset_name, version)
+    dataset = get_dataset(store, *parse_dataset_ref(dataset_ref))
     texts, labels = read_split(dataset.split("test").uri)
     broken = [
         "#### %% 0x3f 0x00 $$ ####" if i % GARBLED_EVERY == 0 else text[:CUT_AT]

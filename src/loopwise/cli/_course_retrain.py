@@ -119,12 +119,11 @@ def _live_reviews(store: Store, csv_path: Path, dataset: str) -> list[tuple[str,
     import numpy as np
 
     from loopwise.data.recipes import reviews_splits
+    from loopwise.data.service import get_dataset
     from loopwise.data.splits import read_split
     from loopwise.data.versions import parse_dataset_ref
 
-    name, version = parse_dataset_ref(dataset)
-    with store.uow() as uow:
-        found = uow.datasets.get(name, version)
+    found = get_dataset(store, *parse_dataset_ref(dataset))
     used: set[str] = set()
     for split in found.splits:
         used.update(read_split(found.split(split).uri)[0])

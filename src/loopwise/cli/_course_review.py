@@ -56,12 +56,9 @@ def course_review(store: Store, endpoint: str) -> ReviewOutcome:
     from loopwise.serving.service import attach_review
     from loopwise.workforce import service as workforce
 
-    with store.uow() as uow:
-        team = uow.workforce.find_team(TEAM)
-        known = uow.workforce.find(REVIEWER) is not None
-    if team is None:
+    if workforce.find_team(store, TEAM) is None:
         workforce.create_team(store, TEAM)
-    if not known:
+    if workforce.find_worker(store, REVIEWER) is None:
         workforce.create_worker(store, REVIEWER, role="reviewer", teams=(TEAM,))
         console.print(
             f"reviewer {REVIEWER} created in team {TEAM} (a temporary password, changed at sign-in)"

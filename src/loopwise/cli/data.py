@@ -137,8 +137,10 @@ def import_(
 @app.command("list")
 def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List every data set version."""
-    with open_store() as store, store.uow() as uow:
-        versions = uow.datasets.list()
+    from loopwise.data.service import list_datasets
+
+    with open_store() as store:
+        versions = list_datasets(store)
     if as_json:
         print_json(versions)
         return
@@ -156,8 +158,10 @@ def show(
 ) -> None:
     """Show one data set version: its source, labels and splits."""
     name, version = parse_dataset_ref(ref)
-    with open_store() as store, store.uow() as uow:
-        found = uow.datasets.get(name, version)
+    from loopwise.data.service import get_dataset
+
+    with open_store() as store:
+        found = get_dataset(store, name, version)
     _show(found, as_json)
 
 

@@ -18,13 +18,23 @@ console is left running at a printed local address.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from loopwise.cli._common import console, open_store, settings
-from loopwise.tuning.spec import job_spec
+
+if TYPE_CHECKING:
+    from loopwise.cli._course_lab3 import LabelingOutcome
+    from loopwise.cli._course_retrain import RetrainOutcome
+    from loopwise.cli._course_review import ReviewOutcome
+    from loopwise.evaluation.records import EvaluationRecord
+    from loopwise.registry.records import ModelVersion
+    from loopwise.storage import Store
+    from loopwise.tuning.records import TuningJob
+    from loopwise.tuning.spec import TuningSpec
 
 COURSE_TEST_ACCURACY = 0.767
 
@@ -56,18 +66,10 @@ def demo(
     reviews with a private workforce and send uncertain predictions to people (Lab 3) -> a retraining
     pipeline that starts by itself from their labels: retrain, compare, canary, A/B test, promote -> the
     console left running."""
-    from loopwise import registry
-    from loopwise.cli._course_lab2 import ENDPOINT, course_lab2
-    from loopwise.cli._course_lab3 import course_labeling
-    from loopwise.cli._course_monitor import course_monitoring
-    from loopwise.cli._course_retrain import course_retrain
-    from loopwise.cli._course_review import course_review
-    from loopwise.cli.tune import live_progress
     from loopwise.data.cache import fetch_reviews
     from loopwise.data.service import prepare_reviews
-    from loopwise.tuning import builtin_spec_path, load_spec, parse_spec
+    from loopwise.registry.service import point_alias
     from loopwise.tuning.report import write_tuning_report
-    from loopwise.tuning.service import job_trials, run_job, start_job
 
     started = time.monotonic()
     current = settings()
@@ -80,99 +82,169 @@ def demo(
         console.print(f"course split {dataset.ref}: {sizes}")
 
         console.rule("2. tune all-MiniLM-L6-v2 (default: Bayesian search + median-rule early stopping)")
-        with store.uow() as uow:
-            taken = {job.name for job in uow.tuning_jobs.list()}
-        job_name = next(
-            f"{name}-tuning-{n}" for n in range(1, len(taken) + 2) if f"{name}-tuning-{n}" not in taken
-        )
-        default = load_spec(builtin_spec_path("default_bayesian")).to_dict()
-        spec = parse_spec(
-            {
-                **default,
-                "name": job_name,
-                "dataset": dataset.ref,
-                "model_name": name,
-                "static": {**default["static"], "max_seq_length": max_seq_length},
-                "max_trials": max_trials,
-                "max_examples_per_trial": per_trial,
-                "completion": {**default["completion"], "max_examples": budget},
-            },
-            source="loopwise demo",
-        )
-        start_job(store, spec)
-        console.print(
-            f"tuning job [bold]{job_name}[/bold]: up to {max_trials} trials, {budget:,} training examples "
-            f"in all, at most {per_trial:,} a trial"
-        )
-        with live_progress(spec) as watch:
-            job = run_job(store, job_name, progress=_print_trial, watch=watch)
-        job, trials = job_trials(store, job_name)
-        if job.best_model_version_id is None:
-            console.print(f"[red]the tuning job ended without a model: {job.error}[/red]")
-            raise typer.Exit(1)
+        spec = _tuning_spec(store, dataset.ref, name, budget, per_trial, max_trials, max_seq_length)
+        job, trials = _tune(store, spec)
 
         console.rule("3. the best model on the test split (evaluated once; tuning never saw it)")
-        with store.uow() as uow:
-            best = uow.models.get_by_id(job.best_model_version_id)
-            evaluation = next(
-                (e for e in uow.evaluations.for_model(best.id) if e.id == job.test_evaluation_id), None
-            )
-        if evaluation is None:
-            console.print(f"[red]the best model was not evaluated on the test split: {job.error}[/red]")
-            raise typer.Exit(1)
-        figures = _evaluation_figures(evaluation.report_uri)["metrics"]
-        low, high = figures["accuracy"]["ci95"]
-        console.print(
-            f"trial {job.best_trial} ({best.ref}): validation accuracy {best.metrics.get('val_acc', 0):.4f}, "
-            f"test accuracy {figures['accuracy']['value']:.4f} (95% CI {low:.3f}-{high:.3f}; "
-            f"the course's model: {COURSE_TEST_ACCURACY}), macro F1 {figures['macro_f1']['value']:.4f}"
-        )
+        best, evaluation = _best_on_test(store, job)
 
         console.rule("4. tuning report")
-        report = write_tuning_report(job, trials, store.artifacts.path(f"tuning/{job_name}/report"))
+        report = write_tuning_report(job, trials, store.artifacts.path(f"tuning/{job.name}/report"))
 
         console.rule("5. register")
-        with store.uow() as uow:
-            champion = registry.set_alias(uow, best.ref, "champion")
+        champion = point_alias(store, best.ref, "champion")
         console.print(f"{champion.ref} is {champion.name}@champion")
 
-        console.rule("6. deploy two variants, shift traffic, autoscale (the course's Lab 2)")
-        runner_up = _runner_up(store, job, trials) or champion.ref
-        plots = course_lab2(store, champion.ref, runner_up)
-
-        console.rule("7. monitor the endpoint: baseline, data quality, drift, model quality, alerts")
-        monitoring = course_monitoring(store, ENDPOINT, dataset.ref, runner_up)
-
-        console.rule("8. label reviews with a private workforce (the labeling half of the course's Lab 3)")
-        labeling = course_labeling(store, dataset.ref)
-
-        console.rule("9. send uncertain predictions to people (the human review half of the course's Lab 3)")
-        reviewed = course_review(store, ENDPOINT)
-
-        console.rule(
-            "10. the loop closes: a pipeline retrains from the new labels, canaries, A/B tests, promotes"
-        )
-        retrained = course_retrain(
-            store, csv_path=csv_path, dataset=dataset.ref, tuning_job=job_name, model=name,
-            labeling_job=labeling.job, flow=reviewed.flow, endpoint=ENDPOINT,
+        labs = _course_labs(
+            store, job, trials, champion.ref, dataset=dataset.ref, csv_path=csv_path, model=name,
             steps=max(1, per_trial // 16),
         )  # fmt: skip
-    console.rule("done")
-    console.print(f"tuning report: {report.html}")
-    console.print(f"report: {_local(evaluation.report_uri)}")
-    console.print(f"evaluation.json: {_local(evaluation.report_uri).parent / 'evaluation.json'}")
-    for plot in plots:
-        console.print(f"per-variant metrics: {plot}")
-    console.print(f"monitoring report: {monitoring}")
-    console.print(f"labeling output manifest: {labeling.manifest} (data set {labeling.dataset})")
+    _print_outputs(report.html, evaluation.report_uri, labs)
+    console.print(f"took {time.monotonic() - started:.0f} s")
+    if serve:
+        _serve_console(port)
+
+
+@dataclass(frozen=True)
+class _Labs:
+    """What the course's labs (steps 6 to 10) left behind."""
+
+    plots: list[Path]
+    monitoring: Path
+    labeling: LabelingOutcome
+    reviewed: ReviewOutcome
+    retrained: RetrainOutcome
+
+
+def _tuning_spec(
+    store: Store,
+    dataset: str,
+    model: str,
+    budget: int,
+    per_trial: int,
+    max_trials: int,
+    max_seq_length: int,
+) -> TuningSpec:
+    """loopwise's default tuning spec on the course split, under a free job name, with the demo's budget."""
+    from loopwise.tuning import builtin_spec_path, load_spec, parse_spec
+    from loopwise.tuning.service import free_job_name
+
+    default = load_spec(builtin_spec_path("default_bayesian")).to_dict()
+    return parse_spec(
+        {
+            **default,
+            "name": free_job_name(store, model),
+            "dataset": dataset,
+            "model_name": model,
+            "static": {**default["static"], "max_seq_length": max_seq_length},
+            "max_trials": max_trials,
+            "max_examples_per_trial": per_trial,
+            "completion": {**default["completion"], "max_examples": budget},
+        },
+        source="loopwise demo",
+    )
+
+
+def _tune(store: Store, spec: TuningSpec) -> tuple[TuningJob, list[Any]]:
+    """Run the tuning job to its end with a progress bar; exits 1 when it ended without a model."""
+    from loopwise.cli.tune import live_progress
+    from loopwise.tuning.service import job_trials, run_job, start_job
+
+    start_job(store, spec)
     console.print(
-        f"human loops of flow {reviewed.flow}: {len(reviewed.loops)} completed; "
-        f"their answers as training data: {reviewed.examples}"
+        f"tuning job [bold]{spec.name}[/bold]: up to {spec.max_trials} trials, "
+        f"{spec.completion.max_examples:,} training examples in all, "
+        f"at most {spec.max_examples_per_trial:,} a trial"
+    )
+    with live_progress(spec) as watch:
+        run_job(store, spec.name, progress=_print_trial, watch=watch)
+    job, trials = job_trials(store, spec.name)
+    if job.best_model_version_id is None:
+        console.print(f"[red]the tuning job ended without a model: {job.error}[/red]")
+        raise typer.Exit(1)
+    return job, trials
+
+
+def _best_on_test(store: Store, job: TuningJob) -> tuple[ModelVersion, EvaluationRecord]:
+    """The job's best model and its evaluation on the test split, printed; exits 1 when there is none."""
+    from loopwise.tuning.service import best_model
+
+    best, evaluation = best_model(store, job)
+    if evaluation is None:
+        console.print(f"[red]the best model was not evaluated on the test split: {job.error}[/red]")
+        raise typer.Exit(1)
+    figures = _evaluation_figures(evaluation.report_uri)["metrics"]
+    low, high = figures["accuracy"]["ci95"]
+    console.print(
+        f"trial {job.best_trial} ({best.ref}): validation accuracy {best.metrics.get('val_acc', 0):.4f}, "
+        f"test accuracy {figures['accuracy']['value']:.4f} (95% CI {low:.3f}-{high:.3f}; "
+        f"the course's model: {COURSE_TEST_ACCURACY}), macro F1 {figures['macro_f1']['value']:.4f}"
+    )
+    return best, evaluation
+
+
+def _course_labs(
+    store: Store,
+    job: TuningJob,
+    trials: list[Any],
+    champion: str,
+    *,
+    dataset: str,
+    csv_path: Path,
+    model: str,
+    steps: int,
+) -> _Labs:
+    """Steps 6 to 10: the course's Lab 2, monitoring, Lab 3's labeling and human review, retraining."""
+    from loopwise.cli._course_lab2 import ENDPOINT, course_lab2
+    from loopwise.cli._course_lab3 import course_labeling
+    from loopwise.cli._course_monitor import course_monitoring
+    from loopwise.cli._course_retrain import course_retrain
+    from loopwise.cli._course_review import course_review
+    from loopwise.tuning.service import runner_up
+
+    console.rule("6. deploy two variants, shift traffic, autoscale (the course's Lab 2)")
+    second = runner_up(store, job, trials)
+    other = str(second.ref) if second is not None else champion
+    plots = course_lab2(store, champion, other)
+
+    console.rule("7. monitor the endpoint: baseline, data quality, drift, model quality, alerts")
+    monitoring = course_monitoring(store, ENDPOINT, dataset, other)
+
+    console.rule("8. label reviews with a private workforce (the labeling half of the course's Lab 3)")
+    labeling = course_labeling(store, dataset)
+
+    console.rule("9. send uncertain predictions to people (the human review half of the course's Lab 3)")
+    reviewed = course_review(store, ENDPOINT)
+
+    console.rule(
+        "10. the loop closes: a pipeline retrains from the new labels, canaries, A/B tests, promotes"
+    )
+    retrained = course_retrain(
+        store, csv_path=csv_path, dataset=dataset, tuning_job=job.name, model=model,
+        labeling_job=labeling.job, flow=reviewed.flow, endpoint=ENDPOINT, steps=steps,
+    )  # fmt: skip
+    return _Labs(plots, monitoring, labeling, reviewed, retrained)
+
+
+def _print_outputs(report_html: Path, evaluation_uri: str, labs: _Labs) -> None:
+    """Where everything the main job wrote is, and how its retraining pipeline ended."""
+    console.rule("done")
+    console.print(f"tuning report: {report_html}")
+    console.print(f"report: {_local(evaluation_uri)}")
+    console.print(f"evaluation.json: {_local(evaluation_uri).parent / 'evaluation.json'}")
+    for plot in labs.plots:
+        console.print(f"per-variant metrics: {plot}")
+    console.print(f"monitoring report: {labs.monitoring}")
+    console.print(f"labeling output manifest: {labs.labeling.manifest} (data set {labs.labeling.dataset})")
+    console.print(
+        f"human loops of flow {labs.reviewed.flow}: {len(labs.reviewed.loops)} completed; "
+        f"their answers as training data: {labs.reviewed.examples}"
     )
     console.print(
         "labeling UI: `loopwise server`, then http://127.0.0.1:8080/label (workers and reviewers) and "
         "/console/labeling"
     )
+    retrained = labs.retrained
     outputs = retrained.run.outputs()
     console.print(
         f"pipeline run {retrained.run.id} ({retrained.pipeline}): {retrained.run.status}; "
@@ -182,9 +254,6 @@ def demo(
             else f"{retrained.run.error}"
         )
     )
-    console.print(f"took {time.monotonic() - started:.0f} s")
-    if serve:
-        _serve_console(port)
 
 
 def _serve_console(port: int) -> None:
@@ -204,9 +273,7 @@ def _serve_console(port: int) -> None:
             probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
     with open_store() as store:
-        with store.uow() as uow:
-            admins = uow.workforce.count_admins()
-        if not admins:
+        if not workforce.has_admin(store):
             _, password = workforce.create_worker(store, "admin@loopwise.local", role="admin")
             console.print(
                 f"admin account admin@loopwise.local, temporary password [bold]{password}[/bold] "
@@ -218,21 +285,6 @@ def _serve_console(port: int) -> None:
             highlight=False,
         )
         uvicorn.run(create_app(store, freeze_heap=True), host="127.0.0.1", port=port, log_level="warning")
-
-
-def _runner_up(store: Any, job: Any, trials: list[Any]) -> str | None:
-    """The second-best completed trial's model, when its checkpoint was kept."""
-    from loopwise.tuning.outcome import ranked_trials
-
-    for trial in ranked_trials(trials, job_spec(job))[1:]:
-        model_id = trial.user_attrs.get("model_version_id")
-        if model_id is None:
-            continue
-        with store.uow() as uow:
-            version = uow.models.get_by_id(int(model_id))
-        if version.checkpoint_removed_at is None:
-            return str(version.ref)
-    return None
 
 
 def _print_trial(trial: Any) -> None:

@@ -98,8 +98,10 @@ def rollout_status(
     """The endpoint's latest rollout: its step, status, and why it was rolled back."""
     from dataclasses import asdict
 
-    with open_store() as store, store.uow() as uow:
-        latest = uow.rollouts.latest(name)
+    from loopwise.serving.service import latest_rollout
+
+    with open_store() as store:
+        latest = latest_rollout(store, name)
     if as_json:
         print_json({**asdict(latest), "plan": latest.plan.model_dump()})
         return

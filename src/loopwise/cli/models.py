@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from loopwise import registry
 from loopwise.cli._common import console, open_store, print_json, short_time
 
 app = typer.Typer(help="Registered model versions: list, show with lineage, set aliases such as champion.")
@@ -19,8 +18,10 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List model versions with their aliases and headline metrics."""
-    with open_store() as store, store.uow() as uow:
-        versions = uow.models.list(name)
+    from loopwise.registry.service import list_versions
+
+    with open_store() as store:
+        versions = list_versions(store, name)
     if as_json:
         print_json(versions)
         return
@@ -43,11 +44,12 @@ def show(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Show a model version: lineage (data set, run, parent), hyperparameters, metrics, evaluations."""
-    with open_store() as store, store.uow() as uow:
-        version = registry.resolve(uow, ref)
-        dataset = uow.datasets.get_by_id(version.dataset_version_id) if version.dataset_version_id else None
-        ancestors = registry.lineage(uow, ref)[1:]
-        evaluations = uow.evaluations.for_model(version.id)
+    from loopwise.registry.service import describe_version
+
+    with open_store() as store:
+        details = describe_version(store, ref)
+    version, dataset = details.version, details.dataset
+    ancestors, evaluations = details.ancestors, details.evaluations
     if as_json:
         print_json(
             {
@@ -80,10 +82,12 @@ def alias(
     delete: Annotated[bool, typer.Option("--delete", help="Remove the alias instead.")] = False,
 ) -> None:
     """Point an alias at a model version (moving it if set), or remove it with --delete."""
-    with open_store() as store, store.uow() as uow:
+    from loopwise.registry.service import point_alias, remove_alias
+
+    with open_store() as store:
         if delete:
-            uow.models.remove_alias(registry.parse_model_ref(ref).name, alias_name)
+            remove_alias(store, ref, alias_name)
             console.print(f"removed alias {alias_name}")
             return
-        version = registry.set_alias(uow, ref, alias_name)
+        version = point_alias(store, ref, alias_name)
     console.print(f"{version.name}@{alias_name} -> {version.ref}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -63,8 +63,6 @@ def run(
     predicted classes, Kolmogorov-Smirnov on confidence and length) and model quality (accuracy and macro
     F1 from ground truth posted as feedback, beside the accuracy estimated from calibrated confidences).
     Writes the report as JSON."""
-    from rich.table import Table
-
     from loopwise.monitoring.scheduling import record_alerts
     from loopwise.monitoring.service import KINDS, run_monitor
 
@@ -82,6 +80,11 @@ def run(
     if as_json:
         print_json(report)
         return
+    _print_report(endpoint, baseline_name, report)
+
+
+def _print_report(endpoint: str, baseline_name: str, report: dict[str, Any]) -> None:
+    """``monitor run``'s report as text: the window, then each variant's checks as a table."""
     console.print(
         f"[bold]{endpoint}[/bold] against baseline {baseline_name}, {report['window']['start']} to "
         f"{report['window']['end']}; {report['skipped_lines']} unreadable capture line(s) skipped"
@@ -102,45 +105,51 @@ def run(
             f"[{colour}]{found['message']}[/{colour}]",
             highlight=False,
         )
-        table = Table()
-        for column in ("check", "observed", "threshold / p-value", "verdict"):
-            table.add_column(column)
-        flagged = {violation["constraint"] for violation in found["violations"]}
-        for check, figures in found["data_quality"].items():
-            table.add_row(
-                check,
-                f"{figures['observed']:.2%}",
-                f"max {figures['max']:.2%}"
-                + (f", p = {figures['p_value']:.2g}" if "p_value" in figures else ""),
-                "[red]violated[/red]" if check in flagged else "ok",
-            )
-        for check, test in found["drift"].items():
-            table.add_row(
-                f"drift: {check} ({test['test']})",
-                f"effect {test['effect']:.3f}",
-                f"p = {test['p_value']:.2g}",
-                "[red]drifted[/red]" if check in flagged else "ok",
-            )
-        quality = found["model_quality"]
-        if quality:
-            truth = (
-                f"accuracy {quality['accuracy']:.1%}, macro F1 {quality['macro_f1']:.3f} on "
-                f"{quality['labelled']} labelled texts (estimate's error {quality['estimate_error']:+.1%})"
-                if quality["labelled"]
-                else "no ground truth yet"
-            )
-            table.add_row(
-                "model quality",
-                f"estimated accuracy {quality['estimated_accuracy']:.1%}",
-                truth,
-                "[red]violated[/red]" if flagged & {"accuracy", "macro_f1", "estimated_accuracy"} else "ok",
-            )
-        if found["data_quality"] or found["drift"] or quality:
-            console.print(table)
+        if found["data_quality"] or found["drift"] or found["model_quality"]:
+            console.print(_variant_table(found))
         for violation in found["violations"]:
             for example in violation["examples"][:3]:
                 console.print(f"  {violation['constraint']} e.g.: {example[:120]!r}", highlight=False)
     console.print(f"\nreport: {report['path']}", highlight=False)
+
+
+def _variant_table(found: dict[str, Any]) -> Any:
+    """One variant's checks: data quality, drift tests and model quality, each with its verdict."""
+    from rich.table import Table
+
+    table = Table()
+    for column in ("check", "observed", "threshold / p-value", "verdict"):
+        table.add_column(column)
+    flagged = {violation["constraint"] for violation in found["violations"]}
+    for check, figures in found["data_quality"].items():
+        table.add_row(
+            check,
+            f"{figures['observed']:.2%}",
+            f"max {figures['max']:.2%}" + (f", p = {figures['p_value']:.2g}" if "p_value" in figures else ""),
+            "[red]violated[/red]" if check in flagged else "ok",
+        )
+    for check, test in found["drift"].items():
+        table.add_row(
+            f"drift: {check} ({test['test']})",
+            f"effect {test['effect']:.3f}",
+            f"p = {test['p_value']:.2g}",
+            "[red]drifted[/red]" if check in flagged else "ok",
+        )
+    quality = found["model_quality"]
+    if quality:
+        truth = (
+            f"accuracy {quality['accuracy']:.1%}, macro F1 {quality['macro_f1']:.3f} on "
+            f"{quality['labelled']} labelled texts (estimate's error {quality['estimate_error']:+.1%})"
+            if quality["labelled"]
+            else "no ground truth yet"
+        )
+        table.add_row(
+            "model quality",
+            f"estimated accuracy {quality['estimated_accuracy']:.1%}",
+            truth,
+            "[red]violated[/red]" if flagged & {"accuracy", "macro_f1", "estimated_accuracy"} else "ok",
+        )
+    return table
 
 
 @app.command()
@@ -207,8 +216,10 @@ def schedule_create(
 @schedule_app.command("list")
 def schedule_list(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """Every monitoring schedule with its next and last run."""
-    with open_store() as store, store.uow() as uow:
-        found = uow.monitoring.schedules()
+    from loopwise.monitoring.service import list_schedules
+
+    with open_store() as store:
+        found = list_schedules(store)
     if as_json:
         print_json([s.to_dict() for s in found])
         return
@@ -223,8 +234,10 @@ def schedule_list(as_json: Annotated[bool, typer.Option("--json", help="Print as
 @schedule_app.command("delete")
 def schedule_delete(schedule_id: Annotated[int, typer.Argument(help="The schedule's number.")]) -> None:
     """Stop a monitoring schedule (its alerts stay)."""
-    with open_store() as store, store.uow() as uow:
-        uow.monitoring.delete_schedule(schedule_id)
+    from loopwise.monitoring.service import delete_schedule
+
+    with open_store() as store:
+        delete_schedule(store, schedule_id)
     console.print(f"schedule {schedule_id} deleted")
 
 
@@ -236,8 +249,10 @@ def alerts_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Monitoring's alerts, newest first."""
-    with open_store() as store, store.uow() as uow:
-        found = uow.monitoring.alerts(endpoint=endpoint, status=status, limit=limit)
+    from loopwise.monitoring.service import list_alerts
+
+    with open_store() as store:
+        found = list_alerts(store, endpoint=endpoint, status=status, limit=limit)
     if as_json:
         print_json([a.to_dict() for a in found])
         return
@@ -271,11 +286,13 @@ def webhook_list(
     ] = False,
 ) -> None:
     """The webhooks alerts go to (URLs redacted unless --reveal)."""
+    from loopwise.monitoring.service import list_webhooks
     from loopwise.webhooks import redact
 
-    with open_store() as store, store.uow() as uow:
-        for hook in uow.monitoring.webhooks():
-            console.print(f"{hook.id}  {hook.url if reveal else redact(hook.url)}", highlight=False)
+    with open_store() as store:
+        hooks = list_webhooks(store)
+    for hook in hooks:
+        console.print(f"{hook.id}  {hook.url if reveal else redact(hook.url)}", highlight=False)
 
 
 @webhook_app.command("rotate-secret")
@@ -291,6 +308,8 @@ def webhook_rotate_secret(webhook_id: Annotated[int, typer.Argument(help="The we
 @webhook_app.command("delete")
 def webhook_delete(webhook_id: Annotated[int, typer.Argument(help="The webhook's number.")]) -> None:
     """Stop sending alerts to a webhook."""
-    with open_store() as store, store.uow() as uow:
-        uow.monitoring.delete_webhook(webhook_id)
+    from loopwise.monitoring.service import delete_webhook
+
+    with open_store() as store:
+        delete_webhook(store, webhook_id)
     console.print(f"webhook {webhook_id} deleted")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -12,6 +12,9 @@ from rich.table import Table
 from loopwise.cli._common import console, open_store, print_json, short_time
 from loopwise.review.conditions import flow_condition
 from loopwise.review.loops import describe_flow
+
+if TYPE_CHECKING:
+    from loopwise.review.records import Flow
 
 app = typer.Typer(help="Human review: flow definitions, human loops, and their answers as training data.")
 flow_app = typer.Typer(help="Flow definitions: who reviews, the task, and when predictions go to people.")
@@ -81,27 +84,37 @@ def flow_create(
 ) -> None:
     """Create a flow definition. With no condition, every prediction of an attached endpoint goes to
     people; with no budget, every one that fires gets a loop."""
-    import yaml
-
     from loopwise._durations import parse_duration
-    from loopwise.errors import ReviewError
-    from loopwise.labeling.jobs import (
-        COURSE_CATEGORIES,
-        COURSE_FULL_INSTRUCTIONS,
-        COURSE_TITLE,
-        parse_category,
-    )
     from loopwise.review.service import create_flow
 
-    leaves: list[dict[str, Any]] = []
-    for key, value in (
-        ("confidence_below", confidence_below),
-        ("margin_below", margin_below),
-        ("entropy_above", entropy_above),
-        ("audit", audit),
-    ):
-        if value is not None:
-            leaves.append({key: value})
+    thresholds = {"confidence_below": confidence_below, "margin_below": margin_below}
+    thresholds |= {"entropy_above": entropy_above, "audit": audit}
+    tree = _condition_tree(thresholds, class_below, predicted_in, combine, conditions)
+    with open_store() as store:
+        flow = create_flow(
+            store, name, team=team, **_task(category, title, answer_key), task_count=task_count,
+            task_time_limit_s=int(parse_duration(task_time_limit, "--task-time-limit")),
+            lifetime_s=int(parse_duration(lifetime, "--lifetime")), conditions=tree, webhook=webhook,
+            max_open_loops=max_open_loops, max_loops_per_hour=max_loops_per_hour,
+            max_loops_per_invocation=max_loops_per_invocation,
+        )  # fmt: skip
+    _print_flow(flow, tree is not None, as_json)
+
+
+def _condition_tree(
+    thresholds: dict[str, float | None],
+    class_below: list[str] | None,
+    predicted_in: list[str] | None,
+    combine: str,
+    conditions: Path | None,
+) -> Any:
+    """The activation conditions from ``flow create``'s options (one leaf per option given, combined by
+    ``combine``) or read from the ``--conditions`` file; None when there are none."""
+    import yaml
+
+    from loopwise.errors import ReviewError
+
+    leaves: list[dict[str, Any]] = [{key: value} for key, value in thresholds.items() if value is not None]
     if class_below:
         pairs = [c.partition("=") for c in class_below]
         try:
@@ -112,40 +125,42 @@ def flow_create(
         leaves.append({"predicted_in": list(predicted_in)})
     if combine not in ("any", "all"):
         raise ReviewError(f"--combine: any or all, got {combine!r}")
-    tree: Any = None
     if conditions is not None:
         if leaves:
             raise ReviewError("give --conditions FILE or the condition options, not both")
-        tree = yaml.safe_load(conditions.read_text(encoding="utf-8"))
-    elif leaves:
-        tree = leaves[0] if len(leaves) == 1 else {combine: leaves}
+        return yaml.safe_load(conditions.read_text(encoding="utf-8"))
+    if leaves:
+        return leaves[0] if len(leaves) == 1 else {combine: leaves}
+    return None
+
+
+def _task(category: list[str] | None, title: str | None, answer_key: str) -> dict[str, Any]:
+    """The task people see: the categories given, or the course's with its title and instructions."""
+    from loopwise.labeling.jobs import (
+        COURSE_CATEGORIES,
+        COURSE_FULL_INSTRUCTIONS,
+        COURSE_TITLE,
+        parse_category,
+    )
+
     course = not category
-    with open_store() as store:
-        flow = create_flow(
-            store,
-            name,
-            team=team,
-            categories=[parse_category(c) for c in category] if category else list(COURSE_CATEGORIES),
-            title=title or (COURSE_TITLE if course else None),
-            short_instructions="Check the model's answer, preselected; change it if it is wrong."
-            if course
-            else "",
-            full_instructions=COURSE_FULL_INSTRUCTIONS if course else "",
-            answer_key=answer_key or ("sentiment" if course else "label"),
-            task_count=task_count,
-            task_time_limit_s=int(parse_duration(task_time_limit, "--task-time-limit")),
-            lifetime_s=int(parse_duration(lifetime, "--lifetime")),
-            conditions=tree,
-            webhook=webhook,
-            max_open_loops=max_open_loops,
-            max_loops_per_hour=max_loops_per_hour,
-            max_loops_per_invocation=max_loops_per_invocation,
-        )
+    return {
+        "categories": [parse_category(c) for c in category] if category else list(COURSE_CATEGORIES),
+        "title": title or (COURSE_TITLE if course else None),
+        "short_instructions": "Check the model's answer, preselected; change it if it is wrong."
+        if course
+        else "",
+        "full_instructions": COURSE_FULL_INSTRUCTIONS if course else "",
+        "answer_key": answer_key or ("sentiment" if course else "label"),
+    }
+
+
+def _print_flow(flow: Flow, has_conditions: bool, as_json: bool) -> None:
     if as_json:
         secret = {"webhook_secret": flow.webhook_secret} if flow.webhook_secret else {}
         print_json({**describe_flow(flow, reveal_webhook=True), **secret})
         return
-    shown = json.dumps(flow_condition(flow).to_dict()) if tree is not None else "every prediction"
+    shown = json.dumps(flow_condition(flow).to_dict()) if has_conditions else "every prediction"
     kept = (
         f"; at most {flow.max_open_loops or 'any number of'} open, "
         f"{flow.max_loops_per_hour or 'any number'} new an hour"
@@ -168,12 +183,11 @@ Reveal = Annotated[
 @flow_app.command("list")
 def flow_list(as_json: AsJson = False, reveal: Reveal = False) -> None:
     """Every flow definition with its loops by status (webhook URLs redacted unless --reveal)."""
-    from loopwise.review.service import list_flows
+    from loopwise.review.service import list_flows, loop_counts
 
     with open_store() as store:
         flows = list_flows(store)
-        with store.uow() as uow:
-            counts = {f.name: uow.review.count(f.id) for f in flows}
+        counts = loop_counts(store, flows)
     if as_json:
         print_json([{**describe_flow(f, reveal_webhook=reveal), "loops": counts[f.name]} for f in flows])
         return
@@ -189,12 +203,11 @@ def flow_list(as_json: AsJson = False, reveal: Reveal = False) -> None:
 @flow_app.command("describe")
 def flow_describe(name: FlowName, reveal: Reveal = False) -> None:
     """A flow definition as JSON, with its loops' counts (its webhook URL redacted unless --reveal)."""
-    from loopwise.review.service import find_flow
+    from loopwise.review.service import find_flow, loop_counts
 
     with open_store() as store:
         flow = find_flow(store, name)
-        with store.uow() as uow:
-            counts = uow.review.count(flow.id)
+        counts = loop_counts(store, [flow])[flow.name]
     print_json({**describe_flow(flow, reveal_webhook=reveal), "loops": counts})
 
 

@@ -19,8 +19,10 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List the newest training runs."""
-    with open_store() as store, store.uow() as uow:
-        runs = uow.runs.list(limit)
+    from loopwise.training.service import list_runs
+
+    with open_store() as store:
+        runs = list_runs(store, limit)
     if as_json:
         print_json(runs)
         return
@@ -47,9 +49,10 @@ def show(
     ] = None,
 ) -> None:
     """Show a run: parameters, final metrics, the profiler summary and the validation history."""
-    with open_store() as store, store.uow() as uow:
-        run = uow.runs.get(run_id)
-        history = uow.runs.metrics(run.id)
+    from loopwise.training.service import run_history
+
+    with open_store() as store:
+        run, history = run_history(store, run_id)
     if plot is not None:
         from loopwise.evaluation.plots import training_curves_png
 

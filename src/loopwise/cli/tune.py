@@ -191,8 +191,9 @@ def resume(
 
 
 def _job_spec(store: Any, name: str) -> TuningSpec:
-    with store.uow() as uow:
-        return job_spec(uow.tuning_jobs.get(name))
+    from loopwise.tuning.service import get_job
+
+    return job_spec(get_job(store, name))
 
 
 def _check_executor(executor: str) -> None:

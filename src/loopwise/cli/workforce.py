@@ -91,8 +91,10 @@ def worker_create(
 @worker_app.command("list")
 def worker_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List the accounts: role, teams, whether a password change is due, disabled or locked."""
-    with open_store() as store, store.uow() as uow:
-        workers = uow.workforce.list()
+    from loopwise.workforce.service import list_workers
+
+    with open_store() as store:
+        workers = list_workers(store)
     if as_json:
         print_json(workers)
         return
@@ -158,8 +160,10 @@ def team_add(name: Annotated[str, typer.Argument(help="The team.")], email: Emai
 @team_app.command("list")
 def team_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List the teams and their members."""
-    with open_store() as store, store.uow() as uow:
-        teams = uow.workforce.teams()
+    from loopwise.workforce.service import list_teams
+
+    with open_store() as store:
+        teams = list_teams(store)
     if as_json:
         print_json(teams)
         return

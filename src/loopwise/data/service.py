@@ -351,4 +351,22 @@ def _staging(store: Store, prefix: str = "dataset-") -> Iterator[Path]:
         shutil.rmtree(staged, ignore_errors=True)
 
 
-__all__ = ["import_dataset", "prepare_reviews", "split_examples"]
+def list_datasets(store: Store) -> list[DatasetVersion]:
+    """Every data set version, as the repository orders them."""
+    with store.uow() as uow:
+        return uow.datasets.list()
+
+
+def get_dataset(store: Store, name: str, version: int | None = None) -> DatasetVersion:
+    """Version ``version`` of data set ``name`` (its latest when None)."""
+    with store.uow() as uow:
+        return uow.datasets.get(name, version)
+
+
+__all__ = [
+    "get_dataset",
+    "import_dataset",
+    "list_datasets",
+    "prepare_reviews",
+    "split_examples",
+]

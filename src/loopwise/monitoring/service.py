@@ -22,6 +22,7 @@ from loopwise.monitoring.window import Context
 from loopwise.registry.versions import check_name
 
 if TYPE_CHECKING:
+    from loopwise.monitoring.alerts import Alert, Schedule, Webhook
     from loopwise.storage import Store
 
 log = logging.getLogger(__name__)
@@ -190,3 +191,35 @@ def _ground_truth(store: Store, endpoint: str) -> dict[str, tuple[str, ...]]:
     with store.uow() as uow:
         items = uow.feedback.for_endpoint(endpoint)
     return {item.inference_id: item.labels for item in items if item.labels is not None}
+
+
+def list_schedules(store: Store) -> list[Schedule]:
+    """Every monitoring schedule."""
+    with store.uow() as uow:
+        return uow.monitoring.schedules()
+
+
+def delete_schedule(store: Store, schedule_id: int) -> None:
+    """Stop a monitoring schedule (its alerts stay)."""
+    with store.uow() as uow:
+        uow.monitoring.delete_schedule(schedule_id)
+
+
+def list_alerts(
+    store: Store, *, endpoint: str | None = None, status: str | None = None, limit: int = 100
+) -> list[Alert]:
+    """Alerts, newest first: of ``endpoint`` and with ``status`` when given, at most ``limit``."""
+    with store.uow() as uow:
+        return uow.monitoring.alerts(endpoint=endpoint, status=status, limit=limit)
+
+
+def list_webhooks(store: Store) -> list[Webhook]:
+    """The webhooks alerts are sent to."""
+    with store.uow() as uow:
+        return uow.monitoring.webhooks()
+
+
+def delete_webhook(store: Store, webhook_id: int) -> None:
+    """Stop sending alerts to a webhook."""
+    with store.uow() as uow:
+        uow.monitoring.delete_webhook(webhook_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,9 @@ from loopwise.registry.records import ModelVersion
 from loopwise.registry.versions import check_name, parse_model_ref
 
 if TYPE_CHECKING:
+    from loopwise.data.records import DatasetVersion
+    from loopwise.evaluation.records import EvaluationRecord
+    from loopwise.storage import Store
     from loopwise.storage.session import UnitOfWork
 
 
@@ -90,3 +94,47 @@ def lineage(uow: UnitOfWork, ref: str) -> list[ModelVersion]:
         seen.add(parent.id)
         chain.append(parent)
     return chain
+
+
+@dataclass(frozen=True)
+class VersionDetails:
+    """A model version with its lineage: the data set it learned from, its ancestors (parent first) and
+    its evaluations."""
+
+    version: ModelVersion
+    dataset: DatasetVersion | None
+    ancestors: list[ModelVersion]
+    evaluations: list[EvaluationRecord]
+
+
+def list_versions(store: Store, name: str | None = None) -> list[ModelVersion]:
+    """Every version (of model ``name`` when given), as the repository orders them."""
+    with store.uow() as uow:
+        return uow.models.list(name)
+
+
+def get_version(store: Store, model_version_id: int) -> ModelVersion:
+    with store.uow() as uow:
+        return uow.models.get_by_id(model_version_id)
+
+
+def describe_version(store: Store, ref: str) -> VersionDetails:
+    """The version ``ref`` names, with its data set, ancestors and evaluations (read in one unit of work)."""
+    with store.uow() as uow:
+        version = resolve(uow, ref)
+        dataset = uow.datasets.get_by_id(version.dataset_version_id) if version.dataset_version_id else None
+        ancestors = lineage(uow, ref)[1:]
+        evaluations = uow.evaluations.for_model(version.id)
+    return VersionDetails(version, dataset, ancestors, evaluations)
+
+
+def point_alias(store: Store, ref: str, alias: str) -> ModelVersion:
+    """:func:`set_alias` in a unit of work of its own: the version the alias now points at."""
+    with store.uow() as uow:
+        return set_alias(uow, ref, alias)
+
+
+def remove_alias(store: Store, ref: str, alias: str) -> None:
+    """Remove ``alias`` of the model ``ref`` names (its version part, if any, is ignored)."""
+    with store.uow() as uow:
+        uow.models.remove_alias(parse_model_ref(ref).name, alias)

@@ -239,6 +239,12 @@ def start_rollout(store: Store, name: str, variant: str, plan: RolloutPlan) -> R
     return rollout
 
 
+def latest_rollout(store: Store, name: str) -> Rollout:
+    """The endpoint's newest rollout, whatever its status; :class:`NotFoundError` when it had none."""
+    with store.uow() as uow:
+        return uow.rollouts.latest(name)
+
+
 def guard_rollouts(
     store: Store, metrics: Metrics, in_service: set[str], now: float | None = None
 ) -> list[Rollout]:

@@ -200,3 +200,16 @@ def _backend_options(request: TrainRequest) -> dict[str, Any]:
     elif request.base_model:
         raise TrainingError(f"the {request.backend} backend takes no base model (got {request.base_model!r})")
     return options
+
+
+def list_runs(store: Store, limit: int = 50) -> list[TrainingRun]:
+    """The newest ``limit`` training runs, newest first."""
+    with store.uow() as uow:
+        return uow.runs.list(limit)
+
+
+def run_history(store: Store, run_id: str) -> tuple[TrainingRun, list[RunMetric]]:
+    """The run ``run_id`` names (its id or a unique prefix of it) and every metric it recorded."""
+    with store.uow() as uow:
+        run = uow.runs.get(run_id)
+        return run, uow.runs.metrics(run.id)

@@ -46,6 +46,8 @@ from loopwise.tuning.warm_start import warm_start
 from loopwise.tuning.worker import Progress, Watch, Worker, job_storage, rerun
 
 if TYPE_CHECKING:
+    from loopwise.evaluation.records import EvaluationRecord
+    from loopwise.registry.records import ModelVersion
     from loopwise.storage import Store
     from loopwise.tuning.spec import TuningSpec
 
@@ -148,4 +150,58 @@ def list_jobs(store: Store) -> list[TuningJob]:
         return uow.tuning_jobs.list()
 
 
-__all__ = ["job_trials", "list_jobs", "resume_job", "run_job", "start_job"]
+def get_job(store: Store, name: str) -> TuningJob:
+    with store.uow() as uow:
+        return uow.tuning_jobs.get(name)
+
+
+def free_job_name(store: Store, model_name: str) -> str:
+    """The first ``MODEL_NAME-tuning-N`` (N = 1, 2, ...) that no tuning job has taken."""
+    taken = {job.name for job in list_jobs(store)}
+    return next(
+        f"{model_name}-tuning-{n}"
+        for n in range(1, len(taken) + 2)
+        if f"{model_name}-tuning-{n}" not in taken
+    )
+
+
+def best_model(store: Store, job: TuningJob) -> tuple[ModelVersion, EvaluationRecord | None]:
+    """A finished job's best model version and its one evaluation on the test split (None when the job
+    recorded none). The job must have a best model."""
+    if job.best_model_version_id is None:
+        raise ValueError(f"tuning job {job.name} has no best model")
+    with store.uow() as uow:
+        best = uow.models.get_by_id(job.best_model_version_id)
+        evaluation = next(
+            (e for e in uow.evaluations.for_model(best.id) if e.id == job.test_evaluation_id), None
+        )
+    return best, evaluation
+
+
+def runner_up(store: Store, job: TuningJob, trials: list[FrozenTrial]) -> ModelVersion | None:
+    """The model of the best completed trial after the best whose checkpoint was kept; None when no
+    other trial's was."""
+    from loopwise.tuning.outcome import ranked_trials
+
+    for trial in ranked_trials(trials, job_spec(job))[1:]:
+        model_id = trial.user_attrs.get("model_version_id")
+        if model_id is None:
+            continue
+        with store.uow() as uow:
+            version = uow.models.get_by_id(int(model_id))
+        if version.checkpoint_removed_at is None:
+            return version
+    return None
+
+
+__all__ = [
+    "best_model",
+    "free_job_name",
+    "get_job",
+    "job_trials",
+    "list_jobs",
+    "resume_job",
+    "run_job",
+    "runner_up",
+    "start_job",
+]

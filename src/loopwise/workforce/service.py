@@ -285,3 +285,33 @@ def program_token(store: Store, purpose: str, *, email: str = "programs@loopwise
                 uow.workforce.add_worker(email, "programs", "service", hashed, must_change=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     return create_token(store, email, f"{purpose}-{stamp}-{secrets.token_hex(3)}")
+
+
+def list_workers(store: Store) -> list[Worker]:
+    """Every account, as the repository orders them."""
+    with store.uow() as uow:
+        return uow.workforce.list()
+
+
+def find_worker(store: Store, email: str) -> Worker | None:
+    """The account of ``email``, or None when there is none."""
+    with store.uow() as uow:
+        return uow.workforce.find(normal_email(email))
+
+
+def list_teams(store: Store) -> list[Team]:
+    """Every team with its members."""
+    with store.uow() as uow:
+        return uow.workforce.teams()
+
+
+def find_team(store: Store, name: str) -> Team | None:
+    """The team ``name``, or None when there is none."""
+    with store.uow() as uow:
+        return uow.workforce.find_team(name)
+
+
+def has_admin(store: Store) -> bool:
+    """Whether any admin account exists (a new installation has none)."""
+    with store.uow() as uow:
+        return bool(uow.workforce.count_admins())
