@@ -203,6 +203,50 @@ def write_tuning_report(job: TuningJob, trials: Sequence[FrozenTrial], out_dir: 
     best_so_far = running_best(trials, direction)
     importances = parameter_importances(job, trials)
 
+    figures = _draw(job, trials, rows, best_so_far, importances, out)
+    document = {
+        "job": _job_summary(job),
+        "objective": {"metric": metric, "direction": direction},
+        "counts": _counts(trials),
+        "best": best_row,
+        "running_best": [{"trial": number, "objective": value} for number, value in best_so_far],
+        "trials": rows,
+        "importances": {"values": importances.values, "note": importances.note},
+        "generated_at": generated_at,
+    }
+    json_path = write_text_atomic(out / RESULTS_JSON, _dumps(document))
+    page = _page(job, document, importances, figures)
+    html_path = write_text_atomic(out / REPORT_HTML, page)
+    return TuningReport(
+        json=json_path,
+        html=html_path,
+        objective_png=figures.objective,
+        curves_png=figures.curves,
+        importances_png=figures.importances,
+    )
+
+
+@dataclass(frozen=True)
+class _Figures:
+    objective: Path
+    curves: Path | None
+    #: why there are no learning curves (None: there are)
+    curves_note: str | None
+    importances: Path | None
+
+
+def _draw(
+    job: TuningJob,
+    trials: Sequence[FrozenTrial],
+    rows: list[dict[str, Any]],
+    best_so_far: list[tuple[int, float]],
+    importances: Importances,
+    out: Path,
+) -> _Figures:
+    """Draw the report's figures into ``out``; a figure that has nothing to show removes a stale one."""
+    spec = job.tuning_spec()
+    metric, direction = spec.objective.metric, spec.objective.direction
+    best_row = next((row for row in rows if row["best"]), None)
     objective = _plots.objective_png(
         trials,
         best_so_far,
@@ -232,20 +276,14 @@ def write_tuning_report(job: TuningJob, trials: Sequence[FrozenTrial], out_dir: 
         )
     else:
         (out / IMPORTANCES_PNG).unlink(missing_ok=True)
+    return _Figures(objective, curves, curves_note, bars)
 
-    document = {
-        "job": _job_summary(job),
-        "objective": {"metric": metric, "direction": direction},
-        "counts": _counts(trials),
-        "best": best_row,
-        "running_best": [{"trial": number, "objective": value} for number, value in best_so_far],
-        "trials": rows,
-        "importances": {"values": importances.values, "note": importances.note},
-        "generated_at": generated_at,
-    }
-    json_path = write_text_atomic(out / RESULTS_JSON, _dumps(document))
 
-    page = _template("report.html").render(
+def _page(job: TuningJob, document: dict[str, Any], importances: Importances, figures: _Figures) -> str:
+    """``report.html``: the results document as a page, its figures inlined."""
+    spec = job.tuning_spec()
+    metric, direction = spec.objective.metric, spec.objective.direction
+    return _template("report.html").render(
         title=f"Tuning job {job.name}",
         headline_context=[
             ("status", job.status.value),
@@ -258,18 +296,14 @@ def write_tuning_report(job: TuningJob, trials: Sequence[FrozenTrial], out_dir: 
         metric=metric,
         direction=direction,
         counts=document["counts"],
-        best=best_row,
-        rows=rows,
+        best=document["best"],
+        rows=document["trials"],
         importances=importances,
-        objective_png=_data_uri(objective),
-        curves_png=_data_uri(curves) if curves else None,
-        curves_note=curves_note,
-        importances_png=_data_uri(bars) if bars else None,
-        generated_at=generated_at,
-    )
-    html_path = write_text_atomic(out / REPORT_HTML, page)
-    return TuningReport(
-        json=json_path, html=html_path, objective_png=objective, curves_png=curves, importances_png=bars
+        objective_png=_data_uri(figures.objective),
+        curves_png=_data_uri(figures.curves) if figures.curves else None,
+        curves_note=figures.curves_note,
+        importances_png=_data_uri(figures.importances) if figures.importances else None,
+        generated_at=document["generated_at"],
     )
 
 
