@@ -9,24 +9,22 @@ the HTML page is written last, so its presence means the report is whole.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from loopwise.errors import DataFormatError
 from loopwise.evaluation._files import write_text_atomic
 from loopwise.tuning import _plots
+from loopwise.tuning._report_page import Figures, render_page
 from loopwise.tuning.jobs import TuningJob
 from loopwise.tuning.outcome import RERUN_OF, RETRY_OF, TRANSFERRED_FROM, WARM_START_OF
 from loopwise.tuning.space import decode_params, optuna_name
@@ -215,7 +213,7 @@ def write_tuning_report(job: TuningJob, trials: Sequence[FrozenTrial], out_dir: 
         "generated_at": generated_at,
     }
     json_path = write_text_atomic(out / RESULTS_JSON, _dumps(document))
-    page = _page(job, document, importances, figures)
+    page = render_page(job, document, importances, figures)
     html_path = write_text_atomic(out / REPORT_HTML, page)
     return TuningReport(
         json=json_path,
@@ -226,15 +224,6 @@ def write_tuning_report(job: TuningJob, trials: Sequence[FrozenTrial], out_dir: 
     )
 
 
-@dataclass(frozen=True)
-class _Figures:
-    objective: Path
-    curves: Path | None
-    #: why there are no learning curves (None: there are)
-    curves_note: str | None
-    importances: Path | None
-
-
 def _draw(
     job: TuningJob,
     trials: Sequence[FrozenTrial],
@@ -242,7 +231,7 @@ def _draw(
     best_so_far: list[tuple[int, float]],
     importances: Importances,
     out: Path,
-) -> _Figures:
+) -> Figures:
     """Draw the report's figures into ``out``; a figure that has nothing to show removes a stale one."""
     spec = job.tuning_spec()
     metric, direction = spec.objective.metric, spec.objective.direction
@@ -276,35 +265,7 @@ def _draw(
         )
     else:
         (out / IMPORTANCES_PNG).unlink(missing_ok=True)
-    return _Figures(objective, curves, curves_note, bars)
-
-
-def _page(job: TuningJob, document: dict[str, Any], importances: Importances, figures: _Figures) -> str:
-    """``report.html``: the results document as a page, its figures inlined."""
-    spec = job.tuning_spec()
-    metric, direction = spec.objective.metric, spec.objective.direction
-    return _template("report.html").render(
-        title=f"Tuning job {job.name}",
-        headline_context=[
-            ("status", job.status.value),
-            ("objective", f"{metric} ({direction})"),
-            ("strategy", spec.strategy),
-            ("data set", spec.dataset),
-        ],
-        context=[(key, _text(value)) for key, value in job.spec.items()],
-        job=document["job"],
-        metric=metric,
-        direction=direction,
-        counts=document["counts"],
-        best=document["best"],
-        rows=document["trials"],
-        importances=importances,
-        objective_png=_data_uri(figures.objective),
-        curves_png=_data_uri(figures.curves) if figures.curves else None,
-        curves_note=figures.curves_note,
-        importances_png=_data_uri(figures.importances) if figures.importances else None,
-        generated_at=document["generated_at"],
-    )
+    return Figures(objective, curves, curves_note, bars)
 
 
 # --- internals -------------------------------------------------------------------------------------------
@@ -373,71 +334,8 @@ def _job_summary(job: TuningJob) -> dict[str, Any]:
     }
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
-
-
 def _dumps(document: dict[str, Any]) -> str:
     try:
         return json.dumps(document, indent=2, allow_nan=False, default=str, ensure_ascii=False) + "\n"
     except (TypeError, ValueError) as exc:
         raise DataFormatError(f"the tuning results cannot be written as JSON ({exc})") from exc
-
-
-def _data_uri(png: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
-
-
-def _number(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}" if abs(value) < 1e-3 and value != 0 else f"{value:.{digits}f}"
-    return str(value)
-
-
-def _params(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
-
-
-def _origin(row: dict[str, Any]) -> str:
-    """Where a trial came from, for the page (empty for a trial the job sampled itself)."""
-    if row[RETRY_OF] is not None:
-        return f"retry of trial {row[RETRY_OF]}"
-    if row[RERUN_OF] is not None:
-        return f"re-run of interrupted trial {row[RERUN_OF]}"
-    if row[WARM_START_OF] is not None:
-        return f"copied from {row[WARM_START_OF]}"
-    if row[TRANSFERRED_FROM] is not None:
-        return f"configuration of {row[TRANSFERRED_FROM]}"
-    return ""
-
-
-def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}s"
-
-
-@cache
-def _environment() -> jinja2.Environment:
-    # The page extends the evaluation report's base template, so both reports look alike.
-    env = jinja2.Environment(
-        loader=jinja2.ChoiceLoader(
-            [
-                jinja2.PackageLoader("loopwise.tuning", "templates"),
-                jinja2.PackageLoader("loopwise.evaluation", "templates"),
-            ]
-        ),
-        autoescape=jinja2.select_autoescape(["html"]),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["number"] = _number
-    env.filters["params"] = _params
-    env.filters["seconds"] = _seconds
-    env.filters["origin"] = _origin
-    return env
-
-
-def _template(name: str) -> jinja2.Template:
-    return _environment().get_template(name)
