@@ -157,7 +157,7 @@ def prepare(work: Path, steps: int, python: Path) -> dict[str, Any]:
     from loopwise.config import Settings
     from loopwise.data.cache import fetch_reviews
     from loopwise.data.service import import_dataset
-    from loopwise.serving.service import serving_dir
+    from loopwise.registry.exports import serving_dir
     from loopwise.serving.worker import load_for_serving
     from loopwise.storage import Store
 

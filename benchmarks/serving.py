@@ -263,8 +263,9 @@ def main() -> None:
     from loopwise.config import Settings
     from loopwise.data.cache import fetch_reviews
     from loopwise.data.service import prepare_reviews
+    from loopwise.registry.exports import quantization_report, serving_dir
     from loopwise.serving.config import parse_endpoint_config
-    from loopwise.serving.service import create_endpoint, quantization_report, serving_dir
+    from loopwise.serving.service import create_endpoint
     from loopwise.storage import Store
     from loopwise.storage.artifacts.local import local_path
     from loopwise.workforce.service import program_token

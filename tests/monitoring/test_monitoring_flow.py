@@ -19,8 +19,8 @@ from loopwise.data.splits import read_split
 from loopwise.errors import DataFormatError, NotFoundError
 from loopwise.monitoring.report import write_report
 from loopwise.monitoring.service import create_baseline, load_baseline, run_monitor
+from loopwise.registry.exports import serving_dir
 from loopwise.serving.capture import CaptureWriter
-from loopwise.serving.service import serving_dir
 from loopwise.serving.worker import load_for_serving
 from loopwise.storage import Store
 from loopwise.training.service import TrainRequest, train

@@ -12,6 +12,7 @@ import pytest
 from loopwise import registry
 from loopwise.classifiers import TrainConfig
 from loopwise.errors import EndpointConfigError, NotFoundError, StorageError
+from loopwise.registry.exports import quantization_report, serving_dir
 from loopwise.serving.config import load_endpoint_config, parse_endpoint_config, parse_variant_option
 from loopwise.serving.endpoints import EndpointStatus
 from loopwise.serving.service import (
@@ -19,8 +20,6 @@ from loopwise.serving.service import (
     delete_endpoint,
     describe_endpoint,
     list_endpoints,
-    quantization_report,
-    serving_dir,
     update_weights,
 )
 from loopwise.storage import Store

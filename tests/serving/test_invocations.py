@@ -21,9 +21,10 @@ import numpy as np
 from conftest import running_server
 from loopwise.classifiers import TrainConfig
 from loopwise.classifiers.onnx import OnnxClassifier
+from loopwise.registry.exports import serving_dir
 from loopwise.serving.capture import read_captures, unpack_embeddings
 from loopwise.serving.config import parse_endpoint_config
-from loopwise.serving.service import create_endpoint, serving_dir, update_weights
+from loopwise.serving.service import create_endpoint, update_weights
 from loopwise.storage import Store
 from loopwise.training.service import TrainRequest, train
 

@@ -120,15 +120,7 @@ def import_dataset(
         codes, found, dropped = _read_validated(
             path, format, rows_file, text_column, label_column, given, chunk_size, skip_empty, progress
         )
-        if not len(codes):
-            raise DataFormatError(f"{path} has no rows to import")
-        final = given or _sorted_labels(found)
-        if len(final) < 2:
-            raise DataError(
-                f"{path} has only the label {final[0]!r} in {label_column!r}; "
-                "a classifier needs at least two labels"
-            )
-        np.take(np.array([final.index(label) for label in found], dtype=np.int32), codes, out=codes)
+        final = _final_labels(path, codes, found, given, label_column)
         assignment = assign_splits(
             codes,
             len(final),
@@ -161,6 +153,23 @@ def import_dataset(
         if origin is not None:
             source["origin"] = origin
         return _record(store, name, final, source, staged, written)
+
+
+def _final_labels(
+    path: Path, codes: np.ndarray, found: list[str], given: list[str] | None, label_column: str
+) -> list[str]:
+    """The version's labels in order (``given``, or those found sorted); ``codes``, indices into
+    ``found``, are rewritten in place as indices into them. Refuses a file without rows or with one label."""
+    if not len(codes):
+        raise DataFormatError(f"{path} has no rows to import")
+    final = given or _sorted_labels(found)
+    if len(final) < 2:
+        raise DataError(
+            f"{path} has only the label {final[0]!r} in {label_column!r}; "
+            "a classifier needs at least two labels"
+        )
+    np.take(np.array([final.index(label) for label in found], dtype=np.int32), codes, out=codes)
+    return final
 
 
 def import_rows(

@@ -32,8 +32,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from loopwise.errors import LabelingError
+from loopwise.labeling.lookup import find_job
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from loopwise.classifiers.tfidf import TfidfClassifier
+    from loopwise.labeling.records import LabelingJob
+    from loopwise.registry.records import ModelVersion
     from loopwise.storage import Store
 
 Strategy = Literal["margin", "entropy", "diversity", "random"]
@@ -176,103 +182,161 @@ class RoundReport:
 def run_round(store: Store, name: str) -> RoundReport:
     """One round of automated labeling for job ``name`` (see the module's text); refused while people
     still have open items."""
-    from loopwise.classifiers._base import InMemoryExamples
-    from loopwise.classifiers.tfidf import TfidfClassifier
-    from loopwise.labeling.output import consolidate_job
-    from loopwise.labeling.service import find_job
-    from loopwise.registry import register
     from loopwise.storage.locks import named_lock
 
     job = find_job(store, name)
     with named_lock(store.engine, f"auto-label-{job.id}"):
-        with store.uow() as uow:
-            settings_document = uow.labels.auto_label(job.id)
-            if settings_document is None:
-                raise LabelingError(f"job {name} was not created with automated labeling (--auto-label)")
-            settings = AutoLabelSettings.from_dict(settings_document)
-            counts = uow.labeling.status_counts(job.id)
-        if job.status != "InProgress":
-            raise LabelingError(f"job {name} is {job.status}: no more rounds")
-        if counts.get("open", 0):
-            raise LabelingError(f"job {name}: people still have {counts['open']} open items this round")
-        consolidate_job(store, name, "dawid-skene" if job.workers_per_item > 1 else "majority")
-        if not counts.get("waiting", 0):  # the last batch is answered: the job is done
+        settings, waiting = _start_round(store, job)
+        if not waiting:  # the last batch is answered: the job is done
             with store.uow() as uow:
                 uow.labeling.set_status(job.id, "Completed", when="InProgress")
             return RoundReport(len(settings.rounds) + 1, "", {}, 0, 0, 0, 0, 0)
-        with store.uow() as uow:
-            people = uow.labels.human_labeled(job.id)
-            waiting = uow.labels.waiting_items(job.id)
-        labels = job.labels
-        index = {label: i for i, label in enumerate(labels)}
-        train = [(text, label) for text, label, pool in people if pool != "holdout"]
-        holdout = [(text, label) for text, label, pool in people if pool == "holdout"]
-        if len({label for _, label in train}) < 2:
-            raise LabelingError(f"job {name}: the people's labels hold fewer than two classes: label more")
-        model = TfidfClassifier(labels, C=settings.C, min_df=1)
-        model.fit(InMemoryExamples([t for t, _ in train], [label for _, label in train]), progress=False)
-        number = len(settings.rounds) + 1
-        folder = store.artifacts.path(f"labeling/{job.name}/models/round-{number}")
-        folder.mkdir(parents=True, exist_ok=True)
-        model.save(folder)
-        if holdout:
-            proba = model.predict_proba([t for t, _ in holdout])
-            truth = np.array([index[label] for _, label in holdout])
-            thresholds = choose_thresholds(
-                proba, truth, settings.target_accuracy, settings.confidence_level, settings.min_count
-            )
-        else:
-            thresholds = [None] * len(labels)
-        by_class = dict(zip(labels, thresholds, strict=True))
-        with store.uow() as uow:
-            version = register(
-                uow,
-                f"{job.name}-auto",
-                backend="tfidf",
-                uri=folder.as_uri(),
-                labels=list(labels),
-                params={"labeling_job": job.name, "round": number, "thresholds": by_class},
-                description=f"automated labeling of job {job.name}, round {number}",
-            )
-        proba = model.predict_proba([text for _, text in waiting]) if waiting else np.zeros((0, len(labels)))
-        predicted, confidence = proba.argmax(axis=1), proba.max(axis=1)
-        machine: dict[int, tuple[str, float, float]] = {}
-        for row, (item_id, _) in enumerate(waiting):
-            threshold = thresholds[predicted[row]]
-            if threshold is not None and confidence[row] >= threshold:
-                machine[item_id] = (labels[predicted[row]], float(confidence[row]), threshold)
-        rest = [row for row, (item_id, _) in enumerate(waiting) if item_id not in machine]
-        batch = max(1, round(settings.batch_share * job.items_count))
-        chosen: list[int] = []
-        if rest:
-            features = (
-                model.vectorizer.transform([waiting[r][1] for r in rest])
-                if settings.strategy == "diversity"
-                else None
-            )
-            picks = select(
-                settings.strategy, proba[rest], batch, features=features, seed=settings.seed + number
-            )
-            chosen = [waiting[rest[int(p)]][0] for p in picks]
-        report = RoundReport(
-            round=number,
-            model=version.ref,
-            thresholds=by_class,
-            machine_labeled=len(machine),
-            sent_to_people=len(chosen),
-            waiting=len(rest) - len(chosen),
-            holdout=len(holdout),
-            trained_on=len(train),
+        return _label_round(store, job, settings)
+
+
+def _start_round(store: Store, job: LabelingJob) -> tuple[AutoLabelSettings, int]:
+    """Check that the job may have a round now and consolidate the people's answers (step 1); returns
+    the job's settings and how many items wait."""
+    from loopwise.labeling.output import consolidate_job
+
+    name = job.name
+    with store.uow() as uow:
+        settings_document = uow.labels.auto_label(job.id)
+        if settings_document is None:
+            raise LabelingError(f"job {name} was not created with automated labeling (--auto-label)")
+        settings = AutoLabelSettings.from_dict(settings_document)
+        counts = uow.labeling.status_counts(job.id)
+    if job.status != "InProgress":
+        raise LabelingError(f"job {name} is {job.status}: no more rounds")
+    if counts.get("open", 0):
+        raise LabelingError(f"job {name}: people still have {counts['open']} open items this round")
+    consolidate_job(store, name, "dawid-skene" if job.workers_per_item > 1 else "majority")
+    return settings, counts.get("waiting", 0)
+
+
+def _label_round(store: Store, job: LabelingJob, settings: AutoLabelSettings) -> RoundReport:
+    """Steps 2 to 5 of a round, for a job with waiting items; records the round."""
+    with store.uow() as uow:
+        people = uow.labels.human_labeled(job.id)
+        waiting = uow.labels.waiting_items(job.id)
+    labels = job.labels
+    train = [(text, label) for text, label, pool in people if pool != "holdout"]
+    holdout = [(text, label) for text, label, pool in people if pool == "holdout"]
+    if len({label for _, label in train}) < 2:
+        raise LabelingError(f"job {job.name}: the people's labels hold fewer than two classes: label more")
+    number = len(settings.rounds) + 1
+    model, folder = _train(store, job, settings, train, number)
+    thresholds = _holdout_thresholds(model, labels, holdout, settings)
+    by_class = dict(zip(labels, thresholds, strict=True))
+    version = _register_model(store, job, folder, number, by_class)
+    proba = model.predict_proba([text for _, text in waiting]) if waiting else np.zeros((0, len(labels)))
+    machine = _machine_labels(waiting, proba, thresholds, labels)
+    rest = [row for row, (item_id, _) in enumerate(waiting) if item_id not in machine]
+    chosen = _for_people(model, settings, job, waiting, rest, proba, number)
+    report = RoundReport(
+        round=number,
+        model=version.ref,
+        thresholds=by_class,
+        machine_labeled=len(machine),
+        sent_to_people=len(chosen),
+        waiting=len(rest) - len(chosen),
+        holdout=len(holdout),
+        trained_on=len(train),
+    )
+    rounds = [*settings.rounds, {**report.to_dict(), "at": datetime.now(UTC).isoformat()}]
+    with store.uow() as uow:
+        uow.labels.set_machine_labels(job.id, machine, version.ref)
+        uow.labels.release(job.id, chosen, pool="active")
+        uow.labels.set_auto_label(job.id, {**settings.to_dict(), "rounds": rounds})
+        if not uow.labeling.open_items(job.id):
+            uow.labeling.set_status(job.id, "Completed", when="InProgress")
+    (folder / "round.json").write_text(json.dumps(rounds[-1], indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def _train(
+    store: Store, job: LabelingJob, settings: AutoLabelSettings, train: list[tuple[str, str]], number: int
+) -> tuple[TfidfClassifier, Path]:
+    """Step 2: the round's TF-IDF classifier, fitted on the people's labels outside the holdout and saved
+    under the job's artifacts; returns it and its folder."""
+    from loopwise.classifiers._base import InMemoryExamples
+    from loopwise.classifiers.tfidf import TfidfClassifier
+
+    model = TfidfClassifier(job.labels, C=settings.C, min_df=1)
+    model.fit(InMemoryExamples([t for t, _ in train], [label for _, label in train]), progress=False)
+    folder = store.artifacts.path(f"labeling/{job.name}/models/round-{number}")
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder)
+    return model, folder
+
+
+def _holdout_thresholds(
+    model: TfidfClassifier, labels: list[str], holdout: list[tuple[str, str]], settings: AutoLabelSettings
+) -> list[float | None]:
+    """Step 3: each class's confidence threshold, chosen on the holdout (none without a holdout)."""
+    if not holdout:
+        return [None] * len(labels)
+    index = {label: i for i, label in enumerate(labels)}
+    proba = model.predict_proba([t for t, _ in holdout])
+    truth = np.array([index[label] for _, label in holdout])
+    return choose_thresholds(
+        proba, truth, settings.target_accuracy, settings.confidence_level, settings.min_count
+    )
+
+
+def _register_model(
+    store: Store, job: LabelingJob, folder: Path, number: int, by_class: dict[str, float | None]
+) -> ModelVersion:
+    """The round's model in the registry, as ``<job>-auto`` with its thresholds."""
+    from loopwise.registry import register
+
+    with store.uow() as uow:
+        return register(
+            uow,
+            f"{job.name}-auto",
+            backend="tfidf",
+            uri=folder.as_uri(),
+            labels=list(job.labels),
+            params={"labeling_job": job.name, "round": number, "thresholds": by_class},
+            description=f"automated labeling of job {job.name}, round {number}",
         )
-        rounds = [*settings.rounds, {**report.to_dict(), "at": datetime.now(UTC).isoformat()}]
-        with store.uow() as uow:
-            uow.labels.set_machine_labels(job.id, machine, version.ref)
-            uow.labels.release(job.id, chosen, pool="active")
-            uow.labels.set_auto_label(job.id, {**settings.to_dict(), "rounds": rounds})
-            if not uow.labeling.open_items(job.id):
-                uow.labeling.set_status(job.id, "Completed", when="InProgress")
-        (folder / "round.json").write_text(json.dumps(rounds[-1], indent=2) + "\n", encoding="utf-8")
-        return report
+
+
+def _machine_labels(
+    waiting: list[tuple[int, str]], proba: np.ndarray, thresholds: list[float | None], labels: list[str]
+) -> dict[int, tuple[str, float, float]]:
+    """Step 4: the waiting items whose predicted class passes its threshold, by item id, with their
+    label, confidence and threshold."""
+    predicted, confidence = proba.argmax(axis=1), proba.max(axis=1)
+    machine: dict[int, tuple[str, float, float]] = {}
+    for row, (item_id, _) in enumerate(waiting):
+        threshold = thresholds[predicted[row]]
+        if threshold is not None and confidence[row] >= threshold:
+            machine[item_id] = (labels[predicted[row]], float(confidence[row]), threshold)
+    return machine
+
+
+def _for_people(
+    model: TfidfClassifier,
+    settings: AutoLabelSettings,
+    job: LabelingJob,
+    waiting: list[tuple[int, str]],
+    rest: list[int],
+    proba: np.ndarray,
+    number: int,
+) -> list[int]:
+    """Step 5: the item ids of the next batch for people, chosen by the job's strategy among ``rest``
+    (rows of ``waiting`` the machine did not label)."""
+    if not rest:
+        return []
+    batch = max(1, round(settings.batch_share * job.items_count))
+    features = (
+        model.vectorizer.transform([waiting[r][1] for r in rest])
+        if settings.strategy == "diversity"
+        else None
+    )
+    picks = select(settings.strategy, proba[rest], batch, features=features, seed=settings.seed + number)
+    return [waiting[rest[int(p)]][0] for p in picks]
 
 
 def initial_pools(count: int, settings: AutoLabelSettings) -> list[tuple[str, str | None]]:

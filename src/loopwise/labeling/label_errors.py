@@ -53,7 +53,7 @@ def find_label_errors(store: Store, name: str) -> list[Review]:
     suspect first."""
     from cleanlab.filter import find_label_issues
 
-    from loopwise.labeling.service import find_job
+    from loopwise.labeling.lookup import find_job
 
     job = find_job(store, name)
     with store.uow() as uow:
@@ -75,7 +75,7 @@ def find_label_errors(store: Store, name: str) -> list[Review]:
 
 
 def reviews(store: Store, worker: Worker, job_id: int, *, status: str | None = "open") -> list[Review]:
-    from loopwise.labeling.service import job_for
+    from loopwise.labeling.lookup import job_for
 
     job = job_for(store, worker, job_id)
     with store.uow() as uow:
@@ -84,7 +84,7 @@ def reviews(store: Store, worker: Worker, job_id: int, *, status: str | None = "
 
 def decide(store: Store, worker: Worker, review_id: int, label: str) -> Review:
     """The reviewer's decision: keep the label (send it again) or change it; taken once."""
-    from loopwise.labeling.service import job_for
+    from loopwise.labeling.lookup import job_for
 
     with store.uow() as uow:
         found = uow.labels.review(review_id)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from loopwise.errors import LabelingError
 from loopwise.labeling.consolidation import Consolidated, Method, Vote, consolidate
-from loopwise.labeling.service import find_job
+from loopwise.labeling.lookup import find_job
 
 if TYPE_CHECKING:
     from loopwise.data.records import DatasetVersion

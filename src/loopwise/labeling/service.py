@@ -20,6 +20,10 @@ from typing import TYPE_CHECKING
 
 from loopwise.errors import AnswerRefusedError, LabelingError, NotFoundError, PermissionDeniedError
 from loopwise.labeling.jobs import MAX_WORKERS_PER_ITEM, TASK_TIME_LIMIT_S, check_categories, check_name
+from loopwise.labeling.lookup import find_job as find_job
+from loopwise.labeling.lookup import job_for as job_for
+from loopwise.labeling.lookup import visible
+from loopwise.labeling.lookup import visible_jobs as visible_jobs
 from loopwise.labeling.records import Answer, Assignment, Category, LabelingJob, Progress, Task, WorkerFigures
 
 if TYPE_CHECKING:
@@ -168,18 +172,6 @@ def warm(store: Store, connections: int = 4) -> None:
         list(pool.map(one, range(connections)))
 
 
-def visible_jobs(store: Store, worker: Worker) -> list[LabelingJob]:
-    """The jobs ``worker`` may see: all for an admin, their teams' for everyone else."""
-    with store.uow() as uow:
-        return uow.labeling.jobs(None if worker.role == "admin" else set(worker.teams))
-
-
-def job_for(store: Store, worker: Worker, job_id: int) -> LabelingJob:
-    """The job, when ``worker`` may see it (the same 'not found' otherwise: nothing leaks)."""
-    with store.uow() as uow:
-        return _visible(uow, worker, job_id)
-
-
 def visible_progress(store: Store, worker: Worker) -> list[Progress]:
     """The progress of every job ``worker`` may see (:func:`visible_jobs`)."""
     return [progress(store, job) for job in visible_jobs(store, worker)]
@@ -203,24 +195,6 @@ def find_job_label_errors(store: Store, worker: Worker, job_id: int) -> list[Rev
     return find_label_errors(store, job_for(store, worker, job_id).name)
 
 
-def _visible(uow: UnitOfWork, worker: Worker, job_id: int) -> LabelingJob:
-    try:
-        job = uow.labeling.job(job_id)
-    except NotFoundError:
-        job = None
-    if job is None or (worker.role != "admin" and job.team not in worker.teams):
-        raise NotFoundError(f"no labeling job {job_id} among yours")
-    return job
-
-
-def find_job(store: Store, name: str) -> LabelingJob:
-    with store.uow() as uow:
-        job = uow.labeling.find_job(name)
-    if job is None:
-        raise NotFoundError(f"no labeling job {name!r}; see `loopwise label job list`")
-    return job
-
-
 def next_tasks(
     store: Store, worker: Worker, job_id: int, *, have: tuple[int, ...] = (), now: datetime | None = None
 ) -> list[Task]:
@@ -228,7 +202,7 @@ def next_tasks(
     hold fewer than MAX_HOLDS, a new one; empty when nothing is left for them. One transaction."""
     now = now or datetime.now(UTC)
     with store.uow() as uow:
-        job = _visible(uow, worker, job_id)
+        job = visible(uow, worker, job_id)
         if job.status != "InProgress":
             return []
         if job.expires_at <= now:  # past its lifetime

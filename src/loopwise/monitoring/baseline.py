@@ -19,7 +19,7 @@ import numpy as np
 
 from loopwise.errors import DataFormatError
 from loopwise.evaluation._files import write_bytes_atomic, write_text_atomic
-from loopwise.monitoring.text import features, oov_rate, vocabulary
+from loopwise.monitoring.text import TextFeatures, features, oov_rate, vocabulary
 
 STATISTICS, CONSTRAINTS, VOCABULARY, EMBEDDINGS = (
     "statistics.json",
@@ -93,32 +93,16 @@ def compute(
     cut = int(len(texts) * 0.8)
     vocab = vocabulary(texts[i] for i in order[:cut])
     reference_oov = oov_rate((texts[i] for i in order[cut:]), frozenset(vocab))
-    predicted = proba.argmax(axis=1)
     confidence = proba.max(axis=1)
-    counts = np.bincount(predicted, minlength=len(labels))
     keep = np.sort(rng.choice(len(proba), size=min(reference_size, len(proba)), replace=False))
     keep_texts = np.sort(rng.choice(len(texts), size=min(reference_size, len(texts)), replace=False))
-    chars = summarize(measured.chars)
+    text = _text_statistics(measured, reference_oov)
     statistics = {
         "source": source,
         "count": len(texts),
         "answers_count": len(proba),
-        "text": {
-            "chars": chars,
-            "words": summarize(measured.words),
-            "empty_rate": float(measured.empty.mean()),
-            "garbled_rate": float(measured.garbled.mean()),
-            "oov_rate": reference_oov,
-        },
-        "predictions": {
-            "labels": list(labels),
-            "class_counts": {label: int(n) for label, n in zip(labels, counts, strict=True)},
-            "class_distribution": {
-                label: float(n / len(proba)) for label, n in zip(labels, counts, strict=True)
-            },
-            "confidence": summarize(confidence),
-            "confidence_histogram": np.histogram(confidence, CONFIDENCE_EDGES)[0].tolist(),
-        },
+        "text": text,
+        "predictions": _prediction_statistics(proba, labels),
         "embeddings": None
         if embeddings is None
         else {"count": len(keep), "dimension": int(embeddings.shape[1]), "file": EMBEDDINGS},
@@ -127,7 +111,46 @@ def compute(
             "chars": measured.chars[keep_texts].tolist(),
         },
     }
-    constraints = {
+    constraints = _constraints(measured, text["chars"], reference_oov)
+    if evaluation is not None:
+        quality, calibration = _model_quality(evaluation[0], evaluation[1], labels)
+        statistics["model_quality"] = quality
+        statistics["calibration"] = calibration
+        constraints["model_quality"] = {
+            "min_accuracy": round(max(0.0, quality["accuracy"] - 0.05), 4),
+            "min_macro_f1": round(max(0.0, quality["macro_f1"] - 0.05), 4),
+        }
+    reference = None if embeddings is None else np.asarray(embeddings[keep], dtype=np.float32)
+    return statistics, constraints, vocab, reference
+
+
+def _text_statistics(measured: TextFeatures, reference_oov: float) -> dict[str, Any]:
+    """The text's lengths and its empty, garbled and out-of-vocabulary rates."""
+    return {
+        "chars": summarize(measured.chars),
+        "words": summarize(measured.words),
+        "empty_rate": float(measured.empty.mean()),
+        "garbled_rate": float(measured.garbled.mean()),
+        "oov_rate": reference_oov,
+    }
+
+
+def _prediction_statistics(proba: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
+    """The model's answers: its predicted classes and its confidence."""
+    counts = np.bincount(proba.argmax(axis=1), minlength=len(labels))
+    confidence = proba.max(axis=1)
+    return {
+        "labels": list(labels),
+        "class_counts": {label: int(n) for label, n in zip(labels, counts, strict=True)},
+        "class_distribution": {label: float(n / len(proba)) for label, n in zip(labels, counts, strict=True)},
+        "confidence": summarize(confidence),
+        "confidence_histogram": np.histogram(confidence, CONFIDENCE_EDGES)[0].tolist(),
+    }
+
+
+def _constraints(measured: TextFeatures, chars: dict[str, Any], reference_oov: float) -> dict[str, Any]:
+    """The suggested constraints on data quality and drift (model quality's are added by the caller)."""
+    return {
         "min_records": 50,
         "alpha": 0.01,
         "data_quality": {
@@ -147,16 +170,6 @@ def compute(
             "length": {"max_p_value": 0.01},
         },
     }
-    if evaluation is not None:
-        quality, calibration = _model_quality(evaluation[0], evaluation[1], labels)
-        statistics["model_quality"] = quality
-        statistics["calibration"] = calibration
-        constraints["model_quality"] = {
-            "min_accuracy": round(max(0.0, quality["accuracy"] - 0.05), 4),
-            "min_macro_f1": round(max(0.0, quality["macro_f1"] - 0.05), 4),
-        }
-    reference = None if embeddings is None else np.asarray(embeddings[keep], dtype=np.float32)
-    return statistics, constraints, vocab, reference
 
 
 def _model_quality(

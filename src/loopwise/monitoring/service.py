@@ -52,7 +52,7 @@ def create_baseline(
     from loopwise import registry
     from loopwise.data.splits import read_split
     from loopwise.data.versions import parse_dataset_ref
-    from loopwise.serving.service import serving_dir
+    from loopwise.registry.exports import serving_dir
     from loopwise.serving.worker import load_for_serving
 
     dataset_name, dataset_version = parse_dataset_ref(dataset_ref)

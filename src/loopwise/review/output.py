@@ -59,7 +59,7 @@ def read_output(loop: HumanLoop) -> dict[str, Any]:
 
 def completed_examples(store: Store, flow: str) -> list[dict[str, Any]]:
     """Every completed loop of the flow as a labeled example: text, label and where the label came from."""
-    from loopwise.review.service import all_loops, find_flow
+    from loopwise.review.flows import all_loops, find_flow
 
     rows = []
     for loop in all_loops(store, find_flow(store, flow), status="Completed"):
@@ -93,7 +93,7 @@ def export_dataset(
 ) -> Any:
     """A new version of data set ``dataset`` from the completed loops (text, label), ready for training."""
     from loopwise.data.service import import_rows
-    from loopwise.review.service import find_flow
+    from loopwise.review.flows import find_flow
 
     found = find_flow(store, flow)
     rows = completed_examples(store, flow)

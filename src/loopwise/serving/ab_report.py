@@ -52,59 +52,20 @@ def ab_report(
         current = uow.endpoints.get(endpoint)
         feedback = {f.inference_id: f for f in uow.feedback.for_endpoint(endpoint)}
     config = current.config
-    production = [v.name for v in config.production]
-    if only is not None:
-        unknown = [v for v in only if v not in production]
-        if unknown:
-            raise EndpointConfigError(
-                f"{', '.join(unknown)}: not production variants of {endpoint} ({', '.join(production)})",
-                [("only", "unknown variant")],
-            )
-        production = list(only)
+    production = _compared(endpoint, [v.name for v in config.production], only)
     records = [
         r
         for r in read_captures(store.artifacts.path("capture"), endpoint)
         if r["variant"] in production and "shadow_of" not in r and _since(r, since_config)
     ]
-    traffic = {name: 0 for name in production}
-    latencies: dict[str, list[float]] = defaultdict(list)
-    outcomes: dict[str, list[tuple[Any, float]]] = defaultdict(list)  # (feedback time, correct)
-    for record in records:
-        variant = record["variant"]
-        traffic[variant] += 1
-        latencies[variant].append(float(record["latency_ms"]))
-        truth = feedback.get(record["inference_id"])
-        if truth is None or truth.labels is None:
-            continue
-        for predicted, label in zip(record["predicted_label"], truth.labels, strict=False):
-            outcomes[variant].append((truth.created_at, float(predicted == label)))
+    traffic, latencies, outcomes = _tally(records, production, feedback)
     weights = {v.name: v.weight for v in config.production if v.name in production}
     srm_statistic, srm_p = sample_ratio_mismatch(traffic, weights)
-    variants = {}
-    for name in production:
-        times = np.array(latencies[name]) if latencies[name] else None
-        scored = [o for _, o in sorted(outcomes[name], key=lambda item: item[0])]
-        variants[name] = {
-            "requests": traffic[name],
-            "weight": weights[name],
-            "latency_ms": None
-            if times is None
-            else {
-                "mean": float(times.mean()),
-                "p50": float(np.percentile(times, 50)),
-                "p99": float(np.percentile(times, 99)),
-            },
-            "labelled": len(scored),
-            "accuracy": float(np.mean(scored)) if scored else None,
-        }
-    control = production[0]
-    comparisons = []
-    level = alpha / max(1, len(production) - 1)
-    for challenger in production[1:]:
-        a = [o for _, o in sorted(outcomes[control], key=lambda item: item[0])]
-        b = [o for _, o in sorted(outcomes[challenger], key=lambda item: item[0])]
-        result = sequential_test(a, b, alpha=level)
-        comparisons.append({"control": control, "challenger": challenger, "alpha": level, **asdict(result)})
+    variants = {
+        name: _variant_figures(traffic[name], weights[name], latencies[name], outcomes[name])
+        for name in production
+    }
+    comparisons = _comparisons(production, outcomes, alpha)
     verdict, winner = decide(comparisons, min_effect, srm_p)
     return {
         "endpoint": endpoint,
@@ -120,6 +81,78 @@ def ab_report(
         "min_effect": min_effect,
         "since_config": since_config,
     }
+
+
+def _compared(endpoint: str, production: list[str], only: Sequence[str] | None) -> list[str]:
+    """The production variants compared, the control first: ``only`` when given (each must be one)."""
+    if only is None:
+        return production
+    unknown = [v for v in only if v not in production]
+    if unknown:
+        raise EndpointConfigError(
+            f"{', '.join(unknown)}: not production variants of {endpoint} ({', '.join(production)})",
+            [("only", "unknown variant")],
+        )
+    return list(only)
+
+
+#: per variant: (feedback time, 1.0 when the prediction was right else 0.0) for each labelled text
+_Outcomes = dict[str, list[tuple[Any, float]]]
+
+
+def _tally(
+    records: list[dict[str, Any]], production: list[str], feedback: dict[str, Any]
+) -> tuple[dict[str, int], dict[str, list[float]], _Outcomes]:
+    """Per variant: its requests, their latencies, and the outcome of each text that got ground truth."""
+    traffic = {name: 0 for name in production}
+    latencies: dict[str, list[float]] = defaultdict(list)
+    outcomes: _Outcomes = defaultdict(list)
+    for record in records:
+        variant = record["variant"]
+        traffic[variant] += 1
+        latencies[variant].append(float(record["latency_ms"]))
+        truth = feedback.get(record["inference_id"])
+        if truth is None or truth.labels is None:
+            continue
+        for predicted, label in zip(record["predicted_label"], truth.labels, strict=False):
+            outcomes[variant].append((truth.created_at, float(predicted == label)))
+    return traffic, latencies, outcomes
+
+
+def _in_order(outcomes: list[tuple[Any, float]]) -> list[float]:
+    """The outcomes in the order their feedback arrived."""
+    return [o for _, o in sorted(outcomes, key=lambda item: item[0])]
+
+
+def _variant_figures(
+    requests: int, weight: float, latencies: list[float], outcomes: list[tuple[Any, float]]
+) -> dict[str, Any]:
+    times = np.array(latencies) if latencies else None
+    scored = _in_order(outcomes)
+    return {
+        "requests": requests,
+        "weight": weight,
+        "latency_ms": None
+        if times is None
+        else {
+            "mean": float(times.mean()),
+            "p50": float(np.percentile(times, 50)),
+            "p99": float(np.percentile(times, 99)),
+        },
+        "labelled": len(scored),
+        "accuracy": float(np.mean(scored)) if scored else None,
+    }
+
+
+def _comparisons(production: list[str], outcomes: _Outcomes, alpha: float) -> list[dict[str, Any]]:
+    """Each challenger against the control (the first variant) by mSPRT, at ``alpha`` split over them."""
+    control = production[0]
+    comparisons = []
+    level = alpha / max(1, len(production) - 1)
+    for challenger in production[1:]:
+        result = sequential_test(_in_order(outcomes[control]), _in_order(outcomes[challenger]), alpha=level)
+        comparisons.append({"control": control, "challenger": challenger, "alpha": level, **asdict(result)})
+    return comparisons
 
 
 def _since(record: dict[str, Any], version: int | None) -> bool:

@@ -36,7 +36,7 @@ def batch_transform(
     """Answer every line of ``source`` into ``target`` with the model (its ONNX export for transformers
     models); returns the lines answered. Raises :class:`DataFormatError` naming the first bad line."""
     from loopwise import registry
-    from loopwise.serving.service import serving_dir
+    from loopwise.registry.exports import serving_dir
     from loopwise.serving.worker import load_for_serving
 
     with store.uow() as uow:

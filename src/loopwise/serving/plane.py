@@ -13,11 +13,9 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,15 +26,17 @@ from loopwise.review.activation import LoopStarter, activate
 from loopwise.review.records import Flow
 from loopwise.serving.autoscaler import Autoscaler
 from loopwise.serving.capture import CaptureWriter
+from loopwise.serving.deployment import pool_specs
 from loopwise.serving.endpoints import Endpoint, EndpointStatus
 from loopwise.serving.feedback import Feedback
+from loopwise.serving.invocation import Invocation, capture_record
 from loopwise.serving.known import Known
 from loopwise.serving.metrics import Metrics
+from loopwise.serving.resources import ResourceSampler
 from loopwise.serving.router import (
     DRAIN_S,
     EndpointRuntime,
     ModelFailed,
-    PoolSpec,
     Routing,
     VariantPool,
     VariantUnavailable,
@@ -55,24 +55,6 @@ WATCH_S = 0.5
 MAX_SHADOW_IN_FLIGHT = 256
 
 
-@dataclass(frozen=True)
-class Invocation:
-    """One answered request."""
-
-    inference_id: str
-    endpoint: str
-    variant: str
-    #: the model version that answered (``name:version``)
-    model: str
-    labels: list[str]
-    proba: np.ndarray
-    model_ms: float
-    #: what the router added: the whole request minus the model call
-    overhead_ms: float
-    #: the human loop each text started (None: its prediction did not fire the attached flow's conditions)
-    human_loops: tuple[str | None, ...] = ()
-
-
 class DataPlane:
     def __init__(self, store: Store, *, watch_s: float = WATCH_S) -> None:
         self.store = store
@@ -89,7 +71,7 @@ class DataPlane:
         self.bandits = BanditBook()
         #: what feedback may name: the ids answered lately, the capture's, the classes (serving.known)
         self.known = Known(store.artifacts.path("capture"))
-        self._processes: dict[int, Any] = {}  # psutil.Process by pid, for CPU deltas
+        self.resources = ResourceSampler()
         self._sampled = 0.0
         self.loops = LoopStarter(store)
         #: each endpoint's attached flow definition (``review`` in its configuration), as last read
@@ -250,23 +232,8 @@ class DataPlane:
             root = self.store.artifacts.path("capture")
             max_queue = capture.max_queue if capture is not None else 10_000
             writer = self.capture_writers[result.endpoint] = CaptureWriter(root, max_queue=max_queue)
-        record = {
-            "inference_id": result.inference_id,
-            "endpoint": result.endpoint,
-            "variant": result.variant,
-            "model": result.model,
-            "config_version": None if runtime is None else runtime.routing.version,
-            "time": time.time(),
-            "latency_ms": round(latency_ms, 3),
-            "model_ms": round(result.model_ms, 3),
-            "input": list(texts),
-            "labels": result.labels,
-            "probabilities": result.proba,
-            "predicted_label": [result.labels[int(i)] for i in result.proba.argmax(axis=1)],
-            "embedding": embeddings,
-        }
-        if shadow_of is not None:
-            record["shadow_of"] = shadow_of
+        version = None if runtime is None else runtime.routing.version
+        record = capture_record(result, texts, embeddings, latency_ms, version, shadow_of)
         if not writer.offer(record):
             self.metrics.capture_dropped(result.endpoint)
 
@@ -334,7 +301,7 @@ class DataPlane:
 
     async def _apply(self, endpoint: Endpoint, runtime: EndpointRuntime | None) -> None:
         config = endpoint.config
-        specs = await asyncio.to_thread(self._pool_specs, endpoint)
+        specs = await asyncio.to_thread(pool_specs, self.store, endpoint)
         old = {} if runtime is None else dict(runtime.pools)
         pools: dict[str, VariantPool] = {}
         for variant in config.variants:
@@ -350,7 +317,7 @@ class DataPlane:
                 await pool.start(wait=True)
             pools[variant.name] = pool
         if config.review is not None:
-            from loopwise.review.service import find_flow
+            from loopwise.review.flows import find_flow
 
             self.flows[endpoint.name] = await asyncio.to_thread(find_flow, self.store, config.review.flow)
         else:
@@ -372,25 +339,6 @@ class DataPlane:
                 self.draining.add(task)
                 task.add_done_callback(self.draining.discard)
 
-    def _pool_specs(self, endpoint: Endpoint) -> dict[str, PoolSpec]:
-        from loopwise.serving.service import serving_dir
-
-        instances = sum(v.instances for v in endpoint.config.variants)
-        threads = max(1, (os.cpu_count() or 1) // max(1, instances))
-        specs = {}
-        for variant in endpoint.config.variants:
-            with self.store.uow() as uow:
-                version = uow.models.get_by_id(int(variant.model_version_id or -1))
-            specs[variant.name] = PoolSpec(
-                directory=serving_dir(self.store, version, variant.precision),
-                precision=variant.precision,
-                max_batch_size=variant.max_batch_size,
-                max_wait_ms=variant.max_wait_ms,
-                model=version.ref,
-                threads=threads,
-            )
-        return specs
-
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self.watch_s)
@@ -405,34 +353,8 @@ class DataPlane:
             except Exception:
                 log.exception("could not advance the rollouts; trying again")
             if time.monotonic() - self._sampled >= 1.0:
-                self._sample_resources()
+                self.resources.sample(self.runtimes.values(), self.metrics)
                 self._sampled = time.monotonic()
-
-    def _sample_resources(self) -> None:
-        """Record each variant's live workers and their CPU since the last sample."""
-        import psutil
-
-        seen = set()
-        for runtime in self.runtimes.values():
-            for name, pool in runtime.pools.items():
-                cpu = 0.0
-                live = pool.live
-                for instance in live:
-                    if instance.process is None:
-                        continue
-                    pid = instance.process.pid
-                    seen.add(pid)
-                    try:
-                        process = self._processes.get(pid)
-                        if process is None:
-                            process = self._processes[pid] = psutil.Process(pid)
-                            process.cpu_percent()  # the first call only starts the measurement
-                        cpu += process.cpu_percent()
-                    except psutil.Error:
-                        continue
-                self.metrics.resources(runtime.name, name, len(live), cpu)
-        for pid in set(self._processes) - seen:
-            del self._processes[pid]
 
 
 __all__ = ["DataPlane", "Invocation"]

@@ -2,51 +2,40 @@
 
 Creating an endpoint resolves each variant's model reference to a model version (recorded in the
 configuration, so that moving an alias later changes nothing that runs), records the endpoint
-``Creating`` with configuration 1, then deploys: each transformers model is exported to ONNX (cached per
-model version; int8 too where a variant asks for it) and every variant's model is loaded once to prove it
-serves. The endpoint ends ``InService``, or ``Failed`` with the reason, and its record stays for
-``describe``. Changing weights records a new configuration version and puts it in force.
+``Creating`` with configuration 1, then deploys (:mod:`loopwise.serving.deployment`): each transformers
+model is exported to ONNX (cached per model version by :mod:`loopwise.registry.exports`; int8 too where
+a variant asks for it) and every variant's model is loaded once to prove it serves. The endpoint ends
+``InService``, or ``Failed`` with the reason, and its record stays for ``describe``. Changing weights
+records a new configuration version and puts it in force.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from loopwise import registry
-from loopwise.errors import EndpointConfigError, LoopwiseError, NotFoundError
-from loopwise.registry.records import ModelVersion
+from loopwise.errors import EndpointConfigError
 from loopwise.serving.config import (
     Autoscaling,
     EndpointConfig,
-    Precision,
     Variant,
     check_endpoint_name,
     parse_endpoint_config,
 )
-from loopwise.serving.endpoints import ConfigVersion, Endpoint, EndpointStatus
+from loopwise.serving.deployment import Progress, deploy, prepare, resolve_models
+from loopwise.serving.endpoints import ConfigVersion, Endpoint
 from loopwise.serving.feedback import Feedback
 from loopwise.serving.metrics import Metrics
 from loopwise.serving.rollout import Rollout, RolloutPlan, RolloutStatus, alarm, step_weights
-from loopwise.storage.artifacts.local import local_path
 
 if TYPE_CHECKING:
     from loopwise.serving.known import Known
     from loopwise.storage import Store
 
 log = logging.getLogger(__name__)
-
-#: the int8 export's accuracy against PyTorch, written beside it
-QUANTIZATION_REPORT = "quantization.json"
-#: called with a message for each step of a deployment
-Progress = Callable[[str], None]
 
 
 def create_endpoint(
@@ -55,10 +44,10 @@ def create_endpoint(
     """Record and deploy a new endpoint; returns it ``InService`` or ``Failed`` (with the reason). Nothing
     is recorded when the name is bad or taken, or a model reference does not resolve."""
     check_endpoint_name(name)
-    resolved = _resolve(store, config)
+    resolved = resolve_models(store, config)
     with store.uow() as uow:
         uow.endpoints.add(name, resolved)
-    return _deploy(store, name, resolved, progress)
+    return deploy(store, name, resolved, progress)
 
 
 def describe_endpoint(store: Store, name: str) -> tuple[Endpoint, list[ConfigVersion]]:
@@ -110,7 +99,7 @@ def attach_review(
 ) -> Endpoint:
     """Attach a flow definition to the endpoint (its predictions on ``variants``, all production ones
     when not named, start human loops by the flow's conditions); None detaches. A new configuration."""
-    from loopwise.review.service import find_flow
+    from loopwise.review.flows import find_flow
     from loopwise.serving.config import ReviewAttachment
 
     if flow is not None and find_flow(store, flow).status != "Active":
@@ -164,7 +153,7 @@ def deploy_variant(
             "autoscaling": None,
         }
     )
-    _prepare(store, added, progress)
+    prepare(store, added, progress)
     with store.uow() as uow:
         current = uow.endpoints.get(name, for_update=True).config
         document = current.to_dict()
@@ -297,133 +286,3 @@ def delete_endpoint(store: Store, name: str) -> None:
     """Remove the endpoint and its configurations (models and their exports stay in the registry)."""
     with store.uow() as uow:
         uow.endpoints.delete(name)
-
-
-def serving_dir(store: Store, version: ModelVersion, precision: Precision = "fp32") -> Path:
-    """The directory a variant's workers load for ``version``: its ONNX export for transformers models
-    (made on first use and cached beside the artifacts; int8 added when asked for), the checkpoint itself
-    for other backends."""
-    version.require_checkpoint()
-    checkpoint = local_path(version.uri)
-    if version.backend != "transformers":
-        if precision != "fp32":
-            raise EndpointConfigError(
-                f"model {version.ref} ({version.backend}) has no int8 form: use precision fp32",
-                [("precision", "int8 needs a transformers model")],
-            )
-        return checkpoint
-    from loopwise.classifiers.onnx import INT8, export_onnx
-    from loopwise.classifiers.transformer import TransformerClassifier
-
-    exported = store.artifacts.path(f"serving/{version.name}/v{version.version}/onnx")
-    manifest = exported / "classifier.json"
-    if manifest.exists() and (precision == "fp32" or (exported / INT8).exists()):
-        return exported
-    staging = exported.with_name(exported.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    original = TransformerClassifier.load(checkpoint)
-    export_onnx(original, staging, int8=precision == "int8")
-    if precision == "int8":
-        _quantization_report(store, version, original, staging)
-    shutil.rmtree(exported, ignore_errors=True)
-    staging.rename(exported)  # a reader never sees half an export
-    return exported
-
-
-def quantization_report(directory: Path) -> dict[str, Any] | None:
-    """What int8 did to accuracy, measured when the export was made (None when it was not measured)."""
-    path = directory / QUANTIZATION_REPORT
-    return dict(json.loads(path.read_text(encoding="utf-8"))) if path.exists() else None
-
-
-def _quantization_report(store: Store, version: ModelVersion, original: Any, directory: Path) -> None:
-    """Measure int8 against PyTorch (and fp32 ONNX) on the model's validation split, into the export."""
-    from loopwise.classifiers.onnx import OnnxClassifier
-    from loopwise.data.splits import read_split
-
-    if version.dataset_version_id is None:
-        return
-    with store.uow() as uow:
-        dataset = uow.datasets.get_by_id(version.dataset_version_id)
-    split = "validation" if "validation" in dataset.splits else "test" if "test" in dataset.splits else None
-    if split is None:
-        return
-    texts, labels = read_split(dataset.split(split).uri)
-    if not texts:
-        return
-    truth = np.array(labels)
-    predictions = {
-        "pytorch": original.predict(texts),
-        "onnx_fp32": OnnxClassifier.load(directory, "fp32").predict(texts),
-        "onnx_int8": OnnxClassifier.load(directory, "int8").predict(texts),
-    }
-    accuracy = {name: float((np.array(p) == truth).mean()) for name, p in predictions.items()}
-    report = {
-        "dataset": dataset.ref,
-        "split": split,
-        "n": len(texts),
-        "accuracy": accuracy,
-        "int8_change": accuracy["onnx_int8"] - accuracy["pytorch"],
-        "int8_agreement_with_pytorch": float(
-            (np.array(predictions["onnx_int8"]) == np.array(predictions["pytorch"])).mean()
-        ),
-    }
-    (directory / QUANTIZATION_REPORT).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-
-
-def _resolve(store: Store, config: EndpointConfig) -> EndpointConfig:
-    """The configuration with each variant's model version id filled in."""
-    variants = []
-    problems = []
-    with store.uow() as uow:
-        for variant in config.variants:
-            try:
-                version = registry.resolve(uow, variant.model)
-                version.require_checkpoint()
-            except NotFoundError as exc:
-                problems.append((f"variants.{variant.name}.model", str(exc)))
-                continue
-            variants.append({**variant.model_dump(), "model_version_id": version.id})
-    if problems:
-        raise EndpointConfigError(
-            "the endpoint configuration names models that cannot be served: "
-            + "; ".join(f"{field}: {message}" for field, message in problems),
-            problems,
-        )
-    return parse_endpoint_config({**config.to_dict(), "variants": variants})
-
-
-def _deploy(store: Store, name: str, config: EndpointConfig, progress: Progress | None) -> Endpoint:
-    try:
-        for variant in config.variants:
-            _prepare(store, variant, progress)
-    except (LoopwiseError, OSError) as exc:
-        with store.uow() as uow:
-            return uow.endpoints.set_status(name, EndpointStatus.FAILED, failure_reason=str(exc))
-    with store.uow() as uow:
-        return uow.endpoints.set_status(name, EndpointStatus.IN_SERVICE)
-
-
-def _prepare(store: Store, variant: Variant, progress: Progress | None) -> None:
-    """Export the variant's model if needed and load it once, as a worker will."""
-    from loopwise.classifiers import load_classifier
-    from loopwise.classifiers.onnx import OnnxClassifier
-
-    with store.uow() as uow:
-        version = uow.models.get_by_id(int(variant.model_version_id or -1))
-    if progress is not None:
-        progress(f"{variant.name}: preparing {version.ref} ({variant.precision})")
-    directory = serving_dir(store, version, variant.precision)
-    if version.backend == "transformers":
-        OnnxClassifier.load(directory, precision=variant.precision, threads=1)
-        report = quantization_report(directory) if variant.precision == "int8" else None
-        if report is not None and progress is not None:
-            acc = report["accuracy"]
-            progress(
-                f"{variant.name}: int8 accuracy {acc['onnx_int8']:.4f} against PyTorch's "
-                f"{acc['pytorch']:.4f} "
-                f"({report['int8_change'] * 100:+.2f} points; {report['int8_agreement_with_pytorch']:.1%} "
-                f"same answers) on {report['n']} {report['split']} texts of {report['dataset']}"
-            )
-    else:
-        load_classifier(directory)

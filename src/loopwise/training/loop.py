@@ -158,7 +158,6 @@ def train(
         raise TrainingError(
             f"selection_metric {config.selection_metric!r} is not one of {', '.join(VALIDATION_METRICS)}"
         )
-    higher_is_better = not config.selection_metric.endswith("loss")
     if progress is None:
         progress = sys.stderr.isatty()
 
@@ -172,82 +171,124 @@ def train(
     if config.steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
     total_steps = max(1, steps_per_epoch * config.epochs)
-    optimizer = build_optimizer(model, config)
-    scheduler = linear_schedule(optimizer, total_steps, config.warmup_ratio)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    device = _device(model)
-    profiler = StepProfiler(torch.cuda.synchronize if device.type == "cuda" else None)
-
-    state = _State(higher_is_better)
+    fit = _Fit(model, config, reporter, num_labels, val_batches, total_steps, report_every_steps)
     model.train()
-    profiler.start()
+    fit.profiler.start()
     with _ProgressBar(progress, total_steps) as bar:
-
-        def validate(epoch: float) -> bool:
-            with profiler.phase("validation"):
-                metrics = evaluate(model, val_batches, config.validation_batch_size, num_labels)  # type: ignore[arg-type]
-            state.validated_at = state.step
-            value = metrics[config.selection_metric]
-            if state.is_better(value):
-                state.keep(model, metrics, value)
-            reporter.on_validation(state.step, epoch, metrics)
-            return reporter.should_stop()
-
         for epoch_index in range(config.epochs):
-            iterator = iter(batches.epoch(epoch_index))
-            for step_in_epoch in range(steps_per_epoch):
-                with profiler.phase("data"):
-                    batch = next(iterator, None)
-                    if batch is None:
-                        break
-                    batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
-                    labels = batch.pop("labels")
-                with profiler.phase("forward"):
-                    logits = model(**batch).logits
-                    loss = F.cross_entropy(logits.float(), labels)
-                with profiler.phase("backward"):
-                    loss.backward()
-                with profiler.phase("optimizer"):
-                    if config.max_grad_norm and config.max_grad_norm > 0:
-                        torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                mask = batch["attention_mask"]
-                profiler.step(len(labels), int(mask.sum()), mask.numel())
-                state.step += 1
-                loss_value = loss.item()
-                state.window_loss += loss_value
-                state.window_steps += 1
-                epoch = epoch_index + (step_in_epoch + 1) / steps_per_epoch
-                bar.advance(loss_value)
-                if state.step % report_every_steps == 0:
-                    reporter.on_train_step(state.step, epoch, state.train_metrics(scheduler, profiler))
-                    if reporter.should_stop():
-                        state.stopped_early = True
-                        break
-                due = val_batches and config.eval_every_steps and state.step % config.eval_every_steps == 0
-                if due and validate(epoch):
-                    state.stopped_early = True
-                    break
-            if state.stopped_early:
+            fit.epoch(batches, epoch_index, steps_per_epoch, bar)
+            if fit.state.stopped_early:
                 break
-            if val_batches and state.validated_at != state.step and validate(float(epoch_index + 1)):
-                state.stopped_early = True
+            if (
+                val_batches
+                and fit.state.validated_at != fit.state.step
+                and fit.validate(float(epoch_index + 1))
+            ):
+                fit.state.stopped_early = True
                 break
+    return fit.result()
 
-    if state.window_steps:
-        state.last_train = state.train_metrics(scheduler, profiler)
-    if state.best_params is not None:
-        state.restore(model)
-    model.eval()
-    return FitResult(
-        metrics=dict(state.best_metrics if state.best_metrics is not None else state.last_train),
-        profile=profiler.summary(),
-        steps=state.step,
-        best_step=state.best_step,
-        stopped_early=state.stopped_early,
-    )
+
+class _Fit:
+    """One call of :func:`train`: the optimizer, schedule, profiler and state, and its steps."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: TrainConfig,
+        reporter: Reporter,
+        num_labels: int,
+        val_batches: BatchStream | None,
+        total_steps: int,
+        report_every_steps: int,
+    ) -> None:
+        self.model, self.config, self.reporter = model, config, reporter
+        self.num_labels, self.val_batches, self.report_every_steps = (
+            num_labels,
+            val_batches,
+            report_every_steps,
+        )
+        self.optimizer = build_optimizer(model, config)
+        self.scheduler = linear_schedule(self.optimizer, total_steps, config.warmup_ratio)
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.device = _device(model)
+        self.profiler = StepProfiler(torch.cuda.synchronize if self.device.type == "cuda" else None)
+        self.state = _State(higher_is_better=not config.selection_metric.endswith("loss"))
+
+    def validate(self, epoch: float) -> bool:
+        """Validate, keep the state when it is the best yet, report; returns whether to stop."""
+        state, config = self.state, self.config
+        with self.profiler.phase("validation"):
+            metrics = evaluate(self.model, self.val_batches, config.validation_batch_size, self.num_labels)  # type: ignore[arg-type]
+        state.validated_at = state.step
+        value = metrics[config.selection_metric]
+        if state.is_better(value):
+            state.keep(self.model, metrics, value)
+        self.reporter.on_validation(state.step, epoch, metrics)
+        return self.reporter.should_stop()
+
+    def epoch(self, batches: BatchStream, epoch_index: int, steps_per_epoch: int, bar: _ProgressBar) -> None:
+        """Train one epoch (at most ``steps_per_epoch`` steps), reporting and validating as configured;
+        sets ``state.stopped_early`` when the reporter asks to stop."""
+        state, config, reporter = self.state, self.config, self.reporter
+        iterator = iter(batches.epoch(epoch_index))
+        for step_in_epoch in range(steps_per_epoch):
+            with self.profiler.phase("data"):
+                batch = next(iterator, None)
+                if batch is None:
+                    break
+                batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
+                labels = batch.pop("labels")
+            loss_value = self.step(batch, labels)
+            epoch = epoch_index + (step_in_epoch + 1) / steps_per_epoch
+            bar.advance(loss_value)
+            if state.step % self.report_every_steps == 0:
+                reporter.on_train_step(state.step, epoch, state.train_metrics(self.scheduler, self.profiler))
+                if reporter.should_stop():
+                    state.stopped_early = True
+                    return
+            due = self.val_batches and config.eval_every_steps and state.step % config.eval_every_steps == 0
+            if due and self.validate(epoch):
+                state.stopped_early = True
+                return
+
+    def step(self, batch: dict[str, torch.Tensor], labels: torch.Tensor) -> float:
+        """One optimizer step on ``batch`` and its ``labels`` (on the device); returns its loss."""
+        profiler, config = self.profiler, self.config
+        with profiler.phase("forward"):
+            logits = self.model(**batch).logits
+            loss = F.cross_entropy(logits.float(), labels)
+        with profiler.phase("backward"):
+            loss.backward()
+        with profiler.phase("optimizer"):
+            if config.max_grad_norm and config.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(self.trainable, config.max_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        mask = batch["attention_mask"]
+        profiler.step(len(labels), int(mask.sum()), mask.numel())
+        self.state.step += 1
+        loss_value = loss.item()
+        self.state.window_loss += loss_value
+        self.state.window_steps += 1
+        return loss_value
+
+    def result(self) -> FitResult:
+        """The model in eval mode holding the best validated state (or the last); what the fit measured."""
+        state = self.state
+        if state.window_steps:
+            state.last_train = state.train_metrics(self.scheduler, self.profiler)
+        if state.best_params is not None:
+            state.restore(self.model)
+        self.model.eval()
+        return FitResult(
+            metrics=dict(state.best_metrics if state.best_metrics is not None else state.last_train),
+            profile=self.profiler.summary(),
+            steps=state.step,
+            best_step=state.best_step,
+            stopped_early=state.stopped_early,
+        )
 
 
 class _State:

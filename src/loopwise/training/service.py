@@ -7,10 +7,10 @@ import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from loopwise import registry
-from loopwise.classifiers import InMemoryExamples, Reporter, TrainConfig, create_classifier
+from loopwise.classifiers import FitResult, InMemoryExamples, Reporter, TrainConfig, create_classifier
 from loopwise.data.records import DatasetVersion
 from loopwise.data.service import split_examples
 from loopwise.data.splits import read_split
@@ -120,8 +120,34 @@ def train(
     dataset.split(request.train_split)
     # Bad input (a wrong model path, an unknown backend) fails here, before anything is recorded.
     classifier = create_classifier(request.backend, dataset.labels, **_backend_options(request))
+    run = _record_run(store, request, dataset)
+    staged = store.artifacts.staging(prefix=f"run-{run.id[:12]}-")
+    database_reporter = _DatabaseReporter(store, run.id, forward=reporter)
+    try:
+        train_examples, validation = _examples(dataset, request)
+        result = classifier.fit(
+            train_examples, validation, request.config, database_reporter, progress=progress
+        )
+        database_reporter.flush()
+        if reporter is not None and reporter.discard_model():
+            shutil.rmtree(staged, ignore_errors=True)
+            metrics = {k: float(v) for k, v in result.metrics.items()}
+            with store.uow() as uow:
+                stopped = uow.runs.finish(run.id, RunStatus.STOPPED, metrics=metrics, profile=result.profile)
+            return TrainOutcome(stopped, None)
+        classifier.save(staged)
+        uri = store.artifacts.commit_dir(staged, f"models/{run.id}")
+    except BaseException as exc:
+        shutil.rmtree(staged, ignore_errors=True)
+        database_reporter.flush()
+        _fail(store, run, exc)
+    return _register(store, request, run, dataset, model_name, classifier.labels, uri, result)
+
+
+def _record_run(store: Store, request: TrainRequest, dataset: DatasetVersion) -> TrainingRun:
+    """The run, recorded RUNNING with its parameters, lineage and code version."""
     with store.uow() as uow:
-        run = uow.runs.add(
+        return uow.runs.add(
             TrainingRun(
                 id=uuid.uuid4().hex,
                 status=RunStatus.RUNNING,
@@ -140,37 +166,42 @@ def train(
                 started_at=utcnow(),
             )
         )
-    staged = store.artifacts.staging(prefix=f"run-{run.id[:12]}-")
-    database_reporter = _DatabaseReporter(store, run.id, forward=reporter)
-    try:
-        train_examples: Any = split_examples(dataset, request.train_split)
-        if not request.stream:
-            train_examples = InMemoryExamples(*read_split(dataset.split(request.train_split).uri))
-        validation = None
-        if request.validation_split and request.validation_split in dataset.splits:
-            validation = InMemoryExamples(*read_split(dataset.split(request.validation_split).uri))
-        result = classifier.fit(
-            train_examples, validation, request.config, database_reporter, progress=progress
-        )
-        database_reporter.flush()
-        if reporter is not None and reporter.discard_model():
-            shutil.rmtree(staged, ignore_errors=True)
-            metrics = {k: float(v) for k, v in result.metrics.items()}
-            with store.uow() as uow:
-                stopped = uow.runs.finish(run.id, RunStatus.STOPPED, metrics=metrics, profile=result.profile)
-            return TrainOutcome(stopped, None)
-        classifier.save(staged)
-        uri = store.artifacts.commit_dir(staged, f"models/{run.id}")
-    except BaseException as exc:
-        shutil.rmtree(staged, ignore_errors=True)
-        database_reporter.flush()
-        message = str(exc) if isinstance(exc, LoopwiseError) else f"{type(exc).__name__}: {exc}"
-        with store.uow() as uow:
-            uow.runs.finish(run.id, RunStatus.FAILED, error=message)
-        if isinstance(exc, LoopwiseError) or not isinstance(exc, Exception):
-            raise
-        raise TrainingError(f"training run {run.id[:12]} failed: {message}") from exc
 
+
+def _examples(dataset: DatasetVersion, request: TrainRequest) -> tuple[Any, InMemoryExamples | None]:
+    """The training examples (streamed from disk or read whole) and the validation ones (None without
+    a validation split)."""
+    train_examples: Any = split_examples(dataset, request.train_split)
+    if not request.stream:
+        train_examples = InMemoryExamples(*read_split(dataset.split(request.train_split).uri))
+    validation = None
+    if request.validation_split and request.validation_split in dataset.splits:
+        validation = InMemoryExamples(*read_split(dataset.split(request.validation_split).uri))
+    return train_examples, validation
+
+
+def _fail(store: Store, run: TrainingRun, exc: BaseException) -> NoReturn:
+    """Mark the run failed with ``exc``'s message and raise: loopwise's errors and interruptions as they
+    are, anything else as a :class:`TrainingError`."""
+    message = str(exc) if isinstance(exc, LoopwiseError) else f"{type(exc).__name__}: {exc}"
+    with store.uow() as uow:
+        uow.runs.finish(run.id, RunStatus.FAILED, error=message)
+    if isinstance(exc, LoopwiseError) or not isinstance(exc, Exception):
+        raise exc
+    raise TrainingError(f"training run {run.id[:12]} failed: {message}") from exc
+
+
+def _register(
+    store: Store,
+    request: TrainRequest,
+    run: TrainingRun,
+    dataset: DatasetVersion,
+    model_name: str,
+    labels: list[str],
+    uri: str,
+    result: FitResult,
+) -> TrainOutcome:
+    """Mark the run completed and register its model version, in one transaction."""
     metrics = {k: float(v) for k, v in result.metrics.items()}
     with store.uow() as uow:
         finished = uow.runs.finish(
@@ -181,7 +212,7 @@ def train(
             model_name,
             backend=request.backend,
             uri=uri,
-            labels=classifier.labels,
+            labels=labels,
             run_id=run.id,
             dataset_version_id=dataset.id,
             parent=request.parent,

@@ -206,7 +206,22 @@ class _Checker:
         top = self.keys(data, "", _TOP_KEYS, _TOP_ALIASES)
         raw = {key: value for key, (_, value) in top.items()}
         path = {key: written for key, (written, _) in top.items()}
+        # sections in the order of the file's documentation: problems are reported in this order
+        fields = self.identity(raw)
+        static = fields["static"] = self.static(raw.get("static", {}), path.get("static", "static"))
+        strategy = self.choice(raw.get("strategy", "bayesian"), path.get("strategy", "strategy"), STRATEGIES)
+        fields["strategy"] = strategy
+        fields["parameters"] = self.searched(raw, path, static, strategy)
+        fields["objective"] = self.objective(raw)
+        fields |= self.trial_counts(raw, path)
+        fields["early_stopping"] = self.early_stopping(raw, path, strategy)
+        fields |= self.job_settings(raw, fields["name"], static)
+        if self.problems or not isinstance(fields["name"], str):
+            return None
+        return TuningSpec(**fields, source=source)
 
+    def identity(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """The job's name, its data set, backend and base model."""
         name = raw.get("name")
         if not isinstance(name, str):
             self.add("name", "give the tuning job a name (letters, digits, '.', '_' or '-')")
@@ -215,7 +230,6 @@ class _Checker:
                 check_name(name, "tuning job name")
             except LoopwiseError as exc:
                 self.add("name", str(exc))
-
         dataset = raw.get("dataset", "reviews")
         if not isinstance(dataset, str) or not dataset or dataset.count(":") > 1:
             self.add("dataset", f"expected a data set reference NAME or NAME:VERSION, got {dataset!r}")
@@ -223,9 +237,12 @@ class _Checker:
         base_model = raw.get("base_model")
         if base_model is not None and not isinstance(base_model, str):
             self.add("base_model", f"expected a model name or path, got {base_model!r}")
+        return {"name": name, "dataset": dataset, "backend": backend, "base_model": base_model}
 
-        static = self.static(raw.get("static", {}), path.get("static", "static"))
-        strategy = self.choice(raw.get("strategy", "bayesian"), path.get("strategy", "strategy"), STRATEGIES)
+    def searched(
+        self, raw: dict[str, Any], path: dict[str, str], static: Mapping[str, Any], strategy: Any
+    ) -> tuple[Parameter, ...]:
+        """The parameters to search; grid search refuses a continuous one."""
         parameters = self.parameters(raw.get("parameters"), path.get("parameters", "parameters"), static)
         if strategy == "grid":
             for p in parameters:
@@ -235,15 +252,20 @@ class _Checker:
                         "grid search needs a finite set of values: make it categorical with values "
                         "(or integer), or use strategy random, bayesian or hyperband",
                     )
-        objective = self.objective(raw)
+        return parameters
 
+    def trial_counts(self, raw: dict[str, Any], path: dict[str, str]) -> dict[str, Any]:
+        """``max_trials`` and ``max_parallel_trials`` (at most ``max_trials``)."""
         max_trials = self.number(raw.get("max_trials", 20), path.get("max_trials", "max_trials"), True, 1)
         where = path.get("max_parallel_trials", "max_parallel_trials")
         parallel = self.number(raw.get("max_parallel_trials", 1), where, True)
         if parallel is not None and (parallel < 1 or (max_trials is not None and parallel > max_trials)):
             self.add(where, f"must be between 1 and max_trials ({max_trials}), got {parallel}")
             parallel = None
+        return {"max_trials": max_trials, "max_parallel_trials": parallel}
 
+    def early_stopping(self, raw: dict[str, Any], path: dict[str, str], strategy: Any) -> Any:
+        """``early_stopping`` (default: ``auto`` for hyperband, which cannot do without it, else ``off``)."""
         where = path.get("early_stopping", "early_stopping")
         default_stop = "auto" if strategy == "hyperband" else "off"
         early = raw.get("early_stopping", default_stop)
@@ -255,7 +277,10 @@ class _Checker:
                 where,
                 "hyperband stops trials early by design: remove early_stopping or choose another strategy",
             )
+        return early
 
+    def job_settings(self, raw: dict[str, Any], name: Any, static: Mapping[str, Any]) -> dict[str, Any]:
+        """Completion, warm start, seed, retries, the per-trial caps, checkpoints kept, the model's name."""
         completion = self.completion(raw.get("completion", {}), "completion")
         warm_start = self.warm_start(raw.get("warm_start"), "warm_start", name)
         seed = self.number(raw.get("seed", static.get("seed", 42)), "seed", True)
@@ -271,31 +296,16 @@ class _Checker:
                 self.add("model_name", str(exc))
         per_trial = raw.get("max_examples_per_trial")
         per_trial = None if per_trial is None else self.number(per_trial, "max_examples_per_trial", True, 1)
-
-        if self.problems or not isinstance(name, str):
-            return None
-        return TuningSpec(
-            name=name,
-            parameters=parameters,
-            dataset=dataset,
-            backend=backend,
-            base_model=base_model,
-            static=static,
-            objective=objective,
-            strategy=strategy,
-            max_trials=max_trials,
-            max_parallel_trials=parallel,
-            early_stopping=early,
-            completion=completion,
-            warm_start=warm_start,
-            seed=seed,
-            retries=retries,
-            max_steps_per_trial=cap,
-            keep_checkpoints=keep,
-            max_examples_per_trial=per_trial,
-            model_name=model_name,
-            source=source,
-        )
+        return {
+            "completion": completion,
+            "warm_start": warm_start,
+            "seed": seed,
+            "retries": retries,
+            "max_steps_per_trial": cap,
+            "keep_checkpoints": keep,
+            "max_examples_per_trial": per_trial,
+            "model_name": model_name,
+        }
 
     def static(self, raw: Any, path: str) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -9,24 +9,22 @@ the HTML page is written last, so its presence means the report is whole.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from loopwise.errors import DataFormatError
 from loopwise.evaluation._files import write_text_atomic
 from loopwise.tuning import _plots
+from loopwise.tuning._report_page import Figures, render_page
 from loopwise.tuning.outcome import RERUN_OF, RETRY_OF, TRANSFERRED_FROM, WARM_START_OF
 from loopwise.tuning.records import TuningJob
 from loopwise.tuning.space import decode_params, optuna_name
@@ -204,6 +202,41 @@ def write_tuning_report(job: TuningJob, trials: Sequence[FrozenTrial], out_dir: 
     best_so_far = running_best(trials, direction)
     importances = parameter_importances(job, trials)
 
+    figures = _draw(job, trials, rows, best_so_far, importances, out)
+    document = {
+        "job": _job_summary(job),
+        "objective": {"metric": metric, "direction": direction},
+        "counts": _counts(trials),
+        "best": best_row,
+        "running_best": [{"trial": number, "objective": value} for number, value in best_so_far],
+        "trials": rows,
+        "importances": {"values": importances.values, "note": importances.note},
+        "generated_at": generated_at,
+    }
+    json_path = write_text_atomic(out / RESULTS_JSON, _dumps(document))
+    page = render_page(job, document, importances, figures)
+    html_path = write_text_atomic(out / REPORT_HTML, page)
+    return TuningReport(
+        json=json_path,
+        html=html_path,
+        objective_png=figures.objective,
+        curves_png=figures.curves,
+        importances_png=figures.importances,
+    )
+
+
+def _draw(
+    job: TuningJob,
+    trials: Sequence[FrozenTrial],
+    rows: list[dict[str, Any]],
+    best_so_far: list[tuple[int, float]],
+    importances: Importances,
+    out: Path,
+) -> Figures:
+    """Draw the report's figures into ``out``; a figure that has nothing to show removes a stale one."""
+    spec = job_spec(job)
+    metric, direction = spec.objective.metric, spec.objective.direction
+    best_row = next((row for row in rows if row["best"]), None)
     objective = _plots.objective_png(
         trials,
         best_so_far,
@@ -233,45 +266,7 @@ def write_tuning_report(job: TuningJob, trials: Sequence[FrozenTrial], out_dir: 
         )
     else:
         (out / IMPORTANCES_PNG).unlink(missing_ok=True)
-
-    document = {
-        "job": _job_summary(job),
-        "objective": {"metric": metric, "direction": direction},
-        "counts": _counts(trials),
-        "best": best_row,
-        "running_best": [{"trial": number, "objective": value} for number, value in best_so_far],
-        "trials": rows,
-        "importances": {"values": importances.values, "note": importances.note},
-        "generated_at": generated_at,
-    }
-    json_path = write_text_atomic(out / RESULTS_JSON, _dumps(document))
-
-    page = _template("report.html").render(
-        title=f"Tuning job {job.name}",
-        headline_context=[
-            ("status", job.status.value),
-            ("objective", f"{metric} ({direction})"),
-            ("strategy", spec.strategy),
-            ("data set", spec.dataset),
-        ],
-        context=[(key, _text(value)) for key, value in job.spec.items()],
-        job=document["job"],
-        metric=metric,
-        direction=direction,
-        counts=document["counts"],
-        best=best_row,
-        rows=rows,
-        importances=importances,
-        objective_png=_data_uri(objective),
-        curves_png=_data_uri(curves) if curves else None,
-        curves_note=curves_note,
-        importances_png=_data_uri(bars) if bars else None,
-        generated_at=generated_at,
-    )
-    html_path = write_text_atomic(out / REPORT_HTML, page)
-    return TuningReport(
-        json=json_path, html=html_path, objective_png=objective, curves_png=curves, importances_png=bars
-    )
+    return Figures(objective, curves, curves_note, bars)
 
 
 # --- internals -------------------------------------------------------------------------------------------
@@ -340,71 +335,8 @@ def _job_summary(job: TuningJob) -> dict[str, Any]:
     }
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
-
-
 def _dumps(document: dict[str, Any]) -> str:
     try:
         return json.dumps(document, indent=2, allow_nan=False, default=str, ensure_ascii=False) + "\n"
     except (TypeError, ValueError) as exc:
         raise DataFormatError(f"the tuning results cannot be written as JSON ({exc})") from exc
-
-
-def _data_uri(png: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
-
-
-def _number(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}" if abs(value) < 1e-3 and value != 0 else f"{value:.{digits}f}"
-    return str(value)
-
-
-def _params(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
-
-
-def _origin(row: dict[str, Any]) -> str:
-    """Where a trial came from, for the page (empty for a trial the job sampled itself)."""
-    if row[RETRY_OF] is not None:
-        return f"retry of trial {row[RETRY_OF]}"
-    if row[RERUN_OF] is not None:
-        return f"re-run of interrupted trial {row[RERUN_OF]}"
-    if row[WARM_START_OF] is not None:
-        return f"copied from {row[WARM_START_OF]}"
-    if row[TRANSFERRED_FROM] is not None:
-        return f"configuration of {row[TRANSFERRED_FROM]}"
-    return ""
-
-
-def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}s"
-
-
-@cache
-def _environment() -> jinja2.Environment:
-    # The page extends the evaluation report's base template, so both reports look alike.
-    env = jinja2.Environment(
-        loader=jinja2.ChoiceLoader(
-            [
-                jinja2.PackageLoader("loopwise.tuning", "templates"),
-                jinja2.PackageLoader("loopwise.evaluation", "templates"),
-            ]
-        ),
-        autoescape=jinja2.select_autoescape(["html"]),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["number"] = _number
-    env.filters["params"] = _params
-    env.filters["seconds"] = _seconds
-    env.filters["origin"] = _origin
-    return env
-
-
-def _template(name: str) -> jinja2.Template:
-    return _environment().get_template(name)

@@ -1,0 +1,99 @@
+"""A model version's serving form: its ONNX export, made on first use and cached beside the artifacts.
+
+A transformers model version is served from an ONNX export (``serving/<name>/v<version>/onnx`` in the
+artifact store; ``model.int8.onnx`` added when a variant asks for int8, with a report of what int8 did to
+accuracy, :data:`QUANTIZATION_REPORT`); any other backend is served from its checkpoint as it is. An
+export is built in a staging directory and renamed into place, so a reader never sees half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from loopwise.errors import EndpointConfigError
+from loopwise.registry.records import ModelVersion
+from loopwise.storage.artifacts.local import local_path
+
+if TYPE_CHECKING:
+    from loopwise.classifiers.onnx import Precision
+    from loopwise.storage import Store
+
+#: the int8 export's accuracy against PyTorch, written beside it
+QUANTIZATION_REPORT = "quantization.json"
+
+
+def serving_dir(store: Store, version: ModelVersion, precision: Precision = "fp32") -> Path:
+    """The directory a variant's workers load for ``version``: its ONNX export for transformers models
+    (made on first use and cached beside the artifacts; int8 added when asked for), the checkpoint itself
+    for other backends."""
+    version.require_checkpoint()
+    checkpoint = local_path(version.uri)
+    if version.backend != "transformers":
+        if precision != "fp32":
+            raise EndpointConfigError(
+                f"model {version.ref} ({version.backend}) has no int8 form: use precision fp32",
+                [("precision", "int8 needs a transformers model")],
+            )
+        return checkpoint
+    from loopwise.classifiers.onnx import INT8, export_onnx
+    from loopwise.classifiers.transformer import TransformerClassifier
+
+    exported = store.artifacts.path(f"serving/{version.name}/v{version.version}/onnx")
+    manifest = exported / "classifier.json"
+    if manifest.exists() and (precision == "fp32" or (exported / INT8).exists()):
+        return exported
+    staging = exported.with_name(exported.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    original = TransformerClassifier.load(checkpoint)
+    export_onnx(original, staging, int8=precision == "int8")
+    if precision == "int8":
+        _quantization_report(store, version, original, staging)
+    shutil.rmtree(exported, ignore_errors=True)
+    staging.rename(exported)  # a reader never sees half an export
+    return exported
+
+
+def quantization_report(directory: Path) -> dict[str, Any] | None:
+    """What int8 did to accuracy, measured when the export was made (None when it was not measured)."""
+    path = directory / QUANTIZATION_REPORT
+    return dict(json.loads(path.read_text(encoding="utf-8"))) if path.exists() else None
+
+
+def _quantization_report(store: Store, version: ModelVersion, original: Any, directory: Path) -> None:
+    """Measure int8 against PyTorch (and fp32 ONNX) on the model's validation split, into the export."""
+    from loopwise.classifiers.onnx import OnnxClassifier
+    from loopwise.data.splits import read_split
+
+    if version.dataset_version_id is None:
+        return
+    with store.uow() as uow:
+        dataset = uow.datasets.get_by_id(version.dataset_version_id)
+    split = "validation" if "validation" in dataset.splits else "test" if "test" in dataset.splits else None
+    if split is None:
+        return
+    texts, labels = read_split(dataset.split(split).uri)
+    if not texts:
+        return
+    truth = np.array(labels)
+    predictions = {
+        "pytorch": original.predict(texts),
+        "onnx_fp32": OnnxClassifier.load(directory, "fp32").predict(texts),
+        "onnx_int8": OnnxClassifier.load(directory, "int8").predict(texts),
+    }
+    accuracy = {name: float((np.array(p) == truth).mean()) for name, p in predictions.items()}
+    report = {
+        "dataset": dataset.ref,
+        "split": split,
+        "n": len(texts),
+        "accuracy": accuracy,
+        "int8_change": accuracy["onnx_int8"] - accuracy["pytorch"],
+        "int8_agreement_with_pytorch": float(
+            (np.array(predictions["onnx_int8"]) == np.array(predictions["pytorch"])).mean()
+        ),
+    }
+    (directory / QUANTIZATION_REPORT).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
