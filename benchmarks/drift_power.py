@@ -394,7 +394,7 @@ def speed(data: dict[str, Any], baseline_folder: Path, records: int, work: Path)
     from loopwise.config import Settings
     from loopwise.monitoring.service import baseline_dir, run_monitor
     from loopwise.serving.capture import CaptureWriter
-    from loopwise.serving.feedback import Feedback
+    from loopwise.serving.records import Feedback
     from loopwise.storage import Store
 
     home = work / "speed-home"

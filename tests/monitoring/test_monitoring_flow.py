@@ -222,7 +222,7 @@ def _labelled(store: Store) -> tuple[list[str], list[str]]:
 
 
 def test_model_quality_from_ground_truth_beside_the_estimate(monitored: Store) -> None:
-    from loopwise.serving.feedback import Feedback
+    from loopwise.serving.records import Feedback
 
     statistics = load_baseline(monitored, "tiny-base").statistics
     assert statistics["model_quality"]["n"] == 18 and statistics["source"]["held_out_split"] == "validation"

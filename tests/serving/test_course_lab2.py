@@ -9,7 +9,7 @@ from PIL import Image
 
 from loopwise.cli._course_lab2 import ENDPOINT, course_lab2
 from loopwise.cli._course_monitor import course_monitoring
-from loopwise.monitoring.alerts import Alert
+from loopwise.monitoring.records import Alert
 from loopwise.serving.service import describe_endpoint
 from loopwise.storage import Store
 from loopwise.training.service import TrainRequest, train

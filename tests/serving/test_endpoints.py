@@ -14,7 +14,7 @@ from loopwise.classifiers import TrainConfig
 from loopwise.errors import EndpointConfigError, NotFoundError, StorageError
 from loopwise.registry.exports import quantization_report, serving_dir
 from loopwise.serving.config import load_endpoint_config, parse_endpoint_config, parse_variant_option
-from loopwise.serving.endpoints import EndpointStatus
+from loopwise.serving.records import EndpointStatus
 from loopwise.serving.service import (
     create_endpoint,
     delete_endpoint,

@@ -9,7 +9,8 @@ import pytest
 from conftest import running_server
 from loopwise.errors import EndpointError
 from loopwise.serving.config import parse_endpoint_config
-from loopwise.serving.rollout import RolloutPlan, RolloutStatus, alarm, step_weights
+from loopwise.serving.records import RolloutStatus
+from loopwise.serving.rollout import RolloutPlan, alarm, step_weights
 from loopwise.serving.service import create_endpoint, describe_endpoint, start_rollout
 from loopwise.storage import Store
 

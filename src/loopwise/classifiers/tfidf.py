@@ -20,8 +20,8 @@ from loopwise.classifiers._base import (
     read_manifest,
     write_manifest,
 )
+from loopwise.classifiers.profiler import StepProfiler
 from loopwise.errors import CheckpointError, ClassifierError
-from loopwise.training.profiler import StepProfiler
 
 ARTIFACT = "tfidf.joblib"
 #: examples read per chunk while loading the training data

@@ -131,9 +131,9 @@ class TransformerClassifier(TextClassifier):
         *,
         progress: bool | None = None,
     ) -> FitResult:
-        """Fine-tune with :func:`loopwise.training.loop.train`; ``config.max_seq_length`` is replaced by
+        """Fine-tune with :func:`loopwise.classifiers.loop.train`; ``config.max_seq_length`` is replaced by
         the classifier's own. ``progress`` shows a progress bar (default: when stderr is a terminal)."""
-        from loopwise.training.loop import train as train_loop
+        from loopwise.classifiers.loop import train as train_loop
 
         config = TrainConfig.from_dict(
             {**(config or TrainConfig()).to_dict(), "max_seq_length": self.max_seq_length}
@@ -151,7 +151,7 @@ class TransformerClassifier(TextClassifier):
         )
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        from loopwise.training.batching import collate, tokenize
+        from loopwise.classifiers.batching import collate, tokenize
 
         texts = list(texts)
         result = np.empty((len(texts), len(self.labels)), dtype=np.float64)

@@ -8,6 +8,7 @@ import typer
 
 from loopwise.cli._common import console, open_store, print_json
 from loopwise.cli.endpoint import NameArgument, app
+from loopwise.serving.rollout import plan_of
 
 
 @app.command()
@@ -103,11 +104,11 @@ def rollout_status(
     with open_store() as store:
         latest = latest_rollout(store, name)
     if as_json:
-        print_json({**asdict(latest), "plan": latest.plan.model_dump()})
+        print_json({**asdict(latest), "plan": latest.plan})
         return
     console.print(
         f"rollout {latest.id} of {latest.variant} on {name}: {latest.status.value}, step "
-        f"{latest.step + 1}/{len(latest.plan.shares)} ({latest.plan.shares[latest.step]:.0%})"
+        f"{latest.step + 1}/{len(plan_of(latest).shares)} ({plan_of(latest).shares[latest.step]:.0%})"
         + (f"; {latest.reason}" if latest.reason else ""),
         highlight=False,
     )

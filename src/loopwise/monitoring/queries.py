@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from loopwise.monitoring.alerts import Alert, Schedule
+    from loopwise.monitoring.records import Alert, Schedule
     from loopwise.storage import Store
 
 

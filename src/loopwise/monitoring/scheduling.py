@@ -17,7 +17,8 @@ from urllib.parse import urlparse
 
 from loopwise import webhooks
 from loopwise.errors import DataFormatError
-from loopwise.monitoring.alerts import Alert, Schedule, Webhook, parse_every
+from loopwise.monitoring.alerts import parse_every
+from loopwise.monitoring.records import Alert, Schedule, Webhook
 from loopwise.monitoring.service import KINDS, load_baseline, run_monitor
 from loopwise.webhooks.records import ALERT_SUBJECT
 

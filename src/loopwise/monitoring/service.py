@@ -22,7 +22,7 @@ from loopwise.monitoring.window import Context
 from loopwise.registry.versions import check_name
 
 if TYPE_CHECKING:
-    from loopwise.monitoring.alerts import Alert, Schedule, Webhook
+    from loopwise.monitoring.records import Alert, Schedule, Webhook
     from loopwise.storage import Store
 
 log = logging.getLogger(__name__)

@@ -31,10 +31,12 @@ from pydantic import ValidationError
 
 from loopwise._durations import parse_duration
 from loopwise.errors import PipelineError
+from loopwise.serving.endpoints import load, load_history
+from loopwise.serving.rollout import plan_of
 
 if TYPE_CHECKING:
     from loopwise.pipelines.operations import Log
-    from loopwise.serving.rollout import Rollout
+    from loopwise.serving.records import Rollout
     from loopwise.storage import Store
 
 
@@ -49,7 +51,8 @@ def canary(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
     """Deploy the model on the endpoint as a new variant and roll it out to ``percent``, then ``share``
     of the traffic, guarded by the rollout's alarms (rolled back and taken out when one fires)."""
     from loopwise import registry
-    from loopwise.serving.rollout import RolloutPlan, RolloutStatus
+    from loopwise.serving.records import RolloutStatus
+    from loopwise.serving.rollout import RolloutPlan
     from loopwise.serving.service import deploy_variant, remove_variant, start_rollout
 
     endpoint = str(inputs["endpoint"])
@@ -82,7 +85,7 @@ def canary(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
         )
     else:
         log(f"rollout {rollout.id} of {variant} taken up ({rollout.status.value})")
-    shares = rollout.plan.shares  # a rollout taken up keeps its own plan
+    shares = plan_of(rollout).shares  # a rollout taken up keeps its own plan
     deadline = time.monotonic() + timeout_s
     step = rollout.step
     while rollout.status is RolloutStatus.RUNNING:
@@ -114,15 +117,15 @@ def _hold_config(store: Store, rollout: Rollout) -> int:
     from loopwise.serving.service import rollout_step_note
 
     with store.uow() as uow:
-        history = uow.endpoints.history(rollout.endpoint)
-    note = rollout_step_note(rollout, len(rollout.plan.shares) - 1)
+        history = load_history(uow, rollout.endpoint)
+    note = rollout_step_note(rollout, len(plan_of(rollout).shares) - 1)
     return next(h.version for h in reversed(history) if h.note == note)
 
 
 def _current_rollout(store: Store, endpoint: str, variant: str) -> Any:
     """The rollout of ``variant`` to take up (running, or completed since it was deployed), else None."""
     from loopwise.errors import NotFoundError
-    from loopwise.serving.rollout import RolloutStatus
+    from loopwise.serving.records import RolloutStatus
 
     with store.uow() as uow:
         running = uow.rollouts.running(endpoint)
@@ -213,7 +216,7 @@ def ab_test(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
 def _champion_variant(store: Store, endpoint: str, candidate: str) -> str:
     """The production variant other than the candidate with the most traffic (the first of equals)."""
     with store.uow() as uow:
-        config = uow.endpoints.get(endpoint).config
+        config = load(uow, endpoint).config
     others = [v for v in config.production if v.name != candidate]
     if not others:
         raise PipelineError(f"{endpoint} has no production variant besides {candidate} to test it against")
@@ -234,7 +237,7 @@ def settle_endpoint(store: Store, endpoint: str, variant: str, promoted: bool, l
     from loopwise.serving.service import promote, remove_variant
 
     with store.uow() as uow:
-        config = uow.endpoints.get(endpoint).config
+        config = load(uow, endpoint).config
     if not promoted:
         if variant in {v.name for v in config.variants}:
             remove_variant(store, endpoint, variant, note=f"{variant} retired")

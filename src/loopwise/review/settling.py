@@ -46,7 +46,7 @@ def _complete(store: Store, loop: HumanLoop, now: datetime) -> bool:
     recorded for its inference, in one transaction (the file is written first: a crash leaves the loop
     in progress, and the next settle writes the same file again)."""
     from loopwise.labeling.consolidation import Vote, consolidate
-    from loopwise.serving.feedback import Feedback
+    from loopwise.serving.records import Feedback
 
     with store.uow() as uow:
         flow = uow.review.flow(loop.flow)

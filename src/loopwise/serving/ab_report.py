@@ -29,6 +29,7 @@ from loopwise.experiments.decisions import verdict as decide
 from loopwise.experiments.ratio import SRM_ALPHA, sample_ratio_mismatch
 from loopwise.experiments.sequential import sequential_test
 from loopwise.serving.capture import read_captures
+from loopwise.serving.endpoints import load
 
 if TYPE_CHECKING:
     from loopwise.storage import Store
@@ -49,7 +50,7 @@ def ab_report(
     first the control (a pipeline's A/B test: the champion against its candidate, whatever other
     variant the endpoint keeps at weight 0)."""
     with store.uow() as uow:
-        current = uow.endpoints.get(endpoint)
+        current = load(uow, endpoint)
         feedback = {f.inference_id: f for f in uow.feedback.for_endpoint(endpoint)}
     config = current.config
     production = _compared(endpoint, [v.name for v in config.production], only)

@@ -13,7 +13,8 @@ from loopwise import registry
 from loopwise.errors import EndpointConfigError, LoopwiseError, NotFoundError
 from loopwise.registry.exports import quantization_report, serving_dir
 from loopwise.serving.config import EndpointConfig, Variant, parse_endpoint_config
-from loopwise.serving.endpoints import Endpoint, EndpointStatus
+from loopwise.serving.endpoints import Endpoint, record_status
+from loopwise.serving.records import EndpointStatus
 from loopwise.serving.router import PoolSpec
 
 if TYPE_CHECKING:
@@ -53,9 +54,9 @@ def deploy(store: Store, name: str, config: EndpointConfig, progress: Progress |
             prepare(store, variant, progress)
     except (LoopwiseError, OSError) as exc:
         with store.uow() as uow:
-            return uow.endpoints.set_status(name, EndpointStatus.FAILED, failure_reason=str(exc))
+            return record_status(uow, name, EndpointStatus.FAILED, failure_reason=str(exc))
     with store.uow() as uow:
-        return uow.endpoints.set_status(name, EndpointStatus.IN_SERVICE)
+        return record_status(uow, name, EndpointStatus.IN_SERVICE)
 
 
 def prepare(store: Store, variant: Variant, progress: Progress | None) -> None:

@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from loopwise.errors import EndpointConfigError
-
-
-@dataclass(frozen=True)
-class Feedback:
-    inference_id: str
-    #: the true label of each text of the inference, in order
-    labels: tuple[str, ...] | None = None
-    reward: float | None = None
-    created_at: datetime | None = None
+from loopwise.serving.records import Feedback
 
 
 def parse_feedback(items: Iterable[Any], *, source: str = "feedback") -> list[Feedback]:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from loopwise.errors import EndpointConfigError
 from loopwise.serving.capture import CapturedIds
-from loopwise.serving.feedback import Feedback
+from loopwise.serving.records import Feedback
 
 if TYPE_CHECKING:
     from loopwise.serving.config import EndpointConfig

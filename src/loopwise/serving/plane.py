@@ -27,11 +27,11 @@ from loopwise.review.records import Flow
 from loopwise.serving.autoscaler import Autoscaler
 from loopwise.serving.capture import CaptureWriter
 from loopwise.serving.deployment import pool_specs
-from loopwise.serving.endpoints import Endpoint, EndpointStatus
-from loopwise.serving.feedback import Feedback
+from loopwise.serving.endpoints import Endpoint, load_all
 from loopwise.serving.invocation import Invocation, capture_record
 from loopwise.serving.known import Known
 from loopwise.serving.metrics import Metrics
+from loopwise.serving.records import EndpointStatus, Feedback
 from loopwise.serving.resources import ResourceSampler
 from loopwise.serving.router import (
     DRAIN_S,
@@ -297,7 +297,7 @@ class DataPlane:
 
     def _endpoints(self) -> list[Endpoint]:
         with self.store.uow() as uow:
-            return uow.endpoints.list()
+            return load_all(uow)
 
     async def _apply(self, endpoint: Endpoint, runtime: EndpointRuntime | None) -> None:
         config = endpoint.config

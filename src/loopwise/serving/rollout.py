@@ -12,18 +12,11 @@ an A/B test (what a retraining pipeline's ``canary`` step does).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-
-class RolloutStatus(StrEnum):
-    RUNNING = "running"
-    COMPLETED = "completed"
-    ROLLED_BACK = "rolled_back"
+from loopwise.serving.records import Rollout
 
 
 class RolloutPlan(BaseModel):
@@ -58,21 +51,6 @@ class RolloutPlan(BaseModel):
     @classmethod
     def linear(cls, steps: int, bake_s: float, **alarms: Any) -> RolloutPlan:
         return cls(shares=tuple((i + 1) / steps for i in range(steps)), bake_s=bake_s, **alarms)
-
-
-@dataclass(frozen=True)
-class Rollout:
-    id: int
-    endpoint: str
-    variant: str
-    plan: RolloutPlan
-    baseline: dict[str, float]
-    status: RolloutStatus
-    step: int
-    created_at: datetime
-    step_started_at: datetime
-    reason: str | None = None
-    finished_at: datetime | None = None
 
 
 def step_weights(baseline: dict[str, float], variant: str, share: float) -> dict[str, float]:
@@ -112,3 +90,8 @@ def alarm(rows: list[dict[str, Any]], plan: RolloutPlan) -> str | None:
         if p99 > plan.max_p99_ms:
             return f"p99 latency {p99:.1f} ms is above {plan.max_p99_ms:g} ms"
     return None
+
+
+def plan_of(rollout: Rollout) -> RolloutPlan:
+    """The rollout's plan, read back from its stored mapping."""
+    return RolloutPlan.model_validate(rollout.plan)

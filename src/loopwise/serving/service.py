@@ -26,10 +26,18 @@ from loopwise.serving.config import (
     parse_endpoint_config,
 )
 from loopwise.serving.deployment import Progress, deploy, prepare, resolve_models
-from loopwise.serving.endpoints import ConfigVersion, Endpoint
-from loopwise.serving.feedback import Feedback
+from loopwise.serving.endpoints import (
+    ConfigVersion,
+    Endpoint,
+    load,
+    load_all,
+    load_history,
+    record,
+    record_config,
+)
 from loopwise.serving.metrics import Metrics
-from loopwise.serving.rollout import Rollout, RolloutPlan, RolloutStatus, alarm, step_weights
+from loopwise.serving.records import Feedback, Rollout, RolloutStatus
+from loopwise.serving.rollout import RolloutPlan, alarm, plan_of, step_weights
 
 if TYPE_CHECKING:
     from loopwise.serving.known import Known
@@ -46,19 +54,19 @@ def create_endpoint(
     check_endpoint_name(name)
     resolved = resolve_models(store, config)
     with store.uow() as uow:
-        uow.endpoints.add(name, resolved)
+        record(uow, name, resolved)
     return deploy(store, name, resolved, progress)
 
 
 def describe_endpoint(store: Store, name: str) -> tuple[Endpoint, list[ConfigVersion]]:
     """The endpoint and every configuration it had, oldest first."""
     with store.uow() as uow:
-        return uow.endpoints.get(name), uow.endpoints.history(name)
+        return load(uow, name), load_history(uow, name)
 
 
 def list_endpoints(store: Store) -> list[Endpoint]:
     with store.uow() as uow:
-        return uow.endpoints.list()
+        return load_all(uow)
 
 
 def update_weights(
@@ -67,7 +75,7 @@ def update_weights(
     """Record a configuration with these production variants' weights (others unchanged) and put it in
     force. Raises :class:`EndpointConfigError` for an unknown variant or weights that leave no traffic."""
     with store.uow() as uow:
-        endpoint = uow.endpoints.get(name, for_update=True)
+        endpoint = load(uow, name, for_update=True)
         for variant in weights:
             if endpoint.config.variant(variant).role != "production":
                 raise EndpointConfigError(
@@ -76,13 +84,13 @@ def update_weights(
                 )
         config = endpoint.config.with_weights(weights)
         note = note or "weights: " + ", ".join(f"{v}={w:g}" for v, w in weights.items())
-        return uow.endpoints.add_config(name, config, note)
+        return record_config(uow, name, config, note)
 
 
 def set_autoscaling(store: Store, name: str, variant: str, policy: Autoscaling | None) -> Endpoint:
     """Attach a target-tracking policy to a variant (None: detach it); records a new configuration."""
     with store.uow() as uow:
-        endpoint = uow.endpoints.get(name, for_update=True)
+        endpoint = load(uow, name, for_update=True)
         config = endpoint.config.with_autoscaling(variant, policy)
         if policy is None:
             note = f"autoscaling {variant}: off"
@@ -91,7 +99,7 @@ def set_autoscaling(store: Store, name: str, variant: str, policy: Autoscaling |
                 f"autoscaling {variant}: target {policy.target:g} invocations per instance, "
                 f"{policy.min_instances}-{policy.max_instances} instances"
             )
-        return uow.endpoints.add_config(name, config, note)
+        return record_config(uow, name, config, note)
 
 
 def attach_review(
@@ -107,12 +115,12 @@ def attach_review(
             f"flow definition {flow} was deleted: attach an active one", [("flow", flow)]
         )
     with store.uow() as uow:
-        endpoint = uow.endpoints.get(name, for_update=True)
+        endpoint = load(uow, name, for_update=True)
         attachment = None if flow is None else ReviewAttachment(flow=flow, variants=variants)
         config = endpoint.config.with_review(attachment)
         shown = ", ".join(variants) if variants else "production variants"
         note = f"review: flow {flow} on {shown}" if flow else "review: detached"
-        return uow.endpoints.add_config(name, config, note)
+        return record_config(uow, name, config, note)
 
 
 def deploy_variant(
@@ -129,7 +137,7 @@ def deploy_variant(
     The model is exported and loaded once before the configuration is recorded, so a model that cannot
     serve changes nothing. Deploying the same model under the same name again changes nothing."""
     with store.uow() as uow:
-        endpoint = uow.endpoints.get(name)
+        endpoint = load(uow, name)
         version = registry.resolve(uow, model)
         version.require_checkpoint()
     config = endpoint.config
@@ -155,18 +163,18 @@ def deploy_variant(
     )
     prepare(store, added, progress)
     with store.uow() as uow:
-        current = uow.endpoints.get(name, for_update=True).config
+        current = load(uow, name, for_update=True).config
         document = current.to_dict()
         document["variants"] = [*document["variants"], added.model_dump(mode="json")]
         updated = parse_endpoint_config(document, source=f"variant {variant}")
-        return uow.endpoints.add_config(name, updated, f"variant {variant}: {version.ref}, weight {weight:g}")
+        return record_config(uow, name, updated, f"variant {variant}: {version.ref}, weight {weight:g}")
 
 
 def remove_variant(store: Store, name: str, variant: str, *, note: str | None = None) -> Endpoint:
     """Take a variant out of the endpoint (its model stays in the registry). The others keep their
     weights; a human review attached to it by name moves with nothing (it is dropped from the list)."""
     with store.uow() as uow:
-        current = uow.endpoints.get(name, for_update=True).config
+        current = load(uow, name, for_update=True).config
         current.variant(variant)
         document = current.to_dict()
         document["variants"] = [v for v in document["variants"] if v["name"] != variant]
@@ -174,7 +182,7 @@ def remove_variant(store: Store, name: str, variant: str, *, note: str | None = 
         if review and review.get("variants"):
             review["variants"] = [v for v in review["variants"] if v != variant]
         updated = parse_endpoint_config(document, source=f"the endpoint without {variant}")
-        return uow.endpoints.add_config(name, updated, note or f"variant {variant}: removed")
+        return record_config(uow, name, updated, note or f"variant {variant}: removed")
 
 
 def record_feedback(
@@ -194,7 +202,7 @@ def record_feedback(
     from loopwise.serving.known import Known
 
     with store.uow() as uow:
-        endpoint = uow.endpoints.get(name)  # the endpoint must exist
+        endpoint = load(uow, name)  # the endpoint must exist
         if not allow_unknown:
             (known or Known(store.artifacts.path("capture"))).check(uow, endpoint, items, unanswered)
         return uow.feedback.put(name, items)
@@ -203,7 +211,7 @@ def record_feedback(
 def promote(store: Store, name: str, winner: str) -> Endpoint:
     """Shift all production traffic to ``winner``."""
     with store.uow() as uow:
-        endpoint = uow.endpoints.get(name)
+        endpoint = load(uow, name)
     weights = {v.name: (100.0 if v.name == winner else 0.0) for v in endpoint.config.production}
     if winner not in weights:
         raise EndpointConfigError(f"{winner!r} is not a production variant of {name}", [("winner", winner)])
@@ -214,14 +222,14 @@ def start_rollout(store: Store, name: str, variant: str, plan: RolloutPlan) -> R
     """Start shifting production traffic to ``variant`` by ``plan``: its first step is in force at once;
     a running ``loopwise server`` bakes, advances and guards it (see :mod:`loopwise.serving.rollout`)."""
     with store.uow() as uow:
-        endpoint = uow.endpoints.get(name)
+        endpoint = load(uow, name)
         if endpoint.config.variant(variant).role != "production":
             raise EndpointConfigError(
                 f"{variant} is a shadow variant: make it a production variant (weight 0) to roll it out",
                 [("variant", "not a production variant")],
             )
         baseline = {v.name: v.weight for v in endpoint.config.production}
-        rollout = uow.rollouts.start(name, variant, plan, baseline)
+        rollout = uow.rollouts.start(name, variant, plan.model_dump(mode="json"), baseline)
     update_weights(
         store, name, step_weights(baseline, variant, plan.shares[0]), note=rollout_step_note(rollout, 0)
     )
@@ -253,7 +261,7 @@ def guard_rollouts(
             if r["variant"] == rollout.variant
             and r["period_start"] >= int(rollout.step_started_at.timestamp())
         ]
-        reason = alarm(rows, rollout.plan)
+        reason = alarm(rows, plan_of(rollout))
         if reason is not None:
             update_weights(
                 store, rollout.endpoint, rollout.baseline, note=f"rollout {rollout.id}: rolled back"
@@ -263,10 +271,10 @@ def guard_rollouts(
             log.warning(
                 "endpoint %s: rollout of %s rolled back: %s", rollout.endpoint, rollout.variant, reason
             )
-        elif elapsed >= rollout.plan.bake_s:
+        elif elapsed >= plan_of(rollout).bake_s:
             following = rollout.step + 1
-            if following < len(rollout.plan.shares):
-                weights = step_weights(rollout.baseline, rollout.variant, rollout.plan.shares[following])
+            if following < len(plan_of(rollout).shares):
+                weights = step_weights(rollout.baseline, rollout.variant, plan_of(rollout).shares[following])
                 update_weights(store, rollout.endpoint, weights, note=rollout_step_note(rollout, following))
                 with store.uow() as uow:
                     changed.append(uow.rollouts.advance(rollout.id, following))
@@ -278,8 +286,10 @@ def guard_rollouts(
 
 def rollout_step_note(rollout: Rollout, step: int) -> str:
     """The note of the configuration that puts the rollout's step ``step`` (from 0) in force."""
-    share = rollout.plan.shares[step]
-    return f"rollout {rollout.id} step {step + 1}/{len(rollout.plan.shares)}: {rollout.variant} {share:.0%}"
+    share = plan_of(rollout).shares[step]
+    return (
+        f"rollout {rollout.id} step {step + 1}/{len(plan_of(rollout).shares)}: {rollout.variant} {share:.0%}"
+    )
 
 
 def delete_endpoint(store: Store, name: str) -> None:

@@ -25,24 +25,54 @@ it; the server keeps it to sign. A receiver checks each delivery with :func:`ver
 A webhook's URL is a secret too (it often holds a token): :func:`redact` is what non-admins see.
 
 Modules: ``signing`` (sign, verify, redact), ``delivery`` (one signed POST), ``retry`` (the backoff
-policy), ``records`` (what storage takes and returns), ``outbox`` (queue and deliver).
+policy), ``records`` (what storage takes and returns), ``outbox`` (queue and deliver). Their names load
+on first use, so the storage layer can import ``records`` alone.
 """
 
-from loopwise.webhooks.delivery import Post, deliver, http_post
-from loopwise.webhooks.outbox import deliver_due, enqueue, new_delivery_id
-from loopwise.webhooks.records import Outgoing, PendingDelivery
-from loopwise.webhooks.retry import MAX_ATTEMPTS, backoff_s
-from loopwise.webhooks.signing import (
-    DELIVERY_HEADER,
-    EVENT_HEADER,
-    SECRET_PREFIX,
-    SIGNATURE_HEADER,
-    TOLERANCE_S,
-    new_secret,
-    redact,
-    sign,
-    verify,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from loopwise._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from loopwise.webhooks.delivery import Post, deliver, http_post
+    from loopwise.webhooks.outbox import deliver_due, enqueue, new_delivery_id
+    from loopwise.webhooks.records import Outgoing, PendingDelivery
+    from loopwise.webhooks.retry import MAX_ATTEMPTS, backoff_s
+    from loopwise.webhooks.signing import (
+        DELIVERY_HEADER,
+        EVENT_HEADER,
+        SECRET_PREFIX,
+        SIGNATURE_HEADER,
+        TOLERANCE_S,
+        new_secret,
+        redact,
+        sign,
+        verify,
+    )
+
+_LAZY = {
+    "DELIVERY_HEADER": "signing",
+    "EVENT_HEADER": "signing",
+    "MAX_ATTEMPTS": "retry",
+    "Outgoing": "records",
+    "PendingDelivery": "records",
+    "Post": "delivery",
+    "SECRET_PREFIX": "signing",
+    "SIGNATURE_HEADER": "signing",
+    "TOLERANCE_S": "signing",
+    "backoff_s": "retry",
+    "deliver": "delivery",
+    "deliver_due": "outbox",
+    "enqueue": "outbox",
+    "http_post": "delivery",
+    "new_delivery_id": "outbox",
+    "new_secret": "signing",
+    "redact": "signing",
+    "sign": "signing",
+    "verify": "signing",
+}
 
 __all__ = [
     "DELIVERY_HEADER",
@@ -65,3 +95,5 @@ __all__ = [
     "sign",
     "verify",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

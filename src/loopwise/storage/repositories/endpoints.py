@@ -1,15 +1,16 @@
-"""Endpoints and their configuration history."""
+"""Endpoints and their configuration history, configurations kept as the mappings the serving layer gives."""
 
 from __future__ import annotations
 
 import builtins
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from loopwise.errors import NotFoundError, StorageError
-from loopwise.serving.config import EndpointConfig
-from loopwise.serving.endpoints import ConfigVersion, Endpoint, EndpointStatus
+from loopwise.serving.records import ConfigRecord, EndpointRecord, EndpointStatus
 from loopwise.storage.tables import EndpointConfigRow, EndpointRow, utcnow
 
 
@@ -17,7 +18,7 @@ class EndpointRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def add(self, name: str, config: EndpointConfig, note: str = "created") -> Endpoint:
+    def add(self, name: str, config: Mapping[str, Any], note: str = "created") -> EndpointRecord:
         """Record a new endpoint (``Creating``) with its first configuration; raises
         :class:`StorageError` when the name is taken."""
         if self.session.scalar(select(EndpointRow.id).where(EndpointRow.name == name)) is not None:
@@ -28,20 +29,20 @@ class EndpointRepository:
         row = EndpointRow(name=name, status=EndpointStatus.CREATING.value, config_version=1)
         self.session.add(row)
         self.session.flush()
-        self.session.add(EndpointConfigRow(endpoint_id=row.id, version=1, config=config.to_dict(), note=note))
+        self.session.add(EndpointConfigRow(endpoint_id=row.id, version=1, config=dict(config), note=note))
         self.session.flush()
         return self._domain(row)
 
-    def get(self, name: str, *, for_update: bool = False) -> Endpoint:
+    def get(self, name: str, *, for_update: bool = False) -> EndpointRecord:
         """The endpoint; ``for_update`` locks its row until the unit of work ends (PostgreSQL), so that
         concurrent changes to one endpoint happen one after the other."""
         return self._domain(self._row(name, for_update=for_update))
 
-    def list(self) -> builtins.list[Endpoint]:
+    def list(self) -> builtins.list[EndpointRecord]:
         rows = self.session.scalars(select(EndpointRow).order_by(EndpointRow.name)).all()
         return [self._domain(row) for row in rows]
 
-    def add_config(self, name: str, config: EndpointConfig, note: str) -> Endpoint:
+    def add_config(self, name: str, config: Mapping[str, Any], note: str) -> EndpointRecord:
         """Record the next configuration version and put it in force."""
         row = self._row(name, for_update=True)
         latest = self.session.scalar(
@@ -49,14 +50,16 @@ class EndpointRepository:
         )
         version = int(latest or 0) + 1
         self.session.add(
-            EndpointConfigRow(endpoint_id=row.id, version=version, config=config.to_dict(), note=note)
+            EndpointConfigRow(endpoint_id=row.id, version=version, config=dict(config), note=note)
         )
         row.config_version = version
         row.updated_at = utcnow()
         self.session.flush()
         return self._domain(row)
 
-    def set_status(self, name: str, status: EndpointStatus, failure_reason: str | None = None) -> Endpoint:
+    def set_status(
+        self, name: str, status: EndpointStatus, failure_reason: str | None = None
+    ) -> EndpointRecord:
         row = self._row(name, for_update=True)
         row.status = status.value
         row.failure_reason = failure_reason
@@ -64,7 +67,7 @@ class EndpointRepository:
         self.session.flush()
         return self._domain(row)
 
-    def history(self, name: str) -> builtins.list[ConfigVersion]:
+    def history(self, name: str) -> builtins.list[ConfigRecord]:
         """Every configuration the endpoint had, oldest first."""
         row = self._row(name)
         configs = self.session.scalars(
@@ -92,7 +95,7 @@ class EndpointRepository:
             raise NotFoundError(f"endpoint {name!r} not found; see `loopwise endpoint list`")
         return row
 
-    def _domain(self, row: EndpointRow) -> Endpoint:
+    def _domain(self, row: EndpointRow) -> EndpointRecord:
         config = self.session.scalar(
             select(EndpointConfigRow).where(
                 EndpointConfigRow.endpoint_id == row.id, EndpointConfigRow.version == row.config_version
@@ -100,7 +103,7 @@ class EndpointRepository:
         )
         if config is None:
             raise StorageError(f"endpoint {row.name!r} lost its configuration {row.config_version}")
-        return Endpoint(
+        return EndpointRecord(
             id=row.id,
             name=row.name,
             status=EndpointStatus(row.status),
@@ -111,12 +114,7 @@ class EndpointRepository:
         )
 
 
-def _config_version(row: EndpointConfigRow) -> ConfigVersion:
-    from loopwise.serving.config import parse_endpoint_config
-
-    return ConfigVersion(
-        version=row.version,
-        config=parse_endpoint_config(row.config, source=f"endpoint configuration {row.version}"),
-        note=row.note,
-        created_at=row.created_at,
+def _config_version(row: EndpointConfigRow) -> ConfigRecord:
+    return ConfigRecord(
+        version=row.version, config=dict(row.config), note=row.note, created_at=row.created_at
     )

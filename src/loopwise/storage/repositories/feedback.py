@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from loopwise.serving.feedback import Feedback
+from loopwise.serving.records import Feedback
 from loopwise.storage.tables import FeedbackRow, utcnow
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from loopwise.errors import NotFoundError
-from loopwise.monitoring.alerts import Alert, Schedule, Webhook
+from loopwise.monitoring.records import Alert, Schedule, Webhook
 from loopwise.storage.repositories.webhooks import resign_pending, subject_deliveries
 from loopwise.storage.tables import AlertRow, MonitoringScheduleRow, WebhookDeliveryRow, WebhookRow
 from loopwise.webhooks.records import ALERT_SUBJECT

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from loopwise.errors import EndpointError, NotFoundError
-from loopwise.serving.rollout import Rollout, RolloutPlan, RolloutStatus
+from loopwise.serving.records import Rollout, RolloutStatus
 from loopwise.storage.tables import RolloutRow, utcnow
 
 
@@ -16,7 +18,9 @@ class RolloutRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def start(self, endpoint: str, variant: str, plan: RolloutPlan, baseline: dict[str, float]) -> Rollout:
+    def start(
+        self, endpoint: str, variant: str, plan: Mapping[str, Any], baseline: dict[str, float]
+    ) -> Rollout:
         """Record a running rollout; raises :class:`EndpointError` when one runs on the endpoint already."""
         if self.running(endpoint) is not None:
             raise EndpointError(
@@ -26,7 +30,7 @@ class RolloutRepository:
         row = RolloutRow(
             endpoint=endpoint,
             variant=variant,
-            plan=plan.model_dump(mode="json"),
+            plan=dict(plan),
             baseline=baseline,
             status=RolloutStatus.RUNNING.value,
             step=0,
@@ -86,7 +90,7 @@ def _domain(row: RolloutRow) -> Rollout:
         id=row.id,
         endpoint=row.endpoint,
         variant=row.variant,
-        plan=RolloutPlan.model_validate(row.plan),
+        plan=dict(row.plan),
         baseline={k: float(v) for k, v in row.baseline.items()},
         status=RolloutStatus(row.status),
         step=row.step,

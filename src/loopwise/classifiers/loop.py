@@ -2,9 +2,9 @@
 
 AdamW (no weight decay on biases and LayerNorm weights), linear warmup then linear decay, gradient-norm
 clipping, optional freezing of the lowest encoder layers, length-bucketed dynamically padded batches
-(:mod:`loopwise.training.batching`), validation at each epoch's end and every ``eval_every_steps``, and the
+(:mod:`loopwise.classifiers.batching`), validation at each epoch's end and every ``eval_every_steps``, and the
 best state by ``selection_metric`` restored at the end. Metrics go to a
-:class:`~loopwise.classifiers.Reporter`; time goes to a :class:`~loopwise.training.profiler.StepProfiler`.
+:class:`~loopwise.classifiers.Reporter`; time goes to a :class:`~loopwise.classifiers.profiler.StepProfiler`.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from loopwise.classifiers._base import Examples, FitResult, Reporter, TrainConfig
+from loopwise.classifiers.batching import BatchStream
+from loopwise.classifiers.profiler import StepProfiler
 from loopwise.errors import TrainingError
-from loopwise.training.batching import BatchStream
-from loopwise.training.profiler import StepProfiler
 
 VALIDATION_METRICS = ("val_loss", "val_acc", "val_macro_f1")
 #: parameters whose name contains one of these get no weight decay

@@ -11,8 +11,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from loopwise.classifiers import InMemoryExamples, TrainConfig
+from loopwise.classifiers.batching import BatchStream, collate, plan_batches, tokenize
 from loopwise.errors import ClassifierError, TrainingError
-from loopwise.training.batching import BatchStream, collate, plan_batches, tokenize
 
 PAD = 0
 

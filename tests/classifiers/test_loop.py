@@ -13,9 +13,9 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from loopwise.classifiers import InMemoryExamples, Reporter, TrainConfig
+from loopwise.classifiers.loop import build_optimizer, freeze_layers, linear_schedule, train
+from loopwise.classifiers.profiler import PHASES, StepProfiler
 from loopwise.errors import TrainingError
-from loopwise.training.loop import build_optimizer, freeze_layers, linear_schedule, train
-from loopwise.training.profiler import PHASES, StepProfiler
 
 LABELS = ["-1", "0", "1"]
 CUES = {"-1": ["awful", "hate", "poor"], "0": ["okay", "fine", "average"], "1": ["great", "love", "perfect"]}
