@@ -19,62 +19,80 @@ JobName = Annotated[str, typer.Argument(help="The job's name.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
+TeamOption = Annotated[str, typer.Option(help="The team whose workers label the items.")]
+ManifestOption = Annotated[
+    Path | None,
+    typer.Option(help='Input manifest: JSON lines {"source": text, ...} (Ground Truth\'s) or a CSV.'),
+]
+TextFieldOption = Annotated[
+    str, typer.Option(help="The manifest's field (or CSV column) that holds the text.")
+]
+DatasetOption = Annotated[
+    str | None, typer.Option(help="Label a registered data set's split instead (NAME or NAME:VERSION).")
+]
+SplitOption = Annotated[str, typer.Option(help="The data set's split to label.")]
+CategoryOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--category",
+        help="A category as LABEL=short instruction, in keyboard order (1, 2, ...); repeat. "
+        "Default: the course's sentiment categories 1, 0, -1.",
+    ),
+]
+TitleOption = Annotated[str | None, typer.Option(help="The task's title workers see.")]
+ShortInstructionsOption = Annotated[str | None, typer.Option(help="One line shown above every item.")]
+FullInstructionsOption = Annotated[Path | None, typer.Option(help="A text file with the full instructions.")]
+WorkersPerItemOption = Annotated[
+    int, typer.Option(min=1, max=9, help="How many workers answer each item (1 to 9).")
+]
+TaskTimeLimitOption = Annotated[
+    str, typer.Option(help="How long a worker holds an item before it goes back to the queue.")
+]
+LifetimeOption = Annotated[str, typer.Option(help="How long the job takes answers.")]
+BlindOption = Annotated[
+    bool, typer.Option("--blind/--no-blind", help="Whether workers never see each other's answers.")
+]
+AutoLabelOption = Annotated[
+    bool,
+    typer.Option(
+        "--auto-label",
+        help="Automated labeling: people label a random seed, a model labels what it reaches the "
+        "target accuracy on, the most informative rest goes to people, round after round.",
+    ),
+]
+TargetAccuracyOption = Annotated[
+    float, typer.Option(help="Automated labeling: the machine labels' accuracy to reach.")
+]
+SeedShareOption = Annotated[float, typer.Option(help="Automated labeling: the random seed set's share.")]
+BatchShareOption = Annotated[
+    float, typer.Option(help="Automated labeling: the share of items sent to people per round.")
+]
+StrategyOption = Annotated[
+    str, typer.Option(help="Automated labeling: margin, entropy, diversity or random.")
+]
+
+
 @job_app.command("create")
 def create(
     name: JobName,
-    team: Annotated[str, typer.Option(help="The team whose workers label the items.")],
-    manifest: Annotated[
-        Path | None,
-        typer.Option(help='Input manifest: JSON lines {"source": text, ...} (Ground Truth\'s) or a CSV.'),
-    ] = None,
-    text_field: Annotated[
-        str, typer.Option(help="The manifest's field (or CSV column) that holds the text.")
-    ] = "source",
-    dataset: Annotated[
-        str | None, typer.Option(help="Label a registered data set's split instead (NAME or NAME:VERSION).")
-    ] = None,
-    split: Annotated[str, typer.Option(help="The data set's split to label.")] = "train",
-    category: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--category",
-            help="A category as LABEL=short instruction, in keyboard order (1, 2, ...); repeat. "
-            "Default: the course's sentiment categories 1, 0, -1.",
-        ),
-    ] = None,
-    title: Annotated[str | None, typer.Option(help="The task's title workers see.")] = None,
-    short_instructions: Annotated[str | None, typer.Option(help="One line shown above every item.")] = None,
-    full_instructions: Annotated[
-        Path | None, typer.Option(help="A text file with the full instructions.")
-    ] = None,
-    workers_per_item: Annotated[
-        int, typer.Option(min=1, max=9, help="How many workers answer each item (1 to 9).")
-    ] = 1,
-    task_time_limit: Annotated[
-        str, typer.Option(help="How long a worker holds an item before it goes back to the queue.")
-    ] = "5m",
-    lifetime: Annotated[str, typer.Option(help="How long the job takes answers.")] = "10d",
-    blind: Annotated[
-        bool, typer.Option("--blind/--no-blind", help="Whether workers never see each other's answers.")
-    ] = True,
-    auto_label: Annotated[
-        bool,
-        typer.Option(
-            "--auto-label",
-            help="Automated labeling: people label a random seed, a model labels what it reaches the "
-            "target accuracy on, the most informative rest goes to people, round after round.",
-        ),
-    ] = False,
-    target_accuracy: Annotated[
-        float, typer.Option(help="Automated labeling: the machine labels' accuracy to reach.")
-    ] = 0.95,
-    seed_share: Annotated[float, typer.Option(help="Automated labeling: the random seed set's share.")] = 0.1,
-    batch_share: Annotated[
-        float, typer.Option(help="Automated labeling: the share of items sent to people per round.")
-    ] = 0.05,
-    strategy: Annotated[
-        str, typer.Option(help="Automated labeling: margin, entropy, diversity or random.")
-    ] = "margin",
+    team: TeamOption,
+    manifest: ManifestOption = None,
+    text_field: TextFieldOption = "source",
+    dataset: DatasetOption = None,
+    split: SplitOption = "train",
+    category: CategoryOption = None,
+    title: TitleOption = None,
+    short_instructions: ShortInstructionsOption = None,
+    full_instructions: FullInstructionsOption = None,
+    workers_per_item: WorkersPerItemOption = 1,
+    task_time_limit: TaskTimeLimitOption = "5m",
+    lifetime: LifetimeOption = "10d",
+    blind: BlindOption = True,
+    auto_label: AutoLabelOption = False,
+    target_accuracy: TargetAccuracyOption = 0.95,
+    seed_share: SeedShareOption = 0.1,
+    batch_share: BatchShareOption = 0.05,
+    strategy: StrategyOption = "margin",
     as_json: AsJson = False,
 ) -> None:
     """Create a labeling job. The manifest is checked whole first: a malformed line is reported with its
@@ -133,12 +151,10 @@ def create(
 @job_app.command("list")
 def list_jobs(as_json: AsJson = False) -> None:
     """Every labeling job with its status and progress."""
-    from loopwise.labeling.service import progress
+    from loopwise.labeling.service import all_progress
 
     with open_store() as store:
-        with store.uow() as uow:
-            jobs = uow.labeling.jobs()
-        figures = [progress(store, job) for job in jobs]
+        figures = all_progress(store)
     if as_json:
         print_json([f.to_dict() for f in figures])
         return

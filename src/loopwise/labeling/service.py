@@ -172,6 +172,13 @@ def warm(store: Store, connections: int = 4) -> None:
         list(pool.map(one, range(connections)))
 
 
+def all_progress(store: Store) -> list[Progress]:
+    """The progress of every labeling job (an admin's view, as the CLI shows it)."""
+    with store.uow() as uow:
+        jobs = uow.labeling.jobs()
+    return [progress(store, job) for job in jobs]
+
+
 def visible_progress(store: Store, worker: Worker) -> list[Progress]:
     """The progress of every job ``worker`` may see (:func:`visible_jobs`)."""
     return [progress(store, job) for job in visible_jobs(store, worker)]
