@@ -1,22 +1,22 @@
-"""Flow definitions, human loops and their webhook outbox (``_review_outbox``). A loop and its item in
-the flow's labeling job are made in one transaction, once per name (``INSERT ... ON CONFLICT DO
-NOTHING``); a loop leaves ``InProgress`` once, by a conditional UPDATE, on SQLite and on PostgreSQL
-alike; the flow's row is locked while its loops are started (its budget's counts stay true)."""
+"""Human loops, with flow definitions (``_review_flows``) and their webhook events (``_review_outbox``).
+A loop and its item in the flow's labeling job are made in one transaction, once per name
+(``INSERT ... ON CONFLICT DO NOTHING``); a loop leaves ``InProgress`` once, by a conditional UPDATE, on
+SQLite and on PostgreSQL alike; the flow's row is locked while its loops are started (its budget's counts
+stay true)."""
 
 from __future__ import annotations
 
 import builtins
 from collections.abc import Collection, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from loopwise.errors import NotFoundError
-from loopwise.labeling.records import Category
 from loopwise.review.records import Flow, HumanLoop
+from loopwise.storage.repositories._review_flows import FlowDefinitions
 from loopwise.storage.repositories._review_outbox import LoopEventOutbox
 from loopwise.storage.tables import (
     HumanLoopRow,
@@ -35,88 +35,13 @@ Loop, FlowRow, Item, Hold, Job = (
     LabelingAssignmentRow,
     LabelingJobRow,
 )
-#: a flow's labeling job never ends by itself: its loops end one by one
-FOREVER = datetime(9999, 1, 1, tzinfo=UTC)
 
 
-class ReviewRepository(LoopEventOutbox):
+class ReviewRepository(FlowDefinitions, LoopEventOutbox):
+    """Human loops; flow definitions and loop events come from the two mixins."""
+
     def __init__(self, session: Session) -> None:
         self.session = session
-
-    # --- flows -----------------------------------------------------------------------------------
-
-    def add_flow(self, *, name: str, job: dict[str, Any], **fields: Any) -> int:
-        """A flow and its labeling job (no items yet: each loop adds one)."""
-        categories = [c.to_dict() for c in job.pop("categories")]
-        row = Job(
-            categories=categories,
-            status="InProgress",
-            items_count=0,
-            expires_at=FOREVER,
-            source=f"flow {name}",
-            blind=True,
-            name=_job_name(name),
-            **job,
-        )
-        self.session.add(row)
-        self.session.flush()
-        flow = FlowRow(name=name, job_id=row.id, status="Active", **fields)
-        self.session.add(flow)
-        self.session.flush()
-        return flow.id
-
-    def flow(self, name: str) -> Flow | None:
-        found = self.session.execute(self._flows().where(FlowRow.name == name)).first()
-        return None if found is None else self._flow(*found)
-
-    def flow_by_id(self, flow_id: int) -> Flow:
-        found = self.session.execute(self._flows().where(FlowRow.id == flow_id)).first()
-        if found is None:
-            raise NotFoundError(f"no flow definition {flow_id}")
-        return self._flow(*found)
-
-    def flows(self) -> builtins.list[Flow]:
-        return [self._flow(*row) for row in self.session.execute(self._flows().order_by(FlowRow.name))]
-
-    def set_flow_status(self, flow_id: int, status: str) -> None:
-        self.session.execute(update(FlowRow).where(FlowRow.id == flow_id).values(status=status))
-        if status == "Deleted":
-            job_id = select(FlowRow.job_id).where(FlowRow.id == flow_id).scalar_subquery()
-            self.session.execute(update(Job).where(Job.id == job_id).values(status="Stopped"))
-
-    @staticmethod
-    def _flows() -> Any:
-        return (
-            select(FlowRow, Job, TeamRow.name)
-            .join(Job, Job.id == FlowRow.job_id)
-            .join(TeamRow, TeamRow.id == Job.team_id)
-        )
-
-    @staticmethod
-    def _flow(row: ReviewFlowRow, job: LabelingJobRow, team: str) -> Flow:
-        categories = tuple(Category(c["label"], c.get("description", "")) for c in job.categories)
-        return Flow(
-            id=row.id,
-            name=row.name,
-            job_id=job.id,
-            team=team,
-            title=job.title,
-            categories=categories,
-            short_instructions=job.short_instructions,
-            full_instructions=job.full_instructions,
-            answer_key=row.answer_key,
-            task_count=job.workers_per_item,
-            task_time_limit_s=job.task_time_limit_s,
-            lifetime_s=row.lifetime_s,
-            conditions=row.conditions,
-            webhook=row.webhook,
-            status=row.status,
-            created_at=row.created_at,
-            webhook_secret=row.webhook_secret,
-            max_open_loops=row.max_open_loops,
-            max_loops_per_hour=row.max_loops_per_hour,
-            max_loops_per_invocation=row.max_loops_per_invocation,
-        )
 
     # --- loops -----------------------------------------------------------------------------------
 
@@ -371,14 +296,6 @@ class ReviewRepository(LoopEventOutbox):
         if loop.item_id is not None:
             self.session.execute(delete(Hold).where(Hold.item_id == loop.item_id))
             self.session.execute(delete(Item).where(Item.id == loop.item_id))
-
-
-def _job_name(flow: str) -> str:
-    """The flow's labeling job: unique for every flow name, and unlike a job a person would name."""
-    import hashlib
-
-    digest = hashlib.blake2b(flow.encode(), digest_size=5).hexdigest()
-    return f"flow-{digest}-{flow}"[:63].rstrip("-")
 
 
 def _initial(content: dict[str, Any]) -> str | None:
