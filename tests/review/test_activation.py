@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from loopwise.labeling.jobs import COURSE_CATEGORIES
-from loopwise.review import service
+from loopwise.review import service, starting
 from loopwise.review.activation import LoopStarter, activate, loop_name
 from loopwise.storage import Store
 from loopwise.workforce import service as workforce
@@ -85,7 +85,7 @@ def test_loops_journaled_by_a_dead_server_are_written_by_the_next_once(store: St
 def test_a_batch_that_fails_stays_journaled_and_is_written_later(store: Store, monkeypatch: Any) -> None:
     flow = _flow(store)
     calls = {"n": 0}
-    real = service.start_predicted
+    real = starting.start_predicted
 
     def failing_once(*args: Any) -> list[str]:
         calls["n"] += 1
@@ -93,7 +93,7 @@ def test_a_batch_that_fails_stays_journaled_and_is_written_later(store: Store, m
             raise RuntimeError("the database is away")
         return real(*args)
 
-    monkeypatch.setattr(service, "start_predicted", failing_once)
+    monkeypatch.setattr(starting, "start_predicted", failing_once)
 
     async def serve() -> list[str]:
         starter = LoopStarter(store)

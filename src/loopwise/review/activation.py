@@ -199,7 +199,8 @@ class LoopStarter:
 
     def _write(self, records: list[dict[str, Any]]) -> None:
         from loopwise.errors import StorageError
-        from loopwise.review.service import find_flow, start_predicted
+        from loopwise.review.flows import find_flow
+        from loopwise.review.starting import start_predicted
 
         by_flow: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for record in records:

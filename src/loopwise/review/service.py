@@ -1,8 +1,8 @@
 """Human review's services: the human loop runtime (start, describe, list, stop, delete), and deleting
 a flow. Flow definitions are made in :mod:`loopwise.review.flows`, loops settled (completed or expired)
 in :mod:`loopwise.review.settling`; their public names are importable from here too, as every adapter
-imports them. A flow's budget (``budget``) is kept where loops are written (``start_predicted``,
-``start_loop``).
+imports them. A flow's budget (``budget``) is kept where loops are written
+(:mod:`loopwise.review.starting`, for ``start_loop`` and an endpoint's predictions alike).
 
 The server settles loops every second; describing a loop settles it first, so a caller polling
 describe sees Completed as soon as the last answer is in. Each status change is offered to the flow's
@@ -11,11 +11,10 @@ webhook through an outbox (at least once, retried with backoff), signed (:mod:`l
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from loopwise.errors import HumanLoopConflictError, NotFoundError, ReviewError
-from loopwise.review import budget
 from loopwise.review.events import LOOP_EVENT as LOOP_EVENT
 from loopwise.review.events import deliver_events as deliver_events
 from loopwise.review.events import record_event
@@ -30,6 +29,8 @@ from loopwise.review.flows import sees as sees
 from loopwise.review.loops import check_input, check_name, content_hash
 from loopwise.review.records import STATUSES, Flow, HumanLoop
 from loopwise.review.settling import settle as settle
+from loopwise.review.starting import start_predicted as start_predicted
+from loopwise.review.starting import start_within_budget
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -71,7 +72,7 @@ def start_loop(
     digest = content_hash(checked)
     now = datetime.now(UTC)
     with store.uow() as uow:
-        made, refused = _start(
+        made, refused = start_within_budget(
             uow, flow, [{"name": name, "input": checked, "content_hash": digest}], now, record_refused=False
         )
         loop = uow.review.loop(name)
@@ -87,53 +88,6 @@ def start_loop(
             "pick another name (the same name with the same input returns that loop)"
         )
     return loop, bool(made)
-
-
-def start_predicted(store: Store, flow: Flow, loops: list[dict[str, Any]]) -> list[str]:
-    """Loops that an endpoint's predictions started (names derived from their inference ids, so a retry
-    never doubles one), within the flow's budget: one the budget refuses is recorded Stopped with its
-    reason (its name went back with the prediction). Returns the names made now."""
-    with store.uow() as uow:
-        made, _ = _start(uow, flow, loops, datetime.now(UTC), record_refused=True)
-    return made
-
-
-def _start(
-    uow: Any, flow: Flow, loops: list[dict[str, Any]], now: datetime, *, record_refused: bool
-) -> tuple[list[str], list[tuple[Any, str]]]:
-    """Start ``loops`` in this transaction, the flow's row locked, within its budget (see
-    :mod:`loopwise.review.budget`); returns the names made and the loops refused with their reasons."""
-    if uow.review.lock_flow(flow.id) != "Active":
-        return [], []  # a deleted flow starts no loop (an endpoint may still name it for a moment)
-    taken = uow.review.existing([loop["name"] for loop in loops])
-    fresh = list({loop["name"]: loop for loop in loops if loop["name"] not in taken}.values())
-    if not budget.bounded(flow) or not fresh:
-        return uow.review.start_loops(flow, fresh, now), []
-    plan = budget.plan(
-        flow,
-        fresh,
-        open_loops=uow.review.open_count(flow.id),
-        started_last_hour=uow.review.started_since(flow.id, now - timedelta(hours=1)),
-        replaceable=uow.review.replaceable(flow.id, len(fresh)) if flow.max_open_loops else [],
-    )
-    starting, refused = list(plan.start), list(plan.refuse)
-    for victim, successor in plan.replace:
-        reason = budget.replaced_reason(flow, victim, successor)
-        if uow.review.release(victim.item_id, now) and uow.review.end(
-            victim.id, "Stopped", now, reason=reason
-        ):
-            record_event(uow, victim, "Stopped", now)
-            starting.append(successor)
-        else:  # a worker claimed it meanwhile: it stays, and the newcomer waits its turn
-            refused.append(
-                (successor, f"BudgetFull: flow {flow.name} has its {flow.max_open_loops} open loops")
-            )
-    made = uow.review.start_loops(flow, starting, now)
-    if record_refused:
-        for reason in dict.fromkeys(r for _, r in refused):
-            group = [loop for loop, r in refused if r == reason]
-            made += uow.review.start_loops(flow, group, now, refused=reason)
-    return made, refused
 
 
 def describe_loop(store: Store, name: str, worker: Worker | None = None) -> HumanLoop:
