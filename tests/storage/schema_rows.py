@@ -24,7 +24,10 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
+
+from loopwise.storage import migrate
 
 #: Alembic's version tables (loopwise's own, and Optuna's): not data
 VERSION_TABLES = frozenset({"loopwise_alembic_version", "alembic_version"})
@@ -214,3 +217,15 @@ def _normal(value: Any) -> Any:
     if isinstance(value, memoryview):
         return bytes(value)
     return value
+
+
+def declared_changes(after: str) -> dict[str, set[str]]:
+    """What the migrations after revision ``after`` declare they change on purpose (``changes_data``)."""
+    declared: dict[str, set[str]] = {}
+    for script in ScriptDirectory(str(migrate.MIGRATIONS)).iterate_revisions("heads", after):
+        if script.revision == after:
+            continue
+        for table, columns in getattr(script.module, "changes_data", {}).items():
+            whole = (table in declared and not declared[table]) or not columns
+            declared[table] = set() if whole else declared.get(table, set()) | set(columns)
+    return declared

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from schema_rows import Remembered, fill, missing
+from schema_rows import Remembered, declared_changes, fill, missing
 from sqlalchemy import Engine, create_engine
 
 from loopwise.config import Settings
@@ -67,7 +67,7 @@ def test_opening_an_older_database_backs_it_up_first(
     engine = build_engine(f"sqlite:///{database}")
     try:
         assert current_revision(engine) == head_revision()
-        assert missing(engine, rows) == []
+        assert missing(engine, rows, declared_changes(OLD)) == []
     finally:
         engine.dispose()
 
@@ -124,7 +124,7 @@ def test_postgresql_is_upgraded_without_a_file_copy(postgres_url: str, tmp_path:
         upgrade(engine, OLD)
         rows = fill(engine)
         assert upgrade(engine, on_backup=made.append) == head_revision()
-        assert missing(engine, rows) == []
+        assert missing(engine, rows, declared_changes(OLD)) == []
     finally:
         engine.dispose()
     assert made == []

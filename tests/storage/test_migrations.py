@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
-from schema_rows import Remembered, data_tables, fill, missing
+from schema_rows import Remembered, data_tables, declared_changes, fill, missing
 from sqlalchemy import Engine
 
 from loopwise.errors import MigrationError
@@ -31,18 +31,6 @@ def _earlier_revisions() -> list[str]:
     scripts = ScriptDirectory(str(migrate.MIGRATIONS))
     newest_first = [script.revision for script in scripts.walk_revisions()]
     return [revision for revision in reversed(newest_first) if revision != scripts.get_current_head()]
-
-
-def _declared_changes(after: str) -> dict[str, set[str]]:
-    """What the migrations after revision ``after`` declare they change on purpose (``changes_data``)."""
-    declared: dict[str, set[str]] = {}
-    for script in ScriptDirectory(str(migrate.MIGRATIONS)).iterate_revisions("heads", after):
-        if script.revision == after:
-            continue
-        for table, columns in getattr(script.module, "changes_data", {}).items():
-            whole = (table in declared and not declared[table]) or not columns
-            declared[table] = set() if whole else declared.get(table, set()) | set(columns)
-    return declared
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -72,7 +60,7 @@ def test_every_row_survives_the_upgrade_to_head(engine: Engine, revision: str) -
 
     assert upgrade(engine) == head_revision()
 
-    assert missing(engine, rows, _declared_changes(revision)) == []
+    assert missing(engine, rows, declared_changes(revision)) == []
 
 
 def _upgrade_through(
@@ -116,7 +104,7 @@ def test_a_change_the_migration_declares_is_allowed_and_no_other(
     )
     try:
         upgrade(engine)
-        assert missing(engine, rows, _declared_changes(SHIPPED_HEAD)) == []
+        assert missing(engine, rows, declared_changes(SHIPPED_HEAD)) == []
         assert len(missing(engine, rows)) == 4
         assert len(missing(engine, rows, {"run_metrics": {"name"}})) == 4
     finally:
