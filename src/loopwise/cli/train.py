@@ -17,7 +17,11 @@ def train(
     base_model: Annotated[
         str | None,
         typer.Option(
-            "--model", help="Local model directory or hub name (default: the bundled all-MiniLM-L6-v2)."
+            "--base-model",
+            "--model",
+            help="Model to fine-tune: a local Hugging Face model directory, or a hub id such as roberta-base "
+            "(downloaded when online; offline it must be in the local cache). Default: the bundled "
+            "all-MiniLM-L6-v2. BERT, RoBERTa, DistilBERT and DeBERTa-v2 families are tested.",
         ),
     ] = None,
     name: Annotated[
