@@ -3,9 +3,12 @@
 :func:`export_onnx` turns a :class:`~loopwise.classifiers.transformer.TransformerClassifier` into a
 directory that :class:`OnnxClassifier` loads without torch or transformers: ``model.onnx`` (fp32, dynamic
 batch and sequence axes; torch's ``torch.export``-based exporter), optionally ``model.int8.onnx`` (ONNX
-Runtime's dynamic int8 quantization of the linear layers), ``tokenizer.json`` (run by the ``tokenizers``
-library) and the manifest. Serving uses it: ONNX Runtime answered a short request in 9 ms against
-PyTorch's 16 ms on this kind of machine, 5-7 ms in int8.
+Runtime's dynamic int8 quantization of the linear layers, for the CPU) and ``model.fp16.onnx`` (for GPUs:
+the model exported by torch in half precision, since onnxconverter-common's float16 conversion is not a
+dependency), ``tokenizer.json`` (run by the ``tokenizers`` library) and the manifest. A classifier loads
+on a serving device (:mod:`loopwise.classifiers._providers`): ONNX Runtime's CUDA provider for ``cuda``,
+falling back to the CPU with one warning. Serving uses it: ONNX Runtime answered a short request in 9 ms
+against PyTorch's 16 ms on this kind of machine, 5-7 ms in int8.
 
 An ONNX classifier only predicts; fine-tune the transformers checkpoint it came from instead.
 """
@@ -40,46 +43,30 @@ if TYPE_CHECKING:
 
 FP32 = "model.onnx"
 INT8 = "model.int8.onnx"
+FP16 = "model.fp16.onnx"
 TOKENIZER = "tokenizer.json"
-Precision = Literal["fp32", "int8"]
-PRECISIONS: tuple[Precision, ...] = ("fp32", "int8")
+Precision = Literal["fp32", "fp16", "int8"]
+PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16", "int8")
+#: each precision's model file
+FILES: dict[str, str] = {"fp32": FP32, "fp16": FP16, "int8": INT8}
 #: the ONNX opset of exported models
 OPSET = 18
 
 
-def export_onnx(classifier: TransformerClassifier, directory: Path, *, int8: bool = False) -> Path:
+def export_onnx(
+    classifier: TransformerClassifier, directory: Path, *, int8: bool = False, fp16: bool = False
+) -> Path:
     """Export ``classifier`` into ``directory`` (created; files there are replaced): ``model.onnx``,
-    with ``int8`` also ``model.int8.onnx``, the tokenizer and the manifest. Returns ``directory``.
-    Raises :class:`ClassifierError` when the model cannot be exported."""
-    import torch
+    with ``int8`` also ``model.int8.onnx``, with ``fp16`` also ``model.fp16.onnx`` (a half-precision copy
+    of the model exported by torch; the classifier itself is untouched), the tokenizer and the manifest.
+    Returns ``directory``. Raises :class:`ClassifierError` when the model cannot be exported."""
+    import copy
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    model = _logits_only(classifier.model).eval()
-    sample = classifier.tokenizer(
-        ["an example", "a second, longer example"], padding=True, return_tensors="pt"
-    )
-    inputs = (sample["input_ids"], sample["attention_mask"])
-    batch, length = torch.export.Dim("batch"), torch.export.Dim("sequence", max=classifier.max_seq_length)
-    try:
-        with _quiet_exporter(), torch.inference_mode(False), torch.no_grad():
-            torch.onnx.export(
-                model,
-                inputs,
-                str(directory / FP32),
-                input_names=["input_ids", "attention_mask"],
-                output_names=["logits", "sentence_embedding"],
-                dynamic_shapes={"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}},
-                opset_version=OPSET,
-                dynamo=True,
-                optimize=True,
-                verbose=False,
-            )
-    except Exception as exc:
-        raise ClassifierError(
-            f"cannot export {classifier.base_model} to ONNX ({type(exc).__name__}: {str(exc)[:500]})"
-        ) from exc
-    _inline_external_data(directory / FP32)
+    _export(classifier, classifier.model, directory / FP32)
+    if fp16:
+        _export(classifier, copy.deepcopy(classifier.model).half(), directory / FP16)
     if int8:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -93,16 +80,50 @@ def export_onnx(classifier: TransformerClassifier, directory: Path, *, int8: boo
         max_seq_length=classifier.max_seq_length,
         pad_id=int(classifier.tokenizer.pad_token_id or 0),
         base_model=classifier.base_model,
-        precisions=["fp32", "int8"] if int8 else ["fp32"],
+        precisions=["fp32", *(["fp16"] if fp16 else []), *(["int8"] if int8 else [])],
     )
     return directory
+
+
+def _export(classifier: TransformerClassifier, module: Any, path: Path) -> None:
+    """``module`` (the classifier's model or a half-precision copy) exported to ``path`` in one file."""
+    import torch
+
+    model = _logits_only(module).eval()
+    sample = classifier.tokenizer(
+        ["an example", "a second, longer example"], padding=True, return_tensors="pt"
+    )
+    inputs = (sample["input_ids"], sample["attention_mask"])
+    batch, length = torch.export.Dim("batch"), torch.export.Dim("sequence", max=classifier.max_seq_length)
+    try:
+        with _quiet_exporter(), torch.inference_mode(False), torch.no_grad():
+            torch.onnx.export(
+                model,
+                inputs,
+                str(path),
+                input_names=["input_ids", "attention_mask"],
+                output_names=["logits", "sentence_embedding"],
+                dynamic_shapes={"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}},
+                opset_version=OPSET,
+                dynamo=True,
+                optimize=True,
+                verbose=False,
+            )
+    except Exception as exc:
+        raise ClassifierError(
+            f"cannot export {classifier.base_model} to ONNX ({type(exc).__name__}: {str(exc)[:500]})"
+        ) from exc
+    _inline_external_data(path)
 
 
 class OnnxClassifier(TextClassifier):
     """An exported classifier run by ONNX Runtime (see :func:`export_onnx`); prediction only.
 
-    ``precision``: ``fp32`` or ``int8`` (when exported with it); ``threads``: ONNX Runtime's intra-op
-    threads (default: ``OMP_NUM_THREADS``, else all cores)."""
+    ``precision``: ``fp32``, ``fp16`` or ``int8`` (when exported with it); ``threads``: ONNX Runtime's
+    intra-op threads (default: ``OMP_NUM_THREADS``, else all cores); ``device``: ``cpu``, ``cuda``,
+    ``cuda:N`` or ``auto`` (:mod:`loopwise.classifiers._providers`). ``provider`` is the execution
+    provider the model runs on, and ``fallback`` the warning given when a GPU device fell back to the
+    CPU (None otherwise); an fp16 model falls back to its fp32 twin, reported in ``precision``."""
 
     backend = "onnx"
     precision: Precision
@@ -112,6 +133,9 @@ class OnnxClassifier(TextClassifier):
     session: Any
     tokenizer: Any
     has_embedding: bool
+    device: str
+    provider: str
+    fallback: str | None
 
     def __init__(self, labels: Sequence[str]) -> None:
         raise ClassifierError(
@@ -133,9 +157,17 @@ class OnnxClassifier(TextClassifier):
         )
 
     @classmethod
-    def load(cls, directory: Path, precision: Precision = "fp32", threads: int | None = None) -> Self:
+    def load(
+        cls,
+        directory: Path,
+        precision: Precision = "fp32",
+        threads: int | None = None,
+        device: str = "cpu",
+    ) -> Self:
         import onnxruntime as ort
         from tokenizers import Tokenizer
+
+        from loopwise.classifiers._providers import check_device, open_session
 
         directory = Path(directory)
         manifest = read_manifest(directory)
@@ -143,9 +175,10 @@ class OnnxClassifier(TextClassifier):
         if precision not in exported:
             raise CheckpointError(
                 f"{directory} holds no {precision} model (it has {', '.join(exported)}); "
-                "export it again with int8"
+                f"export it again with {precision}"
             )
-        path = directory / (INT8 if precision == "int8" else FP32)
+        check_device(device)
+        path = directory / FILES[precision]
         for required in (path, directory / TOKENIZER):
             if not required.is_file():
                 raise CheckpointError(f"{required} is missing: export the classifier again")
@@ -162,14 +195,21 @@ class OnnxClassifier(TextClassifier):
         # request here (benchmarks/serving.py)
         options.add_session_config_entry("session.intra_op.allow_spinning", "1")
         try:
-            classifier.session = ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
+            twin = directory / FP32 if precision == "fp16" else None
+            opened = open_session(path, options, device, cpu_path=twin)
             tokenizer = Tokenizer.from_file(str(directory / TOKENIZER))
         except Exception as exc:
             raise CheckpointError(
                 f"cannot load {path} ({type(exc).__name__}: {exc}); export the classifier again"
             ) from exc
+        classifier.session, classifier.provider, classifier.fallback = (
+            opened.session,
+            opened.provider,
+            opened.fallback,
+        )
+        classifier.device = device
+        if opened.swapped:
+            classifier.precision = "fp32"
         classifier.has_embedding = "sentence_embedding" in {o.name for o in classifier.session.get_outputs()}
         tokenizer.no_padding()
         tokenizer.enable_truncation(classifier.max_seq_length)

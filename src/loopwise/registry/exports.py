@@ -2,8 +2,9 @@
 
 A transformers model version is served from an ONNX export (``serving/<name>/v<version>/onnx`` in the
 artifact store; ``model.int8.onnx`` added when a variant asks for int8, with a report of what int8 did to
-accuracy, :data:`QUANTIZATION_REPORT`); any other backend is served from its checkpoint as it is. An
-export is built in a staging directory and renamed into place, so a reader never sees half of one.
+accuracy, :data:`QUANTIZATION_REPORT`; ``model.fp16.onnx`` when a GPU variant asks for fp16); any other
+backend is served from its checkpoint as it is. An export is built in a staging directory and renamed into
+place, so a reader never sees half of one.
 """
 
 from __future__ import annotations
@@ -29,29 +30,34 @@ QUANTIZATION_REPORT = "quantization.json"
 
 def serving_dir(store: Store, version: ModelVersion, precision: Precision = "fp32") -> Path:
     """The directory a variant's workers load for ``version``: its ONNX export for transformers models
-    (made on first use and cached beside the artifacts; int8 added when asked for), the checkpoint itself
-    for other backends."""
+    (made on first use and cached beside the artifacts; int8 or fp16 added when asked for, keeping the
+    precisions exported before, which other variants' workers may load), the checkpoint itself for other
+    backends."""
     version.require_checkpoint()
     checkpoint = local_path(version.uri)
     if version.backend != "transformers":
         if precision != "fp32":
             raise EndpointConfigError(
-                f"model {version.ref} ({version.backend}) has no int8 form: use precision fp32",
-                [("precision", "int8 needs a transformers model")],
+                f"model {version.ref} ({version.backend}) has no {precision} form: use precision fp32",
+                [("precision", f"{precision} needs a transformers model")],
             )
         return checkpoint
-    from loopwise.classifiers.onnx import INT8, export_onnx
+    from loopwise.classifiers import read_manifest
+    from loopwise.classifiers.onnx import export_onnx
     from loopwise.classifiers.transformer import TransformerClassifier
 
     exported = store.artifacts.path(f"serving/{version.name}/v{version.version}/onnx")
-    manifest = exported / "classifier.json"
-    if manifest.exists() and (precision == "fp32" or (exported / INT8).exists()):
-        return exported
+    present: set[str] = set()
+    if (exported / "classifier.json").exists():
+        present = set(read_manifest(exported).get("precisions", ["fp32"]))
+        if precision in present:
+            return exported
+    wanted = present | {"fp32", precision}
     staging = exported.with_name(exported.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     original = TransformerClassifier.load(checkpoint)
-    export_onnx(original, staging, int8=precision == "int8")
-    if precision == "int8":
+    export_onnx(original, staging, int8="int8" in wanted, fp16="fp16" in wanted)
+    if "int8" in wanted:
         _quantization_report(store, version, original, staging)
     shutil.rmtree(exported, ignore_errors=True)
     staging.rename(exported)  # a reader never sees half an export
