@@ -26,7 +26,9 @@ def create(
             "--variant",
             help="A variant as key=value pairs, repeatable: "
             "name=VariantA,model=reviews-sentiment@champion,weight=50,instances=1 "
-            "(also role=shadow, shadow_share, precision=int8, max_batch_size, max_wait_ms).",
+            "(also role=shadow, shadow_share, precision=int8|fp16, max_batch_size, max_wait_ms, and "
+            "device=cpu|cuda|cuda:N|auto: a GPU variant serves fp16 on ONNX Runtime's CUDA provider, "
+            "falling back to the CPU with a warning).",
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the endpoint as JSON.")] = False,
@@ -208,9 +210,11 @@ def _print_endpoint(endpoint: Any) -> None:
     )
     if endpoint.failure_reason:
         console.print(f"[red]failed: {endpoint.failure_reason}[/red]", highlight=False)
+    from loopwise.classifiers._providers import describe_device
+
     shares = endpoint.config.traffic_shares()
     table = Table()
-    for column in ("variant", "role", "model", "traffic", "instances", "precision", "batching"):
+    for column in ("variant", "role", "model", "traffic", "instances", "device", "precision", "batching"):
         table.add_column(column)
     for v in endpoint.config.variants:
         traffic = f"{shares[v.name]:.0%}" if v.role == "production" else f"copy of {v.shadow_share:.0%}"
@@ -220,6 +224,7 @@ def _print_endpoint(endpoint: Any) -> None:
             v.model,
             traffic,
             str(v.instances),
+            describe_device(v.device),
             v.precision,
             f"{v.max_batch_size} / {v.max_wait_ms:g} ms",
         )

@@ -7,6 +7,10 @@ instances (worker processes) serve it and how they batch. SageMaker's names are 
 (``variant_name``, ``model_name``, ``initial_weight``, ``initial_instance_count``), so a production variant
 list from the course reads as written.
 
+A variant runs on a ``device``: ``cpu`` (the default), ``cuda``, ``cuda:N`` or ``auto``. A GPU variant's
+workers ask ONNX Runtime for its CUDA provider and fall back to the CPU with one warning when it cannot be
+opened; its precision defaults to ``fp16`` and its ``max_batch_size`` to :data:`GPU_MAX_BATCH_SIZE`.
+
 Production variants share the traffic in proportion to their weights. A shadow variant gets a copy of a
 sampled share (``shadow_share``) of the production requests; its answers are captured, never returned.
 """
@@ -26,14 +30,19 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from loopwise.classifiers._providers import DEVICE, DEVICE_HELP, wants_gpu
 from loopwise.errors import EndpointConfigError
 
 Role = Literal["production", "shadow"]
-Precision = Literal["fp32", "int8"]
+Precision = Literal["fp32", "fp16", "int8"]
+#: a variant's default batch limits: a GPU's throughput keeps growing with the batch well past a CPU's
+CPU_MAX_BATCH_SIZE = 32
+GPU_MAX_BATCH_SIZE = 128
 #: what an endpoint or variant name may look like (SageMaker's rule: letters, digits and hyphens, up to 63)
 VARIANT_NAME = re.compile(r"^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$")
 
@@ -96,12 +105,44 @@ class Variant(BaseModel):
     role: Role = "production"
     #: shadow variants: the share of production requests copied to it
     shadow_share: float = Field(default=1.0, gt=0, le=1)
+    #: where its workers run the model: cpu, cuda, cuda:N or auto
+    device: str = "cpu"
+    #: fp32; int8 (the CPU's dynamic quantization); fp16 (GPUs; the default on a cuda device)
     precision: Precision = "fp32"
     #: dynamic batching: the most requests one model call answers, and the longest a request waits for
-    #: others to join its batch
-    max_batch_size: int = Field(default=32, ge=1, le=1024)
+    #: others to join its batch (default 32, 128 on a cuda device)
+    max_batch_size: int = Field(default=CPU_MAX_BATCH_SIZE, ge=1, le=1024)
     max_wait_ms: float = Field(default=2.0, ge=0, le=1000)
     autoscaling: Autoscaling | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gpu_defaults(cls, raw: Any) -> Any:
+        """A cuda variant's unset precision and batch limit take the GPU's defaults."""
+        if isinstance(raw, Mapping) and isinstance(raw.get("device"), str) and wants_gpu(raw["device"]):
+            raw = {"precision": "fp16", "max_batch_size": GPU_MAX_BATCH_SIZE, **raw}
+        return raw
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        if not DEVICE.match(device):
+            raise ValueError(f"device {device!r}: {DEVICE_HELP}")
+        return device
+
+    @field_validator("precision")
+    @classmethod
+    def _precision_fits_device(cls, precision: str, info: ValidationInfo) -> str:
+        device = info.data.get("device")
+        if not isinstance(device, str):  # the device's own error says what is wrong
+            return precision
+        if precision == "fp16" and device == "cpu":
+            raise ValueError(
+                "fp16 is for GPUs: set device cuda (or auto), or use precision fp32 or int8 on the CPU"
+            )
+        if precision == "int8" and wants_gpu(device):
+            raise ValueError(f"int8 runs on the CPU only: use fp16 or fp32 on device {device}, or device cpu")
+        return precision
 
     @field_validator("name")
     @classmethod

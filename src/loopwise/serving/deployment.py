@@ -67,10 +67,12 @@ def prepare(store: Store, variant: Variant, progress: Progress | None) -> None:
     with store.uow() as uow:
         version = uow.models.get_by_id(int(variant.model_version_id or -1))
     if progress is not None:
-        progress(f"{variant.name}: preparing {version.ref} ({variant.precision})")
+        progress(f"{variant.name}: preparing {version.ref} ({variant.precision} on {variant.device})")
     directory = serving_dir(store, version, variant.precision)
     if version.backend == "transformers":
-        OnnxClassifier.load(directory, precision=variant.precision, threads=1)
+        loaded = OnnxClassifier.load(directory, precision=variant.precision, threads=1, device=variant.device)
+        if loaded.fallback is not None and progress is not None:
+            progress(f"{variant.name}: warning: {loaded.fallback}")
         report = quantization_report(directory) if variant.precision == "int8" else None
         if report is not None and progress is not None:
             acc = report["accuracy"]
@@ -99,6 +101,7 @@ def pool_specs(store: Store, endpoint: Endpoint) -> dict[str, PoolSpec]:
             max_batch_size=variant.max_batch_size,
             max_wait_ms=variant.max_wait_ms,
             model=version.ref,
+            device=variant.device,
             threads=threads,
         )
     return specs

@@ -112,6 +112,22 @@ class DataPlane:
         runtime = self.runtimes.get(endpoint)
         return {v: len(pool.live) for v, pool in runtime.pools.items()} if runtime else {}
 
+    def providers(self, endpoint: str) -> dict[str, dict[str, str | None]]:
+        """Each variant's execution provider as its live workers report it, with the fallback warning
+        of a GPU variant that ended on the CPU (empty when the endpoint is not in service here)."""
+        runtime = self.runtimes.get(endpoint)
+        found: dict[str, dict[str, str | None]] = {}
+        for variant, pool in runtime.pools.items() if runtime else ():
+            clients = [i.client for i in pool.live if i.client is not None]
+            if clients:
+                fallen = next((c for c in clients if c.fallback), clients[0])
+                found[variant] = {
+                    "device": pool.spec.device,
+                    "provider": fallen.provider,
+                    "fallback": fallen.fallback,
+                }
+        return found
+
     async def invoke(
         self,
         endpoint: str,

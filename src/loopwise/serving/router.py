@@ -69,6 +69,9 @@ class WorkerClient:
         self.frames = frames
         self.labels: list[str] = list(hello["labels"])
         self.pid: int = int(hello["pid"])
+        #: the execution provider the worker runs on, and its fallback warning (None: none)
+        self.provider: str = str(hello.get("provider", "CPUExecutionProvider"))
+        self.fallback: str | None = hello.get("fallback")
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.ids = itertools.count()
 
@@ -167,6 +170,8 @@ class PoolSpec:
     max_batch_size: int
     max_wait_ms: float
     model: str
+    #: where the workers run the model: cpu, cuda, cuda:N or auto
+    device: str = "cpu"
     #: compute threads per worker (not part of what makes a pool: scaling one keeps it)
     threads: int = field(default=1, compare=False)
 
@@ -259,7 +264,7 @@ class VariantPool:
         command = [sys.executable, "-m", "loopwise.serving.worker", str(spec.directory)]
         command += ["--precision", spec.precision, "--threads", str(spec.threads)]
         command += ["--max-batch-size", str(spec.max_batch_size), "--max-wait-ms", str(spec.max_wait_ms)]
-        command += ["--model", spec.model]
+        command += ["--model", spec.model, "--device", spec.device]
         env = {**os.environ, "OMP_NUM_THREADS": str(spec.threads)}
         process = await asyncio.create_subprocess_exec(
             *command, stdout=asyncio.subprocess.PIPE, stderr=None, env=env

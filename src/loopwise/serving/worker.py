@@ -2,7 +2,10 @@
 
 ``python -m loopwise.serving.worker DIR`` loads the classifier in DIR (an ONNX export or a saved
 checkpoint), listens on an ephemeral port of 127.0.0.1, prints ``READY <port>`` and answers frames of
-:mod:`loopwise.serving.protocol` until its parent dies.
+:mod:`loopwise.serving.protocol` until its parent dies. With ``--device cuda`` (or ``cuda:N``, ``auto``)
+an ONNX export runs on ONNX Runtime's CUDA provider; when that cannot be opened the worker serves on the
+CPU and logs one warning, and its greeting reports the provider it runs on (``provider``) and the
+warning (``fallback``), which the router keeps for the endpoint's description.
 
 Batching: requests arriving while the model is busy wait (in the socket, then the queue), and the next
 model call takes everything waiting, up to ``max_batch_size`` texts. An idle worker answers a lone
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import sys
 import time
@@ -101,11 +105,12 @@ class Batcher:
     def _answer(self, batch: list[Request]) -> None:
         texts = [text for request in batch for text in request.texts]
         embed = any(request.embed for request in batch)  # one call gives them for the whole batch
+        size = max(64, self.max_batch_size)  # a GPU variant's larger batches reach the model whole
         try:
             if embed:
-                proba, embeddings = self.classifier.predict_with_embeddings(texts, 64)
+                proba, embeddings = self.classifier.predict_with_embeddings(texts, size)
             else:
-                proba, embeddings = self.classifier.predict_proba(texts, 64), None
+                proba, embeddings = self.classifier.predict_proba(texts, size), None
         except Exception as exc:
             if len(batch) == 1:
                 _reply(batch[0], {"id": batch[0].id, "error": f"{type(exc).__name__}: {exc}"[:2000]})
@@ -146,16 +151,37 @@ async def serve(hello: dict[str, Any], batcher: Batcher, port: int = 0) -> None:
         await server.serve_forever()
 
 
-def load_for_serving(directory: Path, precision: str = "fp32", threads: int | None = None) -> Any:
-    """The classifier a worker serves from ``directory``: an ONNX export at ``precision``, else the
-    saved checkpoint through its backend."""
+def load_for_serving(
+    directory: Path, precision: str = "fp32", threads: int | None = None, device: str = "cpu"
+) -> Any:
+    """The classifier a worker serves from ``directory``: an ONNX export at ``precision`` on ``device``
+    (falling back to the CPU with one warning), else the saved checkpoint through its backend (on the
+    CPU)."""
     from loopwise.classifiers import load_classifier, read_manifest
 
     if read_manifest(directory)["backend"] == "onnx":
         from loopwise.classifiers.onnx import OnnxClassifier
 
-        return OnnxClassifier.load(directory, precision=precision, threads=threads)  # type: ignore[arg-type]
+        return OnnxClassifier.load(
+            directory,
+            precision=precision,  # type: ignore[arg-type]
+            threads=threads,
+            device=device,
+        )
     return load_classifier(directory)
+
+
+def greeting(classifier: Any, model: str, device: str = "cpu") -> dict[str, Any]:
+    """What a worker tells the router first: its labels, model, process, device and the execution
+    provider it runs on, with the fallback warning when a GPU device ended on the CPU."""
+    return {
+        "labels": list(classifier.labels),
+        "model": model,
+        "pid": os.getpid(),
+        "device": device,
+        "provider": getattr(classifier, "provider", "CPUExecutionProvider"),
+        "fallback": getattr(classifier, "fallback", None),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m loopwise.serving.worker", description=__doc__)
     parser.add_argument("directory", type=Path, help="an ONNX export or a saved classifier")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--threads", type=int, default=None, help="the model's compute threads")
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=2.0)
@@ -171,8 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
     die_with_parent()
-    classifier = load_for_serving(args.directory, args.precision, args.threads)
-    hello = {"labels": list(classifier.labels), "model": args.model, "pid": os.getpid()}
+    logging.basicConfig(level=logging.WARNING, format=f"loopwise worker {os.getpid()}: %(message)s")
+    classifier = load_for_serving(args.directory, args.precision, args.threads, args.device)
+    hello = greeting(classifier, args.model, args.device)
     batcher = Batcher(classifier, args.max_batch_size, args.max_wait_ms)
     try:
         import uvloop

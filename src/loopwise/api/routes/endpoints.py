@@ -42,10 +42,18 @@ async def endpoints(store: StoreDep) -> Response:
 
 @router.get("/api/v1/endpoints/{name}")
 async def endpoint(name: str, store: StoreDep, plane: PlaneDep) -> Response:
-    """The endpoint, its configuration history, and each variant's live instances on this server."""
+    """The endpoint, its configuration history, and each variant's live instances and execution provider
+    (with the fallback warning of a GPU variant serving on the CPU) on this server."""
     found, history = await asyncio.to_thread(service.describe_endpoint, store, name)
     live = plane.live_instances(name)
-    return _json({**found.to_dict(), "live_instances": live, "history": [h.to_dict() for h in history]})
+    return _json(
+        {
+            **found.to_dict(),
+            "live_instances": live,
+            "providers": plane.providers(name),
+            "history": [h.to_dict() for h in history],
+        }
+    )
 
 
 @router.get("/api/v1/endpoints/{name}/metrics")
