@@ -36,11 +36,17 @@ def _pins() -> dict[str, tuple[Version, int]]:
     return pins
 
 
+#: extras for other hardware, never installed on the CPU machines the lock is compiled for: ``gpu``
+#: (onnxruntime-gpu) replaces the locked CPU onnxruntime wheel, so it cannot be locked beside it
+UNLOCKED_EXTRAS = {"gpu"}
+
+
 def _requirements() -> list[Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     listed = list(project["dependencies"])
-    for extra in project.get("optional-dependencies", {}).values():
-        listed.extend(extra)
+    for name, extra in project.get("optional-dependencies", {}).items():
+        if name not in UNLOCKED_EXTRAS:
+            listed.extend(extra)
     return [Requirement(r) for r in listed]
 
 
