@@ -11,6 +11,7 @@ import random
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -46,6 +47,24 @@ def synthetic_examples(count: int, seed: int) -> InMemoryExamples:
         texts.append(" ".join(words))
         labels.append(label)
     return InMemoryExamples(texts, labels)
+
+
+def fit_tiny(base_model: Path, count: int, epochs: int) -> Any:
+    """A transformers classifier over ``base_model`` (max_seq_length 32) fine-tuned on ``count``
+    synthetic examples on one thread: the reference model of the ONNX tests."""
+    import torch
+
+    from loopwise.classifiers import TransformerClassifier
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        classifier = TransformerClassifier(LABELS, base_model=base_model, max_seq_length=32)
+        config = TrainConfig(learning_rate=1e-3, epochs=epochs, batch_size=8)
+        classifier.fit(synthetic_examples(count, seed=0), config=config)
+        return classifier
+    finally:
+        torch.set_num_threads(threads)
 
 
 class RecordingReporter(Reporter):

@@ -29,9 +29,23 @@ def _fast(tokenizer: Any, **special: str) -> Any:
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **special)
 
 
+def _bert_style(tokenizer: Any) -> Any:
+    """``tokenizer`` (trained with [PAD] [CLS] [SEP] [UNK] [MASK]) framing texts as [CLS] text [SEP]."""
+    from tokenizers import processors
+
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+    )
+    specials = {"unk_token": "[UNK]", "pad_token": "[PAD]", "cls_token": "[CLS]", "sep_token": "[SEP]"}
+    return _fast(tokenizer, mask_token="[MASK]", **specials)
+
+
 def wordpiece() -> Any:
     """A BERT-style WordPiece tokenizer: [CLS] text [SEP]."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
@@ -39,20 +53,7 @@ def wordpiece() -> Any:
     tokenizer.decoder = decoders.WordPiece()
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     tokenizer.train_from_iterator(CORPUS, trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials))
-    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
-    )
-    return _fast(
-        tokenizer,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
+    return _bert_style(tokenizer)
 
 
 def byte_bpe() -> Any:
@@ -85,7 +86,7 @@ def byte_bpe() -> Any:
 
 def unigram() -> Any:
     """A DeBERTa-v3-style unigram (SentencePiece-like) tokenizer with a metaspace pre-tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.Unigram())
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
@@ -93,20 +94,7 @@ def unigram() -> Any:
     specials = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
     trainer = trainers.UnigramTrainer(vocab_size=150, special_tokens=specials, unk_token="[UNK]")
     tokenizer.train_from_iterator(CORPUS, trainer)
-    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
-    )
-    return _fast(
-        tokenizer,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
+    return _bert_style(tokenizer)
 
 
 def bert(tokenizer: Any) -> Any:

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from contract import LABELS, synthetic_examples
+from contract import LABELS, fit_tiny, synthetic_examples
 
-from loopwise.classifiers import TrainConfig, TransformerClassifier, create_classifier, load_classifier
+from loopwise.classifiers import TransformerClassifier, create_classifier, load_classifier
 from loopwise.classifiers.onnx import FP32, INT8, OnnxClassifier, export_onnx
 from loopwise.errors import CheckpointError, ClassifierError
 
@@ -25,16 +25,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def trained(tiny_bert_dir: Path) -> TransformerClassifier:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        classifier = TransformerClassifier(LABELS, base_model=tiny_bert_dir, max_seq_length=32)
-        classifier.fit(
-            synthetic_examples(300, seed=0), config=TrainConfig(learning_rate=1e-3, epochs=6, batch_size=8)
-        )
-        return classifier
-    finally:
-        torch.set_num_threads(threads)
+    return fit_tiny(tiny_bert_dir, 300, 6)
 
 
 @pytest.fixture(scope="module")

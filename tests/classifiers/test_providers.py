@@ -14,9 +14,9 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
-from contract import LABELS, synthetic_examples
+from contract import fit_tiny, synthetic_examples
 
-from loopwise.classifiers import TrainConfig, TransformerClassifier
+from loopwise.classifiers import TransformerClassifier
 from loopwise.classifiers._providers import CPU, CUDA, check_device, describe_device, plan_providers
 from loopwise.classifiers.onnx import FP16, FP32, OnnxClassifier, export_onnx
 from loopwise.errors import ClassifierError
@@ -27,16 +27,7 @@ WITH_CUDA = ["TensorrtExecutionProvider", CUDA, CPU]
 
 @pytest.fixture(scope="module")
 def trained(tiny_bert_dir: Path) -> TransformerClassifier:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        classifier = TransformerClassifier(LABELS, base_model=tiny_bert_dir, max_seq_length=32)
-        classifier.fit(
-            synthetic_examples(150, seed=0), config=TrainConfig(learning_rate=1e-3, epochs=2, batch_size=8)
-        )
-        return classifier
-    finally:
-        torch.set_num_threads(threads)
+    return fit_tiny(tiny_bert_dir, 150, 2)
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,12 @@ models they serve, ``two_models`` and ``flaky_model``, are in the top conftest: 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,3 +28,11 @@ def running_server(store: Store, **options: Any) -> Iterator[tuple[httpx.Client,
         httpx.Client(base_url=url, timeout=30, headers=headers) as client,
     ):
         yield client, app
+
+
+def run_loopwise(home: Path, *args: str, columns: int = 200) -> subprocess.CompletedProcess[str]:
+    """``loopwise ARGS`` as a user runs it: a process with ``home`` as its LOOPWISE_HOME (on SQLite)."""
+    env = {**os.environ, "LOOPWISE_HOME": str(home), "COLUMNS": str(columns)}
+    env.pop("LOOPWISE_DATABASE_URL", None)
+    command = [sys.executable, "-c", "from loopwise.cli import main; main()", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)

@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from conftest import run_loopwise
 from loopwise.config import Settings
 from loopwise.storage import Store
 from loopwise.training.service import TrainRequest, train
-
-
-def _loopwise(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LOOPWISE_HOME": str(home), "COLUMNS": "200"}
-    env.pop("LOOPWISE_DATABASE_URL", None)
-    command = [sys.executable, "-c", "from loopwise.cli import main; main()", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_create_describe_shift_list_and_delete_from_the_command_line(
@@ -39,32 +30,32 @@ def test_create_describe_shift_list_and_delete_from_the_command_line(
         "  - {variant_name: VariantB, model_name: 'small:2', initial_weight: 50}\n",
         encoding="utf-8",
     )
-    created = _loopwise(home, "endpoint", "create", "reviews", "--config", str(config))
+    created = run_loopwise(home, "endpoint", "create", "reviews", "--config", str(config))
     assert created.returncode == 0, created.stderr
     assert "InService" in created.stdout and "VariantB" in created.stdout
 
-    shifted = _loopwise(home, "endpoint", "update-weights", "reviews", "VariantA=0", "VariantB=100")
+    shifted = run_loopwise(home, "endpoint", "update-weights", "reviews", "VariantA=0", "VariantB=100")
     assert shifted.returncode == 0, shifted.stderr
-    described = json.loads(_loopwise(home, "endpoint", "describe", "reviews", "--json").stdout)
+    described = json.loads(run_loopwise(home, "endpoint", "describe", "reviews", "--json").stdout)
     assert described["traffic_shares"] == {"VariantA": 0.0, "VariantB": 1.0}
     assert [h["version"] for h in described["history"]] == [1, 2]
 
-    second = _loopwise(
+    second = run_loopwise(
         home, "endpoint", "create", "other", "--variant", "name=Only,model=small:1,weight=1", "--json"
     )
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout)["status"] == "InService"
-    listed = json.loads(_loopwise(home, "endpoint", "list", "--json").stdout)
+    listed = json.loads(run_loopwise(home, "endpoint", "list", "--json").stdout)
     assert [e["name"] for e in listed] == ["other", "reviews"]
 
-    bad = _loopwise(home, "endpoint", "update-weights", "reviews", "VariantB=lots")
+    bad = run_loopwise(home, "endpoint", "update-weights", "reviews", "VariantB=lots")
     assert bad.returncode != 0 and "write Variant=weight" in bad.stderr
-    both = _loopwise(
+    both = run_loopwise(
         home, "endpoint", "create", "x", "--config", str(config), "--variant", "name=A,model=small:1"
     )
     assert both.returncode != 0 and "not both" in both.stderr
 
-    deleted = _loopwise(home, "endpoint", "delete", "reviews", "--yes")
+    deleted = run_loopwise(home, "endpoint", "delete", "reviews", "--yes")
     assert deleted.returncode == 0, deleted.stderr
-    missing = _loopwise(home, "endpoint", "describe", "reviews")
+    missing = run_loopwise(home, "endpoint", "describe", "reviews")
     assert missing.returncode != 0 and "endpoint 'reviews' not found" in missing.stderr

@@ -6,16 +6,14 @@ back, which is the path under test."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import running_server
+from conftest import run_loopwise, running_server
 from loopwise import registry
 from loopwise.classifiers import TrainConfig
 from loopwise.classifiers.onnx import OnnxClassifier
@@ -124,11 +122,8 @@ def test_a_cuda_variant_without_the_cuda_provider_serves_on_the_cpu_and_says_so_
     assert len(warnings) == 1 and warnings[0].startswith("loopwise worker "), warnings
 
 
-def _loopwise(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LOOPWISE_HOME": str(home), "COLUMNS": "250"}
-    env.pop("LOOPWISE_DATABASE_URL", None)
-    command = [sys.executable, "-c", "from loopwise.cli import main; main()", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_loopwise(home, *args, columns=250)  # the variants table is wide
 
 
 def test_the_command_line_shows_a_variants_device_and_refuses_a_bad_one(
@@ -140,16 +135,16 @@ def test_the_command_line_shows_a_variants_device_and_refuses_a_bad_one(
         _train_tiny(store, import_small, tiny_bert_dir)
     finally:
         store.close()
-    bad = _loopwise(home, "endpoint", "create", "gpu", "--variant", "name=A,model=tiny:1,device=gpu")
+    bad = _cli(home, "endpoint", "create", "gpu", "--variant", "name=A,model=tiny:1,device=gpu")
     assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     assert "variants.A.device" in bad.stderr and "use cpu, cuda, cuda:N" in bad.stderr
-    created = _loopwise(home, "endpoint", "create", "gpu", "--variant", "name=A,model=tiny:1,device=cuda")
+    created = _cli(home, "endpoint", "create", "gpu", "--variant", "name=A,model=tiny:1,device=cuda")
     assert created.returncode == 0, created.stderr
     assert "A: preparing tiny:1 (fp16 on cuda)" in created.stdout
     assert "A: warning: device cuda: ONNX Runtime has no CUDAExecutionProvider" in created.stdout
-    described = _loopwise(home, "endpoint", "describe", "gpu")
+    described = _cli(home, "endpoint", "describe", "gpu")
     assert described.returncode == 0, described.stderr
     assert "cuda (CPU fallback" in described.stdout and "fp16" in described.stdout
     assert "128 / 2 ms" in described.stdout
-    as_json = json.loads(_loopwise(home, "endpoint", "describe", "gpu", "--json").stdout)
+    as_json = json.loads(_cli(home, "endpoint", "describe", "gpu", "--json").stdout)
     assert as_json["config"]["variants"][0]["device"] == "cuda"
