@@ -81,6 +81,10 @@ class TrainConfig:
     stream_pool_size: int | None = None
     #: metric that picks the best checkpoint (higher is better, but for names ending in "loss")
     selection_metric: str = "val_acc"
+    #: auto, cpu, cuda, cuda:N or mps (:mod:`loopwise.classifiers.devices`); auto: the freest accelerator
+    device: str = "auto"
+    #: auto, fp32, bf16 or fp16 (autocast; fp16 with loss scaling); auto: bf16 where native, fp32 on the CPU
+    precision: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -161,6 +165,16 @@ class TextClassifier(ABC):
     @abstractmethod
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """An array of shape ``(len(texts), len(labels))`` whose rows sum to 1."""
+
+    def use_device(self, device: str = "auto", precision: str = "auto") -> None:
+        """Run later predictions on ``device`` in ``precision`` (the values of ``--device`` and
+        ``--precision``; see :mod:`loopwise.classifiers.devices`). Called before predicting, from the
+        thread that predicts; raises :class:`~loopwise.errors.ConfigurationError` for a bad or missing
+        device. The default checks the spelling and keeps running on the CPU (backends without torch)."""
+        from loopwise.classifiers.devices import check_device, check_precision
+
+        check_device(device)
+        check_precision(precision)
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[str]:
         proba = self.predict_proba(texts, batch_size=batch_size)

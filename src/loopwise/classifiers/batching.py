@@ -71,9 +71,11 @@ def collate(
     pad_id: int,
     labels: Sequence[int] | None = None,
     pad_to: int | None = None,
+    pin_memory: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Pad ``sequences`` to the longest of them (or to ``pad_to``) into ``input_ids``/``attention_mask``
-    tensors, plus a ``labels`` tensor when labels are given."""
+    tensors, plus a ``labels`` tensor when labels are given. ``pin_memory`` page-locks the tensors so that
+    copies to a CUDA device can be non-blocking."""
     width = max((len(ids) for ids in sequences), default=0)
     if pad_to is not None:
         width = max(width, pad_to)
@@ -85,6 +87,8 @@ def collate(
     batch = {"input_ids": input_ids, "attention_mask": attention_mask}
     if labels is not None:
         batch["labels"] = torch.tensor(list(labels), dtype=torch.long)
+    if pin_memory:
+        batch = {key: value.pin_memory() for key, value in batch.items()}
     return batch
 
 
@@ -104,7 +108,7 @@ class BatchStream:
 
     ``encode_labels`` maps label names to ids and raises for an unknown label; without streaming every
     example is tokenized (and every label checked) in the constructor, so a bad label fails before the
-    first step.
+    first step. ``pin_memory`` collates into page-locked tensors (for non-blocking copies to CUDA).
     """
 
     def __init__(
@@ -113,8 +117,11 @@ class BatchStream:
         tokenizer: Any,
         encode_labels: Callable[[Sequence[str]], list[int]],
         config: TrainConfig,
+        *,
+        pin_memory: bool = False,
     ) -> None:
         self.examples = examples
+        self.pin_memory = pin_memory
         self.tokenizer = tokenizer
         self.encode_labels = encode_labels
         self.config = config
@@ -214,7 +221,11 @@ class BatchStream:
 
     def _collate(self, pool: Encoded, batch: list[int], pad_to: int | None) -> dict[str, torch.Tensor]:
         return collate(
-            [pool.input_ids[i] for i in batch], self.pad_id, [pool.labels[i] for i in batch], pad_to
+            [pool.input_ids[i] for i in batch],
+            self.pad_id,
+            [pool.labels[i] for i in batch],
+            pad_to,
+            pin_memory=self.pin_memory,
         )
 
 

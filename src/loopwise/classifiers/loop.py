@@ -3,7 +3,9 @@
 AdamW (no weight decay on biases and LayerNorm weights), linear warmup then linear decay, gradient-norm
 clipping, optional freezing of the lowest encoder layers, length-bucketed dynamically padded batches
 (:mod:`loopwise.classifiers.batching`), validation at each epoch's end and every ``eval_every_steps``, and the
-best state by ``selection_metric`` restored at the end. Metrics go to a
+best state by ``selection_metric`` restored at the end. The model and batches go to the device of a
+:class:`~loopwise.classifiers.devices.Placement` (from ``device``/``precision``), forward passes run
+under autocast in its precision, and fp16 scales the loss with a ``GradScaler``. Metrics go to a
 :class:`~loopwise.classifiers.Reporter`; time goes to a :class:`~loopwise.classifiers.profiler.StepProfiler`.
 """
 
@@ -22,6 +24,7 @@ from torch.nn import functional as F
 
 from loopwise.classifiers._base import Examples, FitResult, Reporter, TrainConfig
 from loopwise.classifiers.batching import BatchStream
+from loopwise.classifiers.devices import Placement, resolve_placement
 from loopwise.classifiers.profiler import StepProfiler
 from loopwise.errors import TrainingError
 
@@ -98,18 +101,26 @@ def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_r
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, batches: BatchStream, batch_size: int, num_labels: int) -> dict[str, float]:
-    """``val_loss``, ``val_acc`` and ``val_macro_f1`` of ``model`` over every example of ``batches``."""
+def evaluate(
+    model: nn.Module,
+    batches: BatchStream,
+    batch_size: int,
+    num_labels: int,
+    placement: Placement | None = None,
+) -> dict[str, float]:
+    """``val_loss``, ``val_acc`` and ``val_macro_f1`` of ``model`` over every example of ``batches``, on
+    ``placement``'s device and precision (default: where the model is, in fp32)."""
     from sklearn.metrics import f1_score
 
     was_training = model.training
     model.eval()
-    device = _device(model)
+    placement = placement or Placement(str(_device(model)), "fp32")
     loss_sum, truth, predicted = 0.0, [], []
     for batch in batches.evaluation_batches(batch_size):
-        batch = {key: value.to(device) for key, value in batch.items()}
+        batch = placement.to_device(batch)
         labels = batch.pop("labels")
-        logits = model(**batch).logits
+        with placement.autocast():
+            logits = model(**batch).logits
         loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum").item()
         truth.append(labels.cpu().numpy())
         predicted.append(logits.argmax(dim=-1).cpu().numpy())
@@ -138,6 +149,7 @@ def train(
     reporter: Reporter | None = None,
     progress: bool | None = None,
     report_every_steps: int = 10,
+    placement: Placement | None = None,
 ) -> FitResult:
     """Fine-tune ``model`` (a sequence classifier whose output has ``.logits``) in place.
 
@@ -146,6 +158,9 @@ def train(
     state is picked by ``config.selection_metric``: higher is better, except for ``val_loss``. Reporter
     calls happen on this thread; ``reporter.should_stop()`` is polled after each. ``progress`` shows a
     progress bar on stderr (default: only when stderr is a terminal). The thread count is torch's own.
+    The model moves to ``placement`` (default: ``config.device`` and ``config.precision`` resolved on this
+    machine, which raises :class:`~loopwise.errors.ConfigurationError` for a device it lacks) and stays
+    there; the profile names the device and precision.
 
     On return the model holds the best validated state (or the last state without validation data) and
     is in eval mode. Raises :class:`TrainingError` for an unusable configuration or empty training data.
@@ -161,17 +176,22 @@ def train(
     if progress is None:
         progress = sys.stderr.isatty()
 
+    placement = placement or resolve_placement(config.device, config.precision)
     seed_everything(config.seed)
+    model.to(placement.torch_device)
     for parameter in model.parameters():  # freeze_layers alone decides what trains
         parameter.requires_grad_(True)
     freeze_layers(model, config.freeze_layers)
-    batches = BatchStream(train_examples, tokenizer, encode_labels, config)
-    val_batches = BatchStream(validation, tokenizer, encode_labels, config) if validation else None
+    pin = placement.pin_memory
+    batches = BatchStream(train_examples, tokenizer, encode_labels, config, pin_memory=pin)
+    val_batches = (
+        BatchStream(validation, tokenizer, encode_labels, config, pin_memory=pin) if validation else None
+    )
     steps_per_epoch = len(batches)
     if config.steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
     total_steps = max(1, steps_per_epoch * config.epochs)
-    fit = _Fit(model, config, reporter, num_labels, val_batches, total_steps, report_every_steps)
+    fit = _Fit(model, config, reporter, num_labels, val_batches, total_steps, report_every_steps, placement)
     model.train()
     fit.profiler.start()
     with _ProgressBar(progress, total_steps) as bar:
@@ -201,6 +221,7 @@ class _Fit:
         val_batches: BatchStream | None,
         total_steps: int,
         report_every_steps: int,
+        placement: Placement,
     ) -> None:
         self.model, self.config, self.reporter = model, config, reporter
         self.num_labels, self.val_batches, self.report_every_steps = (
@@ -211,15 +232,23 @@ class _Fit:
         self.optimizer = build_optimizer(model, config)
         self.scheduler = linear_schedule(self.optimizer, total_steps, config.warmup_ratio)
         self.trainable = [p for p in model.parameters() if p.requires_grad]
-        self.device = _device(model)
-        self.profiler = StepProfiler(torch.cuda.synchronize if self.device.type == "cuda" else None)
+        self.placement = placement
+        #: loss scaling for fp16 only: bf16 has fp32's range, fp32 needs none
+        self.scaler = placement.grad_scaler()
+        self.profiler = StepProfiler(device=placement.device)
         self.state = _State(higher_is_better=not config.selection_metric.endswith("loss"))
 
     def validate(self, epoch: float) -> bool:
         """Validate, keep the state when it is the best yet, report; returns whether to stop."""
         state, config = self.state, self.config
         with self.profiler.phase("validation"):
-            metrics = evaluate(self.model, self.val_batches, config.validation_batch_size, self.num_labels)  # type: ignore[arg-type]
+            metrics = evaluate(
+                self.model,
+                self.val_batches,  # type: ignore[arg-type]
+                config.validation_batch_size,
+                self.num_labels,
+                self.placement,
+            )
         state.validated_at = state.step
         value = metrics[config.selection_metric]
         if state.is_better(value):
@@ -237,7 +266,7 @@ class _Fit:
                 batch = next(iterator, None)
                 if batch is None:
                     break
-                batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
+                batch = self.placement.to_device(batch)
                 labels = batch.pop("labels")
             loss_value = self.step(batch, labels)
             epoch = epoch_index + (step_in_epoch + 1) / steps_per_epoch
@@ -254,16 +283,22 @@ class _Fit:
 
     def step(self, batch: dict[str, torch.Tensor], labels: torch.Tensor) -> float:
         """One optimizer step on ``batch`` and its ``labels`` (on the device); returns its loss."""
-        profiler, config = self.profiler, self.config
-        with profiler.phase("forward"):
+        profiler, config, scaler = self.profiler, self.config, self.scaler
+        with profiler.phase("forward"), self.placement.autocast():
             logits = self.model(**batch).logits
             loss = F.cross_entropy(logits.float(), labels)
-        with profiler.phase("backward"):
-            loss.backward()
+        with profiler.phase("backward"):  # outside autocast, as torch's AMP recipe says
+            (scaler.scale(loss) if scaler is not None else loss).backward()
         with profiler.phase("optimizer"):
+            if scaler is not None:
+                scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
             if config.max_grad_norm and config.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(self.trainable, config.max_grad_norm)
-            self.optimizer.step()
+            if scaler is not None:
+                scaler.step(self.optimizer)  # skipped when the gradients hold inf or NaN
+                scaler.update()
+            else:
+                self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
         mask = batch["attention_mask"]
@@ -282,9 +317,12 @@ class _Fit:
         if state.best_params is not None:
             state.restore(self.model)
         self.model.eval()
+        profile = {**self.profiler.summary(), "precision": self.placement.precision}
+        if self.scaler is not None:
+            profile["loss_scale"] = float(self.scaler.get_scale())
         return FitResult(
             metrics=dict(state.best_metrics if state.best_metrics is not None else state.last_train),
-            profile=self.profiler.summary(),
+            profile=profile,
             steps=state.step,
             best_step=state.best_step,
             stopped_early=state.stopped_early,

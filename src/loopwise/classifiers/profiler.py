@@ -4,10 +4,16 @@ Each optimizer step is split into four phases timed with ``perf_counter``: ``dat
 and collating the next batch), ``forward``, ``backward`` and ``optimizer`` (clipping, step, schedule).
 Validation passes are timed as their own bucket. On an accelerator pass ``synchronize`` (for example
 ``torch.cuda.synchronize``) so that asynchronous kernels are charged to the phase that launched them.
+
+With ``device="cuda:N"`` the profiler also times each phase on the GPU with CUDA events (``device_s``:
+the time the GPU spent on the phase's work), samples the GPU's utilisation (``torch.cuda.utilization``,
+which needs NVML; None where it cannot be read) and reports the peak memory torch allocated on the device
+(``torch.cuda.max_memory_allocated``). On the CPU these GPU fields are None and ``device`` is ``cpu``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import sys
@@ -46,8 +52,18 @@ def _peak_rss_mb() -> float:
 class StepProfiler:
     """Accumulates phase times, examples and tokens over the steps of one fit. Not thread-safe."""
 
-    def __init__(self, synchronize: Callable[[], None] | None = None) -> None:
+    def __init__(self, synchronize: Callable[[], None] | None = None, device: str = "cpu") -> None:
+        self.device = device
+        self._cuda: Any = None
+        if device.startswith("cuda"):
+            import torch
+
+            self._cuda = torch.cuda
+            synchronize = synchronize or (lambda: torch.cuda.synchronize(device))
+            torch.cuda.reset_peak_memory_stats(device)
         self._synchronize = synchronize
+        self.device_seconds: dict[str, float] = dict.fromkeys((*PHASES, "validation"), 0.0)
+        self._utilization: list[float] = []
         self._process = psutil.Process()
         self.seconds: dict[str, float] = dict.fromkeys((*PHASES, "validation"), 0.0)
         self.steps = 0
@@ -69,12 +85,20 @@ class StepProfiler:
     def phase(self, name: str) -> Iterator[None]:
         """Charge the time spent inside the block to ``name`` (one of :data:`PHASES` or ``validation``)."""
         started = time.perf_counter()
+        events = None
+        if self._cuda is not None:
+            events = self._cuda.Event(enable_timing=True), self._cuda.Event(enable_timing=True)
+            events[0].record()
         try:
             yield
         finally:
+            if events is not None:
+                events[1].record()
             if self._synchronize is not None:
                 self._synchronize()
             self.seconds[name] += time.perf_counter() - started
+            if events is not None:  # milliseconds, readable once both events completed (synchronized)
+                self.device_seconds[name] += events[0].elapsed_time(events[1]) / 1000
 
     def step(self, examples: int, tokens: int = 0, padded_tokens: int = 0) -> None:
         """Count one finished optimizer step over ``examples`` examples.
@@ -90,7 +114,12 @@ class StepProfiler:
             self.sample_memory()
 
     def sample_memory(self) -> None:
+        """Sample the process's memory and, on CUDA, the GPU's utilisation (when NVML can read it)."""
         self._rss_max = max(self._rss_max, self._process.memory_info().rss)
+        if self._cuda is not None:
+            # without NVML (pynvml) or the permission to read it, utilisation stays unknown
+            with contextlib.suppress(Exception):
+                self._utilization.append(float(self._cuda.utilization(self.device)))
 
     @property
     def train_seconds(self) -> float:
@@ -126,6 +155,25 @@ class StepProfiler:
         torch = sys.modules.get("torch")
         if torch is not None:
             result["torch_threads"] = torch.get_num_threads()
-            if torch.cuda.is_available() and torch.cuda.is_initialized():
-                result["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-        return result
+        return result | self._device_summary(train)
+
+    def _device_summary(self, train: float) -> dict[str, Any]:
+        """The device and, on CUDA, GPU time per phase, busy share, utilisation and peak memory."""
+        if self._cuda is None:
+            return {
+                "device": self.device,
+                "device_s": None,
+                "device_busy_share": None,
+                "gpu_utilization": None,
+                "peak_gpu_memory_mb": None,
+            }
+        device_train = sum(self.device_seconds[name] for name in PHASES)
+        samples = self._utilization
+        return {
+            "device": self.device,
+            "device_s": {name: round(seconds, 4) for name, seconds in self.device_seconds.items()},
+            # GPU time (from each phase's first to its last queued work) over the phases' wall time
+            "device_busy_share": round(min(1.0, device_train / train), 4) if train else 0.0,
+            "gpu_utilization": round(sum(samples) / len(samples) / 100, 4) if samples else None,
+            "peak_gpu_memory_mb": round(self._cuda.max_memory_allocated(self.device) / 2**20, 1),
+        }

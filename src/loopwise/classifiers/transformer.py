@@ -28,6 +28,7 @@ from loopwise.classifiers._base import (
     read_manifest,
     write_manifest,
 )
+from loopwise.classifiers.devices import Placement, resolve_placement
 from loopwise.errors import CheckpointError, ClassifierError
 
 WEIGHTS = "model.safetensors"
@@ -159,8 +160,13 @@ class TransformerClassifier(TextClassifier):
 
     ``base_model`` is a local model directory or a hub id (``None``: the bundled MiniLM; see
     :func:`resolve_base_model`). Raises :class:`ClassifierError` when it cannot be loaded, or when
-    ``max_seq_length`` exceeds what its position embeddings allow.
+    ``max_seq_length`` exceeds what its position embeddings allow. A new or loaded classifier runs on the
+    CPU in fp32; :meth:`fit` moves it to its configuration's device, :meth:`use_device` to another. Saved
+    weights are device-independent (they load on the CPU).
     """
+
+    #: where predictions run (fit and use_device change it)
+    placement: Placement = Placement()
 
     backend = "transformers"
 
@@ -203,12 +209,14 @@ class TransformerClassifier(TextClassifier):
         progress: bool | None = None,
     ) -> FitResult:
         """Fine-tune with :func:`loopwise.classifiers.loop.train`; ``config.max_seq_length`` is replaced by
-        the classifier's own. ``progress`` shows a progress bar (default: when stderr is a terminal)."""
+        the classifier's own. ``progress`` shows a progress bar (default: when stderr is a terminal). The
+        model trains on ``config.device`` in ``config.precision`` and stays there for predictions."""
         from loopwise.classifiers.loop import train as train_loop
 
         config = TrainConfig.from_dict(
             {**(config or TrainConfig()).to_dict(), "max_seq_length": self.max_seq_length}
         )
+        self.placement = resolve_placement(config.device, config.precision)
         return train_loop(
             self.model,
             self.tokenizer,
@@ -219,7 +227,12 @@ class TransformerClassifier(TextClassifier):
             config=config,
             reporter=reporter,
             progress=progress,
+            placement=self.placement,
         )
+
+    def use_device(self, device: str = "auto", precision: str = "auto") -> None:
+        self.placement = resolve_placement(device, precision)
+        self.model.to(self.placement.torch_device)
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         from loopwise.classifiers.batching import collate, tokenize
@@ -229,7 +242,7 @@ class TransformerClassifier(TextClassifier):
         if not texts:
             return result
         pad_id = self.tokenizer.pad_token_id or 0
-        device = next(self.model.parameters()).device
+        placement = self.placement
         self.model.eval()
         with torch.inference_mode():
             for start in range(0, len(texts), PREDICT_CHUNK):
@@ -237,8 +250,9 @@ class TransformerClassifier(TextClassifier):
                 order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
                 for first in range(0, len(order), batch_size):
                     rows = order[first : first + batch_size]
-                    batch = collate([ids[i] for i in rows], pad_id)
-                    logits = self.model(**{key: value.to(device) for key, value in batch.items()}).logits
+                    batch = collate([ids[i] for i in rows], pad_id, pin_memory=placement.pin_memory)
+                    with placement.autocast():
+                        logits = self.model(**placement.to_device(batch)).logits
                     proba = torch.softmax(logits.double(), dim=-1).cpu().numpy()
                     result[[start + i for i in rows]] = proba
         return result

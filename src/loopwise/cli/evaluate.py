@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from loopwise.cli._common import console, open_store, print_json, progress_bar
+from loopwise.cli._devices import DeviceOption, PrecisionOption, placement
 
 
 def evaluate(
@@ -29,6 +30,8 @@ def evaluate(
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "auto",
 ) -> None:
     """Evaluate MODEL on a split (evaluation.json, confusion matrix, reliability diagram, report.html), or
     compare two models with McNemar's test and a paired bootstrap."""
@@ -37,6 +40,8 @@ def evaluate(
 
     if (model is None) == (compare is None):
         raise typer.BadParameter("give either MODEL or --compare A B")
+    if (device, precision) != ("auto", "auto"):  # auto always resolves: torch loads only when asked for more
+        device, precision = placement(device, precision)
     with open_store() as store, progress_bar("predicting") as update:
         if compare is not None:
             outcome = run_compare(
@@ -48,6 +53,8 @@ def evaluate(
                 out_dir=output,
                 batch_size=batch_size,
                 progress=update,
+                device=device,
+                precision=precision,
             )
             if as_json:
                 print_json(outcome.comparison)
@@ -57,7 +64,15 @@ def evaluate(
             return
         assert model is not None
         result = run_evaluate(
-            store, model, dataset, split, out_dir=output, batch_size=batch_size, progress=update
+            store,
+            model,
+            dataset,
+            split,
+            out_dir=output,
+            batch_size=batch_size,
+            progress=update,
+            device=device,
+            precision=precision,
         )
     if as_json:
         print_json({"metrics": result.metrics, "report": result.report})

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from loopwise.cli._common import console, err_console, open_store
+from loopwise.cli._devices import DeviceOption, PrecisionOption, placement
 
 
 def train(
@@ -47,12 +48,16 @@ def train(
     pool_size: Annotated[int, typer.Option(min=1, help="Examples per pool when streaming.")] = 4096,
     parent: Annotated[str | None, typer.Option(help="Model version this one derives from (lineage).")] = None,
     description: str = "",
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "auto",
 ) -> None:
     """Fine-tune on the train split, validate every epoch, keep the best checkpoint, register the model."""
     from loopwise.classifiers import TrainConfig
     from loopwise.training.service import TrainRequest
     from loopwise.training.service import train as run_training
 
+    if backend == "transformers":  # TF-IDF runs on the CPU whatever is asked; don't load torch for it
+        device, precision = placement(device, precision)
     config = TrainConfig(
         learning_rate=learning_rate,
         batch_size=batch_size,
@@ -66,6 +71,8 @@ def train(
         validation_batch_size=validation_batch_size,
         eval_every_steps=eval_every,
         stream_pool_size=pool_size if stream else None,
+        device=device,
+        precision=precision,
     )
     request = TrainRequest(
         dataset=dataset,

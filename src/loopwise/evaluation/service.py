@@ -51,14 +51,18 @@ class ComparisonOutcome:
     path: Path
 
 
-def load_model(store: Store, ref: str) -> LoadedModel:
-    """A registry reference (``name``, ``name:3``, ``name@alias``) or a saved classifier directory."""
+def load_model(store: Store, ref: str, *, device: str = "cpu", precision: str = "fp32") -> LoadedModel:
+    """A registry reference (``name``, ``name:3``, ``name@alias``) or a saved classifier directory, set
+    to predict on ``device`` in ``precision`` (see :meth:`TextClassifier.use_device`)."""
     if Path(ref).expanduser().is_dir():
-        return LoadedModel(ref, load_classifier(Path(ref).expanduser()), None)
-    with store.uow() as uow:
-        version = registry.resolve(uow, ref)
-    version.require_checkpoint()
-    return LoadedModel(version.ref, load_classifier(local_path(version.uri)), version)
+        loaded = LoadedModel(ref, load_classifier(Path(ref).expanduser()), None)
+    else:
+        with store.uow() as uow:
+            version = registry.resolve(uow, ref)
+        version.require_checkpoint()
+        loaded = LoadedModel(version.ref, load_classifier(local_path(version.uri)), version)
+    loaded.classifier.use_device(device, precision)
+    return loaded
 
 
 def predict_split(
@@ -117,10 +121,13 @@ def evaluate(
     batch_size: int = 64,
     bootstrap: int = 1000,
     progress: Progress | None = None,
+    device: str = "cpu",
+    precision: str = "fp32",
 ) -> EvaluationOutcome:
     """Predict every example of the split, compute the metrics, write the report, store the evaluation.
-    ``dataset_ref`` None: the data set the model was trained on (its lineage)."""
-    model = load_model(store, model_ref)
+    ``dataset_ref`` None: the data set the model was trained on (its lineage). The model predicts on
+    ``device`` in ``precision`` (``auto`` for either resolves on this machine)."""
+    model = load_model(store, model_ref, device=device, precision=precision)
     dataset = _dataset(store, dataset_ref, model)
     y_true, proba = predict_split(model, dataset, split, batch_size=batch_size, progress=progress)
     metrics = classification_metrics(y_true, proba, model.classifier.labels, bootstrap=bootstrap)
@@ -165,10 +172,14 @@ def compare(
     batch_size: int = 64,
     progress: Progress | None = None,
     alpha: float = 0.05,
+    device: str = "cpu",
+    precision: str = "fp32",
 ) -> ComparisonOutcome:
     """Paired comparison of two models on the same examples (McNemar and paired bootstrap at
-    ``alpha``). ``dataset_ref`` None: the data set the first model was trained on."""
-    first, second = load_model(store, model_a), load_model(store, model_b)
+    ``alpha``), both predicting on ``device`` in ``precision``. ``dataset_ref`` None: the data set the
+    first model was trained on."""
+    first = load_model(store, model_a, device=device, precision=precision)
+    second = load_model(store, model_b, device=device, precision=precision)
     dataset = _dataset(store, dataset_ref, first)
     y_true, proba_a = predict_split(first, dataset, split, batch_size=batch_size, progress=progress)
     _, proba_b = predict_split(second, dataset, split, batch_size=batch_size, progress=progress)

@@ -6,11 +6,12 @@ import logging
 import shutil
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from loopwise import registry
 from loopwise.classifiers import FitResult, InMemoryExamples, Reporter, TrainConfig, create_classifier
+from loopwise.classifiers.devices import resolve_config
 from loopwise.data.records import DatasetVersion
 from loopwise.data.service import split_examples
 from loopwise.data.splits import read_split
@@ -118,7 +119,10 @@ def train(
         if request.parent:
             registry.resolve(uow, request.parent)  # fail before training, not after
     dataset.split(request.train_split)
-    # Bad input (a wrong model path, an unknown backend) fails here, before anything is recorded.
+    # Bad input (a wrong model path, an unknown backend, a missing device) fails here, before anything
+    # is recorded; the run's params record the device and precision the fit runs on, not "auto".
+    if request.backend == "transformers":
+        request = replace(request, config=resolve_config(request.config))
     classifier = create_classifier(request.backend, dataset.labels, **_backend_options(request))
     run = _record_run(store, request, dataset)
     staged = store.artifacts.staging(prefix=f"run-{run.id[:12]}-")

@@ -13,6 +13,7 @@ from dataclasses import fields
 from typing import Any
 
 from loopwise.classifiers import TrainConfig
+from loopwise.classifiers.devices import check_device, check_precision
 from loopwise.errors import LoopwiseError
 from loopwise.registry.versions import check_name
 from loopwise.tuning.spec import (
@@ -98,6 +99,9 @@ _LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "max_grad_norm": (lambda v: v > 0, "above 0"),
 }
 
+#: training settings that name where a trial runs: static only, each spelling checked by its function
+_PLACEMENT: dict[str, Callable[[str], str]] = {"device": check_device, "precision": check_precision}
+
 
 def _suggest(word: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(word, choices, n=1)
@@ -178,6 +182,12 @@ class _Checker:
                 self.add(path, f"{name} takes a {base.__name__}, got {raw!r}")
                 return None
             value: Any = raw
+            if name in _PLACEMENT:
+                try:
+                    value = _PLACEMENT[name](str(raw))
+                except LoopwiseError as exc:
+                    self.add(path, str(exc))
+                    return None
         else:
             value = self.number(raw, path, integer=base is int)
             if value is None:
@@ -341,6 +351,9 @@ class _Checker:
             if resolved is None:
                 continue
             name, convert = resolved
+            if name in _PLACEMENT:
+                self.add(where, f"{name} is where trials run, not a hyperparameter: set it under static")
+                continue
             if name in static:
                 self.add(where, f"{name} is both static and searched: remove it from one of them")
                 continue

@@ -104,7 +104,8 @@ class TuningSpec:
     dataset: str = "reviews"
     backend: Backend = "transformers"
     base_model: str | None = None
-    #: fixed hyperparameters, by TrainConfig field name
+    #: fixed hyperparameters, by TrainConfig field name; ``device`` and ``precision`` (where the trials
+    #: run) are static only
     static: dict[str, Any] = field(default_factory=dict)
     objective: Objective = Objective()
     strategy: Strategy = "bayesian"
