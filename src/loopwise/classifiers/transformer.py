@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from loopwise.classifiers._base import (
     write_manifest,
 )
 from loopwise.errors import CheckpointError, ClassifierError
+
+if TYPE_CHECKING:
+    from loopwise.classifiers.loop import DataParallel
 
 WEIGHTS = "model.safetensors"
 MODEL_CONFIG = "config.json"
@@ -130,9 +133,12 @@ class TransformerClassifier(TextClassifier):
         reporter: Reporter | None = None,
         *,
         progress: bool | None = None,
+        parallel: DataParallel | None = None,
     ) -> FitResult:
         """Fine-tune with :func:`loopwise.classifiers.loop.train`; ``config.max_seq_length`` is replaced by
-        the classifier's own. ``progress`` shows a progress bar (default: when stderr is a terminal)."""
+        the classifier's own. ``progress`` shows a progress bar (default: when stderr is a terminal);
+        ``parallel`` makes this fit one rank of a data-parallel one
+        (:class:`~loopwise.classifiers.loop.DataParallel`)."""
         from loopwise.classifiers.loop import train as train_loop
 
         config = TrainConfig.from_dict(
@@ -148,6 +154,7 @@ class TransformerClassifier(TextClassifier):
             config=config,
             reporter=reporter,
             progress=progress,
+            parallel=parallel,
         )
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:

@@ -43,12 +43,26 @@ def train(
     pool_size: Annotated[int, typer.Option(min=1, help="Examples per pool when streaming.")] = 4096,
     parent: Annotated[str | None, typer.Option(help="Model version this one derives from (lineage).")] = None,
     description: str = "",
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Train data-parallel over N local processes (PyTorch DDP: gloo on CPU, nccl on GPUs); "
+            "--batch-size is the global batch and must be a multiple of N.",
+        ),
+    ] = 1,
 ) -> None:
     """Fine-tune on the train split, validate every epoch, keep the best checkpoint, register the model."""
     from loopwise.classifiers import TrainConfig
     from loopwise.training.service import TrainRequest
     from loopwise.training.service import train as run_training
 
+    if batch_size % processes:
+        raise typer.BadParameter(
+            f"--batch-size {batch_size} cannot be split over {processes} processes: "
+            f"use a multiple of {processes}",
+            param_hint="--processes",
+        )
     config = TrainConfig(
         learning_rate=learning_rate,
         batch_size=batch_size,
@@ -72,6 +86,7 @@ def train(
         stream=stream,
         parent=parent,
         description=description,
+        processes=processes,
     )
     with open_store() as store:
         outcome = run_training(store, request, progress=err_console.is_terminal)
