@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from loopwise.classifiers import TrainConfig, load_classifier
+from loopwise.classifiers import Reporter, TrainConfig, load_classifier
 from loopwise.classifiers.batching import shard_batch
 from loopwise.errors import TrainingError
 from loopwise.storage import Store
@@ -123,6 +123,36 @@ def test_a_killed_rank_fails_the_run_with_its_signal_and_leaves_no_model(
         assert uow.models.list() == []
     assert not (store.artifacts.root / "models").exists()
     assert _staging_is_empty(store)
+
+
+class _PruneAfterFirstValidation(Reporter):
+    def __init__(self) -> None:
+        self.validations = 0
+
+    def on_validation(self, step: int, epoch: float, metrics: dict[str, float]) -> None:
+        self.validations += 1
+
+    def should_stop(self) -> bool:
+        return self.validations >= 1
+
+    def discard_model(self) -> bool:
+        return True
+
+
+def test_the_ranks_stop_together_when_the_callers_reporter_asks(
+    sqlite_store: Store, import_small: Callable[[Store], str], tiny_bert_dir: Path
+) -> None:
+    store = sqlite_store
+    request = TrainRequest(
+        dataset=import_small(store), base_model=str(tiny_bert_dir), config=_config(epochs=40), processes=2
+    )
+    outcome = train(store, request, progress=False, reporter=_PruneAfterFirstValidation())
+
+    assert outcome.model is None and outcome.run.status is RunStatus.STOPPED
+    with store.uow() as uow:
+        steps = [m.step for m in uow.runs.metrics(outcome.run.id)]
+    assert max(steps) < 40 * 11  # stopped long before its 40 epochs of 11 global batches
+    assert not (store.artifacts.root / "models").exists() and _staging_is_empty(store)
 
 
 @pytest.mark.parametrize(

@@ -184,6 +184,8 @@ def _launch(workdir: Path, processes: int) -> int:
         max_restarts=0,  # a failed rank fails the run; a restart would train from the start again
         monitor_interval=0.1,
     )
+    # torchrun sets 1 thread a rank when unset; an equal share of the cores keeps them busy, not contended
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
     try:
         elastic_launch(config, sys.executable)("-m", "loopwise.training.ddp_worker", str(workdir))
     except ChildFailedError as exc:
