@@ -14,7 +14,7 @@ from loopwise.classifiers import Reporter, TrainConfig, load_classifier
 from loopwise.classifiers.batching import shard_batch
 from loopwise.errors import TrainingError
 from loopwise.storage import Store
-from loopwise.training.ddp_worker import KILL_HOOK
+from loopwise.training.ddp_worker import KILL_HOOK, Ranks, rank_device
 from loopwise.training.records import RunStatus
 from loopwise.training.service import TrainRequest, train
 
@@ -198,3 +198,33 @@ def test_the_cli_refuses_processes_that_cannot_split_the_batch_in_one_line(
     err = capsys.readouterr().err.strip()
     assert stopped.value.code == 2 and len(err.splitlines()) == 1
     assert expected in err and "loopwise train --help" in err
+
+
+def test_each_rank_takes_the_gpu_of_its_local_rank_with_nccl_and_the_cpu_with_gloo(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert rank_device(1) == (torch.device("cpu"), "gloo")
+
+    current: list[torch.device] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", current.append)
+    assert rank_device(1) == (torch.device("cuda", 1), "nccl") and current == [torch.device("cuda", 1)]
+    with pytest.raises(RuntimeError, match="rank 2 has no GPU: 2 visible"):
+        rank_device(2)
+
+
+def test_a_rank_on_a_gpu_gives_ddp_its_device_and_on_the_cpu_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[object] = []
+
+    def ddp(
+        module: torch.nn.Module, device_ids: list[int] | None, broadcast_buffers: bool
+    ) -> torch.nn.Module:
+        seen.append((device_ids, broadcast_buffers))
+        return module
+
+    monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", ddp)
+    layer = torch.nn.Linear(2, 2)
+    assert Ranks(0, 2, torch.device("cuda", 1)).wrap(layer) is layer
+    Ranks(1, 2, torch.device("cpu")).wrap(layer)
+    assert seen == [([1], False), (None, False)]

@@ -87,6 +87,21 @@ class _RankReporter(Reporter):
         return self.ranks.any((self.workdir / STOP).exists())
 
 
+def rank_device(local_rank: int) -> tuple[torch.device, str]:
+    """This rank's device and process-group backend: with CUDA, GPU ``local_rank`` (made the current
+    device, as NCCL requires) and ``nccl``; otherwise the CPU and ``gloo``."""
+    if torch.cuda.is_available():
+        if local_rank >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"rank {local_rank} has no GPU: {torch.cuda.device_count()} visible; "
+                "use at most that many processes"
+            )
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        return device, "nccl"
+    return torch.device("cpu"), "gloo"
+
+
 def _examples(uri: str, stream: bool) -> Any:
     return ParquetExamples(local_path(uri)) if stream else InMemoryExamples(*read_split(uri))
 
@@ -94,12 +109,7 @@ def _examples(uri: str, stream: bool) -> Any:
 def train_rank(workdir: Path, rank: int, world_size: int, local_rank: int) -> None:
     """Train this rank's share of the run in ``workdir``; on rank 0, save the model, then the result."""
     spec = WorkerSpec(**json.loads((workdir / SPEC).read_text(encoding="utf-8")))
-    if torch.cuda.is_available():
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-        backend = "nccl"
-    else:
-        device, backend = torch.device("cpu"), "gloo"
+    device, backend = rank_device(local_rank)
     dist.init_process_group(backend)
     try:
         classifier = TransformerClassifier(spec.labels, **spec.options)
