@@ -65,6 +65,7 @@ format: install
 ## benchmark: every benchmark (figures into benchmarks/results/*.json; course_lab1 takes about an hour)
 benchmark: install seed
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/data_parallel.py
 	$(BIN)/python benchmarks/tuning_overhead.py
 	$(BIN)/python benchmarks/tuning_efficiency.py
 	$(BIN)/python benchmarks/course_lab1.py

@@ -11,6 +11,9 @@ Two switches on :class:`~loopwise.classifiers.TrainConfig` turn the tricks off t
 
 With ``stream_pool_size`` set, :class:`BatchStream` reads ``Examples.iter_chunks`` one pool at a time
 and holds at most two pools at a time (a shuffle buffer, so that pool membership still varies).
+
+Data-parallel ranks plan the same global batches (same seed) and each collates its share of every one
+(:func:`shard_batch`), so N processes step through exactly the batches one process would.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from loopwise.errors import TrainingError
 #: pool size when the whole training set is in memory: large enough that sorted batches pad little,
 #: small enough that batch membership still varies between epochs
 DEFAULT_POOL_BATCHES = 64
+#: the key of a rank's share of a batch that holds each example's loss weight (see :func:`shard_batch`)
+EXAMPLE_WEIGHTS = "example_weights"
 
 
 def tokenize(tokenizer: Any, texts: Sequence[str], max_seq_length: int) -> list[list[int]]:
@@ -90,6 +95,25 @@ def collate(
     if pin_memory:
         batch = {key: value.pin_memory() for key, value in batch.items()}
     return batch
+
+
+def shard_batch(batch: Sequence[int], rank: int, world_size: int) -> tuple[list[int], list[float]]:
+    """Rank ``rank``'s share of a global ``batch`` (every ``world_size``-th example from the ``rank``-th,
+    so the shares of a length-sorted batch pad alike) and each example's loss weight,
+    ``world_size / len(batch)``.
+
+    Summing weighted losses on each rank and averaging gradients over the ranks (what
+    DistributedDataParallel does) gives the gradient of the global batch's mean loss, even when the shares
+    differ in size. A rank left without an example (a last batch smaller than ``world_size``) gets the
+    batch's first example with weight 0, so that every rank still runs a step (the ranks' collectives must
+    match) without changing the gradient.
+    """
+    if not 0 <= rank < world_size:
+        raise TrainingError(f"rank {rank} is outside 0..{world_size - 1}")
+    share = list(batch[rank::world_size])
+    if not share:
+        return [batch[0]], [0.0]
+    return share, [world_size / len(batch)] * len(share)
 
 
 @dataclass
@@ -183,10 +207,12 @@ class BatchStream:
         if len(waiting):
             yield waiting
 
-    def epoch(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
+    def epoch(self, epoch: int, shard: tuple[int, int] | None = None) -> Iterator[dict[str, torch.Tensor]]:
         """The training batches of epoch ``epoch`` (0-based), collated; deterministic for a given seed.
 
         In memory, the batches of all pools are shuffled together; when streaming, within each pool.
+        ``shard=(rank, world_size)`` yields only that rank's share of each batch (:func:`shard_batch`),
+        with its loss weights under :data:`EXAMPLE_WEIGHTS`.
         """
         rng = random.Random(self.config.seed * 1_000_003 + epoch)
         pad_to = None if self.config.dynamic_padding else self.config.max_seq_length
@@ -199,11 +225,21 @@ class BatchStream:
             planned.extend((pool, batch) for batch in batches)
             if self.streaming:
                 for pool_, batch in planned:
-                    yield self._collate(pool_, batch, pad_to)
+                    yield self._share(pool_, batch, pad_to, shard)
                 planned = []
         rng.shuffle(planned)
         for pool, batch in planned:
-            yield self._collate(pool, batch, pad_to)
+            yield self._share(pool, batch, pad_to, shard)
+
+    def _share(
+        self, pool: Encoded, batch: list[int], pad_to: int | None, shard: tuple[int, int] | None
+    ) -> dict[str, torch.Tensor]:
+        if shard is None:
+            return self._collate(pool, batch, pad_to)
+        rows, weights = shard_batch(batch, *shard)
+        collated = self._collate(pool, rows, pad_to)
+        collated[EXAMPLE_WEIGHTS] = torch.tensor(weights, dtype=torch.float32)
+        return collated
 
     def evaluation_batches(self, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
         """Every example once, in length-sorted batches (dynamic padding), for validation."""

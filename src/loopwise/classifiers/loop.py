@@ -15,7 +15,7 @@ import math
 import random
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from loopwise.classifiers._base import Examples, FitResult, Reporter, TrainConfig
-from loopwise.classifiers.batching import BatchStream
+from loopwise.classifiers.batching import EXAMPLE_WEIGHTS, BatchStream
 from loopwise.classifiers.devices import Placement, resolve_placement
 from loopwise.classifiers.profiler import StepProfiler
 from loopwise.errors import TrainingError
@@ -31,6 +31,27 @@ from loopwise.errors import TrainingError
 VALIDATION_METRICS = ("val_loss", "val_acc", "val_macro_f1")
 #: parameters whose name contains one of these get no weight decay
 NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias", "layer_norm", "norm.weight")
+
+
+class DataParallel(Protocol):
+    """The seam through which one rank of a data-parallel fit (:mod:`loopwise.training.ddp_worker`) runs
+    :func:`train`: every rank calls :func:`train` with the same arguments and its own ``rank``.
+
+    :func:`train` then trains on this rank's share of each global batch
+    (:meth:`~loopwise.classifiers.batching.BatchStream.epoch` with ``shard=(rank, world_size)``), runs the
+    forward and backward passes through ``wrap(model)`` (which synchronizes gradients), and reports the loss
+    averaged over ranks by ``mean``. ``wrap`` is called once, after the layers are frozen and before the
+    optimizer is built; it may not change the model's parameters' identity. ``mean`` is a collective: it is
+    called once per step, on every rank, in the same order. Validation runs on every rank over the whole
+    validation set (same parameters, same answers), so the best state is chosen alike everywhere.
+    """
+
+    rank: int
+    world_size: int
+
+    def wrap(self, model: nn.Module) -> nn.Module: ...
+
+    def mean(self, value: float) -> float: ...
 
 
 def seed_everything(seed: int) -> None:
@@ -150,6 +171,7 @@ def train(
     progress: bool | None = None,
     report_every_steps: int = 10,
     placement: Placement | None = None,
+    parallel: DataParallel | None = None,
 ) -> FitResult:
     """Fine-tune ``model`` (a sequence classifier whose output has ``.logits``) in place.
 
@@ -161,6 +183,7 @@ def train(
     The model moves to ``placement`` (default: ``config.device`` and ``config.precision`` resolved on this
     machine, which raises :class:`~loopwise.errors.ConfigurationError` for a device it lacks) and stays
     there; the profile names the device and precision.
+    ``parallel`` makes this call one rank of a data-parallel fit (see :class:`DataParallel`).
 
     On return the model holds the best validated state (or the last state without validation data) and
     is in eval mode. Raises :class:`TrainingError` for an unusable configuration or empty training data.
@@ -192,6 +215,9 @@ def train(
         steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
     total_steps = max(1, steps_per_epoch * config.epochs)
     fit = _Fit(model, config, reporter, num_labels, val_batches, total_steps, report_every_steps, placement)
+    fit.parallel = parallel
+    if parallel is not None:
+        fit.forward_model = parallel.wrap(model)
     model.train()
     fit.profiler.start()
     with _ProgressBar(progress, total_steps) as bar:
@@ -237,6 +263,9 @@ class _Fit:
         self.scaler = placement.grad_scaler()
         self.profiler = StepProfiler(device=placement.device)
         self.state = _State(higher_is_better=not config.selection_metric.endswith("loss"))
+        #: data parallelism (see DataParallel): the module the training steps call, and the ranks' seam
+        self.forward_model: nn.Module = model
+        self.parallel: DataParallel | None = None
 
     def validate(self, epoch: float) -> bool:
         """Validate, keep the state when it is the best yet, report; returns whether to stop."""
@@ -260,7 +289,8 @@ class _Fit:
         """Train one epoch (at most ``steps_per_epoch`` steps), reporting and validating as configured;
         sets ``state.stopped_early`` when the reporter asks to stop."""
         state, config, reporter = self.state, self.config, self.reporter
-        iterator = iter(batches.epoch(epoch_index))
+        shard = None if self.parallel is None else (self.parallel.rank, self.parallel.world_size)
+        iterator = iter(batches.epoch(epoch_index, shard=shard))
         for step_in_epoch in range(steps_per_epoch):
             with self.profiler.phase("data"):
                 batch = next(iterator, None)
@@ -268,7 +298,8 @@ class _Fit:
                     break
                 batch = self.placement.to_device(batch)
                 labels = batch.pop("labels")
-            loss_value = self.step(batch, labels)
+                weights = batch.pop(EXAMPLE_WEIGHTS, None)  # only in a data-parallel rank's share
+            loss_value = self.step(batch, labels, weights)
             epoch = epoch_index + (step_in_epoch + 1) / steps_per_epoch
             bar.advance(loss_value)
             if state.step % self.report_every_steps == 0:
@@ -281,12 +312,18 @@ class _Fit:
                 state.stopped_early = True
                 return
 
-    def step(self, batch: dict[str, torch.Tensor], labels: torch.Tensor) -> float:
-        """One optimizer step on ``batch`` and its ``labels`` (on the device); returns its loss."""
+    def step(
+        self, batch: dict[str, torch.Tensor], labels: torch.Tensor, weights: torch.Tensor | None = None
+    ) -> float:
+        """One optimizer step on ``batch`` and its ``labels`` (on the device); returns its loss.
+        ``weights`` (a data-parallel rank's share) weigh each example's loss; see ``batching.shard_batch``."""
         profiler, config, scaler = self.profiler, self.config, self.scaler
         with profiler.phase("forward"), self.placement.autocast():
-            logits = self.model(**batch).logits
-            loss = F.cross_entropy(logits.float(), labels)
+            logits = self.forward_model(**batch).logits
+            if weights is None:
+                loss = F.cross_entropy(logits.float(), labels)
+            else:
+                loss = (F.cross_entropy(logits.float(), labels, reduction="none") * weights).sum()
         with profiler.phase("backward"):  # outside autocast, as torch's AMP recipe says
             (scaler.scale(loss) if scaler is not None else loss).backward()
         with profiler.phase("optimizer"):
@@ -304,7 +341,7 @@ class _Fit:
         mask = batch["attention_mask"]
         profiler.step(len(labels), int(mask.sum()), mask.numel())
         self.state.step += 1
-        loss_value = loss.item()
+        loss_value = loss.item() if self.parallel is None else self.parallel.mean(loss.item())
         self.state.window_loss += loss_value
         self.state.window_steps += 1
         return loss_value

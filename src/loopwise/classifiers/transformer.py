@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import torch
@@ -30,6 +30,9 @@ from loopwise.classifiers._base import (
 )
 from loopwise.classifiers.devices import Placement, resolve_placement
 from loopwise.errors import CheckpointError, ClassifierError
+
+if TYPE_CHECKING:
+    from loopwise.classifiers.loop import DataParallel
 
 WEIGHTS = "model.safetensors"
 MODEL_CONFIG = "config.json"
@@ -207,10 +210,13 @@ class TransformerClassifier(TextClassifier):
         reporter: Reporter | None = None,
         *,
         progress: bool | None = None,
+        parallel: DataParallel | None = None,
     ) -> FitResult:
         """Fine-tune with :func:`loopwise.classifiers.loop.train`; ``config.max_seq_length`` is replaced by
         the classifier's own. ``progress`` shows a progress bar (default: when stderr is a terminal). The
-        model trains on ``config.device`` in ``config.precision`` and stays there for predictions."""
+        model trains on ``config.device`` in ``config.precision`` and stays there for predictions;
+        ``parallel`` makes this fit one rank of a data-parallel one
+        (:class:`~loopwise.classifiers.loop.DataParallel`)."""
         from loopwise.classifiers.loop import train as train_loop
 
         config = TrainConfig.from_dict(
@@ -228,6 +234,7 @@ class TransformerClassifier(TextClassifier):
             reporter=reporter,
             progress=progress,
             placement=self.placement,
+            parallel=parallel,
         )
 
     def use_device(self, device: str = "auto", precision: str = "auto") -> None:

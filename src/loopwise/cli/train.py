@@ -50,12 +50,26 @@ def train(
     description: str = "",
     device: DeviceOption = "auto",
     precision: PrecisionOption = "auto",
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Train data-parallel over N local processes (PyTorch DDP: gloo on CPU, nccl on GPUs); "
+            "--batch-size is the global batch and must be a multiple of N.",
+        ),
+    ] = 1,
 ) -> None:
     """Fine-tune on the train split, validate every epoch, keep the best checkpoint, register the model."""
     from loopwise.classifiers import TrainConfig
     from loopwise.training.service import TrainRequest
     from loopwise.training.service import train as run_training
 
+    if batch_size % processes:
+        raise typer.BadParameter(
+            f"--batch-size {batch_size} cannot be split over {processes} processes: "
+            f"use a multiple of {processes}",
+            param_hint="--processes",
+        )
     if backend == "transformers":  # TF-IDF runs on the CPU whatever is asked; don't load torch for it
         device, precision = placement(device, precision)
     config = TrainConfig(
@@ -83,6 +97,7 @@ def train(
         stream=stream,
         parent=parent,
         description=description,
+        processes=processes,
     )
     with open_store() as store:
         outcome = run_training(store, request, progress=err_console.is_terminal)

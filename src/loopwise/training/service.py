@@ -7,6 +7,7 @@ import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from loopwise import registry
@@ -47,6 +48,8 @@ class TrainRequest:
     options: dict[str, Any] = field(default_factory=dict)
     #: extra entries recorded in the run's and the model version's params (lineage: a tuning job, a trial)
     lineage: dict[str, Any] = field(default_factory=dict)
+    #: local training processes, data-parallel (transformers only; the batch size must divide evenly)
+    processes: int = 1
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,12 @@ def train(
 
     ``reporter`` also receives every report (after it is stored), and its ``should_stop`` can end the fit
     early; the best checkpoint so far is registered as usual, unless its ``discard_model`` says so (a pruned
-    trial): then the run ends ``stopped`` with its metrics and no model is registered."""
+    trial): then the run ends ``stopped`` with its metrics and no model is registered.
+
+    With ``request.processes`` > 1 the fit runs over that many local processes (:mod:`.distributed`): still
+    one run, one model version, metrics from rank 0, the checkpoint written once; a failed rank fails the run.
+    """
+    _check_processes(request)
     name, version = parse_dataset_ref(request.dataset)
     with store.uow() as uow:
         dataset = uow.datasets.get(name, version)
@@ -128,10 +136,13 @@ def train(
     staged = store.artifacts.staging(prefix=f"run-{run.id[:12]}-")
     database_reporter = _DatabaseReporter(store, run.id, forward=reporter)
     try:
-        train_examples, validation = _examples(dataset, request)
-        result = classifier.fit(
-            train_examples, validation, request.config, database_reporter, progress=progress
-        )
+        if request.processes > 1:
+            result = _fit_data_parallel(store, request, dataset, classifier.labels, staged, database_reporter)
+        else:
+            train_examples, validation = _examples(dataset, request)
+            result = classifier.fit(
+                train_examples, validation, request.config, database_reporter, progress=progress
+            )
         database_reporter.flush()
         if reporter is not None and reporter.discard_model():
             shutil.rmtree(staged, ignore_errors=True)
@@ -139,7 +150,8 @@ def train(
             with store.uow() as uow:
                 stopped = uow.runs.finish(run.id, RunStatus.STOPPED, metrics=metrics, profile=result.profile)
             return TrainOutcome(stopped, None)
-        classifier.save(staged)
+        if request.processes == 1:  # data-parallel: rank 0 saved it
+            classifier.save(staged)
         uri = store.artifacts.commit_dir(staged, f"models/{run.id}")
     except BaseException as exc:
         shutil.rmtree(staged, ignore_errors=True)
@@ -165,6 +177,7 @@ def _record_run(store: Store, request: TrainRequest, dataset: DatasetVersion) ->
                     "validation_split": request.validation_split,
                     **request.options,
                     **request.lineage,
+                    **({"processes": request.processes} if request.processes > 1 else {}),
                 },
                 code_version=registry.code_version(),
                 started_at=utcnow(),
@@ -182,6 +195,48 @@ def _examples(dataset: DatasetVersion, request: TrainRequest) -> tuple[Any, InMe
     if request.validation_split and request.validation_split in dataset.splits:
         validation = InMemoryExamples(*read_split(dataset.split(request.validation_split).uri))
     return train_examples, validation
+
+
+def _check_processes(request: TrainRequest) -> None:
+    """Refuse a data-parallel request that cannot run, before anything is recorded."""
+    if request.processes == 1:
+        return
+    if request.backend != "transformers":
+        raise TrainingError(
+            f"the {request.backend} backend trains in one process: "
+            "use --processes 1 or the transformers backend"
+        )
+    from loopwise.training.distributed import check_processes
+
+    check_processes(request.processes, request.config.batch_size)
+
+
+def _fit_data_parallel(
+    store: Store,
+    request: TrainRequest,
+    dataset: DatasetVersion,
+    labels: list[str],
+    staged: Path,
+    reporter: Reporter,
+) -> FitResult:
+    """Fit over ``request.processes`` local processes; rank 0 saves the classifier into ``staged``."""
+    from loopwise.training.distributed import WorkerSpec, run_data_parallel
+
+    validation = request.validation_split
+    spec = WorkerSpec(
+        labels=list(labels),
+        options=_backend_options(request),
+        config=request.config.to_dict(),
+        train_uri=dataset.split(request.train_split).uri,
+        validation_uri=dataset.split(validation).uri if validation and validation in dataset.splits else None,
+        stream=request.stream,
+        output_dir=str(staged),
+    )
+    workdir = store.artifacts.staging(prefix="ddp-")
+    try:
+        return run_data_parallel(spec, request.processes, workdir, reporter)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _fail(store: Store, run: TrainingRun, exc: BaseException) -> NoReturn:
