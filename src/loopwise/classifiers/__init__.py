@@ -16,6 +16,7 @@ from loopwise.classifiers._base import (
     Reporter,
     TextClassifier,
     TrainConfig,
+    Tunable,
     read_manifest,
     write_manifest,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "TfidfClassifier",
     "TrainConfig",
     "TransformerClassifier",
+    "Tunable",
     "available_backends",
     "classifier_class",
     "create_classifier",

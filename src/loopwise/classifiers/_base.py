@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self
@@ -95,6 +95,37 @@ class TrainConfig:
         return cls(**known)
 
 
+@dataclass(frozen=True)
+class Tunable:
+    """One constructor option of a backend that tuning specs may set (``static``) or search
+    (``parameters``), declared in :attr:`TextClassifier.tunable`.
+
+    ``type`` is the value's type (``int``, ``float``, ``bool`` or ``str``); ``low``/``high`` bound numeric
+    values (inclusive, but ``low`` is excluded when ``low_open``: ``C`` must be above 0); ``nullable``
+    allows ``None`` (say, no limit).
+    """
+
+    type: type
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    nullable: bool = False
+    #: one line for the user: what the option does
+    help: str = ""
+
+    def accepts(self, value: Any) -> bool:
+        """Whether ``value`` (already of :attr:`type`) is within the bounds."""
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+    def bounds(self) -> str:
+        """The bounds in words, as the tuning checker's messages give them (``above 0``, ``at least 1``)."""
+        low = None if self.low is None else f"{'above' if self.low_open else 'at least'} {self.low:g}"
+        high = None if self.high is None else f"at most {self.high:g}"
+        return " and ".join(part for part in (low, high) if part) or "any value"
+
+
 class Reporter:
     """Receives metrics while a fit runs. Called from the training thread; must not raise.
 
@@ -138,6 +169,11 @@ class TextClassifier(ABC):
     """
 
     backend: ClassVar[str]
+    #: the constructor options a tuning spec may set or search, by keyword name (see :class:`Tunable`).
+    #: Read by the tuning spec checker without building an instance; every name must be a keyword of
+    #: ``__init__`` and none may be a :class:`TrainConfig` field (the trainer's name would win). A trial
+    #: passes the values to the constructor. Empty: nothing of the backend's own is tunable.
+    tunable: ClassVar[Mapping[str, Tunable]] = {}
 
     def __init__(self, labels: Sequence[str]) -> None:
         labels = [str(label) for label in labels]

@@ -5,9 +5,9 @@ Saved with joblib (pickle): load only checkpoints you trust.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
@@ -17,6 +17,7 @@ from loopwise.classifiers._base import (
     Reporter,
     TextClassifier,
     TrainConfig,
+    Tunable,
     read_manifest,
     write_manifest,
 )
@@ -31,10 +32,18 @@ READ_CHUNK = 10_000
 class TfidfClassifier(TextClassifier):
     """TF-IDF (word 1-2 grams, sublinear tf) + logistic regression with inverse regularisation ``C``.
 
-    Of :class:`TrainConfig` only ``seed`` applies; the data is read whole into memory.
+    Of :class:`TrainConfig` only ``seed`` applies; the data is read whole into memory. Tuning specs may
+    search ``C``, ``min_df`` and ``max_features``.
     """
 
     backend = "tfidf"
+    tunable: ClassVar[Mapping[str, Tunable]] = {
+        "C": Tunable(float, low=0, low_open=True, help="inverse regularisation strength (higher: less)"),
+        "min_df": Tunable(int, low=1, help="drop n-grams found in fewer training texts than this"),
+        "max_features": Tunable(
+            int, low=1, nullable=True, help="keep only this many most frequent n-grams (null: all)"
+        ),
+    }
 
     def __init__(
         self,

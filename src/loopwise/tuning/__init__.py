@@ -12,6 +12,7 @@ from loopwise._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from loopwise.tuning.space import (
+        backend_options,
         build_config,
         decode_params,
         distribution,
@@ -49,6 +50,7 @@ _LAZY = {
     "builtin_spec_path": "spec",
     "load_spec": "spec",
     "parse_spec": "spec",
+    "backend_options": "space",
     "build_config": "space",
     "decode_params": "space",
     "distribution": "space",
@@ -72,6 +74,7 @@ __all__ = [
     "Parameter",
     "TuningSpec",
     "WarmStart",
+    "backend_options",
     "build_config",
     "builtin_spec_path",
     "decode_params",

@@ -12,14 +12,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import fields
 from typing import Any
 
-from loopwise.classifiers import TrainConfig
+from loopwise.classifiers import TrainConfig, Tunable, available_backends, classifier_class
 from loopwise.classifiers.devices import check_device, check_precision
-from loopwise.errors import LoopwiseError
+from loopwise.errors import ClassifierError, LoopwiseError
 from loopwise.registry.versions import check_name
 from loopwise.tuning.spec import (
     METRIC_DIRECTIONS,
     STRATEGIES,
-    Backend,
     Completion,
     Direction,
     EarlyStopping,
@@ -98,13 +97,16 @@ _LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "weight_decay": (lambda v: v >= 0, "at least 0"),
     "max_grad_norm": (lambda v: v > 0, "above 0"),
 }
+#: backends that only predict (exported models): nothing to tune
+_PREDICT_ONLY = ("onnx",)
 
 #: training settings that name where a trial runs: static only, each spelling checked by its function
 _PLACEMENT: dict[str, Callable[[str], str]] = {"device": check_device, "precision": check_precision}
 
 
 def _suggest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1)
+    same = [c for c in choices if c.lower() == word.lower()]  # case differs: ``c`` for TF-IDF's ``C``
+    close = same or difflib.get_close_matches(word, choices, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
@@ -113,6 +115,8 @@ class _Checker:
 
     def __init__(self) -> None:
         self.problems: list[tuple[str, str]] = []
+        self.backend: str | None = None
+        self._tunable: dict[str, Tunable] | None = None
 
     def add(self, path: str, message: str) -> None:
         self.problems.append((path, message))
@@ -171,8 +175,9 @@ class _Checker:
         return value if integer else float(value)
 
     def hp_value(self, name: str, raw: Any, path: str) -> Any:
-        """A value for TrainConfig field ``name``: type-checked, within its limits; None when reported."""
-        base, nullable = _TRAIN_FIELDS[name]
+        """A value for TrainConfig field or backend option ``name``: type-checked, within its limits; None
+        when reported."""
+        base, nullable, limit = self.kind(name)
         if raw is None:
             if not nullable:
                 self.add(path, f"{name} cannot be null: give a value or leave it out")
@@ -192,20 +197,46 @@ class _Checker:
             value = self.number(raw, path, integer=base is int)
             if value is None:
                 return None
-        limit = _LIMITS.get(name)
         if limit is not None and not limit[0](value):
             self.add(path, f"{name} must be {limit[1]}, got {value!r}")
             return None
         return value
 
     def hp_name(self, key: Any, path: str) -> tuple[str, Callable[[Any], Any]] | None:
+        """The TrainConfig field or backend option that ``key`` names, with its value conversion."""
         if isinstance(key, str) and key in _HP_ALIASES:
             return _HP_ALIASES[key]
         if isinstance(key, str) and key in _TRAIN_FIELDS:
             return key, lambda v: v
-        names = sorted(_TRAIN_FIELDS)
+        tunable = self.tunable()
+        if isinstance(key, str) and key in tunable:
+            return key, lambda v: v
+        names = sorted([*_TRAIN_FIELDS, *tunable])
         self.add(path, f"unknown hyperparameter {key!r}{_suggest(str(key), names)}; use one of {names}")
         return None
+
+    def tunable(self) -> dict[str, Tunable]:
+        """The backend's own tunable options (its class's ``tunable``), loaded the first time a name is not
+        the trainer's: a spec of trainer parameters alone never imports the backend."""
+        if self._tunable is None:
+            self._tunable = {}
+            if self.backend is not None:
+                try:
+                    declared = classifier_class(self.backend).tunable
+                except ClassifierError as exc:
+                    self.add("backend", str(exc))
+                else:
+                    self._tunable = {k: v for k, v in declared.items() if k not in _TRAIN_FIELDS}
+        return self._tunable
+
+    def kind(self, name: str) -> tuple[type, bool, tuple[Callable[[Any], bool], str] | None]:
+        """Of a known name: its value type, whether null is allowed, and its limit (test, in words)."""
+        if name in _TRAIN_FIELDS:
+            base, nullable = _TRAIN_FIELDS[name]
+            return base, nullable, _LIMITS.get(name)
+        option = self.tunable()[name]
+        bounded = option.low is not None or option.high is not None
+        return option.type, option.nullable, (option.accepts, option.bounds()) if bounded else None
 
     # -- sections -----------------------------------------------------------------------------------------
 
@@ -243,7 +274,9 @@ class _Checker:
         dataset = raw.get("dataset", "reviews")
         if not isinstance(dataset, str) or not dataset or dataset.count(":") > 1:
             self.add("dataset", f"expected a data set reference NAME or NAME:VERSION, got {dataset!r}")
-        backend = self.choice(raw.get("backend", "transformers"), "backend", typing.get_args(Backend))
+        backends = tuple(b for b in available_backends() if b not in _PREDICT_ONLY)
+        backend = self.choice(raw.get("backend", "transformers"), "backend", backends)
+        self.backend = backend
         base_model = raw.get("base_model")
         if base_model is not None and not isinstance(base_model, str):
             self.add("base_model", f"expected a model name or path, got {base_model!r}")
@@ -377,7 +410,7 @@ class _Checker:
         kind = self.choice(body["type"], at["type"], typing.get_args(ParameterType))
         if kind is None:
             return None
-        base = _TRAIN_FIELDS[name][0]
+        base = self.kind(name)[0]
         if kind == "categorical":
             return self.categorical(name, body, at, path, convert)
         for key in ("values",):

@@ -5,11 +5,12 @@ the report and the benchmarks."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from optuna.trial import FrozenTrial, TrialState
 
 from loopwise.tuning.records import JobStatus
+from loopwise.tuning.space import max_trial_examples
 
 if TYPE_CHECKING:
     from loopwise.tuning.spec import TuningSpec
@@ -24,6 +25,26 @@ RERUN_OF = "rerun_of"
 ALLOWANCE = "examples_allowance"
 #: user attribute: the training examples a running trial has seen so far (recorded every few seconds)
 EXAMPLES_SEEN = "examples_seen"
+#: the study's user attribute that records why the job ended: ``{"reason": ..., "detail": ...}``
+ENDED_BECAUSE = "ended_because"
+#: why a job ends, by reason code
+ENDINGS = {
+    "max_trials": "max_trials trials finished",
+    "failures": "too many trials failed",
+    "target_objective": "a trial reached completion.target_objective",
+    "no_improvement": "completion.no_improvement_trials trials brought no improvement",
+    "max_runtime": "completion.max_runtime_s is up",
+    "budget": "what is left of completion.max_examples is too little for a meaningful trial",
+}
+
+
+class Ending(NamedTuple):
+    """Why a job ends now: its final status, the reason code (a key of :data:`ENDINGS`) and the reason
+    in words with its figures (a failed job's error)."""
+
+    status: JobStatus
+    reason: str
+    detail: str
 
 
 def own_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
@@ -61,37 +82,70 @@ def failed_for_good(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     return [t for t in trials if t.state is TrialState.FAIL and t.number not in again]
 
 
-def smallest_trial(spec: TuningSpec) -> int:
-    """The fewest training examples worth a new trial under a compute budget: a quarter of
-    ``max_examples_per_trial`` (a last trial on the budget's crumbs could not be compared with the others
-    and would cost its start-up and validations for nothing); 1 without that cap."""
-    return max(1, (spec.max_examples_per_trial or 0) // 4)
+def meaningful_trial(
+    trials: list[FrozenTrial], spec: TuningSpec, train_size: int | None = None
+) -> tuple[int, str]:
+    """The fewest training examples a new trial must be allowed for it to start under a compute budget,
+    and which rule set it: the least of one epoch of the training split (``train_size`` rows), a quarter
+    of the most one trial can process (:func:`~loopwise.tuning.space.max_trial_examples`), a quarter of
+    the smallest complete trial so far, and a quarter of the whole budget (so that a budget smaller than
+    an epoch still runs its first trials); at least 1. Below it a trial would run on the budget's crumbs:
+    a few dozen examples reach chance accuracy, cannot be compared with the others, and would register a
+    model and mislead the sampler."""
+    rules: list[tuple[int, str]] = []
+    if train_size:
+        rules.append((train_size, "one epoch of the training split"))
+    most = max_trial_examples(spec, train_size)
+    if most:
+        rules.append((most // 4, "a quarter of the most one trial can process"))
+    complete = [
+        int(t.user_attrs["examples"])
+        for t in own_trials(trials)
+        if t.state is TrialState.COMPLETE and int(t.user_attrs.get("examples", 0)) > 0
+    ]
+    if complete:
+        rules.append((min(complete) // 4, "a quarter of the smallest complete trial"))
+    if spec.completion.max_examples is not None:
+        rules.append((spec.completion.max_examples // 4, "a quarter of the budget"))
+    least, rule = min(rules, default=(1, "one example"), key=lambda r: r[0])
+    return max(1, least), rule
 
 
-def why_done(trials: list[FrozenTrial], spec: TuningSpec) -> tuple[JobStatus, str | None] | None:
-    """Why the job with these trials ends now (status, error), or None to run another trial."""
+def why_done(trials: list[FrozenTrial], spec: TuningSpec, train_size: int | None = None) -> Ending | None:
+    """Why the job with these trials ends now, or None to run another trial. ``train_size``: the training
+    split's rows (one epoch), when known."""
     own = own_trials(trials)
     finished = [t for t in own if t.state in FINISHED]
     failed = failed_for_good(own)
     if len(finished) >= spec.max_trials:
-        return JobStatus.COMPLETED, None
+        return Ending(JobStatus.COMPLETED, "max_trials", f"{len(finished)} trials finished")
     if len(failed) >= max(3, spec.max_trials):
         last = failed[-1].user_attrs.get("error", "no error recorded")
-        return JobStatus.FAILED, f"{len(failed)} trials failed, the last with: {last}"
+        return Ending(JobStatus.FAILED, "failures", f"{len(failed)} trials failed, the last with: {last}")
     completion = spec.completion
     values = [float(t.value) for t in own if t.state is TrialState.COMPLETE and t.value is not None]
     pick = max if spec.objective.direction == "maximize" else min
     target = completion.target_objective
     if values and target is not None and pick(pick(values), target) == pick(values):
-        return JobStatus.COMPLETED, None
+        detail = f"{spec.objective.metric} {pick(values):g} reached the target {target:g}"
+        return Ending(JobStatus.COMPLETED, "target_objective", detail)
     n = completion.no_improvement_trials
     if n is not None and len(values) > n and pick(values[:-n]) == pick(values):
-        return JobStatus.COMPLETED, None
+        detail = f"the last {n} complete trials did not improve on {pick(values):g}"
+        return Ending(JobStatus.COMPLETED, "no_improvement", detail)
     if completion.max_runtime_s is not None and active_seconds(own) >= completion.max_runtime_s:
-        return JobStatus.COMPLETED, None
+        detail = f"trials ran {active_seconds(own):.0f} s of the {completion.max_runtime_s:g} s allowed"
+        return Ending(JobStatus.COMPLETED, "max_runtime", detail)
     budget = completion.max_examples
-    if budget is not None and budget - examples_spent(own) < smallest_trial(spec):
-        return JobStatus.COMPLETED, None
+    if budget is not None:
+        left = budget - examples_spent(own)
+        floor, rule = meaningful_trial(trials, spec, train_size)
+        if left < floor:
+            detail = (
+                f"{max(0, left)} of the {budget} training examples of the budget are left, fewer than a "
+                f"meaningful trial ({floor}: {rule})"
+            )
+            return Ending(JobStatus.COMPLETED, "budget", detail)
     return None
 
 

@@ -40,6 +40,7 @@ from loopwise.data.versions import parse_dataset_ref
 from loopwise.errors import StorageError
 from loopwise.registry.versions import check_name
 from loopwise.tuning._study import create_study, load_study, optuna_storage
+from loopwise.tuning.outcome import ENDED_BECAUSE
 from loopwise.tuning.records import JobStatus, TuningJob
 from loopwise.tuning.spec import job_spec
 from loopwise.tuning.warm_start import warm_start
@@ -142,6 +143,16 @@ def job_trials(store: Store, name: str) -> tuple[TuningJob, list[FrozenTrial]]:
     with job_storage(store) as storage:
         study = optuna.load_study(study_name=job.study_name, storage=storage)
         return job, study.get_trials(deepcopy=False)
+
+
+def job_ending(store: Store, name: str) -> dict[str, str] | None:
+    """Why the job ended, as its last worker recorded it (``{"reason": ..., "detail": ...}``, the reason
+    a key of :data:`~loopwise.tuning.outcome.ENDINGS`); None while it runs or when it was stopped."""
+    with store.uow() as uow:
+        job = uow.tuning_jobs.get(name)
+    with job_storage(store) as storage:
+        study = optuna.load_study(study_name=job.study_name, storage=storage)
+        return study.user_attrs.get(ENDED_BECAUSE)
 
 
 def list_jobs(store: Store) -> list[TuningJob]:

@@ -1,4 +1,5 @@
-"""A spec's search space as Optuna distributions, one trial's sample, and the TrainConfig it trains with.
+"""A spec's search space as Optuna distributions, one trial's sample, and the TrainConfig and backend options
+it trains with.
 
 How each parameter is sampled:
 
@@ -87,7 +88,8 @@ def decode_params(spec: TuningSpec, stored: Mapping[str, Any]) -> dict[str, Any]
 def build_config(
     spec: TuningSpec, params: Mapping[str, Any], *, max_examples: int | None = None
 ) -> TrainConfig:
-    """The TrainConfig of one trial: TrainConfig defaults, then ``spec.static``, then ``params``.
+    """The TrainConfig of one trial: TrainConfig defaults, then ``spec.static``, then ``params`` (their
+    backend options left out: :func:`backend_options` has them).
 
     ``selection_metric`` follows the objective unless set static. The optimizer steps are capped at ``C``,
     the least of ``max_steps_per_trial``, ``max_examples_per_trial // batch_size`` and ``max_examples //
@@ -101,7 +103,8 @@ def build_config(
             f"parameters {unknown} are not searched by tuning spec {spec.name!r}: sample with suggest()",
             [(f"parameters.{name}", "not in the spec's search space") for name in unknown],
         )
-    config = TrainConfig(**{"selection_metric": spec.objective.metric, **spec.static, **params})
+    values = {"selection_metric": spec.objective.metric, **spec.static, **params}
+    config = TrainConfig(**{k: v for k, v in values.items() if k in TrainConfig.__dataclass_fields__})
     caps = [spec.max_steps_per_trial]
     caps += [max(1, n // config.batch_size) for n in (spec.max_examples_per_trial, max_examples) if n]
     cap = min((c for c in caps if c is not None), default=None)
@@ -113,6 +116,14 @@ def build_config(
         if config.steps_per_epoch is None or config.steps_per_epoch > per_epoch:
             config.steps_per_epoch = per_epoch
     return config
+
+
+def backend_options(spec: TuningSpec, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The backend's own options of one trial (the names of ``spec.static`` and ``params`` that are not
+    TrainConfig fields: the spec checker let them through as the backend's ``tunable``), for its
+    constructor."""
+    values = {**spec.static, **params}
+    return {k: v for k, v in values.items() if k not in TrainConfig.__dataclass_fields__}
 
 
 def grid_points(spec: TuningSpec) -> dict[str, list[Any]]:

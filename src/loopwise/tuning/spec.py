@@ -32,7 +32,8 @@ ParameterType = Literal["continuous", "integer", "categorical"]
 Scaling = Literal["linear", "log", "reverse_log", "auto"]
 EarlyStopping = Literal["off", "auto"]
 WarmStartType = Literal["identical_data_and_algorithm", "transfer_learning"]
-Backend = Literal["transformers", "tfidf"]
+#: a registered classifier backend that trains (see ``loopwise.classifiers.available_backends``)
+Backend = str
 
 STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
 METRIC_DIRECTIONS: dict[str, str] = {
@@ -104,8 +105,8 @@ class TuningSpec:
     dataset: str = "reviews"
     backend: Backend = "transformers"
     base_model: str | None = None
-    #: fixed hyperparameters, by TrainConfig field name; ``device`` and ``precision`` (where the trials
-    #: run) are static only
+    #: fixed hyperparameters, by TrainConfig field name or backend option (the backend's ``tunable``);
+    #: ``device`` and ``precision`` (where the trials run) are static only
     static: dict[str, Any] = field(default_factory=dict)
     objective: Objective = Objective()
     strategy: Strategy = "bayesian"

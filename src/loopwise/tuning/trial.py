@@ -2,7 +2,8 @@
 
 The tuning process has asked the trial and sampled its parameters; this process rebuilds it from the
 study (``optuna.trial.Trial(study, trial_id)``), trains through :func:`loopwise.training.service.train`
-with a reporter that hands each validation's objective to Optuna and stops when the pruner says so, and
+(the trainer's values in the TrainConfig, the backend's own options to its constructor) with a reporter
+that hands each validation's objective to Optuna and stops when the pruner says so, and
 tells the study the outcome:
 
 * COMPLETE with the kept checkpoint's objective; user attributes ``model_version_id``, ``model_ref`` and
@@ -34,7 +35,7 @@ from loopwise.errors import LoopwiseError
 from loopwise.storage import Store
 from loopwise.tuning._study import load_study, optuna_storage
 from loopwise.tuning.outcome import EXAMPLES_SEEN
-from loopwise.tuning.space import build_config, decode_params
+from loopwise.tuning.space import backend_options, build_config, decode_params
 from loopwise.tuning.spec import job_spec
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ def run_trial(
                 base_model=spec.base_model,
                 model_name=spec.model_name or job.name,
                 config=config,
+                options=backend_options(spec, params),
                 description=f"tuning job {job.name}, trial {trial.number}",
                 lineage={"tuning_job": job.name, "trial": trial.number},
             )

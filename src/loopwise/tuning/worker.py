@@ -34,15 +34,17 @@ from loopwise.tuning._study import load_study, optuna_storage
 from loopwise.tuning.executors import Executor, make_executor
 from loopwise.tuning.outcome import (
     ALLOWANCE,
+    ENDED_BECAUSE,
     FINISHED,
     RERUN_OF,
     RETRY_OF,
+    Ending,
     active_seconds,
     best_trial,
     examples_spent,
+    meaningful_trial,
     own_trials,
     ranked_trials,
-    smallest_trial,
     why_done,
 )
 from loopwise.tuning.records import JobStatus, TuningJob
@@ -116,8 +118,16 @@ class Worker:
         self.ray_address = ray_address
         self.lock_name = f"tuning-job-{job.id}"
         self.local: set[int] = set()
+        #: the training split's rows (one epoch), for the smallest trial worth starting
+        self.train_size: int | None = None
+
+    def _read_train_size(self) -> int | None:
+        with self.store.uow() as uow:
+            split = uow.datasets.get(*parse_dataset_ref(self.spec.dataset)).splits.get("train")
+        return None if split is None else split.rows
 
     def run(self) -> TuningJob:
+        self.train_size = self._read_train_size()
         with job_storage(self.store, heartbeat=True) as storage:
             executor = make_executor(
                 self.executor_kind, self.store, self.job.name, ray_address=self.ray_address, slots=self.slots
@@ -149,8 +159,8 @@ class Worker:
                 step, deadline, allowance = self._plan(study)
                 if step is Step.FINISH:
                     trials = study.get_trials(deepcopy=False)
-                    outcome = why_done(trials, self.spec) or (JobStatus.COMPLETED, None)
-                    return finish(self.store, study, job, *outcome)
+                    ending = why_done(trials, self.spec, self.train_size)
+                    return finish(self.store, study, job, ending or Ending(JobStatus.COMPLETED, "", ""))
                 if step is Step.ASK:
                     trial = ask(study, self.spec)
                     suggest(trial, self.spec)
@@ -173,7 +183,7 @@ class Worker:
         """What to do now; for ASK, the new trial's deadline and compute allowance."""
         trials = study.get_trials(deepcopy=False)
         running = [t for t in trials if t.state is TrialState.RUNNING]
-        if why_done(trials, self.spec) is not None:
+        if why_done(trials, self.spec, self.train_size) is not None:
             return (Step.WAIT if running or self.local else Step.FINISH), None, None
         own = own_trials(trials)
         finished = [t for t in own if t.state in FINISHED]
@@ -188,8 +198,8 @@ class Worker:
         if budget is not None:
             held = sum(int(t.user_attrs.get(ALLOWANCE, 0)) for t in running)
             allowance = budget - examples_spent(own) - held
-            if allowance < smallest_trial(self.spec):  # the running trials hold the rest of the budget
-                return Step.WAIT, None, None
+            if allowance < meaningful_trial(trials, self.spec, self.train_size)[0]:
+                return Step.WAIT, None, None  # the running trials hold the rest: see what they leave
         return Step.ASK, deadline, allowance
 
     def _reap(self, storage: RDBStorage, study: optuna.Study, trial_id: int, error: str | None) -> None:
@@ -265,11 +275,14 @@ def keep_best_checkpoints(store: Store, study: optuna.Study, spec: TuningSpec) -
                 shutil.rmtree(path, ignore_errors=True)
 
 
-def finish(
-    store: Store, study: optuna.Study, job: TuningJob, status: JobStatus, error: str | None
-) -> TuningJob:
-    """End the job: alias the best model ``best`` and evaluate it once on the test split."""
+def finish(store: Store, study: optuna.Study, job: TuningJob, ending: Ending) -> TuningJob:
+    """End the job: record why in the study (:data:`~loopwise.tuning.outcome.ENDED_BECAUSE`), alias the
+    best model ``best`` and evaluate it once on the test split."""
     spec = job_spec(job)
+    status = ending.status
+    error = ending.detail if status is JobStatus.FAILED else None
+    if ending.reason:
+        study.set_user_attr(ENDED_BECAUSE, {"reason": ending.reason, "detail": ending.detail})
     best = best_trial(study.get_trials(deepcopy=False), spec)
     model_id = None if best is None else best.user_attrs.get("model_version_id")
     if best is None and status is JobStatus.COMPLETED:
