@@ -196,6 +196,28 @@ def test_a_worker_fails_other_workers_silent_trials_but_never_its_own(
     )
 
 
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_queued_again(
+    sqlite_store: Store, import_small: Callable[[Store], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed between asking for a trial and its first heartbeat leaves a running trial with no
+    heartbeat at all: Optuna's stale check passes it over, so it must be judged by its start time."""
+    start_job(sqlite_store, parse_spec(_tfidf_spec(import_small(sqlite_store))))
+    monkeypatch.setattr(tuning_worker, "GRACE_S", 1)
+    with tuning_worker.job_storage(sqlite_store, heartbeat=True) as storage:
+        study = optuna.load_study(study_name="par", storage=storage)
+        orphan = study.ask()  # no heartbeat: its worker died right after asking
+        orphan.suggest_float("learning_rate", 1e-5, 1e-3)
+        tuning_worker.fail_stale(storage, study, exclude=set())
+        young = [t.state for t in _trials(storage, "par")]
+        time.sleep(1.2)  # older than the grace period now
+        tuning_worker.fail_stale(storage, study, exclude=set())
+        trials = _trials(storage, "par")
+    assert young == [TrialState.RUNNING]  # within the grace period it may still be starting
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert trials[0].user_attrs["error"] == tuning_worker.STALE_ERROR
+    assert trials[1].user_attrs == {"rerun_of": 0}
+
+
 def _trials(storage: optuna.storages.RDBStorage, name: str) -> list[FrozenTrial]:
     return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
 

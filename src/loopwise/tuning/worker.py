@@ -16,6 +16,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -163,8 +164,8 @@ class Worker:
                     return finish(self.store, study, job, ending or Ending(JobStatus.COMPLETED, "", ""))
                 if step is Step.ASK:
                     trial = ask(study, self.spec)
+                    storage.record_heartbeat(trial._trial_id)  # at once: a trial is judged by its beats
                     suggest(trial, self.spec)
-                    storage.record_heartbeat(trial._trial_id)
                     if allowance is not None:
                         trial.set_user_attr(ALLOWANCE, allowance)
                     self.local.add(trial._trial_id)
@@ -238,7 +239,8 @@ def fail_stale(storage: RDBStorage, study: optuna.Study, *, exclude: set[int]) -
     """Fail the trials whose worker stopped sending heartbeats for :data:`GRACE_S` seconds, and queue
     them again with the same parameters. Never this worker's own trials (``exclude``): a worker that was
     slow to beat (a loaded machine, a long garbage collection) must not fail the trials it is running."""
-    stale = [i for i in storage._get_stale_trial_ids(study._study_id) if i not in exclude]
+    silent = storage._get_stale_trial_ids(study._study_id) + never_beat(storage, study, GRACE_S)
+    stale = [i for i in silent if i not in exclude]
     for trial_id in stale:
         try:
             storage.set_trial_user_attr(trial_id, "error", STALE_ERROR)
@@ -247,6 +249,32 @@ def fail_stale(storage: RDBStorage, study: optuna.Study, *, exclude: set[int]) -
             continue  # it told its outcome meanwhile, or another worker failed it first
         if failed:
             rerun(study, storage.get_trial(trial_id))
+
+
+def never_beat(storage: RDBStorage, study: optuna.Study, grace_s: float) -> list[int]:
+    """The running trials that started over ``grace_s`` seconds ago and never recorded a heartbeat: their
+    worker died between asking for them and its first beat. Optuna's own stale check passes these over
+    (it judges only trials with a heartbeat), so without this they would stay running for ever."""
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+    from sqlalchemy.orm import selectinload
+
+    started_before = datetime.now() - timedelta(seconds=grace_s)  # Optuna stamps trials in local time
+    with _create_scoped_session(storage.scoped_session) as session:
+        running = (
+            session.query(models.TrialModel)
+            .options(selectinload(models.TrialModel.heartbeats))
+            .filter(models.TrialModel.state == TrialState.RUNNING)
+            .filter(models.TrialModel.study_id == study._study_id)
+            .all()
+        )
+        return [
+            trial.trial_id
+            for trial in running
+            if not trial.heartbeats
+            and trial.datetime_start is not None
+            and trial.datetime_start < started_before
+        ]
 
 
 def rerun(study: optuna.Study, trial: FrozenTrial) -> None:
