@@ -5,17 +5,27 @@ Private to :mod:`loopwise.tuning.spec`; :func:`~loopwise.tuning.spec.parse_spec`
 
 from __future__ import annotations
 
-import contextlib
-import difflib
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import fields
 from typing import Any
 
-from loopwise.classifiers import TrainConfig, Tunable, available_backends, classifier_class
-from loopwise.classifiers.devices import check_device, check_precision
+from loopwise.classifiers import Tunable, available_backends, classifier_class
 from loopwise.errors import ClassifierError, LoopwiseError
 from loopwise.registry.versions import check_name
+from loopwise.tuning._problems import Problems
+from loopwise.tuning._vocabulary import (
+    HP_ALIASES,
+    LIMITS,
+    METRIC_ALIASES,
+    PARAMETER_ALIASES,
+    PLACEMENT,
+    PREDICT_ONLY,
+    SCALING_ALIASES,
+    TOP_ALIASES,
+    TOP_KEYS,
+    TRAIN_FIELDS,
+    suggest,
+)
 from loopwise.tuning.spec import (
     METRIC_DIRECTIONS,
     STRATEGIES,
@@ -31,148 +41,14 @@ from loopwise.tuning.spec import (
     WarmStartType,
 )
 
-_METRIC_ALIASES = {
-    "validation:accuracy": "val_acc",
-    "validation:macro_f1": "val_macro_f1",
-    "validation:f1": "val_macro_f1",
-    "validation:loss": "val_loss",
-}
-_SCALING_ALIASES = {"logarithmic": "log", "reverselogarithmic": "reverse_log", "reverselog": "reverse_log"}
-_TOP_ALIASES = {
-    "hyperparameters": "static",
-    "hyperparameter_ranges": "parameters",
-    "max_jobs": "max_trials",
-    "max_parallel_jobs": "max_parallel_trials",
-    "early_stopping_type": "early_stopping",
-}
-_PARAMETER_ALIASES = {"min_value": "min", "max_value": "max", "scaling_type": "scaling"}
-#: course hyperparameter names -> TrainConfig fields, with a value conversion
-_HP_ALIASES: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "train_batch_size": ("batch_size", lambda v: v),
-    "train_steps_per_epoch": ("steps_per_epoch", lambda v: v),
-    # the course's freeze_bert_layer: True freezes the whole encoder (-1), False freezes nothing (0)
-    "freeze_bert_layer": ("freeze_layers", lambda v: (-1 if v else 0) if isinstance(v, bool) else v),
-}
-_TOP_KEYS = [
-    "name",
-    "dataset",
-    "backend",
-    "base_model",
-    "static",
-    "parameters",
-    "objective",
-    "objective_metric_name",
-    "objective_type",
-    "strategy",
-    "max_trials",
-    "max_parallel_trials",
-    "early_stopping",
-    "completion",
-    "warm_start",
-    "seed",
-    "retries",
-    "max_steps_per_trial",
-    "keep_checkpoints",
-    "max_examples_per_trial",
-    "model_name",
-]
 
-_TRAIN_FIELDS: dict[str, tuple[type, bool]] = {}  # field name -> (base type, None allowed)
-for _f in fields(TrainConfig):
-    _hint = typing.get_type_hints(TrainConfig)[_f.name]
-    _args = [a for a in typing.get_args(_hint) if a is not type(None)] or [_hint]
-    _TRAIN_FIELDS[_f.name] = (_args[0], _hint is not _args[0])
-
-#: value limits of the hyperparameters where TrainConfig would fail later
-_LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "learning_rate": (lambda v: v > 0, "above 0"),
-    "batch_size": (lambda v: v >= 1, "at least 1"),
-    "epochs": (lambda v: v >= 1, "at least 1"),
-    "max_seq_length": (lambda v: v >= 1, "at least 1"),
-    "steps_per_epoch": (lambda v: v >= 1, "at least 1"),
-    "validation_batch_size": (lambda v: v >= 1, "at least 1"),
-    "eval_every_steps": (lambda v: v >= 1, "at least 1"),
-    "freeze_layers": (lambda v: v >= -1, "at least -1 (-1 freezes the whole encoder)"),
-    "warmup_ratio": (lambda v: 0 <= v <= 1, "between 0 and 1"),
-    "weight_decay": (lambda v: v >= 0, "at least 0"),
-    "max_grad_norm": (lambda v: v > 0, "above 0"),
-}
-#: backends that only predict (exported models): nothing to tune
-_PREDICT_ONLY = ("onnx",)
-
-#: training settings that name where a trial runs: static only, each spelling checked by its function
-_PLACEMENT: dict[str, Callable[[str], str]] = {"device": check_device, "precision": check_precision}
-
-
-def _suggest(word: str, choices: list[str]) -> str:
-    same = [c for c in choices if c.lower() == word.lower()]  # case differs: ``c`` for TF-IDF's ``C``
-    close = same or difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-class _Checker:
+class _Checker(Problems):
     """Walks the raw mapping once, collecting every problem as ``(dotted field, message)``."""
 
     def __init__(self) -> None:
-        self.problems: list[tuple[str, str]] = []
+        super().__init__()
         self.backend: str | None = None
         self._tunable: dict[str, Tunable] | None = None
-
-    def add(self, path: str, message: str) -> None:
-        self.problems.append((path, message))
-
-    # -- primitives ---------------------------------------------------------------------------------------
-
-    def keys(
-        self, raw: Any, path: str, allowed: list[str], aliases: Mapping[str, str]
-    ) -> dict[str, tuple[str, Any]]:
-        """Canonical key -> (key as written, value); unknown, duplicate and non-string keys reported."""
-        out: dict[str, tuple[str, Any]] = {}
-        if not isinstance(raw, dict):
-            self.add(path, f"expected a mapping of settings, got {type(raw).__name__}")
-            return out
-        for key, value in raw.items():
-            where = f"{path}.{key}" if path else str(key)
-            canonical = aliases.get(key, key) if isinstance(key, str) else key
-            if canonical not in allowed:
-                names = [*allowed, *aliases]
-                self.add(where, f"unknown setting {key!r}{_suggest(str(key), names)}; use one of {allowed}")
-            elif canonical in out:
-                self.add(where, f"{out[canonical][0]!r} and {key!r} are the same setting: keep one")
-            else:
-                out[canonical] = (key, value)
-        return out
-
-    def choice(
-        self, raw: Any, path: str, choices: tuple[str, ...], aliases: Mapping[str, str] | None = None
-    ) -> Any:
-        if isinstance(raw, str):
-            table = {c.replace("_", ""): c for c in choices}
-            table.update({k.replace("_", ""): v for k, v in (aliases or {}).items()})
-            found = table.get(raw.strip().lower().replace("-", "").replace("_", ""))
-            if found:
-                return found
-        hint = _suggest(str(raw).lower(), list(choices))
-        self.add(path, f"unknown value {raw!r}{hint}; use one of {', '.join(choices)}")
-        return None
-
-    def number(self, raw: Any, path: str, integer: bool = False, minimum: float | None = None) -> Any:
-        value: Any = None
-        if isinstance(raw, bool):
-            pass
-        elif isinstance(raw, int) or (isinstance(raw, float) and not integer):
-            value = raw
-        elif isinstance(raw, str) and not integer:
-            with contextlib.suppress(ValueError):  # YAML 1.1 reads 1e-5 (no dot) as a string
-                value = float(raw)
-        if value is None:
-            kind = "a whole number" if integer else "a number"
-            self.add(path, f"expected {kind}, got {raw!r}")
-            return None
-        if minimum is not None and value < minimum:
-            self.add(path, f"must be at least {minimum:g}, got {value!r}")
-            return None
-        return value if integer else float(value)
 
     def hp_value(self, name: str, raw: Any, path: str) -> Any:
         """A value for TrainConfig field or backend option ``name``: type-checked, within its limits; None
@@ -187,9 +63,9 @@ class _Checker:
                 self.add(path, f"{name} takes a {base.__name__}, got {raw!r}")
                 return None
             value: Any = raw
-            if name in _PLACEMENT:
+            if name in PLACEMENT:
                 try:
-                    value = _PLACEMENT[name](str(raw))
+                    value = PLACEMENT[name](str(raw))
                 except LoopwiseError as exc:
                     self.add(path, str(exc))
                     return None
@@ -204,15 +80,15 @@ class _Checker:
 
     def hp_name(self, key: Any, path: str) -> tuple[str, Callable[[Any], Any]] | None:
         """The TrainConfig field or backend option that ``key`` names, with its value conversion."""
-        if isinstance(key, str) and key in _HP_ALIASES:
-            return _HP_ALIASES[key]
-        if isinstance(key, str) and key in _TRAIN_FIELDS:
+        if isinstance(key, str) and key in HP_ALIASES:
+            return HP_ALIASES[key]
+        if isinstance(key, str) and key in TRAIN_FIELDS:
             return key, lambda v: v
         tunable = self.tunable()
         if isinstance(key, str) and key in tunable:
             return key, lambda v: v
-        names = sorted([*_TRAIN_FIELDS, *tunable])
-        self.add(path, f"unknown hyperparameter {key!r}{_suggest(str(key), names)}; use one of {names}")
+        names = sorted([*TRAIN_FIELDS, *tunable])
+        self.add(path, f"unknown hyperparameter {key!r}{suggest(str(key), names)}; use one of {names}")
         return None
 
     def tunable(self) -> dict[str, Tunable]:
@@ -226,14 +102,14 @@ class _Checker:
                 except ClassifierError as exc:
                     self.add("backend", str(exc))
                 else:
-                    self._tunable = {k: v for k, v in declared.items() if k not in _TRAIN_FIELDS}
+                    self._tunable = {k: v for k, v in declared.items() if k not in TRAIN_FIELDS}
         return self._tunable
 
     def kind(self, name: str) -> tuple[type, bool, tuple[Callable[[Any], bool], str] | None]:
         """Of a known name: its value type, whether null is allowed, and its limit (test, in words)."""
-        if name in _TRAIN_FIELDS:
-            base, nullable = _TRAIN_FIELDS[name]
-            return base, nullable, _LIMITS.get(name)
+        if name in TRAIN_FIELDS:
+            base, nullable = TRAIN_FIELDS[name]
+            return base, nullable, LIMITS.get(name)
         option = self.tunable()[name]
         bounded = option.low is not None or option.high is not None
         return option.type, option.nullable, (option.accepts, option.bounds()) if bounded else None
@@ -244,7 +120,7 @@ class _Checker:
         if not isinstance(data, dict):
             self.add("", f"a tuning spec is a mapping of settings, got {type(data).__name__}")
             return None
-        top = self.keys(data, "", _TOP_KEYS, _TOP_ALIASES)
+        top = self.keys(data, "", TOP_KEYS, TOP_ALIASES)
         raw = {key: value for key, (_, value) in top.items()}
         path = {key: written for key, (written, _) in top.items()}
         # sections in the order of the file's documentation: problems are reported in this order
@@ -274,7 +150,7 @@ class _Checker:
         dataset = raw.get("dataset", "reviews")
         if not isinstance(dataset, str) or not dataset or dataset.count(":") > 1:
             self.add("dataset", f"expected a data set reference NAME or NAME:VERSION, got {dataset!r}")
-        backends = tuple(b for b in available_backends() if b not in _PREDICT_ONLY)
+        backends = tuple(b for b in available_backends() if b not in PREDICT_ONLY)
         backend = self.choice(raw.get("backend", "transformers"), "backend", backends)
         self.backend = backend
         base_model = raw.get("base_model")
@@ -384,7 +260,7 @@ class _Checker:
             if resolved is None:
                 continue
             name, convert = resolved
-            if name in _PLACEMENT:
+            if name in PLACEMENT:
                 self.add(where, f"{name} is where trials run, not a hyperparameter: set it under static")
                 continue
             if name in static:
@@ -399,7 +275,7 @@ class _Checker:
         return tuple(out)
 
     def parameter(self, name: str, raw: Any, path: str, convert: Callable[[Any], Any]) -> Parameter | None:
-        keys = self.keys(raw, path, ["type", "min", "max", "scaling", "values"], _PARAMETER_ALIASES)
+        keys = self.keys(raw, path, ["type", "min", "max", "scaling", "values"], PARAMETER_ALIASES)
         body = {key: value for key, (_, value) in keys.items()}
         at = {key: f"{path}.{written}" for key, (written, _) in keys.items()}
         if not isinstance(raw, dict):
@@ -433,7 +309,7 @@ class _Checker:
             body.get("scaling", "auto"),
             at.get("scaling", f"{path}.scaling"),
             typing.get_args(Scaling),
-            _SCALING_ALIASES,
+            SCALING_ALIASES,
         )
         if low is None or high is None or scaling is None:
             return None
@@ -493,7 +369,7 @@ class _Checker:
         if "objective_type" in raw:
             body["direction"] = raw["objective_type"]
         where = "objective_metric_name" if "objective_metric_name" in raw else "objective.metric"
-        metric = self.choice(body.get("metric", "val_acc"), where, tuple(METRIC_DIRECTIONS), _METRIC_ALIASES)
+        metric = self.choice(body.get("metric", "val_acc"), where, tuple(METRIC_DIRECTIONS), METRIC_ALIASES)
         natural = METRIC_DIRECTIONS.get(metric or "", "maximize")
         direction = natural
         if "direction" in body:
