@@ -13,7 +13,8 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from loopwise.classifiers import InMemoryExamples, Reporter, TrainConfig
-from loopwise.classifiers.loop import build_optimizer, freeze_layers, linear_schedule, train
+from loopwise.classifiers.loop import train
+from loopwise.classifiers.optimization import build_optimizer, freeze_layers, linear_schedule
 from loopwise.classifiers.profiler import PHASES, StepProfiler
 from loopwise.errors import TrainingError
 
