@@ -4,14 +4,17 @@ smallest complete trial, a quarter of the budget); otherwise the job completes w
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import optuna
+import pytest
 from optuna.trial import FrozenTrial, TrialState
 
+from loopwise.cli import main
 from loopwise.storage import Store
 from loopwise.training.service import list_runs
 from loopwise.tuning import builtin_spec_path, load_spec, parse_spec
@@ -114,7 +117,10 @@ def test_a_budget_that_would_leave_crumbs_ends_the_job_with_that_reason(
 
 
 def test_a_job_ending_for_another_reason_records_it_too(
-    sqlite_store: Store, import_small: Callable[[Store], str]
+    sqlite_store: Store,
+    import_small: Callable[[Store], str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     dataset = import_small(sqlite_store)
     spec = {
@@ -128,3 +134,12 @@ def test_a_job_ending_for_another_reason_records_it_too(
     start_job(sqlite_store, parse_spec(spec))
     run_job(sqlite_store, "two")
     assert job_ending(sqlite_store, "two") == {"reason": "max_trials", "detail": "2 trials finished"}
+    # and `loopwise tune status` says it, in its table and in its JSON
+    monkeypatch.setenv("LOOPWISE_HOME", str(sqlite_store.settings.home))
+    monkeypatch.setenv("LOOPWISE_DATABASE_URL", sqlite_store.settings.resolved_database_url)
+    capsys.readouterr()
+    main(["tune", "status", "two"])
+    assert "ended: 2 trials finished (max_trials)" in capsys.readouterr().out
+    main(["tune", "status", "two", "--json"])
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["ended_because"] == {"reason": "max_trials", "detail": "2 trials finished"}

@@ -241,10 +241,11 @@ def status(
     """The job's trials sorted by objective (best first): state, objective, parameters, duration."""
     from rich.table import Table
 
-    from loopwise.tuning.service import job_trials
+    from loopwise.tuning.service import job_ending, job_trials
 
     with open_store() as store:
         found, trials = job_trials(store, job)
+        ending = job_ending(store, job)
     spec = job_spec(found)
     maximize = spec.objective.direction == "maximize"
     ranked = sorted(
@@ -255,6 +256,7 @@ def status(
         print_json(
             {
                 "job": found,
+                "ended_because": ending,
                 "trials": [
                     {
                         "number": t.number,
@@ -288,6 +290,8 @@ def status(
     console.print(table)
     if found.best_trial is not None:
         console.print(f"best trial: {found.best_trial}")
+    if ending:
+        console.print(f"ended: {ending['detail']} ({ending['reason']})", highlight=False)
     if found.error:
         console.print(f"error: {found.error}", highlight=False)
 
