@@ -10,30 +10,14 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from loopwise.classifiers import Reporter, TrainConfig, load_classifier
+from loopwise.classifiers import Reporter, load_classifier
 from loopwise.classifiers.batching import shard_batch
 from loopwise.errors import TrainingError
 from loopwise.storage import Store
 from loopwise.training.ddp_worker import KILL_HOOK, Ranks, rank_device
 from loopwise.training.records import RunStatus
 from loopwise.training.service import TrainRequest, train
-
-
-@pytest.fixture
-def small_dataset(store: Store, import_small: Callable[[Store], str]) -> str:
-    return import_small(store)
-
-
-def _config(**overrides: object) -> TrainConfig:
-    values = {
-        "batch_size": 8,
-        "epochs": 2,
-        "max_seq_length": 32,
-        "learning_rate": 1e-3,
-        "eval_every_steps": 4,
-    }
-    values.update(overrides)
-    return TrainConfig(**values)  # type: ignore[arg-type]
+from training_helpers import small_config
 
 
 def _staging_is_empty(store: Store) -> bool:
@@ -74,7 +58,11 @@ def test_two_processes_train_one_run_and_register_one_model_version(
     store: Store, small_dataset: str, tiny_bert_dir: Path
 ) -> None:
     request = TrainRequest(
-        dataset=small_dataset, base_model=str(tiny_bert_dir), model_name="tiny", config=_config(), processes=2
+        dataset=small_dataset,
+        base_model=str(tiny_bert_dir),
+        model_name="tiny",
+        config=small_config(),
+        processes=2,
     )
     outcome = train(store, request, progress=False)
 
@@ -111,7 +99,7 @@ def test_a_killed_rank_fails_the_run_with_its_signal_and_leaves_no_model(
     store = sqlite_store
     dataset = import_small(store)
     monkeypatch.setenv(KILL_HOOK, "1:3")  # rank 1 kills itself with SIGKILL at its third step
-    request = TrainRequest(dataset=dataset, base_model=str(tiny_bert_dir), config=_config(), processes=2)
+    request = TrainRequest(dataset=dataset, base_model=str(tiny_bert_dir), config=small_config(), processes=2)
     with pytest.raises(TrainingError, match="rank 1 was killed by SIGKILL"):
         train(store, request, progress=False)
 
@@ -144,7 +132,10 @@ def test_the_ranks_stop_together_when_the_callers_reporter_asks(
 ) -> None:
     store = sqlite_store
     request = TrainRequest(
-        dataset=import_small(store), base_model=str(tiny_bert_dir), config=_config(epochs=40), processes=2
+        dataset=import_small(store),
+        base_model=str(tiny_bert_dir),
+        config=small_config(epochs=40),
+        processes=2,
     )
     outcome = train(store, request, progress=False, reporter=_PruneAfterFirstValidation())
 
@@ -167,7 +158,7 @@ def test_a_run_that_cannot_be_split_is_refused_before_anything_is_recorded(
     message: str,
 ) -> None:
     dataset = import_small(sqlite_store)
-    request = TrainRequest(dataset=dataset, config=_config(batch_size=batch_size), processes=processes)
+    request = TrainRequest(dataset=dataset, config=small_config(batch_size=batch_size), processes=processes)
     with pytest.raises(TrainingError, match=message):
         train(sqlite_store, request)
     with pytest.raises(TrainingError, match="tfidf backend trains in one process"):

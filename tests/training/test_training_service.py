@@ -1,32 +1,15 @@
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from loopwise.classifiers import Reporter, TrainConfig
+from loopwise.classifiers import Reporter
 from loopwise.errors import ClassifierError, NotFoundError, TrainingError
 from loopwise.storage import Store
 from loopwise.training.records import RunStatus
 from loopwise.training.service import TrainRequest, train
-
-
-@pytest.fixture
-def small_dataset(store: Store, import_small: Callable[[Store], str]) -> str:
-    return import_small(store)
-
-
-def _config(**overrides: object) -> TrainConfig:
-    values = {
-        "batch_size": 8,
-        "epochs": 2,
-        "max_seq_length": 32,
-        "learning_rate": 1e-3,
-        "eval_every_steps": 4,
-    }
-    values.update(overrides)
-    return TrainConfig(**values)  # type: ignore[arg-type]
+from training_helpers import small_config
 
 
 def test_a_run_registers_a_model_with_lineage_metrics_and_profile(
@@ -35,7 +18,7 @@ def test_a_run_registers_a_model_with_lineage_metrics_and_profile(
     outcome = train(
         store,
         TrainRequest(
-            dataset=small_dataset, base_model=str(tiny_bert_dir), model_name="tiny", config=_config()
+            dataset=small_dataset, base_model=str(tiny_bert_dir), model_name="tiny", config=small_config()
         ),
         progress=False,
     )
@@ -86,7 +69,9 @@ def test_a_failure_mid_fit_marks_the_run_failed_and_leaves_no_model(
 
     monkeypatch.setattr(TransformerClassifier, "fit", explode)
     with pytest.raises(TrainingError, match="out of memory"):
-        train(store, TrainRequest(dataset=small_dataset, base_model=str(tiny_bert_dir), config=_config()))
+        train(
+            store, TrainRequest(dataset=small_dataset, base_model=str(tiny_bert_dir), config=small_config())
+        )
     with store.uow() as uow:
         (run,) = uow.runs.list()
         assert run.status is RunStatus.FAILED and "out of memory" in (run.error or "")
@@ -113,7 +98,9 @@ def test_a_run_its_reporter_stops_and_discards_ends_stopped_without_a_model(
     store: Store, small_dataset: str, tiny_bert_dir: Path
 ) -> None:
     reporter = _PruneAfterFirstValidation()
-    request = TrainRequest(dataset=small_dataset, base_model=str(tiny_bert_dir), config=_config(epochs=5))
+    request = TrainRequest(
+        dataset=small_dataset, base_model=str(tiny_bert_dir), config=small_config(epochs=5)
+    )
     outcome = train(store, request, progress=False, reporter=reporter)
 
     assert outcome.model is None and reporter.validations == 1
@@ -133,7 +120,7 @@ def test_streaming_training_reads_the_split_from_disk(
             dataset=small_dataset,
             base_model=str(tiny_bert_dir),
             stream=True,
-            config=_config(stream_pool_size=16, epochs=1),
+            config=small_config(stream_pool_size=16, epochs=1),
         ),
         progress=False,
     )
