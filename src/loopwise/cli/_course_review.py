@@ -85,7 +85,7 @@ def course_review(store: Store, endpoint: str) -> ReviewOutcome:
         background_server(store) as (url, app),
         httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client,
     ):
-        _wait_for(lambda: getattr(app.state.plane.flows.get(endpoint), "name", None) == flow.name)
+        _wait_for(lambda: getattr(app.state.plane.flows.get(endpoint, (None,))[0], "name", None) == flow.name)
         started: dict[str, str] = {}
         for text in REVIEWS:
             answer = client.post(f"/endpoints/{endpoint}/invocations", json={"features": [text]}).json()

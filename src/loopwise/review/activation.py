@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from loopwise._private import private_dir
-from loopwise.review.conditions import flow_condition
+from loopwise.review.conditions import Condition, flow_condition
 from loopwise.review.loops import content_hash
 from loopwise.review.records import Flow
 
@@ -61,12 +61,15 @@ def activate(
     labels: Sequence[str],
     proba: Any,
     rng: random.Random,
+    *,
+    condition: Condition | None = None,
 ) -> list[tuple[int, dict[str, Any]]]:
     """The loops this prediction starts: (text position, loop record) for each text whose prediction
     fires the flow's conditions, in text order; each record keeps the activation results and the
     prediction's confidence (its top probability). At most the flow's ``max_loops_per_invocation``:
-    when more texts fire, the most uncertain ones (lowest confidence; the first on a tie) start."""
-    condition = flow_condition(flow)
+    when more texts fire, the most uncertain ones (lowest confidence; the first on a tie) start.
+    ``condition``: the flow's conditions parsed already (the data plane parses them once per flow)."""
+    condition = condition or flow_condition(flow)
     fired_rows = []
     for position, row in enumerate(proba.tolist() if hasattr(proba, "tolist") else proba):
         fired, results = condition.evaluate(row, labels, rng)

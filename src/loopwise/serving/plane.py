@@ -23,6 +23,7 @@ import numpy as np
 from loopwise.errors import NotFoundError
 from loopwise.experiments.bandit import BanditBook
 from loopwise.review.activation import LoopStarter, activate
+from loopwise.review.conditions import Condition
 from loopwise.review.records import Flow
 from loopwise.serving.autoscaler import Autoscaler
 from loopwise.serving.capture import CaptureWriter
@@ -75,7 +76,8 @@ class DataPlane:
         self._sampled = 0.0
         self.loops = LoopStarter(store)
         #: each endpoint's attached flow definition (``review`` in its configuration), as last read
-        self.flows: dict[str, Flow] = {}
+        #: each reviewed endpoint's flow, with its activation conditions parsed once (not per request)
+        self.flows: dict[str, tuple[Flow, Condition]] = {}
 
     async def start(self) -> None:
         await self.loops.start()
@@ -169,9 +171,9 @@ class DataPlane:
             overhead_ms=overhead_ms,
         )
         self.known.answered.add(endpoint, result.inference_id)
-        flow = self.flows.get(endpoint) if config.review is not None else None
-        if flow is not None and config.reviewed(variant):
-            result = self._review(flow, result, texts, runtime)
+        reviewed = self.flows.get(endpoint) if config.review is not None else None
+        if reviewed is not None and config.reviewed(variant):
+            result = self._review(*reviewed, result, texts, runtime)
         if config.routing == "bandit":
             self._remember(result)
         if captured:
@@ -182,13 +184,18 @@ class DataPlane:
         return result
 
     def _review(
-        self, flow: Flow, result: Invocation, texts: Sequence[str], runtime: EndpointRuntime
+        self,
+        flow: Flow,
+        condition: Condition,
+        result: Invocation,
+        texts: Sequence[str],
+        runtime: EndpointRuntime,
     ) -> Invocation:
         """Start a human loop for each text whose prediction fires the flow's conditions (journaled now,
         written to the database a few milliseconds later: ``review.activation``)."""
         started = activate(
             flow, result.endpoint, result.variant, result.inference_id, texts, result.labels, result.proba,
-            runtime.rng,
+            runtime.rng, condition=condition,
         )  # fmt: skip
         if not started:
             return result
@@ -333,9 +340,11 @@ class DataPlane:
                 await pool.start(wait=True)
             pools[variant.name] = pool
         if config.review is not None:
+            from loopwise.review.conditions import flow_condition
             from loopwise.review.flows import find_flow
 
-            self.flows[endpoint.name] = await asyncio.to_thread(find_flow, self.store, config.review.flow)
+            flow = await asyncio.to_thread(find_flow, self.store, config.review.flow)
+            self.flows[endpoint.name] = (flow, flow_condition(flow))
         else:
             self.flows.pop(endpoint.name, None)
         routing = Routing.of(endpoint.current.version, config)
