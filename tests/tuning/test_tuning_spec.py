@@ -83,7 +83,8 @@ def test_a_minimal_spec_gets_the_documented_defaults() -> None:
     assert spec.dataset == "reviews" and spec.backend == "transformers"
     assert spec.strategy == "bayesian" and spec.early_stopping == "off"
     assert spec.objective == Objective("val_acc", "maximize")
-    assert (spec.max_trials, spec.max_parallel_trials, spec.retries, spec.seed) == (20, 1, 0, 42)
+    assert (spec.max_trials, spec.max_parallel_trials, spec.retries, spec.seed) == (20, None, 0, 42)
+    assert spec.devices_per_trial == 1  # max_parallel_trials unset: one trial per device share, else one
 
 
 def test_every_setting_round_trips_through_to_dict() -> None:
@@ -97,6 +98,7 @@ def test_every_setting_round_trips_through_to_dict() -> None:
             strategy="hyperband",
             max_trials=9,
             max_parallel_trials=3,
+            devices_per_trial=2,
             completion={"target_objective": 0.8, "no_improvement_trials": 4, "max_runtime_s": 600},
             warm_start={"parents": ["old-job"], "type": "TransferLearning"},
             seed=7,
@@ -209,6 +211,8 @@ def test_yaml_scientific_notation_without_a_dot_and_off_are_understood(tmp_path:
         ({"static": {"batch_size": 0}}, "static.batch_size"),
         ({"max_trials": 2, "max_parallel_trials": 3}, "max_parallel_trials"),
         ({"max_parallel_trials": 0}, "max_parallel_trials"),
+        ({"devices_per_trial": 0}, "devices_per_trial"),
+        ({"devices_per_trial": "two"}, "devices_per_trial"),
         ({"max_trials": 0}, "max_trials"),
         (
             {"parameters": {"batch_size": {"type": "continuous", "min": 8, "max": 64}}},

@@ -102,12 +102,38 @@ RayAddressOption = Annotated[
 ]
 
 
+def _devices(value: str | None) -> tuple[str, ...] | None:
+    from loopwise.errors import ConfigurationError
+    from loopwise.tuning.devices import parse_devices
+
+    if value is None:
+        return None
+    try:
+        return parse_devices(value)
+    except ConfigurationError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+DevicesOption = Annotated[
+    str | None,
+    typer.Option(
+        "--devices",
+        callback=_devices,
+        help="The GPUs the trials share, each trial its own devices_per_trial of them as its "
+        "CUDA_VISIBLE_DEVICES, as in 0,1,2 (default: every visible CUDA device; none on a CPU-only "
+        "machine). A spec without max_parallel_trials runs one trial per share. Process executor only: "
+        "on Ray, trials ask the cluster for GPUs.",
+    ),
+]
+
+
 @app.command()
 def start(
     spec: SpecArgument,
     name: Annotated[str | None, typer.Option("--name", help="The job's name (default: the spec's).")] = None,
     executor: ExecutorOption = "process",
     ray_address: RayAddressOption = None,
+    devices: DevicesOption = None,
     create_only: Annotated[
         bool,
         typer.Option("--create-only", help="Record the job and return; run it with `loopwise tune worker`."),
@@ -119,25 +145,18 @@ def start(
     from loopwise.tuning.service import run_job, start_job
 
     checked = load_spec(_spec_path(spec))
-    _check_executor(executor)
+    where = _where(executor, ray_address, devices)
     with open_store() as store:
         job = start_job(store, checked, name=name)
+        at_once = checked.max_parallel_trials or "one per device"
         console.print(
-            f"tuning job [bold]{job.name}[/bold] started ({checked.max_trials} trials, "
-            f"{checked.max_parallel_trials} at a time)"
+            f"tuning job [bold]{job.name}[/bold] started ({checked.max_trials} trials, {at_once} at a time)"
         )
         if create_only:
             console.print(f"run it with: loopwise tune worker {job.name}")
             return
         with live_progress(checked) as watch:
-            job = run_job(
-                store,
-                job.name,
-                progress=_print_trial,
-                watch=watch,
-                executor=executor,
-                ray_address=ray_address,
-            )
+            job = run_job(store, job.name, progress=_print_trial, watch=watch, **where)
     _print_outcome(job)
 
 
@@ -149,26 +168,22 @@ def worker(
     slots: Annotated[
         int | None,
         typer.Option(
-            "--slots", min=1, help="The most trials this worker runs at once (default: max_parallel_trials)."
+            "--slots",
+            min=1,
+            help="The most trials this worker runs at once (default: max_parallel_trials, else one per "
+            "device share).",
         ),
     ] = None,
+    devices: DevicesOption = None,
 ) -> None:
     """Join a running job as one more worker: start it on any machine that reaches the job's database
     (PostgreSQL) and artifacts. Workers share the job's trials (no trial runs twice, max_parallel_trials
     holds across all of them) and take over the trials of a worker that died."""
     from loopwise.tuning.service import run_job
 
-    _check_executor(executor)
+    where = _where(executor, ray_address, devices)
     with open_store() as store, live_progress(_job_spec(store, job)) as watch:
-        finished = run_job(
-            store,
-            job,
-            progress=_print_trial,
-            watch=watch,
-            executor=executor,
-            ray_address=ray_address,
-            slots=slots,
-        )
+        finished = run_job(store, job, progress=_print_trial, watch=watch, slots=slots, **where)
     _print_outcome(finished)
 
 
@@ -177,16 +192,15 @@ def resume(
     job: Annotated[str, typer.Argument(help="The tuning job's name.")],
     executor: ExecutorOption = "process",
     ray_address: RayAddressOption = None,
+    devices: DevicesOption = None,
 ) -> None:
     """Go on with a job whose tuning processes all stopped: completed trials are kept, interrupted ones
     run again with the same parameters, and the job stops at max_trials."""
     from loopwise.tuning.service import resume_job
 
-    _check_executor(executor)
+    where = _where(executor, ray_address, devices)
     with open_store() as store, live_progress(_job_spec(store, job)) as watch:
-        finished = resume_job(
-            store, job, progress=_print_trial, watch=watch, executor=executor, ray_address=ray_address
-        )
+        finished = resume_job(store, job, progress=_print_trial, watch=watch, **where)
     _print_outcome(finished)
 
 
@@ -196,11 +210,24 @@ def _job_spec(store: Any, name: str) -> TuningSpec:
     return job_spec(get_job(store, name))
 
 
-def _check_executor(executor: str) -> None:
+def _where(executor: str, ray_address: str | None, devices: Any) -> dict[str, Any]:
+    """Where a worker runs its trials, checked: the keyword arguments of ``run_job`` and ``resume_job``.
+    ``devices`` is ``--devices`` as its callback parsed it (a tuple; typer types it as the text)."""
     from loopwise.tuning.executors import EXECUTORS
 
     if executor not in EXECUTORS:
         raise typer.BadParameter(f"{executor!r}: use one of {', '.join(EXECUTORS)}", param_hint="--executor")
+    if devices and executor != "process":
+        raise typer.BadParameter(
+            "hands GPUs to local trial processes: on Ray, trials ask the cluster for devices_per_trial "
+            "GPUs each; remove --devices",
+            param_hint="--devices",
+        )
+    return {
+        "executor": executor,
+        "ray_address": ray_address,
+        "devices": None if devices is None else tuple(devices),
+    }
 
 
 @app.command("list")
@@ -241,6 +268,7 @@ def status(
     """The job's trials sorted by objective (best first): state, objective, parameters, duration."""
     from rich.table import Table
 
+    from loopwise.tuning.devices import DEVICES_ATTR
     from loopwise.tuning.service import job_ending, job_trials
 
     with open_store() as store:
@@ -274,17 +302,21 @@ def status(
     table = Table(
         title=f"{found.name}: {found.status.value} ({spec.objective.metric}, {spec.objective.direction})"
     )
-    for column in ("trial", "state", spec.objective.metric, "params", "duration", "model / error"):
+    with_devices = any(DEVICES_ATTR in t.user_attrs for t in ranked)
+    columns = ("trial", "state", spec.objective.metric, "params", "duration", "model / error")
+    for column in columns[:5] + ("devices",) * with_devices + columns[5:]:
         table.add_column(column)
     for t in ranked:
         duration = _duration(t)
         note = t.user_attrs.get("model_ref") or _error(t)[:120]
+        devices = (str(t.user_attrs.get(DEVICES_ATTR, "-")),) * with_devices
         table.add_row(
             str(t.number),
             t.state.name.lower(),
             "-" if t.value is None else f"{t.value:.4f}",
             ", ".join(f"{k}={_short(v)}" for k, v in t.params.items()),
             "-" if duration is None else f"{duration:.1f}s",
+            *devices,
             str(note),
         )
     console.print(table)

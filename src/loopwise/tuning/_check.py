@@ -174,14 +174,17 @@ class _Checker(Problems):
         return parameters
 
     def trial_counts(self, raw: dict[str, Any], path: dict[str, str]) -> dict[str, Any]:
-        """``max_trials`` and ``max_parallel_trials`` (at most ``max_trials``)."""
+        """``max_trials``, ``max_parallel_trials`` (at most ``max_trials``; unset or null: one trial per
+        device share) and ``devices_per_trial``."""
         max_trials = self.number(raw.get("max_trials", 20), path.get("max_trials", "max_trials"), True, 1)
         where = path.get("max_parallel_trials", "max_parallel_trials")
-        parallel = self.number(raw.get("max_parallel_trials", 1), where, True)
+        parallel = raw.get("max_parallel_trials")
+        parallel = None if parallel is None else self.number(parallel, where, True)
         if parallel is not None and (parallel < 1 or (max_trials is not None and parallel > max_trials)):
             self.add(where, f"must be between 1 and max_trials ({max_trials}), got {parallel}")
             parallel = None
-        return {"max_trials": max_trials, "max_parallel_trials": parallel}
+        per_trial = self.number(raw.get("devices_per_trial", 1), "devices_per_trial", True, 1)
+        return {"max_trials": max_trials, "max_parallel_trials": parallel, "devices_per_trial": per_trial}
 
     def early_stopping(self, raw: dict[str, Any], path: dict[str, str], strategy: Any) -> Any:
         """``early_stopping`` (default: ``auto`` for hyperband, which cannot do without it, else ``off``)."""

@@ -47,6 +47,7 @@ TOP_KEYS = [
     "strategy",
     "max_trials",
     "max_parallel_trials",
+    "devices_per_trial",
     "early_stopping",
     "completion",
     "warm_start",

@@ -26,6 +26,7 @@ from loopwise.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from loopwise.storage import Store
+    from loopwise.tuning.devices import DevicePool
 
 EXECUTORS = ("process", "ray")
 _ERROR_TAIL = 2000
@@ -40,6 +41,10 @@ class Ended:
 
 
 class Executor(Protocol):
+    #: how many trials the executor's devices run at once (its device pool's shares, or the Ray cluster's
+    #: GPUs over ``num_gpus``); None when devices set no limit
+    capacity: int | None
+
     def submit(self, trial_id: int, deadline: float | None, max_examples: int | None) -> None:
         """Start the asked trial; ``deadline``: when it must stop (``time.time()``), if ever;
         ``max_examples``: the most training examples it may process."""
@@ -55,13 +60,23 @@ class Executor(Protocol):
 
 
 def make_executor(
-    kind: str, store: Store, job_name: str, *, ray_address: str | None = None, slots: int = 1
+    kind: str,
+    store: Store,
+    job_name: str,
+    *,
+    ray_address: str | None = None,
+    slots: int | None = None,
+    pool: DevicePool | None = None,
+    gpus_per_trial: int = 0,
 ) -> Executor:
-    """``slots``: how many trials run at once here; local processes share the cores between them."""
+    """``slots``: how many trials run at once here (default: one per share of ``pool``, else 1); local
+    processes share the cores between them. ``pool``: the devices local trials take their share from;
+    ``gpus_per_trial``: the GPUs each Ray task asks for when the cluster has GPUs."""
     if kind == "process":
-        return ProcessExecutor(store, job_name, threads=max(1, (os.cpu_count() or 1) // slots))
+        slots = slots or (pool.capacity if pool is not None else 1)
+        return ProcessExecutor(store, job_name, threads=max(1, (os.cpu_count() or 1) // slots), pool=pool)
     if kind == "ray":
-        return RayExecutor(store, job_name, address=ray_address)
+        return RayExecutor(store, job_name, address=ray_address, gpus=gpus_per_trial)
     raise ConfigurationError(f"unknown executor {kind!r}; use one of {', '.join(EXECUTORS)}")
 
 
@@ -139,10 +154,18 @@ class ProcessExecutor:
     elsewhere, or with ``fork_server=False``, each is a new ``python -m loopwise.tuning.trial``.
 
     ``threads``: the compute threads each trial may use (``OMP_NUM_THREADS``, which torch follows), so that
-    parallel trials share the cores instead of fighting over them; a value set by the user wins."""
+    parallel trials share the cores instead of fighting over them; a value set by the user wins.
+    ``pool``: each trial's process gets its own share of these devices as its ``CUDA_VISIBLE_DEVICES``,
+    given back when the process ends (see :mod:`loopwise.tuning.devices`)."""
 
     def __init__(
-        self, store: Store, job_name: str, threads: int | None = None, *, fork_server: bool = True
+        self,
+        store: Store,
+        job_name: str,
+        threads: int | None = None,
+        *,
+        fork_server: bool = True,
+        pool: DevicePool | None = None,
     ) -> None:
         self.job_name = job_name
         self.env = _settings_env(store)
@@ -150,12 +173,27 @@ class ProcessExecutor:
             self.env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", str(threads))
         self.context = _fork_server() if fork_server else None
         self.children: dict[int, _Child] = {}
+        self.pool = pool
+        self.capacity = None if pool is None else pool.capacity
 
     def submit(self, trial_id: int, deadline: float | None, max_examples: int | None) -> None:
+        env = dict(self.env)
+        if self.pool is not None:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(self.pool.take(trial_id))
+        try:
+            self._start(trial_id, deadline, max_examples, env)
+        except BaseException:
+            if self.pool is not None:
+                self.pool.release(trial_id)
+            raise
+
+    def _start(
+        self, trial_id: int, deadline: float | None, max_examples: int | None, env: dict[str, str]
+    ) -> None:
         handle, errors = tempfile.mkstemp(prefix=f"loopwise-trial-{trial_id}-", suffix=".err")
         os.close(handle)
         if self.context is not None:
-            args = (self.job_name, trial_id, deadline, max_examples, self.env, errors, os.getpid())
+            args = (self.job_name, trial_id, deadline, max_examples, env, errors, os.getpid())
             from loopwise.tuning.trial import forked_main
 
             process: Any = self.context.Process(target=forked_main, args=args, name=f"trial-{trial_id}")
@@ -163,8 +201,8 @@ class ProcessExecutor:
         else:
             command = _trial_command(self.job_name, trial_id, deadline, max_examples)
             with open(errors, "wb") as sink:
-                env = {**os.environ, **self.env}
-                process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=sink, env=env)
+                environ = {**os.environ, **env}
+                process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=sink, env=environ)
         self.children[trial_id] = _Child(process, errors)
 
     def running(self) -> int:
@@ -180,6 +218,8 @@ class ProcessExecutor:
 
     def _reap(self, trial_id: int) -> Ended:
         child = self.children.pop(trial_id)
+        if self.pool is not None:
+            self.pool.release(trial_id)
         code = child.returncode()
         try:
             with open(child.errors, "rb") as errors:
@@ -216,9 +256,15 @@ class RayExecutor:
     ``address``: a running cluster (``auto``, ``ray://host:10001``); without one a local Ray is started
     for this worker and shut down by :meth:`close`. The cluster's workers must reach the database and the
     artifact root at the same addresses as this process (PostgreSQL and shared storage for real clusters).
+
+    ``gpus``: the GPUs each trial asks for (``num_gpus``) when the cluster has any: Ray's scheduler then
+    places the trials and sets each one's ``CUDA_VISIBLE_DEVICES``; on a cluster without GPUs trials ask
+    for none.
     """
 
-    def __init__(self, store: Store, job_name: str, *, address: str | None = None, cpus: float = 1.0) -> None:
+    def __init__(
+        self, store: Store, job_name: str, *, address: str | None = None, cpus: float = 1.0, gpus: int = 0
+    ) -> None:
         try:
             import ray
         except ImportError:
@@ -228,6 +274,7 @@ class RayExecutor:
         self.ray = ray
         self.job_name = job_name
         self.env = _settings_env(store)
+        self.refs: dict[Any, int] = {}
         self.started_ray = not ray.is_initialized()
         if self.started_ray:
             ray.init(
@@ -237,8 +284,16 @@ class RayExecutor:
                 configure_logging=False,
                 runtime_env={"env_vars": {k: v for k, v in os.environ.items() if k in _FORWARDED_ENV}},
             )
-        self.task = ray.remote(num_cpus=cpus, max_retries=0)(_ray_trial)
-        self.refs: dict[Any, int] = {}
+        cluster_gpus = float(ray.cluster_resources().get("GPU", 0)) if gpus else 0.0
+        if 0 < cluster_gpus < gpus:
+            self.close()
+            raise ConfigurationError(
+                f"devices_per_trial is {gpus} but the Ray cluster has {cluster_gpus:g} GPU(s): lower "
+                "devices_per_trial or add GPU nodes"
+            )
+        self.num_gpus = gpus if cluster_gpus else 0
+        self.capacity = int(cluster_gpus // gpus) if self.num_gpus else None
+        self.task = ray.remote(num_cpus=cpus, num_gpus=self.num_gpus, max_retries=0)(_ray_trial)
 
     def submit(self, trial_id: int, deadline: float | None, max_examples: int | None) -> None:
         ref = self.task.remote(self.env, self.job_name, trial_id, deadline, max_examples)

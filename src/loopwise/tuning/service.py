@@ -96,17 +96,20 @@ def run_job(
     executor: str = "process",
     ray_address: str | None = None,
     slots: int | None = None,
+    devices: tuple[str, ...] | None = None,
 ) -> TuningJob:
     """Work on the job as one tuning worker until it ends; returns the job as it ended (a job that ended
     already is returned as it is). ``slots``: the most trials this worker runs at once (default: the
     spec's ``max_parallel_trials``, which also caps all workers together). ``progress`` is called with each
     of this worker's trials that ended, ``watch`` about once a second with all the job's trials (for live
-    progress: :func:`loopwise.tuning.outcome.job_progress`)."""
+    progress: :func:`loopwise.tuning.outcome.job_progress`). ``devices``: the GPUs this worker's trials
+    share, each its own (default: the visible CUDA devices; see :mod:`loopwise.tuning.devices`); a spec
+    without ``max_parallel_trials`` runs one trial per share of them."""
     with store.uow() as uow:
         job = uow.tuning_jobs.get(name)
     if job.status is not JobStatus.RUNNING:
         return job
-    return Worker(store, job, executor, ray_address, slots, progress, watch).run()
+    return Worker(store, job, executor, ray_address, slots, progress, watch, devices).run()
 
 
 def resume_job(
@@ -117,6 +120,7 @@ def resume_job(
     watch: Watch | None = None,
     executor: str = "process",
     ray_address: str | None = None,
+    devices: tuple[str, ...] | None = None,
 ) -> TuningJob:
     """Go on with a job whose workers all stopped: trials they left running fail (``error``: interrupted)
     and run again with the same parameters; finished trials are kept. (To join a job that other workers
@@ -133,7 +137,15 @@ def resume_job(
             storage.set_trial_user_attr(trial._trial_id, "error", "interrupted: the tuning process stopped")
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             rerun(study, trial)
-    return run_job(store, name, progress=progress, watch=watch, executor=executor, ray_address=ray_address)
+    return run_job(
+        store,
+        name,
+        progress=progress,
+        watch=watch,
+        executor=executor,
+        ray_address=ray_address,
+        devices=devices,
+    )
 
 
 def job_trials(store: Store, name: str) -> tuple[TuningJob, list[FrozenTrial]]:

@@ -111,7 +111,11 @@ class TuningSpec:
     objective: Objective = Objective()
     strategy: Strategy = "bayesian"
     max_trials: int = 20
-    max_parallel_trials: int = 1
+    #: the most trials running at once over all workers; None (not set): each worker runs one trial per
+    #: share of its device pool (one at a time without accelerators), with no cap across workers
+    max_parallel_trials: int | None = None
+    #: the CUDA devices each trial gets from its worker's pool (``num_gpus`` on Ray)
+    devices_per_trial: int = 1
     early_stopping: EarlyStopping = "off"
     completion: Completion = Completion()
     warm_start: WarmStart | None = None
@@ -148,6 +152,7 @@ class TuningSpec:
             "strategy": self.strategy,
             "max_trials": self.max_trials,
             "max_parallel_trials": self.max_parallel_trials,
+            "devices_per_trial": self.devices_per_trial,
             "early_stopping": self.early_stopping,
             "completion": vars(self.completion).copy(),
             "warm_start": None

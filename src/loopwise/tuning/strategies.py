@@ -43,7 +43,8 @@ def make_sampler(spec: TuningSpec) -> BaseSampler:
             multivariate=True,
             group=True,
             # parallel trials: running ones count as bad results, so workers do not sample the same point
-            constant_liar=spec.max_parallel_trials > 1,
+            # (unset: the tuning worker asks with the trials its devices run at once)
+            constant_liar=(spec.max_parallel_trials or 1) > 1,
         )
 
 
@@ -72,7 +73,7 @@ def make_pruner(spec: TuningSpec, train_size: int | None = None) -> BasePruner:
 def startup_trials(spec: TuningSpec) -> int:
     """Random trials TPE runs before it models the results: a fifth of the budget, from 2 (or the
     parallelism) up to 10."""
-    return min(10, max(2, spec.max_parallel_trials, spec.max_trials // 5))
+    return min(10, max(2, spec.max_parallel_trials or 1, spec.max_trials // 5))
 
 
 def default_space() -> tuple[Parameter, ...]:

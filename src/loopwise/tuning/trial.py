@@ -6,6 +6,9 @@ study (``optuna.trial.Trial(study, trial_id)``), trains through :func:`loopwise.
 that hands each validation's objective to Optuna and stops when the pruner says so, and
 tells the study the outcome:
 
+The trial records the devices it was given (its ``CUDA_VISIBLE_DEVICES``, set by the executor's device
+pool or by Ray) as the user attribute ``devices``.
+
 * COMPLETE with the kept checkpoint's objective; user attributes ``model_version_id``, ``model_ref`` and
   ``run_id`` name the registered model version (named after the job, lineage in its params). A trial
   stopped at the job's deadline (its maximum runtime) completes with what it reached, marked
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 
@@ -34,6 +38,7 @@ from loopwise.data.versions import parse_dataset_ref
 from loopwise.errors import LoopwiseError
 from loopwise.storage import Store
 from loopwise.tuning._study import load_study, optuna_storage
+from loopwise.tuning.devices import DEVICES_ATTR
 from loopwise.tuning.outcome import EXAMPLES_SEEN
 from loopwise.tuning.space import backend_options, build_config, decode_params
 from loopwise.tuning.spec import job_spec
@@ -117,6 +122,9 @@ def run_trial(
             storage, job, spec, sampler=False, train_size=None if train_split is None else train_split.rows
         )
         trial = optuna.trial.Trial(study, trial_id)
+        devices = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if devices:  # what its executor's pool (or Ray) gave this trial
+            trial.set_user_attr(DEVICES_ATTR, devices)
         try:
             params = decode_params(spec, storage.get_trial(trial_id).params)
             config = build_config(spec, params, max_examples=max_examples)
@@ -174,7 +182,6 @@ def forked_main(
     """The entry point of a trial forked from the tuning worker's fork server (which imported the heavy
     modules once): take the worker's settings from ``env``, send errors to ``stderr_path``, die when the
     worker ``watch_pid`` dies, run the trial, exit 0 (told), 1 (failed) or 3 (the worker is gone)."""
-    import os
     import threading
 
     with open(stderr_path, "ab", buffering=0) as errors, open(os.devnull, "wb") as null:
@@ -200,7 +207,6 @@ def forked_main(
 
 def _watch(pid: int) -> None:
     """Exit this process (3) as soon as process ``pid`` is gone (or dead and not yet reaped)."""
-    import os
 
     while True:
         try:
@@ -237,7 +243,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _gone(pid: int) -> bool:
-    import os
 
     return os.getppid() != pid
 

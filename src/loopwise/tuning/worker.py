@@ -27,11 +27,12 @@ from optuna.trial import FrozenTrial, TrialState
 
 from loopwise import registry
 from loopwise.data.versions import parse_dataset_ref
-from loopwise.errors import LoopwiseError
+from loopwise.errors import ConfigurationError, LoopwiseError
 from loopwise.storage.artifacts.local import local_path
 from loopwise.storage.locks import named_lock
 from loopwise.storage.tables import utcnow
 from loopwise.tuning._study import load_study, optuna_storage
+from loopwise.tuning.devices import trial_pool, uses_accelerators
 from loopwise.tuning.executors import Executor, make_executor
 from loopwise.tuning.outcome import (
     ALLOWANCE,
@@ -108,11 +109,17 @@ class Worker:
         slots: int | None,
         progress: Progress | None,
         watch: Watch | None = None,
+        devices: tuple[str, ...] | None = None,
     ) -> None:
         self.store = store
         self.job = job
         self.spec = job_spec(job)
-        self.slots = max(1, slots or self.spec.max_parallel_trials)
+        #: the trials this worker was asked to run at once, if it was: ``--slots``, else the spec's
+        self.wanted = slots or self.spec.max_parallel_trials
+        #: the trials it runs at once: what was wanted, within what its devices allow (set by :meth:`run`)
+        self.slots = max(1, self.wanted or 1)
+        #: ``--devices``: the pool its local trials share (default: the visible CUDA devices)
+        self.devices = devices
         self.progress = progress
         self.watch = watch
         self.executor_kind = executor
@@ -130,13 +137,32 @@ class Worker:
     def run(self) -> TuningJob:
         self.train_size = self._read_train_size()
         with job_storage(self.store, heartbeat=True) as storage:
-            executor = make_executor(
-                self.executor_kind, self.store, self.job.name, ray_address=self.ray_address, slots=self.slots
-            )
+            executor = self._executor()
             try:
                 return self._loop(storage, executor)
             finally:
                 executor.close()
+
+    def _executor(self) -> Executor:
+        """The executor, with the device pool of local trials (or Ray's GPUs); sets :attr:`slots`."""
+        if self.devices and self.executor_kind != "process":
+            raise ConfigurationError(
+                "--devices is for the process executor: on Ray, trials ask the cluster for "
+                "devices_per_trial GPUs each; remove --devices"
+            )
+        pool = trial_pool(self.spec, self.devices) if self.executor_kind == "process" else None
+        gpus = self.spec.devices_per_trial if uses_accelerators(self.spec) else 0
+        executor = make_executor(
+            self.executor_kind,
+            self.store,
+            self.job.name,
+            ray_address=self.ray_address,
+            slots=within(self.wanted, None if pool is None else pool.capacity),
+            pool=pool,
+            gpus_per_trial=gpus,
+        )
+        self.slots = within(self.wanted, executor.capacity)
+        return executor
 
     def _loop(self, storage: RDBStorage, executor: Executor) -> TuningJob:
         study = load_study(storage, self.job, self.spec)
@@ -163,7 +189,9 @@ class Worker:
                     ending = why_done(trials, self.spec, self.train_size)
                     return finish(self.store, study, job, ending or Ending(JobStatus.COMPLETED, "", ""))
                 if step is Step.ASK:
-                    trial = ask(study, self.spec)
+                    # the sampler plans for the trials that may run at once (unset: this worker's slots)
+                    parallel = self.spec.max_parallel_trials or self.slots
+                    trial = ask(study, replace(self.spec, max_parallel_trials=parallel))
                     storage.record_heartbeat(trial._trial_id)  # at once: a trial is judged by its beats
                     suggest(trial, self.spec)
                     if allowance is not None:
@@ -190,7 +218,8 @@ class Worker:
         finished = [t for t in own if t.state in FINISHED]
         if len(finished) + len(running) >= self.spec.max_trials:
             return Step.WAIT, None, None
-        if len(running) >= self.spec.max_parallel_trials or len(self.local) >= self.slots:
+        cap = self.spec.max_parallel_trials  # over all workers; unset: each worker's devices decide
+        if (cap is not None and len(running) >= cap) or len(self.local) >= self.slots:
             return Step.WAIT, None, None
         limit = self.spec.completion.max_runtime_s
         deadline = None if limit is None else time.time() + limit - active_seconds(own)
@@ -222,6 +251,14 @@ class Worker:
                 keep_best_checkpoints(self.store, study, self.spec)
         if self.progress is not None:
             self.progress(trial)
+
+
+def within(wanted: int | None, capacity: int | None) -> int:
+    """The trials a worker runs at once: ``wanted`` (default: ``capacity``, else 1), at most
+    ``capacity`` when its devices set one."""
+    if capacity is None:
+        return max(1, wanted or 1)
+    return max(1, min(wanted or capacity, capacity))
 
 
 def ask(study: optuna.Study, spec: TuningSpec) -> optuna.trial.Trial:
