@@ -12,7 +12,8 @@ import pytest
 import typer.main
 from test_cli import COMMANDS, run
 
-from loopwise.cli import app, click_exceptions, main
+from cli_helpers import usage_error
+from loopwise.cli import app, click_exceptions
 
 ROOT = Path(__file__).resolve().parents[2]
 ROOT_COMMAND: Any = typer.main.get_command(app)
@@ -23,17 +24,6 @@ def _command(path: tuple[str, ...]) -> Any:
     for part in path:
         command = command.commands[part]
     return command
-
-
-def _usage_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
-    with pytest.raises(SystemExit) as stopped:
-        main(list(args))
-    captured = capsys.readouterr()
-    assert stopped.value.code == 2, f"loopwise {' '.join(args)} exited {stopped.value.code}: {captured}"
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1, f"loopwise {' '.join(args)} printed {len(lines)} lines:\n{captured.err}"
-    assert "Traceback" not in captured.err and not captured.out
-    return lines[0]
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +37,7 @@ def _private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_an_unknown_option_is_one_line_naming_the_closest_option(
     path: tuple[str, ...], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    line = _usage_error(capsys, *path, "--definitely-not-an-option")
+    line = usage_error(capsys, *path, "--definitely-not-an-option")
     assert line.startswith("error: no such option --definitely-not-an-option")
     assert "the closest option is --" in line or "takes no options" in line
     assert f"'loopwise {' '.join(path)} --help'".replace("  ", " ") in line
@@ -60,16 +50,16 @@ REQUIRED = [p for p in COMMANDS if any(param.required for param in _command(p).p
 def test_a_missing_argument_is_one_line_naming_it(
     path: tuple[str, ...], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    line = _usage_error(capsys, *path)
+    line = usage_error(capsys, *path)
     first = next(param for param in _command(path).params if param.required)
     assert line.startswith("error: Missing ")
     assert (first.name or "").lower() in line.lower().replace("-", "_")
 
 
 def test_a_mistyped_option_names_the_intended_one(capsys: pytest.CaptureFixture[str]) -> None:
-    line = _usage_error(capsys, "train", "--model-name", "x")
+    line = usage_error(capsys, "train", "--model-name", "x")
     assert "--model-name" in line and "--model" in line.split("closest option is", 1)[1]
-    line = _usage_error(capsys, "train", "--epochs", "many")
+    line = usage_error(capsys, "train", "--epochs", "many")
     assert "--epochs" in line
     assert len(REQUIRED) > 20  # the walk above really covers the commands with arguments
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
+from cli_helpers import usage_error
 from loopwise.cli import main
 from loopwise.errors import ConfigurationError
 from loopwise.storage import Store
@@ -157,11 +158,8 @@ def test_devices_are_parsed_and_bad_lists_refused() -> None:
 def test_bad_devices_options_are_one_line_usage_errors(
     args: list[str], named: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as stopped:
-        main(["tune", *args])
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert stopped.value.code == 2 and len(lines) == 1, lines
-    assert "--devices" in lines[0] and named in lines[0]
+    line = usage_error(capsys, "tune", *args)
+    assert "--devices" in line and named in line
 
 
 @pytest.mark.ray

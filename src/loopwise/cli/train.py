@@ -58,6 +58,22 @@ def train(
             "--batch-size is the global batch and must be a multiple of N.",
         ),
     ] = 1,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="Where the --processes run: 'process' (this host, torch's elastic agent) or 'ray' (Ray "
+            "Train's TorchTrainer: a worker each on the Ray cluster, a GPU each when --device asks for CUDA "
+            "or auto finds a GPU per worker; pip install 'loopwise[ray]').",
+        ),
+    ] = "process",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="The Ray cluster for --executor ray, as in auto or ray://host:10001 (default: start a "
+            "local one). Its nodes must see the artifact root at the same path.",
+        ),
+    ] = None,
 ) -> None:
     """Fine-tune on the train split, validate every epoch, keep the best checkpoint, register the model."""
     from loopwise.classifiers import TrainConfig
@@ -70,7 +86,9 @@ def train(
             f"use a multiple of {processes}",
             param_hint="--processes",
         )
-    if backend == "transformers":  # TF-IDF runs on the CPU whatever is asked; don't load torch for it
+    _check_executor(executor, ray_address, backend)
+    # TF-IDF runs on the CPU whatever is asked (don't load torch for it); Ray's workers resolve their own
+    if backend == "transformers" and executor == "process":
         device, precision = placement(device, precision)
     config = TrainConfig(
         learning_rate=learning_rate,
@@ -98,6 +116,8 @@ def train(
         parent=parent,
         description=description,
         processes=processes,
+        executor=executor,
+        ray_address=ray_address,
     )
     with open_store() as store:
         outcome = run_training(store, request, progress=err_console.is_terminal)
@@ -105,3 +125,21 @@ def train(
     metrics = "  ".join(f"{k} {v:.4f}" for k, v in outcome.run.metrics.items())
     console.print(f"run {outcome.run.id[:12]} completed: {metrics}")
     console.print(f"registered model [bold]{outcome.model.ref}[/bold] ({outcome.model.uri})")
+
+
+def _check_executor(executor: str, ray_address: str | None, backend: str) -> None:
+    """``--executor`` and ``--ray-address``: a usage error for a value or combination that cannot run."""
+    from loopwise.training.service import EXECUTORS
+
+    if executor not in EXECUTORS:
+        raise typer.BadParameter(f"{executor!r}: use one of {', '.join(EXECUTORS)}", param_hint="--executor")
+    if ray_address is not None and executor != "ray":
+        raise typer.BadParameter(
+            "is for --executor ray: add --executor ray or remove it", param_hint="--ray-address"
+        )
+    if executor == "ray" and backend != "transformers":
+        raise typer.BadParameter(
+            f"ray trains the transformers backend over several workers; {backend} trains in one process: "
+            "use --executor process",
+            param_hint="--executor",
+        )

@@ -7,15 +7,21 @@ of every global batch through :class:`~torch.nn.parallel.DistributedDataParallel
 metrics (to ``metrics.jsonl``), saves the classifier and writes ``result.json``, in that order, so a
 result means a complete checkpoint. A rank that raises writes ``rank-R.error`` first.
 
-Test hook: ``LOOPWISE_TEST_KILL_RANK=R:K`` makes rank R kill itself with SIGKILL after K optimizer steps.
+Under Ray Train (:mod:`loopwise.training.ray_train`) ``TorchTrainer`` starts the workers and sets up the
+process group; each calls :func:`ray_train_loop`, which runs the same :func:`fit_rank`.
+
+Test hook: ``LOOPWISE_TEST_KILL_RANK=R:K`` makes rank R kill itself with SIGKILL after K optimizer steps;
+``R:K:raise`` makes it raise instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -38,9 +44,9 @@ class Ranks:
     def __init__(self, rank: int, world_size: int, device: torch.device) -> None:
         self.rank, self.world_size, self.device = rank, world_size, device
         self.steps = 0
-        hook = os.environ.get(KILL_HOOK, "")
-        kill_rank, _, kill_after = hook.partition(":")
-        self.kill_after = int(kill_after) if hook and int(kill_rank) == rank else None
+        hook = os.environ.get(KILL_HOOK, "").split(":")
+        self.kill_after = int(hook[1]) if len(hook) > 1 and int(hook[0]) == rank else None
+        self.raise_instead = hook[2:] == ["raise"]
 
     def wrap(self, model: nn.Module) -> nn.Module:
         # The encoders' buffers (position and token type ids) are constants: no need to broadcast them
@@ -52,6 +58,8 @@ class Ranks:
         """The average of ``value`` over the ranks (called once per optimizer step)."""
         self.steps += 1
         if self.kill_after is not None and self.steps >= self.kill_after:
+            if self.raise_instead:
+                raise RuntimeError(f"rank {self.rank} failed on purpose at step {self.steps} ({KILL_HOOK})")
             os.kill(os.getpid(), signal.SIGKILL)
         total = torch.tensor([value], dtype=torch.float64, device=self.device)
         dist.all_reduce(total, op=dist.ReduceOp.SUM)
@@ -107,42 +115,68 @@ def _examples(uri: str, stream: bool) -> Any:
 
 
 def train_rank(workdir: Path, rank: int, world_size: int, local_rank: int) -> None:
-    """Train this rank's share of the run in ``workdir``; on rank 0, save the model, then the result."""
-    spec = WorkerSpec(**json.loads((workdir / SPEC).read_text(encoding="utf-8")))
+    """Join the process group (torch's elastic agent set its address), then :func:`fit_rank`."""
     device, backend = rank_device(local_rank)
     dist.init_process_group(backend)
     try:
-        classifier = TransformerClassifier(spec.labels, **spec.options)
-        classifier.model.to(device)
-        ranks = Ranks(rank, world_size, device)
-        validation = InMemoryExamples(*read_split(spec.validation_uri)) if spec.validation_uri else None
-        result = classifier.fit(
-            _examples(spec.train_uri, spec.stream),
-            validation,
-            # each rank trains on its own device, whatever the run's device said (auto would pick one GPU)
-            replace(TrainConfig.from_dict(spec.config), device=str(device)),
-            _RankReporter(ranks, workdir),
-            progress=False,
-            parallel=ranks,
-        )
-        if rank == 0:
-            classifier.model.to("cpu")
-            classifier.save(Path(spec.output_dir))
-            partial = workdir / (RESULT + ".partial")
-            partial.write_text(json.dumps(asdict(result)), encoding="utf-8")
-            os.replace(partial, workdir / RESULT)
+        fit_rank(workdir, rank, world_size, device)
     finally:
         dist.destroy_process_group()
+
+
+def fit_rank(workdir: Path, rank: int, world_size: int, device: torch.device) -> None:
+    """Train this rank's share of the run in ``workdir`` on ``device``, in the process group that is
+    already up; on rank 0, save the model, then the result."""
+    spec = WorkerSpec(**json.loads((workdir / SPEC).read_text(encoding="utf-8")))
+    classifier = TransformerClassifier(spec.labels, **spec.options)
+    classifier.model.to(device)
+    ranks = Ranks(rank, world_size, device)
+    validation = InMemoryExamples(*read_split(spec.validation_uri)) if spec.validation_uri else None
+    result = classifier.fit(
+        _examples(spec.train_uri, spec.stream),
+        validation,
+        # each rank trains on its own device, whatever the run's device said (auto would pick one GPU)
+        replace(TrainConfig.from_dict(spec.config), device=str(device)),
+        _RankReporter(ranks, workdir),
+        progress=False,
+        parallel=ranks,
+    )
+    if rank == 0:
+        classifier.model.to("cpu")
+        classifier.save(Path(spec.output_dir))
+        partial = workdir / (RESULT + ".partial")
+        partial.write_text(json.dumps(asdict(result)), encoding="utf-8")
+        os.replace(partial, workdir / RESULT)
+
+
+@contextlib.contextmanager
+def errors_recorded(workdir: Path, rank: int) -> Iterator[None]:
+    """Write an exception that leaves the block to ``rank-R.error`` (the caller names the rank's error
+    with it), and let it pass."""
+    try:
+        yield
+    except BaseException as exc:
+        (workdir / f"rank-{rank}.error").write_text(f"{type(exc).__name__}: {exc}", encoding="utf-8")
+        raise
+
+
+def ray_train_loop(config: dict[str, Any]) -> None:
+    """Ray Train's ``train_loop_per_worker`` (see :mod:`loopwise.training.ray_train`): the same fit as a
+    torchrun rank, in the process group and on the device that ``TorchTrainer`` set up for this worker."""
+    import ray.train
+    import ray.train.torch
+
+    context = ray.train.get_context()
+    workdir, rank = Path(config["workdir"]), context.get_world_rank()
+    with errors_recorded(workdir, rank):
+        fit_rank(workdir, rank, context.get_world_size(), ray.train.torch.get_device())
 
 
 def main(argv: list[str]) -> int:
     workdir = Path(argv[0])
     rank = int(os.environ["RANK"])
-    try:
+    with errors_recorded(workdir, rank):
         train_rank(workdir, rank, int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]))
-    except BaseException as exc:
-        (workdir / f"rank-{rank}.error").write_text(f"{type(exc).__name__}: {exc}", encoding="utf-8")
-        raise
     return 0
 
 

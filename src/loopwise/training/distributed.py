@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -82,39 +83,47 @@ def run_data_parallel(spec: WorkerSpec, processes: int, workdir: Path, reporter:
     :class:`TrainingError` naming each failed rank with its exit code or signal (and its error when it
     raised one); an interruption of this thread stops the ranks and passes through.
     """
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / SPEC).write_text(json.dumps(asdict(spec)), encoding="utf-8")
+    write_spec(spec, workdir)
     command = [sys.executable, "-m", "loopwise.training.distributed", str(workdir), str(processes)]
     with open(workdir / LOG, "wb") as log:
         launcher = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            code = _follow(launcher, workdir, reporter)
+            follow(lambda: launcher.poll() is not None, workdir, reporter)
         except BaseException:
             _stop(launcher)
             raise
-    if code != 0:
-        raise TrainingError(
-            f"data-parallel training over {processes} processes failed: {_failure(workdir, code)}"
-        )
+    if launcher.returncode != 0:
+        failure = _failure(workdir, launcher.returncode)
+        raise TrainingError(f"data-parallel training over {processes} processes failed: {failure}")
+    return read_result(workdir, "see the launcher's log")
+
+
+def write_spec(spec: WorkerSpec, workdir: Path) -> None:
+    """``spec.json`` in a new ``workdir``, for every rank to read."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / SPEC).write_text(json.dumps(asdict(spec)), encoding="utf-8")
+
+
+def read_result(workdir: Path, where: str) -> FitResult:
+    """Rank 0's result; a :class:`TrainingError` saying ``where`` to look when the ranks ended without."""
     try:
         result = json.loads((workdir / RESULT).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise TrainingError(
-            "data-parallel training ended without rank 0's result: see the launcher's log"
-        ) from None
+        raise TrainingError(f"data-parallel training ended without rank 0's result: {where}") from None
     return FitResult(**result)
 
 
-def _follow(launcher: subprocess.Popen[bytes], workdir: Path, reporter: Reporter) -> int:
-    """Forward rank 0's reports to ``reporter`` until the launcher ends; its exit code."""
+def follow(ended: Callable[[], bool], workdir: Path, reporter: Reporter) -> None:
+    """Forward rank 0's reports to ``reporter``, and make the ``stop`` file when it asks to stop, until
+    ``ended()`` says the ranks have all ended (their last reports forwarded too)."""
     offset = 0
     while True:
-        code = launcher.poll()
+        done = ended()
         offset = _forward(workdir / METRICS, offset, reporter)
         if reporter.should_stop() and not (workdir / STOP).exists():
             (workdir / STOP).touch()
-        if code is not None:
-            return code
+        if done:
+            return
         time.sleep(POLL_S)
 
 

@@ -23,6 +23,9 @@ from loopwise.registry.versions import check_name
 from loopwise.storage.tables import utcnow
 from loopwise.training.records import RunMetric, RunStatus, TrainingRun
 
+#: where a data-parallel fit runs (:attr:`TrainRequest.executor`)
+EXECUTORS = ("process", "ray")
+
 if TYPE_CHECKING:
     from loopwise.storage import Store
 
@@ -48,8 +51,17 @@ class TrainRequest:
     options: dict[str, Any] = field(default_factory=dict)
     #: extra entries recorded in the run's and the model version's params (lineage: a tuning job, a trial)
     lineage: dict[str, Any] = field(default_factory=dict)
-    #: local training processes, data-parallel (transformers only; the batch size must divide evenly)
+    #: training processes, data-parallel (transformers only; the batch size must divide evenly)
     processes: int = 1
+    #: where they run: ``process`` (local processes under torch's elastic agent) or ``ray`` (Ray Train
+    #: workers on the cluster at ``ray_address``, a local Ray without one)
+    executor: str = "process"
+    ray_address: str | None = None
+
+    @property
+    def distributed(self) -> bool:
+        """Whether the fit runs in processes of its own (:mod:`.distributed`, :mod:`.ray_train`)."""
+        return self.processes != 1 or self.executor == "ray"
 
 
 @dataclass(frozen=True)
@@ -116,8 +128,9 @@ def train(
     early; the best checkpoint so far is registered as usual, unless its ``discard_model`` says so (a pruned
     trial): then the run ends ``stopped`` with its metrics and no model is registered.
 
-    With ``request.processes`` > 1 the fit runs over that many local processes (:mod:`.distributed`): still
-    one run, one model version, metrics from rank 0, the checkpoint written once; a failed rank fails the run.
+    With ``request.processes`` > 1 the fit runs over that many local processes (:mod:`.distributed`), or
+    with ``request.executor`` ``ray`` over that many Ray Train workers (:mod:`.ray_train`): still one run,
+    one model version, metrics from rank 0, the checkpoint written once; a failed rank fails the run.
     """
     _check_processes(request)
     name, version = parse_dataset_ref(request.dataset)
@@ -129,14 +142,15 @@ def train(
     dataset.split(request.train_split)
     # Bad input (a wrong model path, an unknown backend, a missing device) fails here, before anything
     # is recorded; the run's params record the device and precision the fit runs on, not "auto".
-    if request.backend == "transformers":
+    # (On Ray the workers' machines decide: each worker resolves auto on the device Ray gave it.)
+    if request.backend == "transformers" and request.executor == "process":
         request = replace(request, config=resolve_config(request.config))
     classifier = create_classifier(request.backend, dataset.labels, **_backend_options(request))
     run = _record_run(store, request, dataset)
     staged = store.artifacts.staging(prefix=f"run-{run.id[:12]}-")
     database_reporter = _DatabaseReporter(store, run.id, forward=reporter)
     try:
-        if request.processes > 1:
+        if request.distributed:
             result = _fit_data_parallel(store, request, dataset, classifier.labels, staged, database_reporter)
         else:
             train_examples, validation = _examples(dataset, request)
@@ -150,7 +164,7 @@ def train(
             with store.uow() as uow:
                 stopped = uow.runs.finish(run.id, RunStatus.STOPPED, metrics=metrics, profile=result.profile)
             return TrainOutcome(stopped, None)
-        if request.processes == 1:  # data-parallel: rank 0 saved it
+        if not request.distributed:  # data-parallel: rank 0 saved it
             classifier.save(staged)
         uri = store.artifacts.commit_dir(staged, f"models/{run.id}")
     except BaseException as exc:
@@ -177,7 +191,8 @@ def _record_run(store: Store, request: TrainRequest, dataset: DatasetVersion) ->
                     "validation_split": request.validation_split,
                     **request.options,
                     **request.lineage,
-                    **({"processes": request.processes} if request.processes > 1 else {}),
+                    **({"processes": request.processes} if request.distributed else {}),
+                    **({"executor": request.executor} if request.executor != "process" else {}),
                 },
                 code_version=registry.code_version(),
                 started_at=utcnow(),
@@ -199,12 +214,14 @@ def _examples(dataset: DatasetVersion, request: TrainRequest) -> tuple[Any, InMe
 
 def _check_processes(request: TrainRequest) -> None:
     """Refuse a data-parallel request that cannot run, before anything is recorded."""
-    if request.processes == 1:
+    if request.executor not in EXECUTORS:
+        raise TrainingError(f"unknown executor {request.executor!r}: use one of {', '.join(EXECUTORS)}")
+    if not request.distributed:
         return
     if request.backend != "transformers":
+        how = "--processes 1" if request.executor == "process" else "--executor process"
         raise TrainingError(
-            f"the {request.backend} backend trains in one process: "
-            "use --processes 1 or the transformers backend"
+            f"the {request.backend} backend trains in one process: use {how} or the transformers backend"
         )
     from loopwise.training.distributed import check_processes
 
@@ -219,7 +236,8 @@ def _fit_data_parallel(
     staged: Path,
     reporter: Reporter,
 ) -> FitResult:
-    """Fit over ``request.processes`` local processes; rank 0 saves the classifier into ``staged``."""
+    """Fit over ``request.processes`` local processes or Ray workers; rank 0 saves the classifier into
+    ``staged``."""
     from loopwise.training.distributed import WorkerSpec, run_data_parallel
 
     validation = request.validation_split
@@ -234,6 +252,17 @@ def _fit_data_parallel(
     )
     workdir = store.artifacts.staging(prefix="ddp-")
     try:
+        if request.executor == "ray":
+            from loopwise.training.ray_train import run_ray_train
+
+            return run_ray_train(
+                spec,
+                request.processes,
+                workdir,
+                reporter,
+                address=request.ray_address,
+                device=request.config.device,
+            )
         return run_data_parallel(spec, request.processes, workdir, reporter)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

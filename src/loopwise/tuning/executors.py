@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from loopwise._ray import import_ray, init_ray
 from loopwise.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -265,25 +266,12 @@ class RayExecutor:
     def __init__(
         self, store: Store, job_name: str, *, address: str | None = None, cpus: float = 1.0, gpus: int = 0
     ) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise ConfigurationError(
-                "the Ray executor needs Ray: pip install 'loopwise[ray]' (or choose --executor process)"
-            ) from None
+        ray = import_ray("the Ray executor", "choose --executor process")
         self.ray = ray
         self.job_name = job_name
         self.env = _settings_env(store)
         self.refs: dict[Any, int] = {}
-        self.started_ray = not ray.is_initialized()
-        if self.started_ray:
-            ray.init(
-                address=address,
-                include_dashboard=False,
-                log_to_driver=False,
-                configure_logging=False,
-                runtime_env={"env_vars": {k: v for k, v in os.environ.items() if k in _FORWARDED_ENV}},
-            )
+        self.started_ray = init_ray(ray, address)
         cluster_gpus = float(ray.cluster_resources().get("GPU", 0)) if gpus else 0.0
         if 0 < cluster_gpus < gpus:
             self.close()
@@ -329,12 +317,3 @@ class RayExecutor:
         self.refs.clear()
         if self.started_ray:
             self.ray.shutdown()
-
-
-#: variables a trial needs in Ray's worker processes (offline model hubs, quiet tokenizers)
-_FORWARDED_ENV = (
-    "HF_HUB_OFFLINE",
-    "TRANSFORMERS_OFFLINE",
-    "TOKENIZERS_PARALLELISM",
-    "ORT_DISABLE_TELEMETRY",
-)
