@@ -53,17 +53,21 @@ COURSE_TEST_ACCURACY = 0.767
 RUNS = {"course": "course_lab1", "default": "default_bayesian"}
 
 
-def spec_for(run: str, dataset: str, budget: int) -> dict[str, Any]:
+def spec_for(run: str, dataset: str, budget: int, **overrides: Any) -> dict[str, Any]:
+    """The run's built-in spec on ``dataset`` with ``budget``; ``overrides`` (``base_model``, say) are set
+    on top (benchmarks/gpu.py runs the course's spec with roberta-base)."""
     spec = load_spec(builtin_spec_path(RUNS[run])).to_dict()
     name = f"lab1-{run}" if run == "course" else f"lab1-{run}-{spec['strategy']}-{spec['early_stopping']}"
-    spec.update(name=name, dataset=dataset, max_examples_per_trial=budget // 2)
+    spec.update({"name": name, "dataset": dataset, "max_examples_per_trial": budget // 2} | overrides)
     if run == "default":
         spec["completion"] = {**spec["completion"], "max_examples": budget}
     return spec
 
 
-def run_tuning(store: Store, run: str, dataset: str, budget: int) -> dict[str, Any]:
-    spec = parse_spec(spec_for(run, dataset, budget), source=f"course_lab1.py ({run})")
+def run_tuning(
+    store: Store, run: str, dataset: str, budget: int, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    spec = parse_spec(spec_for(run, dataset, budget, **(overrides or {})), source=f"course_lab1.py ({run})")
     started = time.monotonic()
 
     def show(trial: Any) -> None:

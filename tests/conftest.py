@@ -219,6 +219,15 @@ def two_models(store: Store, import_small: Callable[[Store], str]) -> Store:
     return store
 
 
+@pytest.fixture
+def no_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch sees neither a CUDA nor an MPS device, whatever this machine has."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+
 FLAKY = """
 from pathlib import Path
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 import yaml
 
 from loopwise.cli import main
@@ -24,12 +23,6 @@ def _private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOOPWISE_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("LOOPWISE_DATABASE_URL", raising=False)
     monkeypatch.setenv("COLUMNS", "300")
-
-
-@pytest.fixture
-def no_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
 
 
 def _exit(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -301,7 +301,8 @@ def test_compare_judges_by_the_paired_test_and_what_the_step_requires(
     from loopwise.evaluation import service as evaluation
     from loopwise.evaluation.service import ComparisonOutcome
 
-    def paired(*args: Any, alpha: float = 0.05) -> ComparisonOutcome:
+    def paired(*args: Any, alpha: float = 0.05, **placement: str) -> ComparisonOutcome:
+        assert placement == {"device": "auto", "precision": "auto"}  # resolved where the step runs
         better = ("b" if difference > 0 else "a") if significant else None
         result = {
             "significant": significant, "better": better, "name_a": "a", "name_b": "b",

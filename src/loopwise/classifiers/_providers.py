@@ -134,3 +134,35 @@ def describe_device(device: str) -> str:
     if plan.fallback is not None:
         return f"{device} (CPU fallback: {plan.fallback})"
     return f"{device} ({CUDA if plan.gpu else CPU})"
+
+
+def onnx_placement(device: str = "auto", precision: str = "auto") -> tuple[str, str]:
+    """The serving device and export precision that ``--device`` and ``--precision`` ask of a command that
+    runs a model's ONNX export as endpoints do (batch transform, monitoring baselines), so that its answers
+    and embeddings are the ones endpoints give.
+
+    ``auto`` stays ``auto`` (the CUDA provider when ONNX Runtime has one, else the CPU; fp32); ``cuda`` and
+    ``cuda:N`` must exist on this machine (as for training) and default to the fp16 export; ``cpu``
+    defaults to fp32. Refused with :class:`~loopwise.errors.ConfigurationError`: ``mps`` and ``bf16``
+    (ONNX Runtime runs these exports on neither), fp16 on the CPU, a GPU this machine lacks.
+    """
+    from loopwise.classifiers.devices import check_device, check_precision, resolve_device, resolve_precision
+    from loopwise.errors import ConfigurationError
+
+    device, precision = check_device(device), check_precision(precision)
+    if device == "mps":
+        raise ConfigurationError(
+            "device mps: ONNX Runtime runs the model's export on the CPU or a CUDA GPU only: "
+            "use --device cpu, cuda or auto"
+        )
+    if precision == "bf16":
+        raise ConfigurationError(
+            "precision bf16: the model's ONNX export runs in fp32 or fp16 only: use --precision fp16 "
+            "(on a GPU), fp32 or auto"
+        )
+    if device == "auto":
+        return device, "fp32" if precision == "auto" else precision  # fp16 ends on its fp32 twin on a CPU
+    resolved = resolve_device(device)
+    if precision == "auto":
+        return resolved, "fp16" if wants_gpu(resolved) else "fp32"
+    return resolved, resolve_precision(precision, resolved)

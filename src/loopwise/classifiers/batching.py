@@ -19,6 +19,7 @@ Data-parallel ranks plan the same global batches (same seed) and each collates i
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,9 @@ from loopwise.errors import TrainingError
 #: pool size when the whole training set is in memory: large enough that sorted batches pad little,
 #: small enough that batch membership still varies between epochs
 DEFAULT_POOL_BATCHES = 64
+#: held while a BatchStream tokenizes: a fast tokenizer refuses to be called from two threads at once
+#: ("Already borrowed"), and a prefetching producer thread may tokenize a pool while validation does
+_TOKENIZING = threading.Lock()
 #: the key of a rank's share of a batch that holds each example's loss weight (see :func:`shard_batch`)
 EXAMPLE_WEIGHTS = "example_weights"
 
@@ -162,9 +166,9 @@ class BatchStream:
             self._encoded = self._encode_all()
 
     def _encode(self, texts: list[str], labels: list[str]) -> Encoded:
-        return Encoded(
-            tokenize(self.tokenizer, texts, self.config.max_seq_length), self.encode_labels(labels)
-        )
+        with _TOKENIZING:
+            ids = tokenize(self.tokenizer, texts, self.config.max_seq_length)
+        return Encoded(ids, self.encode_labels(labels))
 
     def _encode_all(self) -> Encoded:
         encoded = Encoded([], [])

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -25,6 +25,7 @@ from loopwise.classifiers._base import Examples, FitResult, Reporter, TrainConfi
 from loopwise.classifiers.batching import EXAMPLE_WEIGHTS, BatchStream
 from loopwise.classifiers.devices import Placement, resolve_placement
 from loopwise.classifiers.optimization import build_optimizer, freeze_layers, linear_schedule, seed_everything
+from loopwise.classifiers.prefetch import Prefetcher, prefetch_depth
 from loopwise.classifiers.profiler import StepProfiler
 from loopwise.errors import TrainingError
 
@@ -103,6 +104,7 @@ def train(
     report_every_steps: int = 10,
     placement: Placement | None = None,
     parallel: DataParallel | None = None,
+    prefetch: int | None = None,
 ) -> FitResult:
     """Fine-tune ``model`` (a sequence classifier whose output has ``.logits``) in place.
 
@@ -115,6 +117,10 @@ def train(
     machine, which raises :class:`~loopwise.errors.ConfigurationError` for a device it lacks) and stays
     there; the profile names the device and precision.
     ``parallel`` makes this call one rank of a data-parallel fit (see :class:`DataParallel`).
+    ``prefetch``: how many training batches a background thread prepares ahead of the step (tokenized
+    when streaming, collated, pinned for CUDA; :class:`~loopwise.classifiers.prefetch.Prefetcher`), 0 to
+    prepare each on this thread; default :func:`prefetch_depth`. The batches and their order are the same
+    either way.
 
     On return the model holds the best validated state (or the last state without validation data) and
     is in eval mode. Raises :class:`TrainingError` for an unusable configuration or empty training data.
@@ -147,6 +153,7 @@ def train(
     total_steps = max(1, steps_per_epoch * config.epochs)
     fit = _Fit(model, config, reporter, num_labels, val_batches, total_steps, report_every_steps, placement)
     fit.parallel = parallel
+    fit.prefetch = prefetch_depth(placement, config) if prefetch is None else prefetch
     if parallel is not None:
         fit.forward_model = parallel.wrap(model)
     model.train()
@@ -197,6 +204,8 @@ class _Fit:
         #: data parallelism (see DataParallel): the module the training steps call, and the ranks' seam
         self.forward_model: nn.Module = model
         self.parallel: DataParallel | None = None
+        #: batches prepared ahead on a background thread (0: none)
+        self.prefetch = 0
 
     def validate(self, epoch: float) -> bool:
         """Validate, keep the state when it is the best yet, report; returns whether to stop."""
@@ -219,9 +228,22 @@ class _Fit:
     def epoch(self, batches: BatchStream, epoch_index: int, steps_per_epoch: int, bar: _ProgressBar) -> None:
         """Train one epoch (at most ``steps_per_epoch`` steps), reporting and validating as configured;
         sets ``state.stopped_early`` when the reporter asks to stop."""
-        state, config, reporter = self.state, self.config, self.reporter
         shard = None if self.parallel is None else (self.parallel.rank, self.parallel.world_size)
-        iterator = iter(batches.epoch(epoch_index, shard=shard))
+        source = batches.epoch(epoch_index, shard=shard)
+        if self.prefetch < 1:
+            self._steps(iter(source), epoch_index, steps_per_epoch, bar)
+            return
+        with Prefetcher(source, self.prefetch, name="loopwise-batches") as prefetched:
+            self._steps(prefetched, epoch_index, steps_per_epoch, bar)
+
+    def _steps(
+        self,
+        iterator: Iterator[dict[str, torch.Tensor]],
+        epoch_index: int,
+        steps_per_epoch: int,
+        bar: _ProgressBar,
+    ) -> None:
+        state, config, reporter = self.state, self.config, self.reporter
         for step_in_epoch in range(steps_per_epoch):
             with self.profiler.phase("data"):
                 batch = next(iterator, None)

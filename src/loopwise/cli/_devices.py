@@ -59,3 +59,19 @@ def placement(device: str, precision: str) -> tuple[str, str]:
         return resolved, resolve_precision(precision, resolved)
     except ConfigurationError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--precision'") from None
+
+
+def onnx_placement(device: str, precision: str) -> tuple[str, str]:
+    """``device`` and ``precision`` for a command that runs a model's ONNX export (batch transform,
+    monitoring baselines; see :func:`loopwise.classifiers._providers.onnx_placement`); a refusal is a
+    usage error naming the option at fault."""
+    from loopwise.classifiers._providers import onnx_placement as resolve
+
+    try:
+        resolve(device, "auto")
+    except ConfigurationError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--device'") from None
+    try:
+        return resolve(device, precision)
+    except ConfigurationError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--precision'") from None

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from loopwise.cli._common import console, open_store, print_json, progress_bar
+from loopwise.cli._devices import DeviceOption, PrecisionOption, onnx_placement
 
 app = typer.Typer(help="Model monitoring: baselines from training data; data quality and drift of traffic.")
 
@@ -21,12 +22,16 @@ def baseline(
     ] = None,
     split: Annotated[str, typer.Option(help="The split to describe.")] = "train",
     max_texts: Annotated[int, typer.Option(min=20, help="At most this many texts (a random sample).")] = 5000,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "auto",
 ) -> None:
     """Statistics of the training data with the model's answers on it (text lengths, empty / garbled /
     out-of-vocabulary rates, predicted classes, confidences, a reference sample of sentence embeddings)
     and suggested constraints: statistics.json and constraints.json (edit it to change a check)."""
     from loopwise.monitoring.service import create_baseline
 
+    if (device, precision) != ("auto", "auto"):  # auto resolves without torch: ONNX Runtime decides
+        device, precision = onnx_placement(device, precision)
     with open_store() as store:
         directory = create_baseline(
             store,
@@ -36,6 +41,8 @@ def baseline(
             split=split,
             max_texts=max_texts,
             progress=lambda message: console.print(message, highlight=False),
+            device=device,
+            precision=precision,
         )
     console.print(f"baseline written to {directory}", highlight=False)
     console.print(f"edit {directory / 'constraints.json'} to change what is checked", highlight=False)

@@ -44,16 +44,19 @@ def create_baseline(
     max_texts: int = 5000,
     reference_size: int = 1000,
     progress: Callable[[str], None] | None = None,
+    device: str = "auto",
+    precision: str = "auto",
 ) -> Path:
     """Statistics and suggested constraints of ``split`` of the data set with the model's answers, as a
     baseline folder (replaced whole if it exists; a reader never sees half of one). When the model was
     trained on ``split``, its answers (predicted classes, confidences, embeddings) are taken on the
-    held-out split instead. Returns the folder."""
+    held-out split instead. The model runs as endpoints serve it, on ``device`` in ``precision``
+    (:func:`loopwise.serving.batch.load_placed`); ``statistics.json`` records where, under
+    ``source.placement``. Returns the folder."""
     from loopwise import registry
     from loopwise.data.splits import read_split
     from loopwise.data.versions import parse_dataset_ref
-    from loopwise.registry.exports import serving_dir
-    from loopwise.serving.worker import load_for_serving
+    from loopwise.serving.batch import Placed, load_placed
 
     dataset_name, dataset_version = parse_dataset_ref(dataset_ref)
     with store.uow() as uow:
@@ -80,7 +83,7 @@ def create_baseline(
         )
     # the model as endpoints serve it (its ONNX export for transformers models): the same answers and
     # sentence embeddings that capture records hold
-    classifier = load_for_serving(serving_dir(store, model))
+    classifier = load_placed(store, model, device, precision)
     proba, embeddings = classifier.predict_with_embeddings(answered)
     evaluation = None
     if held_out:
@@ -94,6 +97,7 @@ def create_baseline(
         "answers_from": answered_from,
         "held_out_split": held_out[0] if held_out else None,
         "model": model.ref,
+        "placement": Placed.of(classifier).as_dict(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     statistics, constraints, vocab, reference = baselines.compute(

@@ -8,9 +8,9 @@ operation          inputs (required; optional)                          outputs
 ``gather-labels``  dataset; base, review_flows, labeling_jobs,          dataset, examples, new_labels
                    feedback, min_new
 ``train``          dataset; backend, model_name, base_model, params,    model, run
-                   options, tuning_job
+                   options, tuning_job, device, precision
 ``compare``        champion, candidate, dataset; split, require,        verdict, difference, p_value,
-                   alpha                                                accuracy_champion,
+                   alpha, device, precision                             accuracy_champion,
                                                                         accuracy_candidate, report
 ``set-alias``      model, alias                                         model
 ``canary``         endpoint, model; variant, percent, share, bake,      variant, rollout, share, config
@@ -23,6 +23,10 @@ operation          inputs (required; optional)                          outputs
 =================  ===================================================  =====================================
 
 ``canary`` and ``ab-test`` are in :mod:`loopwise.pipelines.deployment`.
+
+``device`` and ``precision`` (the steps that run a torch model: :data:`PLACED`) take the values of
+``--device`` and ``--precision`` (:mod:`loopwise.classifiers.devices`); their spelling is checked with the
+file, and they are resolved on the machine that runs the step (``auto``: its GPU when it has one).
 
 ``compare``'s verdict is ``better`` or ``worse`` (significantly more or less accurate on the same
 examples, McNemar's test at ``alpha``) or ``tie`` (no significant difference). The step fails on
@@ -173,6 +177,7 @@ def train(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
         lineage["tuning_job"] = inputs["tuning_job"]
         log(f"hyperparameters of tuning job {inputs['tuning_job']}'s best trial: {values}")
     values |= dict(inputs.get("params") or {})
+    values |= {key: str(inputs[key]) for key in ("device", "precision") if inputs.get(key) is not None}
     base_model = inputs.get("base_model")
     if base_model and ("@" in str(base_model) or ":" in str(base_model)):
         base_model = _checkpoint(store, str(base_model))
@@ -229,6 +234,7 @@ def compare(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
     outcome = paired(
         store, str(inputs["champion"]), str(inputs["candidate"]), str(inputs["dataset"]),
         str(inputs.get("split", "test")), alpha=alpha,
+        device=str(inputs.get("device", "auto")), precision=str(inputs.get("precision", "auto")),
     )  # fmt: skip
     result = outcome.comparison
     if not result["significant"]:
@@ -268,6 +274,8 @@ def compare(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
     return figures
 
 
+#: the operations that run a torch model, and so take ``device`` and ``precision``
+PLACED = ("train", "compare")
 #: what a compare step may require of the candidate
 REQUIRE = ("not-worse", "better", "no-loss")
 
@@ -342,11 +350,13 @@ OPERATIONS: dict[str, Operation] = {
         ),
         Operation(
             "train", ("dataset",),
-            ("backend", "model_name", "base_model", "params", "options", "tuning_job"),
+            ("backend", "model_name", "base_model", "params", "options", "tuning_job", "device",
+             "precision"),
             ("model", "run"), train,
         ),
         Operation(
-            "compare", ("champion", "candidate", "dataset"), ("split", "require", "alpha"),
+            "compare", ("champion", "candidate", "dataset"),
+            ("split", "require", "alpha", "device", "precision"),
             ("verdict", "difference", "p_value", "accuracy_champion", "accuracy_candidate", "report"),
             compare,
         ),

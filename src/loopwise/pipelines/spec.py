@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from loopwise.errors import PipelineSpecError
-from loopwise.pipelines.operations import OPERATIONS
+from loopwise.pipelines.operations import OPERATIONS, PLACED
 
 _NAME = re.compile(r"^[a-z0-9](-*[a-z0-9]){0,62}$")
 _REFERENCE = re.compile(r"\$\{([a-z0-9-]+)\.([a-z_]+)\}")
@@ -238,6 +238,8 @@ def _step(raw: Any, node: yaml.Node, problems: list[tuple[str, str]]) -> Step | 
         problems.append(
             (where, f"line {line}: {uses} takes no input(s) {', '.join(extra)} (it takes {known})")
         )
+    if uses in PLACED:
+        _check_placement(inputs, where, line, problems)
     needs = raw.get("needs") or []
     if isinstance(needs, str):
         needs = [needs]
@@ -245,6 +247,24 @@ def _step(raw: Any, node: yaml.Node, problems: list[tuple[str, str]]) -> Step | 
         problems.append((where, f"line {line}: needs is a list of step names"))
         needs = []
     return Step(name, str(uses), dict(inputs), tuple(needs), line)
+
+
+def _check_placement(inputs: dict[str, Any], where: str, line: int, problems: list[tuple[str, str]]) -> None:
+    """A step's ``device`` and ``precision`` spelled as ``--device`` and ``--precision`` are (a
+    ``${step.output}`` reference is checked when it is resolved, at run time)."""
+    from loopwise.classifiers.devices import check_device, check_precision
+    from loopwise.errors import ConfigurationError
+
+    for key, check in (("device", check_device), ("precision", check_precision)):
+        value = inputs.get(key)
+        if value is None or (isinstance(value, str) and _REFERENCE.search(value)):
+            continue
+        try:
+            if not isinstance(value, str):
+                raise ConfigurationError(f"{key} takes a string such as auto, got {value!r}")
+            check(value)
+        except ConfigurationError as exc:
+            problems.append((f"{where}.with.{key}", f"line {line}: {exc}"))
 
 
 def _dependencies(step: Step) -> set[str]:

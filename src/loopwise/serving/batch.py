@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +19,66 @@ import orjson
 from loopwise.errors import DataFormatError
 
 if TYPE_CHECKING:
+    from loopwise.registry.records import ModelVersion
     from loopwise.storage import Store
 
 #: texts read and answered at once
 CHUNK = 1024
+
+
+@dataclass(frozen=True)
+class Placed:
+    """Where a model loaded by :func:`load_placed` runs: the device asked for, the execution provider it
+    got (None for backends without ONNX Runtime), the precision it runs in and the fallback warning."""
+
+    device: str
+    provider: str | None
+    precision: str
+    fallback: str | None = None
+
+    @classmethod
+    def of(cls, classifier: Any) -> Placed:
+        return cls(
+            getattr(classifier, "device", "cpu"),
+            getattr(classifier, "provider", None),
+            getattr(classifier, "precision", "fp32"),
+            getattr(classifier, "fallback", None),
+        )
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {
+            "device": self.device,
+            "provider": self.provider,
+            "precision": self.precision,
+            "fallback": self.fallback,
+        }
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What :func:`batch_transform` answered and where the model ran."""
+
+    lines: int
+    placed: Placed
+
+
+def load_placed(store: Store, version: ModelVersion, device: str = "auto", precision: str = "auto") -> Any:
+    """``version`` as endpoints serve it (its ONNX export for transformers models) on ``device`` in
+    ``precision``, the values of ``--device``/``--precision`` (see
+    :func:`loopwise.classifiers._providers.onnx_placement`, which raises
+    :class:`~loopwise.errors.ConfigurationError`); other backends run on the CPU, their options' spelling
+    checked."""
+    from loopwise.classifiers._providers import onnx_placement
+    from loopwise.classifiers.devices import check_device, check_precision
+    from loopwise.registry.exports import serving_dir
+    from loopwise.serving.worker import load_for_serving
+
+    if version.backend != "transformers":
+        check_device(device), check_precision(precision)
+        return load_for_serving(serving_dir(store, version))
+    device, precision = onnx_placement(device, precision)
+    directory = serving_dir(store, version, precision)  # type: ignore[arg-type]
+    return load_for_serving(directory, precision=precision, device=device)
 
 
 def batch_transform(
@@ -32,16 +89,17 @@ def batch_transform(
     *,
     batch_size: int = 64,
     progress: Callable[[int], None] | None = None,
-) -> int:
+    device: str = "auto",
+    precision: str = "auto",
+) -> BatchOutcome:
     """Answer every line of ``source`` into ``target`` with the model (its ONNX export for transformers
-    models); returns the lines answered. Raises :class:`DataFormatError` naming the first bad line."""
+    models) on ``device`` in ``precision`` (:func:`load_placed`); returns the lines answered and where the
+    model ran. Raises :class:`DataFormatError` naming the first bad line."""
     from loopwise import registry
-    from loopwise.registry.exports import serving_dir
-    from loopwise.serving.worker import load_for_serving
 
     with store.uow() as uow:
         version = registry.resolve(uow, model_ref)
-    classifier = load_for_serving(serving_dir(store, version))
+    classifier = load_placed(store, version, device, precision)
     partial = target.with_name(target.name + ".partial")
     done = 0
     try:
@@ -63,7 +121,7 @@ def batch_transform(
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
-    return done
+    return BatchOutcome(done, Placed.of(classifier))
 
 
 def count_lines(path: Path) -> int:
