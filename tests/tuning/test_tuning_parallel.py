@@ -28,7 +28,7 @@ from loopwise.tuning import worker as tuning_worker
 from loopwise.tuning._study import optuna_storage
 from loopwise.tuning.outcome import EXAMPLES_SEEN, active_seconds, job_progress, why_done
 from loopwise.tuning.records import JobStatus
-from loopwise.tuning.service import job_trials, run_job, start_job
+from loopwise.tuning.service import job_final_fit, job_trials, run_job, start_job
 
 
 def _tfidf_spec(dataset: str, **overrides: Any) -> dict[str, Any]:
@@ -383,6 +383,12 @@ def test_the_ray_executor_runs_the_trials_on_a_local_ray(
     assert job.status is JobStatus.COMPLETED, job.error
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
     assert all(t.user_attrs["model_ref"].startswith("par:") for t in trials)
+    fit = job_final_fit(sqlite_store, "par")  # the final fit ran as a Ray task too
+    assert (
+        fit is not None
+        and fit["state"] == "complete"
+        and fit["model_version_id"] == job.best_model_version_id
+    )
 
 
 def test_a_compute_budget_in_examples_caps_the_last_trial_and_ends_the_job(
