@@ -326,9 +326,11 @@ def keep_best_checkpoints(store: Store, study: optuna.Study, spec: TuningSpec) -
 
 
 def record_ending(study: optuna.Study, ending: Ending) -> None:
-    """Record why the search ended in the study (:data:`~loopwise.tuning.outcome.ENDED_BECAUSE`)."""
-    if ending.reason:
-        study.set_user_attr(ENDED_BECAUSE, {"reason": ending.reason, "detail": ending.detail})
+    """Record why the search ended in the study (:data:`~loopwise.tuning.outcome.ENDED_BECAUSE`), once:
+    a worker waiting for the final fit calls this on every pass."""
+    recorded = {"reason": ending.reason, "detail": ending.detail}
+    if ending.reason and study.user_attrs.get(ENDED_BECAUSE) != recorded:
+        study.set_user_attr(ENDED_BECAUSE, recorded)
 
 
 def finish(store: Store, study: optuna.Study, job: TuningJob, ending: Ending) -> TuningJob:
