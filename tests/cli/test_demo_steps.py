@@ -23,11 +23,11 @@ from loopwise.tuning import service as tuning
 from loopwise.tuning.records import JobStatus
 
 
-def _register(store: Store, evaluated: bool) -> tuple[Any, int | None]:
+def _register(store: Store, evaluated: bool, **params: Any) -> tuple[Any, int | None]:
     with store.uow() as uow:
         version = registry.register(
             uow, "reviews-sentiment", backend="tfidf", uri="file:///m", labels=["-1", "0", "1"],
-            metrics={"val_acc": 0.8},
+            metrics={"val_acc": 0.8}, params=params,
         )  # fmt: skip
         if not evaluated:
             return version, None
@@ -58,8 +58,16 @@ def stand_ins(
     )
 
     def run_job(store: Store, name: str, **_: Any) -> None:
-        best, evaluation_id = _register(store, evaluated=calls.get("evaluated", True))
+        """Two trials, then (unless ``no_final_fit``) the final fit of the first, which is the best."""
+        trial_model, trial_evaluation = _register(store, evaluated=calls.get("no_final_fit", False))
         second, _ = _register(store, evaluated=False)
+        best, evaluation_id = trial_model, trial_evaluation
+        calls["attrs"] = {}
+        if not calls.get("no_final_fit"):
+            best, evaluation_id = _register(store, evaluated=calls.get("evaluated", True), final_fit=True)
+            calls["attrs"] = {"final_fit": {"state": "complete", "trial": 0, "data": "train",
+                              "model_ref": best.ref, "epochs": 3, "examples": 16611, "wall_s": 900.0,
+                              "validation": {"val_acc": 0.81}, "test_accuracy": 0.75}}  # fmt: skip
         with store.uow() as uow:
             uow.tuning_jobs.update(
                 name, status=JobStatus.COMPLETED, best_trial=0, best_model_version_id=best.id,
@@ -67,18 +75,24 @@ def stand_ins(
             )  # fmt: skip
         calls["trials"] = [
             optuna.trial.create_trial(
-                value=v, params={}, distributions={}, user_attrs={"model_version_id": m}
+                value=v,
+                params={},
+                distributions={},
+                user_attrs={"model_version_id": m.id, "model_ref": m.ref, "examples": 4000},
             )
-            for v, m in ((0.8, best.id), (0.7, second.id))
+            for v, m in ((0.8, trial_model), (0.7, second))
         ]
+        for number, trial in enumerate(calls["trials"]):
+            trial.number = number
 
     monkeypatch.setattr(tuning, "run_job", run_job)
     monkeypatch.setattr(
         tuning, "job_trials", lambda store, name: (tuning.get_job(store, name), calls["trials"])
     )
+    monkeypatch.setattr(tuning, "job_attrs", lambda store, name: calls["attrs"])
     monkeypatch.setattr(
         "loopwise.tuning.report.write_tuning_report",
-        lambda job, trials, out: type("Report", (), {"html": Path(out) / "report.html"}),
+        lambda job, trials, out, attrs: type("Report", (), {"html": Path(out) / "report.html"}),
     )
 
     def record(step: str, result: Any) -> Callable[..., Any]:
@@ -118,10 +132,13 @@ def test_the_demo_runs_its_steps_in_order_and_says_where_everything_is(
         "tuning job reviews-sentiment-tuning-1: up to 3 trials, 96 training examples in all, at most 48"
         in out
     )
-    assert "trial 0 (reviews-sentiment:1): validation accuracy 0.8000, test accuracy 0.7500" in out
-    assert "reviews-sentiment:1 is reviews-sentiment@champion" in out
-    assert stand_ins["lab2"] == (("reviews-sentiment:1", "reviews-sentiment:2"), {})
-    assert stand_ins["monitor"] == (("reviews-endpoint", "small:1", "reviews-sentiment:2"), {})
+    assert "best trial 0 (reviews-sentiment:1): validation accuracy 0.8000 on 4,000 training examples" in out
+    assert "final model: reviews-sentiment:3 (final fit of trial 0 on train: 3 epochs, 16,611 examples" in out
+    assert "final model reviews-sentiment:3: test accuracy 0.7500 (95% CI 0.700-0.800" in out
+    assert "reviews-sentiment:3 is reviews-sentiment@champion" in out
+    # VariantA: the final model; VariantB: the best trial's model (the same configuration, less data)
+    assert stand_ins["lab2"] == (("reviews-sentiment:3", "reviews-sentiment:1"), {})
+    assert stand_ins["monitor"] == (("reviews-endpoint", "small:1", "reviews-sentiment:1"), {})
     assert stand_ins["labeling"] == (("small:1",), {})
     assert stand_ins["review"] == (("reviews-endpoint",), {})
     _, retrain = stand_ins["retrain"]
@@ -154,3 +171,14 @@ def test_the_demo_stops_with_status_1_when_the_best_model_was_not_tested(
     assert stopped.value.exit_code == 1
     assert "the best model was not evaluated on the test split" in capsys.readouterr().out
     assert "lab2" not in stand_ins
+
+
+def test_without_a_final_fit_the_best_trials_model_is_champion_beside_the_runner_up(
+    stand_ins: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    stand_ins["no_final_fit"] = True
+    _demo()
+    out = capsys.readouterr().out
+    assert "best model reviews-sentiment:1: test accuracy 0.7500" in out and "final model:" not in out
+    assert "reviews-sentiment:1 is reviews-sentiment@champion" in out
+    assert stand_ins["lab2"] == (("reviews-sentiment:1", "reviews-sentiment:2"), {})

@@ -93,6 +93,7 @@ def test_a_budget_that_would_leave_crumbs_ends_the_job_with_that_reason(
         "strategy": "random",
         "max_trials": 10,
         "completion": {"max_examples": 100},
+        "final_fit": {"enabled": False},  # the search's runs alone
     }
     start_job(store, parse_spec(spec))
     job = run_job(store, "crumbs")

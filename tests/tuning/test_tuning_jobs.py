@@ -6,15 +6,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import optuna
 import pytest
-import yaml
 from optuna.trial import TrialState
 
 from loopwise.config import Settings
@@ -24,21 +21,7 @@ from loopwise.tuning import parse_spec
 from loopwise.tuning._study import optuna_storage
 from loopwise.tuning.records import JobStatus
 from loopwise.tuning.service import job_trials, run_job, start_job
-
-
-def _bert_spec(dataset: str, tiny_bert_dir: Path, **overrides: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "name": "tiny",
-        "dataset": dataset,
-        "backend": "transformers",
-        "base_model": str(tiny_bert_dir),
-        "static": {"batch_size": 8, "epochs": 1, "max_seq_length": 32, "eval_every_steps": 4},
-        "parameters": {"learning_rate": {"type": "continuous", "min": 1e-4, "max": 1e-2, "scaling": "log"}},
-        "strategy": "random",
-        "max_trials": 3,
-    }
-    spec.update(overrides)
-    return spec
+from tuning_helpers import bert_spec, start_tuning, tune_cli
 
 
 def test_a_job_runs_its_trials_registers_each_and_marks_the_best(
@@ -67,13 +50,14 @@ def test_a_job_runs_its_trials_registers_each_and_marks_the_best(
     with store.uow() as uow:
         models = uow.models.list("reviews-tfidf")
         by_id = {m.id: m for m in models}
-    assert len(models) == 3
+    assert len(models) == 4  # a model per trial, and the final fit's
     for trial in trials:
         model = by_id[trial.user_attrs["model_version_id"]]
         assert model.params["tuning_job"] == "reviews-tfidf" and model.params["trial"] == trial.number
-        assert model.metrics["val_acc"] == trial.value
+        assert model.metrics["val_acc"] == trial.value and "final_fit" not in model.params
     assert [m.id for m in models if "best" in m.aliases] == [job.best_model_version_id]
-    assert by_id[job.best_model_version_id].params["trial"] == best.number
+    final = by_id[job.best_model_version_id]
+    assert final.params["trial"] == best.number and final.params["final_fit"] is True
 
 
 def test_a_trial_whose_training_raises_fails_alone_and_the_job_goes_on(
@@ -81,7 +65,7 @@ def test_a_trial_whose_training_raises_fails_alone_and_the_job_goes_on(
 ) -> None:
     dataset = import_small(sqlite_store)
     # max_seq_length 1 is a valid spec value the transformers backend refuses (it needs at least 2)
-    spec = _bert_spec(
+    spec = bert_spec(
         dataset,
         tiny_bert_dir,
         strategy="grid",
@@ -127,13 +111,6 @@ def test_a_bad_spec_or_unknown_data_set_is_refused_before_anything_is_recorded(
         assert [job.name for job in uow.tuning_jobs.list()] == ["j"]
 
 
-def _cli(home: Path, *args: str) -> tuple[list[str], dict[str, str]]:
-    env = {**os.environ, "LOOPWISE_HOME": str(home), "COLUMNS": "200"}
-    env.pop("LOOPWISE_DATABASE_URL", None)
-    command = [sys.executable, "-c", "from loopwise.cli import main; main()", "tune", *args]
-    return command, env
-
-
 def _trials(storage: optuna.storages.RDBStorage, name: str) -> list[optuna.trial.FrozenTrial]:
     try:
         return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
@@ -147,11 +124,9 @@ def test_sigkill_in_the_middle_of_a_trial_loses_nothing_on_resume(
     home = tmp_path / "home"
     store = Store.open(Settings(home=home))
     dataset = import_small(store)
-    spec_path = tmp_path / "tiny.yaml"
     static = {"batch_size": 8, "epochs": 3, "max_seq_length": 32, "eval_every_steps": 4}
-    spec_path.write_text(yaml.safe_dump(_bert_spec(dataset, tiny_bert_dir, static=static)))
-    command, env = _cli(home, "start", str(spec_path))
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    spec = bert_spec(dataset, tiny_bert_dir, static=static)
+    process = start_tuning(home, spec, tmp_path / "tiny.yaml")
     storage = optuna_storage(store)
     try:
         deadline = time.monotonic() + 300
@@ -171,7 +146,7 @@ def test_sigkill_in_the_middle_of_a_trial_loses_nothing_on_resume(
         completed = [t for t in before.values() if t.state is TrialState.COMPLETE]
         assert len(interrupted) == 1 and completed
 
-        command, env = _cli(home, "resume", "tiny")
+        command, env = tune_cli(home, "resume", "tiny")
         resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
         assert resumed.returncode == 0, resumed.stderr
 
@@ -198,7 +173,7 @@ def test_sigkill_in_the_middle_of_a_trial_loses_nothing_on_resume(
     store.close()
     assert job.status is JobStatus.COMPLETED and best is not None and "best" in best.aliases
 
-    command, env = _cli(home, "status", "tiny")
+    command, env = tune_cli(home, "status", "tiny")
     shown = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr
     assert "best trial" in shown.stdout and "interrupted" in shown.stdout

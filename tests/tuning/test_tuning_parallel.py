@@ -28,7 +28,7 @@ from loopwise.tuning import worker as tuning_worker
 from loopwise.tuning._study import optuna_storage
 from loopwise.tuning.outcome import EXAMPLES_SEEN, active_seconds, job_progress, why_done
 from loopwise.tuning.records import JobStatus
-from loopwise.tuning.service import job_trials, run_job, start_job
+from loopwise.tuning.service import job_final_fit, job_trials, run_job, start_job
 
 
 def _tfidf_spec(dataset: str, **overrides: Any) -> dict[str, Any]:
@@ -89,9 +89,14 @@ def test_trials_run_in_parallel_up_to_the_limit_and_the_best_is_evaluated_once_o
     assert [(e.id, e.split, e.model_ref) for e in evaluations] == [(job.test_evaluation_id, "test", best.ref)]
     assert "test_accuracy" in best.metrics and "best" in best.aliases
 
-    # keep_checkpoints: 1 -> only the best trial's files are left; the others are marked removed
+    # keep_checkpoints: 1 -> only the best trial's files are left (and the final fit's, the job's best);
+    # the other trials' are marked removed
+    assert best.params["final_fit"] is True
+    best_trials_model = next(t for t in trials if t.number == job.best_trial).user_attrs["model_version_id"]
     kept = [v for v in versions if v.checkpoint_removed_at is None]
-    assert [v.id for v in kept] == [best.id] and local_path(best.uri).is_dir()
+    assert (
+        sorted(v.id for v in kept) == sorted([best_trials_model, best.id]) and local_path(best.uri).is_dir()
+    )
     removed = [v for v in versions if v.checkpoint_removed_at is not None]
     assert len(removed) == 3 and not any(local_path(v.uri).exists() for v in removed)
     with pytest.raises(NotFoundError, match="keeps only its best checkpoints"):
@@ -126,7 +131,10 @@ def test_two_worker_processes_share_one_job_on_postgresql(
 
     assert job.status is JobStatus.COMPLETED
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 6  # exactly max_trials, none twice
-    assert sorted(v.params["trial"] for v in versions) == list(range(6))  # each trial trained once
+    trained = [v for v in versions if not v.params.get("final_fit")]
+    assert sorted(v.params["trial"] for v in trained) == list(range(6))  # each trial trained once
+    finals = [v for v in versions if v.params.get("final_fit")]
+    assert [v.id for v in finals] == [job.best_model_version_id]  # one final fit between two workers
     assert len({t.params["learning_rate"] for t in trials}) == 6  # no worker replays another's samples
     assert _most_at_once(trials) <= 2  # max_parallel_trials across both workers
     ran = [
@@ -349,6 +357,7 @@ def test_the_maximum_runtime_stops_a_running_trial_where_it_is(
     dataset = import_small(sqlite_store)
     static = {"epochs": 500, "eval_every_steps": 2}
     spec = _bert_spec(dataset, tiny_bert_dir, static, max_trials=5, completion={"max_runtime_s": 20})
+    spec["final_fit"] = {"enabled": False}  # the runtime bounds the search; a final fit would run 500 epochs
     start_job(sqlite_store, parse_spec(spec))
     started = time.monotonic()
     job = run_job(sqlite_store, "par")
@@ -374,6 +383,12 @@ def test_the_ray_executor_runs_the_trials_on_a_local_ray(
     assert job.status is JobStatus.COMPLETED, job.error
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
     assert all(t.user_attrs["model_ref"].startswith("par:") for t in trials)
+    fit = job_final_fit(sqlite_store, "par")  # the final fit ran as a Ray task too
+    assert (
+        fit is not None
+        and fit["state"] == "complete"
+        and fit["model_version_id"] == job.best_model_version_id
+    )
 
 
 def test_a_compute_budget_in_examples_caps_the_last_trial_and_ends_the_job(

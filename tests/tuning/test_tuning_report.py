@@ -202,7 +202,10 @@ def test_the_report_writes_json_figures_and_a_page_naming_every_trial(tmp_path: 
         "trials",
         "importances",
         "generated_at",
+        "final_fit",
+        "ended_because",
     }
+    assert document["final_fit"] is None and document["ended_because"] is None  # no attributes given
     assert document["job"]["name"] == "lr-search" and document["job"]["status"] == "completed"
     assert document["objective"] == {"metric": "val_acc", "direction": "maximize"}
     assert document["counts"]["total"] == 6 and document["counts"]["pruned"] == 1
@@ -217,6 +220,45 @@ def test_the_report_writes_json_figures_and_a_page_naming_every_trial(tmp_path: 
     assert html.count("data:image/png;base64,") == 3
     assert "CUDA out of memory" in html and "traceback" not in html  # the error's first line only
     assert "lr-search:1" in html and "Tuning job lr-search" in html
+
+
+def test_the_report_shows_the_final_model_beside_the_best_trial_and_why_the_search_ended(
+    tmp_path: Path,
+) -> None:
+    job = make_job("maximize", best_trial=5)
+    ended = {"reason": "budget", "detail": "12 of the 12000 training examples of the budget are left"}
+    fit = {
+        "state": "complete", "attempt": 1, "trial": 5, "data": "train", "held_out": True, "epochs": 3,
+        "model_ref": "lr-search:7", "examples": 16611, "wall_s": 912.5,
+        "validation": {"val_acc": 0.7321, "val_loss": 0.61}, "test_accuracy": 0.7012,
+    }  # fmt: skip
+    report = write_tuning_report(job, search(job), tmp_path, attrs={"final_fit": fit, "ended_because": ended})
+
+    document = json.loads(report.json.read_text())
+    assert document["final_fit"] == fit and document["ended_because"] == ended
+    html = report.html.read_text()
+    final = html[html.index("<h2>Final model</h2>") : html.index("Objective per trial")]
+    for shown in (
+        "lr-search:7",
+        "trial 5",
+        "16611",
+        "912.5s",
+        "0.7321",
+        "0.7012",
+        "the whole training split",
+    ):
+        assert shown in final, shown
+    assert "The search ended: 12 of the 12000 training examples of the budget are left (budget)" in html
+
+    everything = {**fit, "data": "train+validation", "held_out": False, "validation": None}
+    html = write_tuning_report(job, search(job), tmp_path, attrs={"final_fit": everything}).html.read_text()
+    assert "nothing was held out for validation" in html and "nothing held out" in html
+
+    failed = {"state": "failed", "attempt": 1, "trial": 5, "error": "CUDA out of memory"}
+    html = write_tuning_report(job, search(job), tmp_path, attrs={"final_fit": failed}).html.read_text()
+    assert (
+        "Final fit failed (attempt 1): CUDA out of memory; the best trial's model is the job's best" in html
+    )
 
 
 def test_a_report_with_one_complete_trial_explains_the_missing_figures(tmp_path: Path) -> None:

@@ -2,16 +2,17 @@
 
 Fetch and verify the data, prepare the course split, tune MiniLM's fine-tuning with loopwise's
 default tuning (Bayesian search with the median stopping rule) on a compute budget counted in training
-examples, evaluate the best model once on the test split, write the tuning report, register the best
-model as the champion, then the course's Lab 2: the best two models as VariantA and VariantB of an
-endpoint at 50/50, the course's three sentences sent 100 times over HTTP, per-variant metrics and plots,
-all traffic shifted to VariantB without a restart, again, and the course's autoscaling policy attached;
-then the endpoint watched: a baseline, the test split's reviews as traffic with their labels as feedback,
-then the same reviews as a broken upstream system sends them, with the alerts this raises and the
-monitoring report; then the course's Lab 3: reviews labeled by a private workforce, and the endpoint's
-uncertain predictions sent to people through a flow definition's human loops; then the loop closes by
-itself: a retraining pipeline triggered by those new labels warm-starts the champion on them, compares,
-deploys the candidate as a canary, A/B tests it on live reviews and promotes or retires it; and the
+examples, train the best configuration again on the whole training split (the final fit, outside the
+budget), evaluate that final model once on the test split, write the tuning report, register the final
+model as the champion, then the course's Lab 2: the final model and the best trial's model as VariantA
+and VariantB of an endpoint at 50/50, the course's three sentences sent 100 times over HTTP, per-variant
+metrics and plots, all traffic shifted to VariantB without a restart, again, and the course's autoscaling
+policy attached; then the endpoint watched: a baseline, the test split's reviews as traffic with their
+labels as feedback, then the same reviews as a broken upstream system sends them, with the alerts this
+raises and the monitoring report; then the course's Lab 3: reviews labeled by a private workforce, and the
+endpoint's uncertain predictions sent to people through a flow definition's human loops; then the loop
+closes by itself: a retraining pipeline triggered by those new labels warm-starts the champion on them,
+compares, deploys the candidate as a canary, A/B tests it on live reviews and promotes or retires it; and the
 console is left running at a printed local address.
 """
 
@@ -51,6 +52,15 @@ def demo(
         int, typer.Option(min=1, help="The most training examples one trial may use.")
     ] = 4_000,
     max_trials: Annotated[int, typer.Option(min=1, help="The most trials the tuning job runs.")] = 8,
+    final_epochs: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Epochs of the final fit (the best configuration on the whole training split, after the "
+            "search; outside the budget). Default: the best trial's (3); 0: no final fit, the best "
+            "trial's model is the champion.",
+        ),
+    ] = None,
     max_seq_length: Annotated[
         int, typer.Option(min=8, max=512, help="Longest input in tokens; longer texts are cut.")
     ] = 128,
@@ -61,15 +71,16 @@ def demo(
     ] = True,
     port: Annotated[int, typer.Option(min=1, max=65535, help="The console's port on 127.0.0.1.")] = 8080,
 ) -> None:
-    """Run the course loop: data -> course split -> tune MiniLM -> evaluate the best on the test split ->
-    tuning report -> register the best as champion -> deploy two variants (Lab 2) -> monitor them -> label
-    reviews with a private workforce and send uncertain predictions to people (Lab 3) -> a retraining
-    pipeline that starts by itself from their labels: retrain, compare, canary, A/B test, promote -> the
-    console left running."""
+    """Run the course loop: data -> course split -> tune MiniLM -> train the best configuration on the
+    whole training split -> evaluate it on the test split -> tuning report -> register it as champion ->
+    deploy two variants (Lab 2) -> monitor them -> label reviews with a private workforce and send
+    uncertain predictions to people (Lab 3) -> a retraining pipeline that starts by itself from their
+    labels: retrain, compare, canary, A/B test, promote -> the console left running."""
     from loopwise.data.cache import fetch_reviews
     from loopwise.data.service import prepare_reviews
     from loopwise.registry.service import point_alias
     from loopwise.tuning.report import write_tuning_report
+    from loopwise.tuning.service import job_attrs
 
     started = time.monotonic()
     current = settings()
@@ -82,14 +93,17 @@ def demo(
         console.print(f"course split {dataset.ref}: {sizes}")
 
         console.rule("2. tune all-MiniLM-L6-v2 (default: Bayesian search + median-rule early stopping)")
-        spec = _tuning_spec(store, dataset.ref, name, budget, per_trial, max_trials, max_seq_length)
+        limits = _Limits(budget, per_trial, max_trials, max_seq_length, final_epochs)
+        spec = _tuning_spec(store, dataset.ref, name, limits)
         job, trials = _tune(store, spec)
 
-        console.rule("3. the best model on the test split (evaluated once; tuning never saw it)")
-        best, evaluation = _best_on_test(store, job)
+        console.rule("3. the final model on the test split (evaluated once; tuning never saw it)")
+        best, evaluation = _best_on_test(store, job, trials)
 
         console.rule("4. tuning report")
-        report = write_tuning_report(job, trials, store.artifacts.path(f"tuning/{job.name}/report"))
+        attrs = job_attrs(store, job.name)
+        report_dir = store.artifacts.path(f"tuning/{job.name}/report")
+        report = write_tuning_report(job, trials, report_dir, attrs=attrs)
 
         console.rule("5. register")
         champion = point_alias(store, best.ref, "champion")
@@ -116,16 +130,21 @@ class _Labs:
     retrained: RetrainOutcome
 
 
-def _tuning_spec(
-    store: Store,
-    dataset: str,
-    model: str,
-    budget: int,
-    per_trial: int,
-    max_trials: int,
-    max_seq_length: int,
-) -> TuningSpec:
-    """loopwise's default tuning spec on the course split, under a free job name, with the demo's budget."""
+@dataclass(frozen=True)
+class _Limits:
+    """The demo's options for its tuning job."""
+
+    budget: int
+    per_trial: int
+    max_trials: int
+    max_seq_length: int
+    #: None: the best trial's epochs; 0: no final fit
+    final_epochs: int | None
+
+
+def _tuning_spec(store: Store, dataset: str, model: str, limits: _Limits) -> TuningSpec:
+    """loopwise's default tuning spec on the course split, under a free job name, with the demo's budget
+    and final fit."""
     from loopwise.tuning import builtin_spec_path, load_spec, parse_spec
     from loopwise.tuning.service import free_job_name
 
@@ -136,10 +155,11 @@ def _tuning_spec(
             "name": free_job_name(store, model),
             "dataset": dataset,
             "model_name": model,
-            "static": {**default["static"], "max_seq_length": max_seq_length},
-            "max_trials": max_trials,
-            "max_examples_per_trial": per_trial,
-            "completion": {**default["completion"], "max_examples": budget},
+            "static": {**default["static"], "max_seq_length": limits.max_seq_length},
+            "max_trials": limits.max_trials,
+            "max_examples_per_trial": limits.per_trial,
+            "completion": {**default["completion"], "max_examples": limits.budget},
+            "final_fit": {"enabled": limits.final_epochs != 0, "epochs": limits.final_epochs or None},
         },
         source="loopwise demo",
     )
@@ -155,6 +175,7 @@ def _tune(store: Store, spec: TuningSpec) -> tuple[TuningJob, list[Any]]:
         f"tuning job [bold]{spec.name}[/bold]: up to {spec.max_trials} trials, "
         f"{spec.completion.max_examples:,} training examples in all, "
         f"at most {spec.max_examples_per_trial:,} a trial"
+        + (", then a final fit of the best on the whole training split" if spec.final_fit.enabled else "")
     )
     with live_progress(spec) as watch:
         run_job(store, spec.name, progress=_print_trial, watch=watch)
@@ -165,20 +186,32 @@ def _tune(store: Store, spec: TuningSpec) -> tuple[TuningJob, list[Any]]:
     return job, trials
 
 
-def _best_on_test(store: Store, job: TuningJob) -> tuple[ModelVersion, EvaluationRecord]:
-    """The job's best model and its evaluation on the test split, printed; exits 1 when there is none."""
-    from loopwise.tuning.service import best_model
+def _best_on_test(store: Store, job: TuningJob, trials: list[Any]) -> tuple[ModelVersion, EvaluationRecord]:
+    """The job's best model (the final fit's, else the best trial's) and its evaluation on the test split,
+    printed with the best trial's validation accuracy; exits 1 when it was not tested."""
+    from loopwise.tuning.final_fit import describe
+    from loopwise.tuning.service import best_model, job_final_fit
 
     best, evaluation = best_model(store, job)
     if evaluation is None:
         console.print(f"[red]the best model was not evaluated on the test split: {job.error}[/red]")
         raise typer.Exit(1)
+    trial = next(t for t in trials if t.number == job.best_trial)
+    console.print(
+        f"best trial {trial.number} ({trial.user_attrs.get('model_ref', '-')}): validation accuracy "
+        f"{trial.value:.4f} on {trial.user_attrs.get('examples', 0):,} training examples",
+        highlight=False,
+    )
+    fit = job_final_fit(store, job.name)
+    if fit:
+        console.print(describe(fit), highlight=False, soft_wrap=True)
     figures = _evaluation_figures(evaluation.report_uri)["metrics"]
     low, high = figures["accuracy"]["ci95"]
     console.print(
-        f"trial {job.best_trial} ({best.ref}): validation accuracy {best.metrics.get('val_acc', 0):.4f}, "
-        f"test accuracy {figures['accuracy']['value']:.4f} (95% CI {low:.3f}-{high:.3f}; "
-        f"the course's model: {COURSE_TEST_ACCURACY}), macro F1 {figures['macro_f1']['value']:.4f}"
+        f"{'final model' if best.params.get('final_fit') else 'best model'} {best.ref}: test accuracy "
+        f"{figures['accuracy']['value']:.4f} (95% CI {low:.3f}-{high:.3f}; the course's model: "
+        f"{COURSE_TEST_ACCURACY}), macro F1 {figures['macro_f1']['value']:.4f}",
+        highlight=False,
     )
     return best, evaluation
 
@@ -200,11 +233,9 @@ def _course_labs(
     from loopwise.cli._course_monitor import course_monitoring
     from loopwise.cli._course_retrain import course_retrain
     from loopwise.cli._course_review import course_review
-    from loopwise.tuning.service import runner_up
 
     console.rule("6. deploy two variants, shift traffic, autoscale (the course's Lab 2)")
-    second = runner_up(store, job, trials)
-    other = str(second.ref) if second is not None else champion
+    other = _variant_b(store, job, trials, champion)
     plots = course_lab2(store, champion, other)
 
     console.rule("7. monitor the endpoint: baseline, data quality, drift, model quality, alerts")
@@ -224,6 +255,20 @@ def _course_labs(
         labeling_job=labeling.job, flow=reviewed.flow, endpoint=ENDPOINT, steps=steps,
     )  # fmt: skip
     return _Labs(plots, monitoring, labeling, reviewed, retrained)
+
+
+def _variant_b(store: Store, job: TuningJob, trials: list[Any], champion: str) -> str:
+    """Lab 2's VariantB beside the champion: the best trial's model when the champion is its final fit
+    (same configuration, the search's share of the data: the A/B shows what the final fit bought), else
+    the runner-up trial's model, else the champion again."""
+    from loopwise.tuning.service import best_model, runner_up
+
+    best, _ = best_model(store, job)
+    trial = next(t for t in trials if t.number == job.best_trial)
+    if best.params.get("final_fit") and trial.user_attrs.get("model_ref"):
+        return str(trial.user_attrs["model_ref"])
+    second = runner_up(store, job, trials)
+    return str(second.ref) if second is not None else champion
 
 
 def _print_outputs(report_html: Path, evaluation_uri: str, labs: _Labs) -> None:

@@ -269,11 +269,13 @@ def status(
     from rich.table import Table
 
     from loopwise.tuning.devices import DEVICES_ATTR
-    from loopwise.tuning.service import job_ending, job_trials
+    from loopwise.tuning.final_fit import describe
+    from loopwise.tuning.service import job_ending, job_final_fit, job_trials
 
     with open_store() as store:
         found, trials = job_trials(store, job)
         ending = job_ending(store, job)
+        fit = job_final_fit(store, job)
     spec = job_spec(found)
     maximize = spec.objective.direction == "maximize"
     ranked = sorted(
@@ -285,6 +287,7 @@ def status(
             {
                 "job": found,
                 "ended_because": ending,
+                "final_fit": fit,
                 "trials": [
                     {
                         "number": t.number,
@@ -321,7 +324,14 @@ def status(
         )
     console.print(table)
     if found.best_trial is not None:
-        console.print(f"best trial: {found.best_trial}")
+        best = next(t for t in trials if t.number == found.best_trial)
+        console.print(
+            f"best trial: {best.number} ({spec.objective.metric} {best.value:.4f}, "
+            f"model {best.user_attrs.get('model_ref', '-')})",
+            highlight=False,
+        )
+    if fit:
+        console.print(describe(fit), highlight=False, soft_wrap=True)
     if ending:
         console.print(f"ended: {ending['detail']} ({ending['reason']})", highlight=False)
     if found.error:
@@ -341,7 +351,8 @@ def _short(value: Any) -> str:
 def _print_outcome(job: Any) -> None:
     console.print(f"tuning job [bold]{job.name}[/bold]: {job.status.value}")
     if job.best_trial is not None:
-        console.print(f"best trial: {job.best_trial} (model alias {job.name}@best)")
+        model = job.spec.get("model_name") or job.name
+        console.print(f"best trial: {job.best_trial}; best model: {model}@best (see `loopwise tune status`)")
     if job.error:
         console.print(f"error: {job.error}", highlight=False)
         raise typer.Exit(1)
@@ -360,13 +371,15 @@ def results(
     report."""
     import json
 
+    from loopwise.tuning.final_fit import describe
     from loopwise.tuning.report import write_tuning_report
-    from loopwise.tuning.service import job_trials
+    from loopwise.tuning.service import job_attrs, job_trials
 
     with open_store() as store:
         found, trials = job_trials(store, job)
+        attrs = job_attrs(store, job)
         out_dir = out or store.artifacts.path(f"tuning/{found.name}/report")
-    report = write_tuning_report(found, trials, out_dir)
+    report = write_tuning_report(found, trials, out_dir, attrs=attrs)
     document = json.loads(report.json.read_text(encoding="utf-8"))
     if as_json:
         print_json(document)
@@ -381,6 +394,8 @@ def results(
         )
     else:
         console.print("best trial: none complete yet")
+    if document["final_fit"]:
+        console.print(describe(document["final_fit"]), highlight=False, soft_wrap=True)
     if found.error:
         console.print(f"error: {found.error}", highlight=False)
     console.print(f"report: {report.html}", highlight=False, soft_wrap=True)

@@ -43,6 +43,7 @@ class TrainRequest:
     config: TrainConfig = field(default_factory=TrainConfig)
     #: read the training split from disk in pools instead of loading it whole
     stream: bool = False
+    #: the split to train on; several joined by ``+`` (``train+validation``) are read whole and concatenated
     train_split: str = "train"
     validation_split: str | None = "validation"
     parent: str | None = None
@@ -139,7 +140,7 @@ def train(
         model_name = check_name(request.model_name or default_model_name(dataset, request.backend))
         if request.parent:
             registry.resolve(uow, request.parent)  # fail before training, not after
-    dataset.split(request.train_split)
+    _check_splits(request, dataset)
     # Bad input (a wrong model path, an unknown backend, a missing device) fails here, before anything
     # is recorded; the run's params record the device and precision the fit runs on, not "auto".
     # (On Ray the workers' machines decide: each worker resolves auto on the device Ray gave it.)
@@ -203,13 +204,32 @@ def _record_run(store: Store, request: TrainRequest, dataset: DatasetVersion) ->
 def _examples(dataset: DatasetVersion, request: TrainRequest) -> tuple[Any, InMemoryExamples | None]:
     """The training examples (streamed from disk or read whole) and the validation ones (None without
     a validation split)."""
-    train_examples: Any = split_examples(dataset, request.train_split)
+    parts = request.train_split.split("+")
+    train_examples: Any = split_examples(dataset, request.train_split) if request.stream else None
     if not request.stream:
-        train_examples = InMemoryExamples(*read_split(dataset.split(request.train_split).uri))
+        texts: list[str] = []
+        labels: list[str] = []
+        for part in parts:
+            part_texts, part_labels = read_split(dataset.split(part).uri)
+            texts += part_texts
+            labels += part_labels
+        train_examples = InMemoryExamples(texts, labels)
     validation = None
     if request.validation_split and request.validation_split in dataset.splits:
         validation = InMemoryExamples(*read_split(dataset.split(request.validation_split).uri))
     return train_examples, validation
+
+
+def _check_splits(request: TrainRequest, dataset: DatasetVersion) -> None:
+    """Every training split exists; several (``a+b``) only read whole, in one process."""
+    parts = request.train_split.split("+")
+    for part in parts:
+        dataset.split(part)
+    if len(parts) > 1 and (request.stream or request.processes > 1):
+        raise TrainingError(
+            f"training on several splits ({request.train_split}) reads them whole in one process: "
+            "drop --stream and --processes, or train on one split"
+        )
 
 
 def _check_processes(request: TrainRequest) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from loopwise.classifiers import Tunable, available_backends, classifier_class
 from loopwise.errors import ClassifierError, LoopwiseError
 from loopwise.registry.versions import check_name
+from loopwise.tuning._check_final import check_final_fit
 from loopwise.tuning._problems import Problems
 from loopwise.tuning._vocabulary import (
     HP_ALIASES,
@@ -202,7 +203,8 @@ class _Checker(Problems):
         return early
 
     def job_settings(self, raw: dict[str, Any], name: Any, static: Mapping[str, Any]) -> dict[str, Any]:
-        """Completion, warm start, seed, retries, the per-trial caps, checkpoints kept, the model's name."""
+        """Completion, warm start, seed, retries, the per-trial caps, checkpoints kept, the model's name, the
+        final fit."""
         completion = self.completion(raw.get("completion", {}), "completion")
         warm_start = self.warm_start(raw.get("warm_start"), "warm_start", name)
         seed = self.number(raw.get("seed", static.get("seed", 42)), "seed", True)
@@ -227,6 +229,7 @@ class _Checker(Problems):
             "keep_checkpoints": keep,
             "max_examples_per_trial": per_trial,
             "model_name": model_name,
+            "final_fit": check_final_fit(self, raw.get("final_fit")),
         }
 
     def static(self, raw: Any, path: str) -> dict[str, Any]:

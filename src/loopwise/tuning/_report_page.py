@@ -49,6 +49,8 @@ def render_page(job: TuningJob, document: dict[str, Any], importances: Importanc
         direction=direction,
         counts=document["counts"],
         best=document["best"],
+        final_fit=document["final_fit"],
+        ended_because=document["ended_because"],
         rows=document["trials"],
         importances=importances,
         objective_png=_data_uri(figures.objective),

@@ -57,6 +57,7 @@ TOP_KEYS = [
     "keep_checkpoints",
     "max_examples_per_trial",
     "model_name",
+    "final_fit",
 ]
 
 TRAIN_FIELDS: dict[str, tuple[type, bool]] = {}  # field name -> (base type, None allowed)

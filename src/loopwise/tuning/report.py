@@ -1,10 +1,12 @@
 """A tuning job's results on disk: ``results.json`` for programs, one self-contained HTML page for people.
 
-The page shows the best trial and its model, every trial ranked by objective, three figures (objective per
-trial with the running best, learning curves from the values each trial reported while training, parameter
-importances) and the job's spec. A figure that cannot be drawn (no trial reported intermediate values, too
-few complete trials for importances) is left out and the page says why. Every file is written atomically;
-the HTML page is written last, so its presence means the report is whole.
+The page shows why the search ended, the best trial and its model, the final model (the best
+configuration trained again after the search, :mod:`loopwise.tuning.final_fit`), every trial ranked by
+objective, three figures (objective per trial with the running best, learning curves from the values each
+trial reported while training, parameter importances) and the job's spec. A figure that cannot be drawn
+(no trial reported intermediate values, too few complete trials for importances) is left out and the page
+says why. Every file is written atomically; the HTML page is written last, so its presence means the
+report is whole.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +27,8 @@ from loopwise.errors import DataFormatError
 from loopwise.evaluation._files import write_text_atomic
 from loopwise.tuning import _plots
 from loopwise.tuning._report_page import Figures, render_page
-from loopwise.tuning.outcome import RERUN_OF, RETRY_OF, TRANSFERRED_FROM, WARM_START_OF
+from loopwise.tuning.final_fit import STATE as FINAL_FIT_STATE
+from loopwise.tuning.outcome import ENDED_BECAUSE, RERUN_OF, RETRY_OF, TRANSFERRED_FROM, WARM_START_OF
 from loopwise.tuning.records import TuningJob
 from loopwise.tuning.space import decode_params, optuna_name
 from loopwise.tuning.spec import job_spec
@@ -184,11 +187,19 @@ def parameter_importances(job: TuningJob, trials: Sequence[FrozenTrial]) -> Impo
     return Importances(values, " ".join(notes) or None)
 
 
-def write_tuning_report(job: TuningJob, trials: Sequence[FrozenTrial], out_dir: str | Path) -> TuningReport:
+def write_tuning_report(
+    job: TuningJob,
+    trials: Sequence[FrozenTrial],
+    out_dir: str | Path,
+    *,
+    attrs: Mapping[str, Any] | None = None,
+) -> TuningReport:
     """Write ``results.json``, ``objective.png``, ``learning_curves.png``, ``importances.png`` and
     ``report.html`` into ``out_dir`` (created if missing; files already there are replaced).
 
-    ``trials`` are the job's study's trials (:func:`loopwise.tuning.service.job_trials`). A figure that
+    ``trials`` are the job's study's trials (:func:`loopwise.tuning.service.job_trials`), ``attrs`` its
+    study's user attributes (:func:`loopwise.tuning.service.job_attrs`: why the search ended, the final
+    fit; the document's ``ended_because`` and ``final_fit``, None without them). A figure that
     cannot be drawn is not written (its path in the result is ``None``; a stale one from an earlier report
     is removed) and the page says why. Raises :class:`DataFormatError` when the results are not JSON-able.
     """
@@ -208,6 +219,8 @@ def write_tuning_report(job: TuningJob, trials: Sequence[FrozenTrial], out_dir: 
         "objective": {"metric": metric, "direction": direction},
         "counts": _counts(trials),
         "best": best_row,
+        "final_fit": (attrs or {}).get(FINAL_FIT_STATE),
+        "ended_because": (attrs or {}).get(ENDED_BECAUSE),
         "running_best": [{"trial": number, "objective": value} for number, value in best_so_far],
         "trials": rows,
         "importances": {"values": importances.values, "note": importances.note},

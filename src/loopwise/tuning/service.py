@@ -13,8 +13,11 @@ alone. Any number of workers on any number of machines can share a job through i
 * each worker sends a heartbeat for its running trials; a trial whose worker went silent for
   :data:`GRACE_S` seconds is failed as interrupted by another worker and re-run with the same parameters;
 * a failed trial is retried with the same parameters ``retries`` times;
-* the worker that sees the job done with nothing left running finishes it: the best trial's model gets
-  the alias ``best`` and is evaluated once on the test split, which tuning never sees.
+* the worker that sees the search done with nothing left running starts the final fit
+  (:mod:`loopwise.tuning.final_fit`: the best configuration on the whole training split, in a process
+  of its own through the executor), then finishes the job: the final fit's model (the best trial's
+  when the fit is disabled or failed) gets the alias ``best`` and is evaluated once on the test split,
+  which tuning never sees.
 
 A job is done when ``max_trials`` of its own trials finished (complete or pruned), when a completion
 criterion holds (target objective, no improvement in N complete trials, maximum runtime: the time its
@@ -30,7 +33,7 @@ parents' best configurations first, on this job's data.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.exceptions import DuplicatedStudyError
@@ -39,6 +42,7 @@ from optuna.trial import FrozenTrial, TrialState
 from loopwise.data.versions import parse_dataset_ref
 from loopwise.errors import StorageError
 from loopwise.registry.versions import check_name
+from loopwise.tuning import final_fit
 from loopwise.tuning._study import create_study, load_study, optuna_storage
 from loopwise.tuning.outcome import ENDED_BECAUSE
 from loopwise.tuning.records import JobStatus, TuningJob
@@ -137,6 +141,7 @@ def resume_job(
             storage.set_trial_user_attr(trial._trial_id, "error", "interrupted: the tuning process stopped")
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             rerun(study, trial)
+        final_fit.interrupt(study, "interrupted: the tuning process stopped")
     return run_job(
         store,
         name,
@@ -158,13 +163,24 @@ def job_trials(store: Store, name: str) -> tuple[TuningJob, list[FrozenTrial]]:
 
 
 def job_ending(store: Store, name: str) -> dict[str, str] | None:
-    """Why the job ended, as its last worker recorded it (``{"reason": ..., "detail": ...}``, the reason
-    a key of :data:`~loopwise.tuning.outcome.ENDINGS`); None while it runs or when it was stopped."""
+    """Why the job's search ended, as its last worker recorded it (``{"reason": ..., "detail": ...}``, the
+    reason a key of :data:`~loopwise.tuning.outcome.ENDINGS`); None while it runs or when it was stopped."""
+    return job_attrs(store, name).get(ENDED_BECAUSE)
+
+
+def job_final_fit(store: Store, name: str) -> dict[str, Any] | None:
+    """The job's final fit as recorded (:data:`loopwise.tuning.final_fit.STATE`); None when it never
+    started (disabled, no complete trial, or the search still runs)."""
+    return job_attrs(store, name).get(final_fit.STATE)
+
+
+def job_attrs(store: Store, name: str) -> dict[str, Any]:
+    """The study's user attributes of job ``name``: ``ended_because``, ``final_fit``."""
     with store.uow() as uow:
         job = uow.tuning_jobs.get(name)
     with job_storage(store) as storage:
         study = optuna.load_study(study_name=job.study_name, storage=storage)
-        return study.user_attrs.get(ENDED_BECAUSE)
+        return dict(study.user_attrs)
 
 
 def list_jobs(store: Store) -> list[TuningJob]:
@@ -221,6 +237,9 @@ __all__ = [
     "best_model",
     "free_job_name",
     "get_job",
+    "job_attrs",
+    "job_ending",
+    "job_final_fit",
     "job_trials",
     "list_jobs",
     "resume_job",

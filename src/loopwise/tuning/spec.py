@@ -32,6 +32,7 @@ ParameterType = Literal["continuous", "integer", "categorical"]
 Scaling = Literal["linear", "log", "reverse_log", "auto"]
 EarlyStopping = Literal["off", "auto"]
 WarmStartType = Literal["identical_data_and_algorithm", "transfer_learning"]
+FinalFitData = Literal["train", "train+validation"]
 #: a registered classifier backend that trains (see ``loopwise.classifiers.available_backends``)
 Backend = str
 
@@ -97,6 +98,17 @@ class WarmStart:
 
 
 @dataclass(frozen=True)
+class FinalFit:
+    """What the job trains once its search ends: the best trial's configuration on the whole training
+    split (``train``) or on training and validation together (``train+validation``: nothing is held out
+    for validation), for ``epochs`` epochs (None: the best trial's). No per-trial cap applies."""
+
+    enabled: bool = True
+    data: FinalFitData = "train"
+    epochs: int | None = None
+
+
+@dataclass(frozen=True)
 class TuningSpec:
     """A checked tuning job description. Build it with :func:`load_spec` or :func:`parse_spec`."""
 
@@ -131,6 +143,8 @@ class TuningSpec:
     max_examples_per_trial: int | None = None
     #: the registered name of the trials' model versions (default: the job's name)
     model_name: str | None = None
+    #: the final fit after the search (see :class:`FinalFit`)
+    final_fit: FinalFit = FinalFit()
     source: str = field(default="<spec>", compare=False)
 
     def parameter(self, name: str) -> Parameter:
@@ -164,6 +178,7 @@ class TuningSpec:
             "keep_checkpoints": self.keep_checkpoints,
             "max_examples_per_trial": self.max_examples_per_trial,
             "model_name": self.model_name,
+            "final_fit": vars(self.final_fit).copy(),
         }
 
 

@@ -1,4 +1,5 @@
-"""One trial of a tuning job, run in its own process: ``python -m loopwise.tuning.trial JOB TRIAL_ID``.
+"""One trial of a tuning job, run in its own process: ``python -m loopwise.tuning.trial JOB TRIAL_ID``
+(TRIAL_ID -1: the job's final fit, :mod:`loopwise.tuning.final_fit`).
 
 The tuning process has asked the trial and sampled its parameters; this process rebuilds it from the
 study (``optuna.trial.Trial(study, trial_id)``), trains through :func:`loopwise.training.service.train`
@@ -170,6 +171,20 @@ def run_trial(
         storage.engine.dispose()
 
 
+def run_task(
+    store: Store, job_name: str, trial_id: int, *, deadline: float | None, max_examples: int | None
+) -> bool:
+    """Run what the executor started: a trial, or the job's final fit (``trial_id`` is
+    :data:`~loopwise.tuning.final_fit.FINAL_FIT`); False when it failed."""
+    from loopwise.tuning.final_fit import FINAL_FIT, run_final_fit
+
+    if trial_id == FINAL_FIT:
+        return run_final_fit(store, job_name)
+    return run_trial(store, job_name, trial_id, deadline=deadline, max_examples=max_examples) is not (
+        TrialState.FAIL
+    )
+
+
 def forked_main(
     job_name: str,
     trial_id: int,
@@ -198,11 +213,11 @@ def forked_main(
     threading.Thread(target=_watch, args=(watch_pid,), daemon=True).start()
     store = Store.open(Settings(), migrate=False)
     try:
-        state = run_trial(store, job_name, trial_id, deadline=deadline, max_examples=max_examples)
+        told = run_task(store, job_name, trial_id, deadline=deadline, max_examples=max_examples)
     finally:
         store.close()
     sys.stderr.flush()
-    os._exit(0 if state is not TrialState.FAIL else 1)
+    os._exit(0 if told else 1)
 
 
 def _watch(pid: int) -> None:
@@ -224,7 +239,7 @@ def _watch(pid: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loopwise.tuning.trial", description=__doc__)
     parser.add_argument("job")
-    parser.add_argument("trial_id", type=int)
+    parser.add_argument("trial_id", type=int, help="the trial's id; -1: the job's final fit")
     parser.add_argument("--parent-pid", type=int, help="exit at once if this process is gone")
     parser.add_argument("--deadline", type=float, help="stop training at this time (seconds since the epoch)")
     parser.add_argument("--max-examples", type=int, help="train on at most this many examples")
@@ -234,12 +249,12 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     store = Store.open(Settings())  # LOOPWISE_* variables, set by the tuning process
     try:
-        state = run_trial(
+        told = run_task(
             store, args.job, args.trial_id, deadline=args.deadline, max_examples=args.max_examples
         )
     finally:
         store.close()
-    return 0 if state is not TrialState.FAIL else 1
+    return 0 if told else 1
 
 
 def _gone(pid: int) -> bool:

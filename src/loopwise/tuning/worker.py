@@ -31,9 +31,10 @@ from loopwise.errors import ConfigurationError, LoopwiseError
 from loopwise.storage.artifacts.local import local_path
 from loopwise.storage.locks import named_lock
 from loopwise.storage.tables import utcnow
+from loopwise.tuning import final_fit
 from loopwise.tuning._study import load_study, optuna_storage
 from loopwise.tuning.devices import trial_pool, uses_accelerators
-from loopwise.tuning.executors import Executor, make_executor
+from loopwise.tuning.executors import Ended, Executor, make_executor
 from loopwise.tuning.outcome import (
     ALLOWANCE,
     ENDED_BECAUSE,
@@ -126,6 +127,8 @@ class Worker:
         self.ray_address = ray_address
         self.lock_name = f"tuning-job-{job.id}"
         self.local: set[int] = set()
+        #: whether this worker runs the job's final fit
+        self.fitting = False
         #: the training split's rows (one epoch), for the smallest trial worth starting
         self.train_size: int | None = None
 
@@ -169,13 +172,15 @@ class Worker:
         last_beat = last_watch = 0.0
         while True:
             for ended in executor.wait(0.0):
-                self._reap(storage, study, ended.trial_id, ended.error)
+                self._ended(storage, study, ended)
             if self.watch is not None and time.monotonic() - last_watch >= WATCH_S:
                 self.watch(study.get_trials(deepcopy=False))
                 last_watch = time.monotonic()
             if time.monotonic() - last_beat >= HEARTBEAT_S:
                 for trial_id in self.local:
                     storage.record_heartbeat(trial_id)
+                if self.fitting:
+                    final_fit.beat(study)
                 last_beat = time.monotonic()
             with named_lock(self.store.engine, self.lock_name):
                 with self.store.uow() as uow:
@@ -186,8 +191,18 @@ class Worker:
                 step, deadline, allowance = self._plan(study)
                 if step is Step.FINISH:
                     trials = study.get_trials(deepcopy=False)
-                    ending = why_done(trials, self.spec, self.train_size)
-                    return finish(self.store, study, job, ending or Ending(JobStatus.COMPLETED, "", ""))
+                    ending = why_done(trials, self.spec, self.train_size) or Ending(
+                        JobStatus.COMPLETED, "", ""
+                    )
+                    record_ending(study, ending)
+                    fit = final_fit.next_step(study, self.spec, ending, here=self.fitting, grace_s=GRACE_S)
+                    if fit is final_fit.FitStep.DONE:
+                        return finish(self.store, study, job, ending)
+                    if fit is final_fit.FitStep.START:
+                        final_fit.claim(study, self.spec)
+                        self.fitting = True
+                        executor.submit(final_fit.FINAL_FIT, None, None)
+                        continue
                 if step is Step.ASK:
                     # the sampler plans for the trials that may run at once (unset: this worker's slots)
                     parallel = self.spec.max_parallel_trials or self.slots
@@ -200,12 +215,12 @@ class Worker:
                     executor.submit(trial._trial_id, deadline, allowance)
                     continue
             for ended in executor.wait(POLL_S):
-                self._reap(storage, study, ended.trial_id, ended.error)
+                self._ended(storage, study, ended)
         # Trials of this worker that told their outcome may still be exiting: report them too.
         drain_until = time.monotonic() + 30
         while self.local and time.monotonic() < drain_until:
             for ended in executor.wait(POLL_S):
-                self._reap(storage, study, ended.trial_id, ended.error)
+                self._ended(storage, study, ended)
         return job
 
     def _plan(self, study: optuna.Study) -> tuple[Step, float | None, int | None]:
@@ -231,6 +246,13 @@ class Worker:
             if allowance < meaningful_trial(trials, self.spec, self.train_size)[0]:
                 return Step.WAIT, None, None  # the running trials hold the rest: see what they leave
         return Step.ASK, deadline, allowance
+
+    def _ended(self, storage: RDBStorage, study: optuna.Study, ended: Ended) -> None:
+        if ended.trial_id == final_fit.FINAL_FIT:
+            self.fitting = False
+            final_fit.ended(study, ended.error)
+        else:
+            self._reap(storage, study, ended.trial_id, ended.error)
 
     def _reap(self, storage: RDBStorage, study: optuna.Study, trial_id: int, error: str | None) -> None:
         self.local.discard(trial_id)
@@ -340,18 +362,30 @@ def keep_best_checkpoints(store: Store, study: optuna.Study, spec: TuningSpec) -
                 shutil.rmtree(path, ignore_errors=True)
 
 
+def record_ending(study: optuna.Study, ending: Ending) -> None:
+    """Record why the search ended in the study (:data:`~loopwise.tuning.outcome.ENDED_BECAUSE`), once:
+    a worker waiting for the final fit calls this on every pass."""
+    recorded = {"reason": ending.reason, "detail": ending.detail}
+    if ending.reason and study.user_attrs.get(ENDED_BECAUSE) != recorded:
+        study.set_user_attr(ENDED_BECAUSE, recorded)
+
+
 def finish(store: Store, study: optuna.Study, job: TuningJob, ending: Ending) -> TuningJob:
-    """End the job: record why in the study (:data:`~loopwise.tuning.outcome.ENDED_BECAUSE`), alias the
-    best model ``best`` and evaluate it once on the test split."""
+    """End the job: record why, alias the best model ``best`` (the final fit's when it completed, else
+    the best trial's, with a failed final fit's error recorded) and evaluate it once on the test split."""
     spec = job_spec(job)
     status = ending.status
     error = ending.detail if status is JobStatus.FAILED else None
-    if ending.reason:
-        study.set_user_attr(ENDED_BECAUSE, {"reason": ending.reason, "detail": ending.detail})
+    record_ending(study, ending)
     best = best_trial(study.get_trials(deepcopy=False), spec)
     model_id = None if best is None else best.user_attrs.get("model_version_id")
     if best is None and status is JobStatus.COMPLETED:
         status, error = JobStatus.FAILED, error or "no trial completed"
+    fit = final_fit.fit_state(study) or {}
+    if fit.get("state") == "complete" and fit.get("model_version_id") is not None:
+        model_id = fit["model_version_id"]
+    elif fit.get("state") == "failed" and best is not None:
+        error = error or f"the final fit failed ({fit.get('error')}); best is trial {best.number}'s model"
     test_evaluation_id = job.test_evaluation_id
     if model_id is not None:
         with store.uow() as uow:
@@ -360,6 +394,10 @@ def finish(store: Store, study: optuna.Study, job: TuningJob, ending: Ending) ->
         if test_evaluation_id is None:
             test_evaluation_id, note = evaluate_on_test(store, version.ref, spec.dataset)
             error = error or note
+        if fit.get("model_version_id") == model_id:
+            with store.uow() as uow:
+                tested = uow.models.get_by_id(int(model_id)).metrics.get("test_accuracy")
+            study.set_user_attr(final_fit.STATE, {**fit, "test_accuracy": tested})
     with store.uow() as uow:
         return uow.tuning_jobs.update(
             job.name,
