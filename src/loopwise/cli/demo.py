@@ -97,7 +97,8 @@ def demo(
         spec = _tuning_spec(store, dataset.ref, name, limits)
         job, trials = _tune(store, spec)
 
-        console.rule("3. the final model on the test split (evaluated once; tuning never saw it)")
+        which = "final" if spec.final_fit.enabled else "best"
+        console.rule(f"3. the {which} model on the test split (evaluated once; tuning never saw it)")
         best, evaluation = _best_on_test(store, job, trials)
 
         console.rule("4. tuning report")
