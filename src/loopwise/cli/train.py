@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from loopwise.cli._common import console, err_console, open_store
-from loopwise.cli._devices import DeviceOption, PrecisionOption, placement
+from loopwise.cli._devices import DeviceOption, TrainPrecisionOption, placement
 
 
 def train(
@@ -49,7 +49,7 @@ def train(
     parent: Annotated[str | None, typer.Option(help="Model version this one derives from (lineage).")] = None,
     description: str = "",
     device: DeviceOption = "auto",
-    precision: PrecisionOption = "auto",
+    precision: TrainPrecisionOption = "auto",
     processes: Annotated[
         int,
         typer.Option(
@@ -71,7 +71,7 @@ def train(
             param_hint="--processes",
         )
     if backend == "transformers":  # TF-IDF runs on the CPU whatever is asked; don't load torch for it
-        device, precision = placement(device, precision)
+        device, precision = placement(device, precision, training=True)
     config = TrainConfig(
         learning_rate=learning_rate,
         batch_size=batch_size,
