@@ -128,6 +128,19 @@ def import_small(tmp_path: Path) -> Callable[[Store], str]:
     return build
 
 
+@pytest.fixture
+def cpu_bf16(monkeypatch: pytest.MonkeyPatch) -> Callable[[bool], None]:
+    """Fake whether the CPU computes bf16 natively (AVX-512 BF16 or AMX), as torch.cpu reports it: call the
+    fixture with True or False."""
+    import torch
+
+    def native(yes: bool) -> None:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: yes)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+
+    return native
+
+
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny randomly initialised BERT (hidden 32, 2 layers) with MiniLM's tokenizer, saved locally."""

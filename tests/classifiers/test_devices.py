@@ -4,6 +4,7 @@ to a fit and a prediction of a tiny random BERT on the CPU."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,6 +20,7 @@ from loopwise.classifiers.devices import (
     Placement,
     check_device,
     check_precision,
+    cpu_native_bf16,
     resolve_config,
     resolve_device,
     resolve_placement,
@@ -160,9 +162,35 @@ def test_auto_precision_on_cuda_is_bf16_where_native_else_fp16(cuda: dict[str, A
         resolve_placement("auto", "bf16")
 
 
-def test_resolve_config_records_what_runs(no_accelerator: None) -> None:
+def test_a_cpu_computes_bf16_natively_with_avx512_bf16_or_amx(monkeypatch: pytest.MonkeyPatch) -> None:
+    for avx512_bf16, amx, native in [(True, False, True), (False, True, True), (False, False, False)]:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert cpu_native_bf16() is native
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")  # a torch without the probes
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    assert cpu_native_bf16() is False
+
+
+def test_auto_on_the_cpu_is_bf16_for_a_fit_where_the_cpu_has_it_natively(
+    cpu_bf16: Callable[[bool], None],
+) -> None:
+    cpu_bf16(True)
+    assert resolve_precision("auto", "cpu", training=True) == "bf16"
+    assert resolve_precision("auto", "cpu") == "fp32"  # predictions, evaluation: fp32 unless asked
+    assert resolve_precision("fp32", "cpu", training=True) == "fp32"  # asked for: kept
+    assert resolve_precision("auto", "mps", training=True) == "fp32"
+    cpu_bf16(False)
+    assert resolve_precision("auto", "cpu", training=True) == "fp32"  # emulated bf16 would gain nothing
+
+
+@pytest.mark.parametrize(("native", "precision"), [(False, "fp32"), (True, "bf16")])
+def test_resolve_config_records_what_runs(
+    no_accelerator: None, cpu_bf16: Callable[[bool], None], native: bool, precision: str
+) -> None:
+    cpu_bf16(native)
     resolved = resolve_config(TrainConfig(batch_size=4))
-    assert (resolved.device, resolved.precision, resolved.batch_size) == ("cpu", "fp32", 4)
+    assert (resolved.device, resolved.precision, resolved.batch_size) == ("cpu", precision, 4)
 
 
 def test_a_placement_says_how_to_run() -> None:
@@ -253,6 +281,30 @@ def test_a_fit_resolves_its_configured_device_and_validates_there(
         train(model, tokenizer, examples(8, 1), encode, len(LABELS), config=TrainConfig(precision="fp16"))
     with pytest.raises(ConfigurationError, match="device cuda was asked for"):
         train(model, tokenizer, examples(8, 1), encode, len(LABELS), config=TrainConfig(device="cuda"))
+
+
+@pytest.mark.parametrize(("native", "dtype"), [(False, torch.float32), (True, torch.bfloat16)])
+def test_a_fit_left_on_auto_trains_in_bf16_only_on_a_cpu_that_has_it_natively(
+    tiny_bert_dir: Path,
+    no_accelerator: None,
+    cpu_bf16: Callable[[bool], None],
+    native: bool,
+    dtype: torch.dtype,
+) -> None:
+    cpu_bf16(native)
+    classifier = TransformerClassifier(LABELS, base_model=tiny_bert_dir, max_seq_length=32)
+    heads = _HeadDtype(classifier.model)
+    config = TrainConfig(batch_size=8, epochs=1, steps_per_epoch=2, learning_rate=1e-3)
+    result = classifier.fit(examples(16, 1), examples(9, 2), config)
+    assert heads.seen == [dtype] * 2
+    assert result.profile["precision"] == ("bf16" if native else "fp32")
+    assert math.isfinite(result.metrics["val_loss"])
+    assert all(p.dtype == torch.float32 for p in classifier.model.parameters())
+    assert classifier.placement == Placement("cpu", "fp32")  # auto predicts in fp32 on the CPU
+    texts = ["great dress", "awful fit", "it was okay", "the dress was fine"]
+    np.testing.assert_allclose(
+        classifier.predict_proba(texts), classifier.predict_proba(texts, batch_size=1), atol=1e-5
+    )
 
 
 def test_the_classifier_predicts_on_its_device_and_saves_device_independent_weights(

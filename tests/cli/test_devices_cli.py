@@ -142,3 +142,26 @@ def test_a_run_records_and_shows_the_device_and_precision_it_trained_on(
 
     main(["evaluate", f"{dataset.split(':')[0]}-transformers:1", "--split", "test", "--device", "cpu"])
     assert "accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_train_left_on_auto_records_bf16_on_a_cpu_that_has_it_natively_else_fp32(
+    home_store: Store,
+    import_small: Callable[[Store], str],
+    tiny_bert_dir: Path,
+    no_cuda: None,
+    cpu_bf16: Callable[[bool], None],
+    capsys: pytest.CaptureFixture[str],
+    native: bool,
+) -> None:
+    cpu_bf16(native)
+    dataset = import_small(home_store)
+    common = ["--dataset", dataset, "--model", str(tiny_bert_dir), "--max-seq-length", "16"]
+    main(["train", *common, "--steps-per-epoch", "2", "--batch-size", "8"])
+    capsys.readouterr()
+    main(["runs", "list", "--json"])
+    (run,) = json.loads(capsys.readouterr().out)
+    main(["runs", "show", run["id"], "--json"])
+    shown = json.loads(capsys.readouterr().out)["run"]
+    precision = "bf16" if native else "fp32"
+    assert shown["params"]["precision"] == precision and shown["profile"]["precision"] == precision

@@ -83,7 +83,8 @@ class TrainConfig:
     selection_metric: str = "val_acc"
     #: auto, cpu, cuda, cuda:N or mps (:mod:`loopwise.classifiers.devices`); auto: the freest accelerator
     device: str = "auto"
-    #: auto, fp32, bf16 or fp16 (autocast; fp16 with loss scaling); auto: bf16 where native, fp32 on the CPU
+    #: auto, fp32, bf16 or fp16 (autocast; fp16 with loss scaling); auto: bf16 where native (GPUs, and CPUs
+    #: with AVX-512 BF16 or AMX), fp16 on older GPUs, fp32 on other CPUs
     precision: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:

@@ -136,7 +136,7 @@ def train(
     if progress is None:
         progress = sys.stderr.isatty()
 
-    placement = placement or resolve_placement(config.device, config.precision)
+    placement = placement or resolve_placement(config.device, config.precision, training=True)
     seed_everything(config.seed)
     model.to(placement.torch_device)
     for parameter in model.parameters():  # freeze_layers alone decides what trains

@@ -28,7 +28,7 @@ from loopwise.classifiers._base import (
     read_manifest,
     write_manifest,
 )
-from loopwise.classifiers.devices import Placement, resolve_placement
+from loopwise.classifiers.devices import Placement, resolve_placement, resolve_precision
 from loopwise.errors import CheckpointError, ClassifierError
 
 if TYPE_CHECKING:
@@ -214,7 +214,9 @@ class TransformerClassifier(TextClassifier):
     ) -> FitResult:
         """Fine-tune with :func:`loopwise.classifiers.loop.train`; ``config.max_seq_length`` is replaced by
         the classifier's own. ``progress`` shows a progress bar (default: when stderr is a terminal). The
-        model trains on ``config.device`` in ``config.precision`` and stays there for predictions;
+        model trains on ``config.device`` in ``config.precision`` and stays on that device for predictions,
+        in the precision ``config.precision`` means for them: the same, but that ``auto``, which trains in
+        bf16 on a CPU with native bf16, predicts in fp32 there (see :mod:`loopwise.classifiers.devices`).
         ``parallel`` makes this fit one rank of a data-parallel one
         (:class:`~loopwise.classifiers.loop.DataParallel`)."""
         from loopwise.classifiers.loop import train as train_loop
@@ -222,7 +224,8 @@ class TransformerClassifier(TextClassifier):
         config = TrainConfig.from_dict(
             {**(config or TrainConfig()).to_dict(), "max_seq_length": self.max_seq_length}
         )
-        self.placement = resolve_placement(config.device, config.precision)
+        training = resolve_placement(config.device, config.precision, training=True)
+        self.placement = Placement(training.device, resolve_precision(config.precision, training.device))
         return train_loop(
             self.model,
             self.tokenizer,
@@ -233,7 +236,7 @@ class TransformerClassifier(TextClassifier):
             config=config,
             reporter=reporter,
             progress=progress,
-            placement=self.placement,
+            placement=training,
             parallel=parallel,
         )
 

@@ -44,11 +44,21 @@ PrecisionOption = Annotated[
         "fp16 on older GPUs, fp32 on the CPU.",
     ),
 ]
+#: ``loopwise train``'s: a fit's ``auto`` also takes bf16 on a CPU that computes it natively
+TrainPrecisionOption = Annotated[
+    str,
+    typer.Option(
+        callback=_precision,
+        help="auto, fp32, bf16 or fp16 (autocast; fp16 scales the loss). auto: bf16 on GPUs that have it "
+        "and on CPUs with AVX-512 BF16 or AMX, fp16 on older GPUs, fp32 on other CPUs.",
+    ),
+]
 
 
-def placement(device: str, precision: str) -> tuple[str, str]:
+def placement(device: str, precision: str, *, training: bool = False) -> tuple[str, str]:
     """``device`` and ``precision`` resolved on this machine (``auto`` becomes, say, ``cuda:0`` and
-    ``bf16``); a device this machine lacks, or a precision it cannot run, is a usage error."""
+    ``bf16``; ``training``: for a fit); a device this machine lacks, or a precision it cannot run, is a
+    usage error."""
     from loopwise.classifiers.devices import resolve_device, resolve_precision
 
     try:
@@ -56,7 +66,7 @@ def placement(device: str, precision: str) -> tuple[str, str]:
     except ConfigurationError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--device'") from None
     try:
-        return resolved, resolve_precision(precision, resolved)
+        return resolved, resolve_precision(precision, resolved, training=training)
     except ConfigurationError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--precision'") from None
 

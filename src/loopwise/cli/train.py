@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from loopwise.cli._common import console, err_console, open_store
-from loopwise.cli._devices import DeviceOption, PrecisionOption, placement
+from loopwise.cli._devices import DeviceOption, TrainPrecisionOption, placement
 
 
 def train(
@@ -49,7 +49,7 @@ def train(
     parent: Annotated[str | None, typer.Option(help="Model version this one derives from (lineage).")] = None,
     description: str = "",
     device: DeviceOption = "auto",
-    precision: PrecisionOption = "auto",
+    precision: TrainPrecisionOption = "auto",
     processes: Annotated[
         int,
         typer.Option(
@@ -89,7 +89,7 @@ def train(
     _check_executor(executor, ray_address, backend)
     # TF-IDF runs on the CPU whatever is asked (don't load torch for it); Ray's workers resolve their own
     if backend == "transformers" and executor == "process":
-        device, precision = placement(device, precision)
+        device, precision = placement(device, precision, training=True)
     config = TrainConfig(
         learning_rate=learning_rate,
         batch_size=batch_size,
