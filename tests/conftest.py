@@ -294,3 +294,14 @@ def flaky_model(two_models: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     with two_models.uow() as uow:
         registry.register(uow, "flaky", backend="flaky", uri=checkpoint.as_uri(), labels=["-1", "0", "1"])
     return two_models
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the longest tests first (the real MiniLM's, and those that start a Ray cluster): with
+    ``-n 2 --dist worksteal`` a five-minute test that starts last leaves one worker running it alone."""
+    slow = [
+        item for item in items if item.get_closest_marker("integration") or item.get_closest_marker("ray")
+    ]
+    if slow:
+        chosen = {id(item) for item in slow}
+        items[:] = slow + [item for item in items if id(item) not in chosen]
