@@ -18,8 +18,14 @@ demo: install seed
 	$(BIN)/loopwise demo
 
 ## test: lint, then the whole test suite (SQLite and PostgreSQL, unit and integration) on both cores
-test: install seed lint browser
-	$(BIN)/python -m pytest -n 2 --dist worksteal --durations=20
+test: install seed browser
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	@# mypy (about a minute) checks beside the tests, in the time they wait on servers and processes
+	$(BIN)/mypy src/loopwise > .mypy.log 2>&1 & mypy=$$!; \
+	$(BIN)/python -m pytest -n 2 --dist worksteal --durations=20; tests=$$?; \
+	wait $$mypy; typed=$$?; cat .mypy.log; rm -f .mypy.log; \
+	test $$tests -eq 0 && test $$typed -eq 0
 
 ## install: the virtual environment from requirements.lock (exact versions with hashes), then loopwise itself
 install: $(VENV)/.installed
