@@ -1,5 +1,6 @@
 """A tuning worker: the loop that asks a job's trials, starts them through an executor, watches them end,
-and finishes the job (see :mod:`loopwise.tuning.service` for how workers share a job).
+and finishes the job (:mod:`loopwise.tuning.ending`; see :mod:`loopwise.tuning.service` for how workers
+share a job).
 
 Each pass of the loop reaps the trials that ended (a process that died without telling fails its trial,
 with the reason; a failed trial is retried while it has retries), sends the heartbeat for the trials this
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -25,29 +25,24 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from loopwise import registry
 from loopwise.data.versions import parse_dataset_ref
-from loopwise.errors import ConfigurationError, LoopwiseError
-from loopwise.storage.artifacts.local import local_path
+from loopwise.errors import ConfigurationError
 from loopwise.storage.locks import named_lock
-from loopwise.storage.tables import utcnow
 from loopwise.tuning import final_fit
 from loopwise.tuning._study import load_study, optuna_storage
 from loopwise.tuning.devices import trial_pool, uses_accelerators
+from loopwise.tuning.ending import finish, keep_best_checkpoints, record_ending
 from loopwise.tuning.executors import Ended, Executor, make_executor
 from loopwise.tuning.outcome import (
     ALLOWANCE,
-    ENDED_BECAUSE,
     FINISHED,
     RERUN_OF,
     RETRY_OF,
     Ending,
     active_seconds,
-    best_trial,
     examples_spent,
     meaningful_trial,
     own_trials,
-    ranked_trials,
     why_done,
 )
 from loopwise.tuning.records import JobStatus, TuningJob
@@ -342,84 +337,3 @@ def rerun(study: optuna.Study, trial: FrozenTrial) -> None:
     if "attempt" in trial.user_attrs:
         attrs["attempt"] = trial.user_attrs["attempt"]
     study.enqueue_trial(dict(trial.params), user_attrs=attrs)
-
-
-def keep_best_checkpoints(store: Store, study: optuna.Study, spec: TuningSpec) -> None:
-    """Remove the checkpoint files of complete trials outside the ``keep_checkpoints`` best."""
-    ranked = ranked_trials(study.get_trials(deepcopy=False), spec)
-    for trial in ranked[spec.keep_checkpoints :]:
-        model_id = trial.user_attrs.get("model_version_id")
-        if model_id is None:
-            continue
-        with store.uow() as uow:
-            version = uow.models.get_by_id(int(model_id))
-            if version.checkpoint_removed_at is not None or version.aliases:
-                continue  # removed already, or somebody points at it
-            uow.models.mark_checkpoint_removed(version.id)
-            path = local_path(version.uri)
-            root = store.artifacts.root
-            if root in path.parents:
-                shutil.rmtree(path, ignore_errors=True)
-
-
-def record_ending(study: optuna.Study, ending: Ending) -> None:
-    """Record why the search ended in the study (:data:`~loopwise.tuning.outcome.ENDED_BECAUSE`), once:
-    a worker waiting for the final fit calls this on every pass."""
-    recorded = {"reason": ending.reason, "detail": ending.detail}
-    if ending.reason and study.user_attrs.get(ENDED_BECAUSE) != recorded:
-        study.set_user_attr(ENDED_BECAUSE, recorded)
-
-
-def finish(store: Store, study: optuna.Study, job: TuningJob, ending: Ending) -> TuningJob:
-    """End the job: record why, alias the best model ``best`` (the final fit's when it completed, else
-    the best trial's, with a failed final fit's error recorded) and evaluate it once on the test split."""
-    spec = job_spec(job)
-    status = ending.status
-    error = ending.detail if status is JobStatus.FAILED else None
-    record_ending(study, ending)
-    best = best_trial(study.get_trials(deepcopy=False), spec)
-    model_id = None if best is None else best.user_attrs.get("model_version_id")
-    if best is None and status is JobStatus.COMPLETED:
-        status, error = JobStatus.FAILED, error or "no trial completed"
-    fit = final_fit.fit_state(study) or {}
-    if fit.get("state") == "complete" and fit.get("model_version_id") is not None:
-        model_id = fit["model_version_id"]
-    elif fit.get("state") == "failed" and best is not None:
-        error = error or f"the final fit failed ({fit.get('error')}); best is trial {best.number}'s model"
-    test_evaluation_id = job.test_evaluation_id
-    if model_id is not None:
-        with store.uow() as uow:
-            version = uow.models.get_by_id(int(model_id))
-            registry.set_alias(uow, version.ref, "best")
-        if test_evaluation_id is None:
-            test_evaluation_id, note = evaluate_on_test(store, version.ref, spec.dataset)
-            error = error or note
-        if fit.get("model_version_id") == model_id:
-            with store.uow() as uow:
-                tested = uow.models.get_by_id(int(model_id)).metrics.get("test_accuracy")
-            study.set_user_attr(final_fit.STATE, {**fit, "test_accuracy": tested})
-    with store.uow() as uow:
-        return uow.tuning_jobs.update(
-            job.name,
-            status=status,
-            best_trial=None if best is None else best.number,
-            best_model_version_id=None if model_id is None else int(model_id),
-            error=error,
-            finished_at=utcnow(),
-            test_evaluation_id=test_evaluation_id,
-        )
-
-
-def evaluate_on_test(store: Store, model_ref: str, dataset_ref: str) -> tuple[int | None, str | None]:
-    """The best model's one evaluation on the test split: (evaluation id, None), or (None, why not)."""
-    from loopwise.evaluation.service import evaluate
-
-    with store.uow() as uow:
-        dataset = uow.datasets.get(*parse_dataset_ref(dataset_ref))
-    if "test" not in dataset.splits:
-        return None, None
-    try:
-        return evaluate(store, model_ref, dataset.ref, "test").record.id, None
-    except LoopwiseError as exc:
-        log.warning("could not evaluate %s on the test split: %s", model_ref, exc)
-        return None, f"the best model could not be evaluated on the test split: {exc}"
