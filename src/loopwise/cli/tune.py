@@ -11,6 +11,7 @@ import typer
 import yaml
 
 from loopwise.cli._common import console, open_store, print_json, progress_bar
+from loopwise.cli._tune_tables import duration, print_trial, results_table, trials_table
 from loopwise.tuning.spec import job_spec
 
 if TYPE_CHECKING:
@@ -49,24 +50,6 @@ def live_progress(spec: TuningSpec) -> Iterator[Callable[[list[Any]], None]]:
             update(done, total, text)
 
         yield watch
-
-
-def _print_trial(trial: Any) -> None:
-    value = "-" if trial.value is None else f"{trial.value:.4f}"
-    error = _error(trial)
-    console.print(
-        f"trial {trial.number}: {trial.state.name.lower()} objective {value}"
-        + (f" ({error.splitlines()[0][:200]})" if error else ""),
-        highlight=False,
-    )
-
-
-def _error(trial: Any) -> str:
-    """Why a trial failed; a trial failed for its silent worker carries no error of its own."""
-    error = str(trial.user_attrs.get("error") or "")
-    if not error and trial.state.name == "FAIL":
-        return "interrupted: its worker stopped sending heartbeats (re-run with the same parameters)"
-    return error
 
 
 @app.command()
@@ -156,7 +139,7 @@ def start(
             console.print(f"run it with: loopwise tune worker {job.name}")
             return
         with live_progress(checked) as watch:
-            job = run_job(store, job.name, progress=_print_trial, watch=watch, **where)
+            job = run_job(store, job.name, progress=print_trial, watch=watch, **where)
     _print_outcome(job)
 
 
@@ -183,7 +166,7 @@ def worker(
 
     where = _where(executor, ray_address, devices)
     with open_store() as store, live_progress(_job_spec(store, job)) as watch:
-        finished = run_job(store, job, progress=_print_trial, watch=watch, slots=slots, **where)
+        finished = run_job(store, job, progress=print_trial, watch=watch, slots=slots, **where)
     _print_outcome(finished)
 
 
@@ -200,7 +183,7 @@ def resume(
 
     where = _where(executor, ray_address, devices)
     with open_store() as store, live_progress(_job_spec(store, job)) as watch:
-        finished = resume_job(store, job, progress=_print_trial, watch=watch, **where)
+        finished = resume_job(store, job, progress=print_trial, watch=watch, **where)
     _print_outcome(finished)
 
 
@@ -266,9 +249,6 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the job and its trials as JSON.")] = False,
 ) -> None:
     """The job's trials sorted by objective (best first): state, objective, parameters, duration."""
-    from rich.table import Table
-
-    from loopwise.tuning.devices import DEVICES_ATTR
     from loopwise.tuning.final_fit import describe
     from loopwise.tuning.service import job_ending, job_final_fit, job_trials
 
@@ -294,7 +274,7 @@ def status(
                         "state": t.state.name.lower(),
                         "objective": t.value,
                         "params": t.params,
-                        "duration_s": _duration(t),
+                        "duration_s": duration(t),
                         "user_attrs": t.user_attrs,
                     }
                     for t in ranked
@@ -302,27 +282,7 @@ def status(
             }
         )
         return
-    table = Table(
-        title=f"{found.name}: {found.status.value} ({spec.objective.metric}, {spec.objective.direction})"
-    )
-    with_devices = any(DEVICES_ATTR in t.user_attrs for t in ranked)
-    columns = ("trial", "state", spec.objective.metric, "params", "duration", "model / error")
-    for column in columns[:5] + ("devices",) * with_devices + columns[5:]:
-        table.add_column(column)
-    for t in ranked:
-        duration = _duration(t)
-        note = t.user_attrs.get("model_ref") or _error(t)[:120]
-        devices = (str(t.user_attrs.get(DEVICES_ATTR, "-")),) * with_devices
-        table.add_row(
-            str(t.number),
-            t.state.name.lower(),
-            "-" if t.value is None else f"{t.value:.4f}",
-            ", ".join(f"{k}={_short(v)}" for k, v in t.params.items()),
-            "-" if duration is None else f"{duration:.1f}s",
-            *devices,
-            str(note),
-        )
-    console.print(table)
+    console.print(trials_table(found, spec, ranked))
     if found.best_trial is not None:
         best = next(t for t in trials if t.number == found.best_trial)
         console.print(
@@ -336,16 +296,6 @@ def status(
         console.print(f"ended: {ending['detail']} ({ending['reason']})", highlight=False)
     if found.error:
         console.print(f"error: {found.error}", highlight=False)
-
-
-def _duration(trial: Any) -> float | None:
-    if trial.datetime_start is None or trial.datetime_complete is None:
-        return None
-    return float((trial.datetime_complete - trial.datetime_start).total_seconds())
-
-
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _print_outcome(job: Any) -> None:
@@ -384,7 +334,7 @@ def results(
     if as_json:
         print_json(document)
         return
-    console.print(_results_table(document))
+    console.print(results_table(document))
     best = document["best"]
     if best is not None:
         console.print(
@@ -399,23 +349,3 @@ def results(
     if found.error:
         console.print(f"error: {found.error}", highlight=False)
     console.print(f"report: {report.html}", highlight=False, soft_wrap=True)
-
-
-def _results_table(document: dict[str, Any]) -> Any:
-    from rich.table import Table
-
-    job, objective = document["job"], document["objective"]
-    table = Table(title=f"{job['name']}: {job['status']} ({objective['metric']}, {objective['direction']})")
-    for column in ("trial", "state", objective["metric"], "params", "duration", "model / error"):
-        table.add_column(column)
-    for row in document["trials"]:
-        note = row["model_ref"] or (row["error"] or "")[:120]
-        table.add_row(
-            f"{row['number']}{' *' if row['best'] else ''}",
-            row["state"],
-            "-" if row["objective"] is None else f"{row['objective']:.4f}",
-            ", ".join(f"{k}={_short(v)}" for k, v in row["params"].items()),
-            "-" if row["duration_s"] is None else f"{row['duration_s']:.1f}s",
-            str(note),
-        )
-    return table
