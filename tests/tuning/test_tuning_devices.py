@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -103,8 +104,14 @@ def test_a_killed_or_failed_trial_gives_its_device_back(sqlite_store: Store) -> 
 
 
 def _environ(executor: ProcessExecutor, trial_id: int) -> dict[str, str]:
-    """The environment the trial's process started with, as the kernel shows it."""
-    raw = Path(f"/proc/{executor.children[trial_id].process.pid}/environ").read_bytes()
+    """The environment the trial's process started with, as the kernel shows it: read once the process
+    runs the trial's command (between fork and exec, /proc shows the parent's environment)."""
+    proc = Path(f"/proc/{executor.children[trial_id].process.pid}")
+    deadline = time.monotonic() + 30
+    while b"loopwise.tuning.trial" not in (proc / "cmdline").read_bytes():
+        assert time.monotonic() < deadline, f"trial {trial_id}'s process never ran its command"
+        time.sleep(0.01)
+    raw = (proc / "environ").read_bytes()
     return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
 
 
