@@ -31,7 +31,7 @@ from loopwise.errors import LoopwiseError
 from loopwise.tuning._study import load_study, optuna_storage
 from loopwise.tuning.outcome import Ending, best_trial
 from loopwise.tuning.records import JobStatus
-from loopwise.tuning.space import backend_options, decode_params
+from loopwise.tuning.space import backend_options, build_config, decode_params
 from loopwise.tuning.spec import job_spec
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ def claim(study: optuna.Study, spec: TuningSpec) -> None:
             "attempt": int(previous.get("attempt", 0)) + 1,
             "trial": best.number,
             "data": spec.final_fit.data,
-            "held_out": spec.final_fit.data == "train",
+            "held_out": spec.final_fit.held_out,
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "interrupted": previous.get("error"),
         },
@@ -124,13 +124,12 @@ def ended(study: optuna.Study, error: str | None) -> None:
         study.set_user_attr(STATE, {**state, "state": "failed", "error": why})
 
 
-def final_config(spec: TuningSpec, params: dict[str, Any], trial_epochs: int) -> TrainConfig:
-    """The best trial's configuration without the search's caps: TrainConfig defaults, ``spec.static``,
-    the trial's searched values; epochs from ``final_fit.epochs`` or the trial's; ``steps_per_epoch``
-    only where the spec set it (static or searched), never the per-trial or budget caps."""
-    values = {"selection_metric": spec.objective.metric, **spec.static, **params}
-    config = TrainConfig(**{k: v for k, v in values.items() if k in TrainConfig.__dataclass_fields__})
-    config.epochs = spec.final_fit.epochs or trial_epochs
+def final_config(spec: TuningSpec, params: dict[str, Any]) -> TrainConfig:
+    """The best trial's configuration (decoded ``params``) without the search's caps
+    (:func:`~loopwise.tuning.space.build_config` uncapped: ``steps_per_epoch`` only where the spec set or
+    searched it), for ``final_fit.epochs`` epochs, else the trial's."""
+    config = build_config(spec, params, capped=False)
+    config.epochs = spec.final_fit.epochs or config.epochs
     return config
 
 
@@ -152,7 +151,6 @@ def run_final_fit(store: Store, job_name: str) -> bool:
             study.set_user_attr(STATE, {**state, "state": "failed", "error": message})
             return False
         metrics = outcome.run.metrics or {}
-        held_out = spec.final_fit.data == "train"
         study.set_user_attr(
             STATE,
             {
@@ -166,7 +164,7 @@ def run_final_fit(store: Store, job_name: str) -> bool:
                 "examples": int(outcome.run.profile.get("examples", 0)),
                 "wall_s": round(time.monotonic() - started, 3),
                 "validation": {k: metrics[k] for k in VALIDATION_METRICS if k in metrics}
-                if held_out
+                if spec.final_fit.held_out
                 else None,
             },
         )
@@ -179,14 +177,13 @@ def _train(store: Store, job_name: str, spec: TuningSpec, trial: FrozenTrial) ->
     from loopwise.training.service import TrainRequest, train
 
     params = decode_params(spec, trial.params)
-    trial_epochs = int(params.get("epochs", spec.static.get("epochs", TrainConfig().epochs)))
-    held_out = spec.final_fit.data == "train"
+    held_out = spec.final_fit.held_out
     request = TrainRequest(
         dataset=spec.dataset,
         backend=spec.backend,
         base_model=spec.base_model,
         model_name=spec.model_name or job_name,
-        config=final_config(spec, params, trial_epochs),
+        config=final_config(spec, params),
         options=backend_options(spec, params),
         train_split="train" if held_out else "train+validation",
         validation_split="validation" if held_out else None,

@@ -86,10 +86,11 @@ def decode_params(spec: TuningSpec, stored: Mapping[str, Any]) -> dict[str, Any]
 
 
 def build_config(
-    spec: TuningSpec, params: Mapping[str, Any], *, max_examples: int | None = None
+    spec: TuningSpec, params: Mapping[str, Any], *, max_examples: int | None = None, capped: bool = True
 ) -> TrainConfig:
     """The TrainConfig of one trial: TrainConfig defaults, then ``spec.static``, then ``params`` (their
-    backend options left out: :func:`backend_options` has them).
+    backend options left out: :func:`backend_options` has them). ``capped=False`` (the final fit) leaves
+    the search's caps below out.
 
     ``selection_metric`` follows the objective unless set static. The optimizer steps are capped at ``C``,
     the least of ``max_steps_per_trial``, ``max_examples_per_trial // batch_size`` and ``max_examples //
@@ -105,6 +106,8 @@ def build_config(
         )
     values = {"selection_metric": spec.objective.metric, **spec.static, **params}
     config = TrainConfig(**{k: v for k, v in values.items() if k in TrainConfig.__dataclass_fields__})
+    if not capped:
+        return config
     caps = [spec.max_steps_per_trial]
     caps += [max(1, n // config.batch_size) for n in (spec.max_examples_per_trial, max_examples) if n]
     cap = min((c for c in caps if c is not None), default=None)

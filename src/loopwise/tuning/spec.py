@@ -107,6 +107,11 @@ class FinalFit:
     data: FinalFitData = "train"
     epochs: int | None = None
 
+    @property
+    def held_out(self) -> bool:
+        """Whether the validation split stays out of the fit (``data: train``) to validate it."""
+        return self.data == "train"
+
 
 @dataclass(frozen=True)
 class TuningSpec:
