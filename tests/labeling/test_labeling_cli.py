@@ -1,5 +1,6 @@
 """``loopwise label job`` as users run it, as a process: a malformed manifest refused by its line with
-nothing imported, a job created from a manifest and from a data set split, listed, watched, stopped."""
+nothing imported, a job created from a manifest and from a data set split, listed, watched, stopped, and
+an automated labeling job's rounds in its status."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import json
 from pathlib import Path
 
 from cli.test_cli import run
+from labeling_helpers import NEW_ROUND, OLD_ROUND, WHY_NOT_MORE, write_rounds
+from loopwise.config import Settings
+from loopwise.storage import Store
 
 
 def test_the_label_job_commands(tmp_path: Path) -> None:
@@ -69,3 +73,44 @@ def test_the_label_job_commands(tmp_path: Path) -> None:
     assert "Stopped" in run(home, "label", "job", "stop", "reviews").stdout
     missing = run(home, "label", "job", "status", "nope", check=False)
     assert missing.returncode == 1 and "no labeling job 'nope'" in missing.stderr
+
+
+def test_status_shows_automated_labelings_rounds(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    run(home, "workforce", "team", "create", "labelers")
+    manifest = tmp_path / "reviews.manifest"
+    manifest.write_text("".join(f'{{"source": "review {i}"}}\n' for i in range(5)))
+    made = run(
+        home, "label", "job", "create", "reviews", "--team", "labelers", "--manifest", str(manifest),
+        "--auto-label", "--json",
+    )  # fmt: skip
+    assert "no round yet" in run(home, "label", "job", "status", "reviews").stdout
+    store = Store.open(Settings(home=home, database_url=None))
+    try:
+        write_rounds(store, json.loads(made.stdout)["id"], [OLD_ROUND, NEW_ROUND])
+    finally:
+        store.close()
+
+    status = json.loads(run(home, "label", "job", "status", "reviews", "--json").stdout)
+    assert status["rounds"] == [OLD_ROUND, NEW_ROUND]  # as stored
+    shown = run(home, "label", "job", "status", "reviews").stdout
+    rows = {
+        cells[0]: cells[1:]
+        for line in shown.splitlines()
+        if line.count("│") > 5
+        for cells in [[cell.strip() for cell in line.split("│")[1:-1]]]
+    }
+    assert rows["2"] == [
+        "embeddings (0.910)",
+        "0.820",
+        "0.910",
+        "skipped",
+        "1150",
+        "1200",
+        "0.930",
+        "0.953",
+        "60",
+    ]
+    assert rows["1"] == ["-", "-", "-", "-", "40", "-", "1: 0.971, 0: -, -1: -", "-", "10"]  # an old round
+    assert f"why not more (round 2): {WHY_NOT_MORE}" in shown
+    assert "finetune skipped (round 2): needs 2,000 labels from people" in shown

@@ -1,6 +1,7 @@
 """The labeling API over a real server on 127.0.0.1, on SQLite and PostgreSQL: jobs created by admins
 only (a malformed item refused by its line, nothing stored), workers confined to their teams' jobs and
-their own answers, an answer sent twice refused with 409, and workers racing over HTTP."""
+their own answers, an answer sent twice refused with 409, workers racing over HTTP, and automated
+labeling's rounds shown to admins only, in the job's JSON and on its console page."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections import Counter
 import httpx
 
 from auth_helpers import admin_token, bearer
+from labeling_helpers import NEW_ROUND, OLD_ROUND, WHY_NOT_MORE, write_rounds
 from loopwise.app import background_server
 from loopwise.storage import Store
 from loopwise.workforce import service as workforce
@@ -128,3 +130,35 @@ def test_workers_racing_over_http_give_every_item_exactly_its_answers(store: Sto
     pairs = [(a["item_id"], a["worker"]) for a in answers]
     assert statuses == {200: count * per_item}
     assert len(pairs) == len(set(pairs)) == count * per_item and set(per_item_answers.values()) == {per_item}
+
+
+def test_admins_see_automated_labelings_rounds_and_workers_do_not(store: Store) -> None:
+    workforce.create_team(store, "labelers")
+    workforce.create_worker(store, "ann@example.com", teams=("labelers",))
+    ann = bearer(workforce.create_token(store, "ann@example.com", "api"))
+    admin = bearer(admin_token(store))
+    with background_server(store) as (url, _), httpx.Client(base_url=url) as http:
+        auto = http.post("/api/v1/labeling/jobs", json={**_job(5, 1), "auto_label": {}}, headers=admin)
+        plain = http.post("/api/v1/labeling/jobs", json=_job(5, 1, "plain"), headers=admin)
+        auto_id, plain_id = auto.json()["id"], plain.json()["id"]
+        assert http.get(f"/api/v1/labeling/jobs/{auto_id}", headers=admin).json()["rounds"] == []
+        page = http.get(f"/console/labeling/{auto_id}", headers=admin).text
+        assert "Automated labeling" in page and "No round yet" in page
+
+        write_rounds(store, auto_id, [OLD_ROUND, NEW_ROUND])
+        seen = http.get(f"/api/v1/labeling/jobs/{auto_id}", headers=admin).json()
+        assert seen["rounds"] == [OLD_ROUND, NEW_ROUND]  # as stored, old and new
+        assert http.get(f"/api/v1/labeling/jobs/{plain_id}", headers=admin).json()["rounds"] is None
+        mine = http.get(f"/api/v1/labeling/jobs/{auto_id}", headers=ann)
+        assert mine.status_code == 200 and "rounds" not in mine.json()
+        assert http.get(f"/console/labeling/{auto_id}", headers=ann).status_code == 403
+
+        page = http.get(f"/console/labeling/{auto_id}", headers=admin).text
+        assert "<h2>Automated labeling</h2>" in page and WHY_NOT_MORE in page
+        assert "<strong>embeddings</strong> 0.910" in page  # the chosen model and its validation accuracy
+        assert '<td class="candidate" data-candidate="tfidf">0.820' in page
+        assert "finetune skipped in round 2: needs 2,000 labels" in page
+        assert '<td class="could">1200</td>' in page and '<td class="could">-</td>' in page  # new, old
+        assert "1: 0.971, 0: -, -1: -" in page  # the old round's per-class thresholds
+        plain_page = http.get(f"/console/labeling/{plain_id}", headers=admin).text
+        assert "Automated labeling" not in plain_page

@@ -178,13 +178,18 @@ def status(
     name: JobName, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
 ) -> None:
     """A job's progress and, per worker, answers, skips, median time, answers per hour and agreement
-    with the other workers' majority."""
+    with the other workers' majority; with automated labeling, each round's chosen model and candidates'
+    validation accuracy, machine labels, certified threshold, and why the latest round labeled no more
+    (--json: the rounds as stored, under "rounds"; null without automated labeling)."""
+    from loopwise.cli._label_rounds import print_rounds
+    from loopwise.labeling.rounds import stored_rounds
     from loopwise.labeling.service import find_job, progress
 
     with open_store() as store:
         figures = progress(store, find_job(store, name))
+        rounds = stored_rounds(store, figures.job.id)
     if as_json:
-        print_json(figures.to_dict())
+        print_json({**figures.to_dict(), "rounds": rounds})
         return
     job = figures.job
     console.print(
@@ -204,6 +209,8 @@ def status(
             "-" if w.agreement is None else f"{w.agreement:.0%}",
         )
     console.print(table)
+    if rounds is not None:
+        print_rounds(rounds)
 
 
 @job_app.command("stop")

@@ -1,5 +1,6 @@
 """The labeling pages: a worker's jobs and the keyboard-driven labeling page (``/label``), and the
-admin's console of jobs with progress and per-worker throughput and agreement (``/console/labeling``).
+admin's console of jobs with progress, per-worker throughput and agreement, and automated labeling's
+rounds (``/console/labeling``).
 
 The labeling page is one document; ``label.js`` drives it over the labeling API, keeping the next item
 already loaded (held) while the worker reads the current one, so an answer shows the next text at once.
@@ -8,7 +9,7 @@ already loaded (held) while the worker reads the current one, so an answer shows
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
@@ -16,8 +17,14 @@ from fastapi.responses import RedirectResponse, Response
 from loopwise.api.deps import StoreDep, WorkerDep
 from loopwise.api.fields import Id, Text
 from loopwise.errors import NotFoundError
-from loopwise.labeling import label_errors, service
+from loopwise.labeling import label_errors, rounds, service
+from loopwise.labeling.rounds import RoundSummary, candidate_names
 from loopwise.web.pages import templates
+
+if TYPE_CHECKING:
+    from loopwise.labeling.records import Progress
+    from loopwise.storage import Store
+    from loopwise.workforce.records import Worker
 
 router = APIRouter(include_in_schema=False)
 
@@ -54,12 +61,24 @@ async def console_jobs(request: Request, store: StoreDep, worker: WorkerDep) -> 
 @router.get("/console/labeling/{job_id}")
 async def console_job(request: Request, job_id: Id, store: StoreDep, worker: WorkerDep) -> Response:
     try:
-        figures = await asyncio.to_thread(service.job_progress, store, worker, job_id)
+        figures, summaries = await asyncio.to_thread(_job_page, store, worker, job_id)
     except NotFoundError as exc:
         return _missing(request, exc, "/console/labeling")
-    return templates.TemplateResponse(
-        request, "labeling_job.html", {"progress": figures, "section": "labeling"}
-    )
+    context = {
+        "progress": figures,
+        "rounds": summaries,
+        "candidates": candidate_names(summaries or []),
+        "section": "labeling",
+    }
+    return templates.TemplateResponse(request, "labeling_job.html", context)
+
+
+def _job_page(store: Store, worker: Worker, job_id: int) -> tuple[Progress, list[RoundSummary] | None]:
+    """The job's progress and, for an admin, its automated labeling rounds' summaries (None: the job
+    has no automated labeling, or the viewer is no admin)."""
+    figures = service.job_progress(store, worker, job_id)
+    stored = rounds.visible_rounds(store, worker, job_id) if worker.can("manage") else None
+    return figures, None if stored is None else [rounds.summarize(r) for r in stored]
 
 
 @router.get("/review/jobs/{job_id}")

@@ -1,10 +1,12 @@
 """The labeling API: workers take items and answer them; admins create, watch and stop jobs.
 
 Workers (``label``): ``GET /api/v1/labeling/jobs`` (their teams' jobs), ``GET .../jobs/{id}`` (the job
-and its progress), ``GET .../jobs/{id}/answers`` (their own answers; ``?everyone=true`` for reviewers
-and admins), ``POST .../jobs/{id}/next`` with ``{"have": [assignment ids on the page]}`` (their live
-holds not on the page, and a new hold when they have room), ``POST .../assignments/{id}/submit`` with
-``{"label": ...}``, ``POST .../assignments/{id}/skip``, ``POST .../jobs/{id}/undo``.
+and its progress; for admins also ``rounds``: automated labeling's round reports, with the model chosen,
+each candidate's validation figures and the threshold's certificate), ``GET .../jobs/{id}/answers``
+(their own answers; ``?everyone=true`` for reviewers and admins), ``POST .../jobs/{id}/next`` with
+``{"have": [assignment ids on the page]}`` (their live holds not on the page, and a new hold when they
+have room), ``POST .../assignments/{id}/submit`` with ``{"label": ...}``,
+``POST .../assignments/{id}/skip``, ``POST .../jobs/{id}/undo``.
 Reviewers (``review``): ``GET .../jobs/{id}/reviews`` (the label-error queue) and
 ``POST .../reviews/{id}`` with ``{"label": ...}``.
 Admins (``manage``): ``POST /api/v1/labeling/jobs``, ``GET .../jobs/{id}/progress`` (per worker),
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -25,7 +27,7 @@ from fastapi.responses import Response
 from loopwise.api.deps import StoreDep, WorkerDep
 from loopwise.api.fields import BadRequest, Id
 from loopwise.api.schemas import JobRequest, NextRequest, SubmitRequest, json_response, parse_body
-from loopwise.labeling import label_errors, service
+from loopwise.labeling import label_errors, rounds, service
 from loopwise.labeling.records import Category, LabelingJob
 
 if TYPE_CHECKING:
@@ -43,11 +45,20 @@ async def jobs(store: StoreDep, worker: WorkerDep) -> Response:
 
 @router.get("/jobs/{job_id}")
 async def job(job_id: Id, store: StoreDep, worker: WorkerDep) -> Response:
-    """The job and its progress; a worker's copy shows only their own figures."""
-    figures = (await asyncio.to_thread(service.job_progress, store, worker, job_id)).to_dict()
+    """The job and its progress; a worker's copy shows only their own figures, and an admin's holds
+    automated labeling's rounds as stored (null without automated labeling)."""
+    figures = await asyncio.to_thread(_job_figures, store, worker, job_id)
+    return json_response(figures)
+
+
+def _job_figures(store: Store, worker: Worker, job_id: int) -> dict[str, Any]:
+    """What :func:`job` answers ``worker``, read off the event loop."""
+    figures = service.job_progress(store, worker, job_id).to_dict()
     if not worker.can("review"):
         figures["workers"] = [w for w in figures["workers"] if w["worker"] == worker.email]
-    return json_response(figures)
+    if worker.can("manage"):
+        figures["rounds"] = rounds.visible_rounds(store, worker, job_id)
+    return figures
 
 
 @router.get("/jobs/{job_id}/answers")
