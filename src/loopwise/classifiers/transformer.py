@@ -66,7 +66,8 @@ def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
 
 
-def _offline(source: str | Path) -> bool:
+def loads_offline(source: str | Path) -> bool:
+    """Whether ``source`` loads from local files only: a directory, or anything while the hub is offline."""
     return Path(source).is_dir() or _hub_offline()
 
 
@@ -118,7 +119,7 @@ def position_limit(model: Any, tokenizer: Any) -> int | None:
 
 
 @contextmanager
-def _quiet_transformers() -> Iterator[None]:
+def quiet_transformers() -> Iterator[None]:
     """Silence transformers' own progress bars and load reports (loopwise shows its own)."""
     from transformers.utils import logging as hf_logging
 
@@ -137,14 +138,14 @@ def _load_pretrained(source: str | Path, labels: Sequence[str]) -> tuple[Any, An
     """The sequence-classification model and fast tokenizer at ``source``; exceptions pass through."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    local = _offline(source)
+    local = loads_offline(source)
     tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=local)
     if not getattr(tokenizer, "is_fast", False):
         raise ClassifierError(f"{source} has no fast tokenizer ({TOKENIZER}): save one with the model")
     # The head's initialisation draws from torch's RNG: fork it so that building a classifier neither
     # depends on nor disturbs the caller's random state.
     # transformers reports the new head as "MISSING" weights; that is expected here, so keep it quiet.
-    with _quiet_transformers(), torch.random.fork_rng(devices=[]):
+    with quiet_transformers(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = AutoModelForSequenceClassification.from_pretrained(
             str(source),
@@ -270,7 +271,7 @@ class TransformerClassifier(TextClassifier):
     def save(self, directory: Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        with _quiet_transformers():
+        with quiet_transformers():
             self.model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
         write_manifest(
