@@ -71,10 +71,11 @@ def split(labels: list[str], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def simulate_job(texts: list[str], truth: list[str]) -> dict[str, Any]:
     from loopwise.config import Settings
     from loopwise.labeling import service
-    from loopwise.labeling.auto import AutoLabelSettings, run_round
+    from loopwise.labeling.auto import run_round
     from loopwise.labeling.jobs import COURSE_CATEGORIES
     from loopwise.labeling.manifest import parse_records
     from loopwise.labeling.output import labeled_items
+    from loopwise.labeling.planning import AutoLabelSettings
     from loopwise.storage import Store
     from loopwise.workforce import service as workforce
 
@@ -136,7 +137,7 @@ def learning_curves(texts: list[str], labels: list[str], step: int, seeds: int) 
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from loopwise.labeling.auto import AutoLabelSettings, select
+    from loopwise.labeling.planning import AutoLabelSettings, select
 
     pool, test = split(labels)
     y = np.array(labels)

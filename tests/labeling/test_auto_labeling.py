@@ -1,11 +1,13 @@
-"""Automated labeling: the Clopper-Pearson bound, per-class thresholds by fixed-sequence testing, the
-selection strategies, and whole jobs on SQLite and PostgreSQL where simulated people label the seed and
-each batch while the machine labels the rest (rounds run by hand and by the server)."""
+"""Automated labeling: the selection strategies and the settings' checks, and whole jobs on SQLite and
+PostgreSQL where simulated people label the seed and each batch while the machine labels the rest (rounds
+run by hand and by the server)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,44 +15,14 @@ import pytest
 from loopwise.app import background_server
 from loopwise.errors import LabelingError
 from loopwise.labeling import service
-from loopwise.labeling.auto import AutoLabelSettings, choose_thresholds, lower_bound, run_round, select
+from loopwise.labeling.auto import run_round
 from loopwise.labeling.manifest import dataset_items
 from loopwise.labeling.output import export_job, labeled_items
+from loopwise.labeling.planning import AutoLabelSettings, select
 from loopwise.labeling.records import Category
 from loopwise.storage import Store
 from loopwise.workforce import service as workforce
 from loopwise.workforce.records import Worker
-
-
-def test_the_lower_bound_is_clopper_pearsons() -> None:
-    assert lower_bound(100, 100, 0.95) == pytest.approx(0.05 ** (1 / 100))  # closed form when all right
-    assert lower_bound(19, 20, 0.95) == pytest.approx(0.7839, abs=1e-4)
-    assert lower_bound(0, 10, 0.95) == 0.0 and lower_bound(0, 0, 0.95) == 0.0
-    assert lower_bound(90, 100, 0.99) < lower_bound(90, 100, 0.9) < 0.9
-
-
-def test_thresholds_keep_the_bound_above_the_target_or_give_none() -> None:
-    rng = np.random.default_rng(0)
-    n = 400
-    # class 0: right whenever its confidence passes 0.75, a coin flip below; class 1: always a coin flip
-    confidence = rng.uniform(0.5, 1.0, n)
-    predicted = np.arange(n) % 2
-    coin = rng.integers(0, 2, n)
-    truth = np.where(predicted == 0, np.where(confidence >= 0.75, 0, coin), coin)
-    proba = np.zeros((n, 2))
-    proba[np.arange(n), predicted] = confidence
-    proba[np.arange(n), 1 - predicted] = 1 - confidence
-    zero, one = choose_thresholds(proba, truth, target=0.9, level=0.95, min_count=20)
-    assert one is None
-    assert zero is not None and 0.6 < zero < 0.8
-    kept = (predicted == 0) & (confidence >= zero)
-    right, total = int((truth[kept] == 0).sum()), int(kept.sum())
-    assert lower_bound(right, total, 0.95) >= 0.9 and total >= 20
-    # a lower threshold would have failed the bound (fixed sequence: it stops at the first failure)
-    looser = (predicted == 0) & (confidence >= zero - 0.05)
-    assert (
-        lower_bound(int((truth[looser] == 0).sum()), int(looser.sum()), 0.95) < 0.9 or looser.sum() == total
-    )
 
 
 def test_the_selection_strategies() -> None:
@@ -76,24 +48,45 @@ def _answer_all(store: Store, workers: list[Worker], job_id: int, truth: dict[in
     return given
 
 
-def _auto_job(store: Store, import_small: Callable[..., str]) -> tuple[int, dict[int, str], list[Worker]]:
-    ref = import_small(store, rows_per_class=150)
+def _auto_job(
+    store: Store,
+    import_small: Callable[..., str],
+    encoder: Path,
+    *,
+    name: str = "auto",
+    rows_per_class: int = 150,
+    **settings: Any,
+) -> tuple[int, dict[int, str], list[Worker]]:
+    """A job with automated labeling over the small data set's training split, one simulated person in
+    its team; ``settings`` override the tests' automated-labeling settings."""
+    ref = import_small(store, rows_per_class=rows_per_class)
     items = dataset_items(store, ref, "train")
     truth = {i.position: i.extra["dataset_label"] for i in items}
     workforce.create_team(store, "labelers")
     workers = [workforce.create_worker(store, "ann@example.com", teams=("labelers",))[0]]
-    settings = AutoLabelSettings(
-        target_accuracy=0.8, seed_share=0.4, min_seed=20, batch_share=0.1, min_count=10, strategy="diversity"
+    chosen = AutoLabelSettings(
+        **{
+            "target_accuracy": 0.8,
+            "seed_share": 0.4,
+            "min_seed": 20,
+            "batch_share": 0.1,
+            "min_count": 10,
+            "strategy": "diversity",
+            "base_model": str(encoder),
+            **settings,
+        }
     )
     job = service.create_job(
-        store, "auto", items, team="labelers", workers_per_item=1, auto_label=settings,
+        store, name, items, team="labelers", workers_per_item=1, auto_label=chosen,
         categories=[Category("-1"), Category("0"), Category("1")],
     )  # fmt: skip
     return job.id, truth, workers
 
 
-def test_a_job_labeled_by_people_and_machine_round_by_round(store: Store, import_small) -> None:  # type: ignore[no-untyped-def]
-    job_id, truth, workers = _auto_job(store, import_small)
+def test_a_job_labeled_by_people_and_machine_round_by_round(
+    store: Store, import_small, tiny_bert_dir
+) -> None:  # type: ignore[no-untyped-def]
+    job_id, truth, workers = _auto_job(store, import_small, tiny_bert_dir)
     before = service.progress(store, service.find_job(store, "auto"))
     assert before.waiting > 0 and before.answers_needed == (before.items - before.waiting)
     with pytest.raises(LabelingError, match="open items this round"):
@@ -104,6 +97,14 @@ def test_a_job_labeled_by_people_and_machine_round_by_round(store: Store, import
         report = run_round(store, "auto")
         rounds += 1
         assert report.model in (f"auto-auto:{rounds}", "")  # "": the last consolidation
+        if report.model:
+            choice, certificate = report.model_choice, report.certificate
+            assert set(choice["candidates"]) == {"tfidf", "embeddings", "finetune"}
+            assert (
+                choice["chosen"] in ("tfidf", "embeddings") and "skipped" in choice["candidates"]["finetune"]
+            )
+            assert certificate["could_label"] == report.machine_labeled and certificate["why_not_more"]
+            assert certificate["validated_on"] == report.holdout >= 20
         answers += _answer_all(store, workers, job_id, truth)
         assert rounds < 20
     items = labeled_items(store, service.find_job(store, "auto"))
@@ -117,8 +118,10 @@ def test_a_job_labeled_by_people_and_machine_round_by_round(store: Store, import
         run_round(store, "auto")
 
 
-def test_the_server_runs_the_rounds_by_itself(sqlite_store: Store, import_small, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    job_id, truth, workers = _auto_job(sqlite_store, import_small)
+def test_the_server_runs_the_rounds_by_itself(
+    sqlite_store: Store, import_small, tmp_path, tiny_bert_dir
+) -> None:  # type: ignore[no-untyped-def]
+    job_id, truth, workers = _auto_job(sqlite_store, import_small, tiny_bert_dir)
     with background_server(sqlite_store, auto_label_interval_s=0.2):
         deadline = time.monotonic() + 120
         while service.find_job(sqlite_store, "auto").status == "InProgress" and time.monotonic() < deadline:
@@ -135,3 +138,41 @@ def test_the_server_runs_the_rounds_by_itself(sqlite_store: Store, import_small,
         m["model-version"].startswith("auto-auto:") and 0 < m["threshold"] <= 1 for m in machine
     )
     assert len(lines) == len(truth)
+
+
+def test_a_fine_tuned_candidate_joins_once_people_gave_enough_answers(
+    store: Store, import_small: Callable[..., str], tiny_bert_dir: Path
+) -> None:
+    job_id, truth, workers = _auto_job(
+        store, import_small, tiny_bert_dir, name="tuned", rows_per_class=40, strategy="margin",
+        seed_share=0.5, models=("tfidf", "finetune"), finetune_min_labels=30, finetune_epochs=1, folds=2,
+    )  # fmt: skip
+    _answer_all(store, workers, job_id, truth)
+    report = run_round(store, "tuned")
+    figures = report.model_choice["candidates"]["finetune"]
+    assert figures["validated_on"] == report.holdout and figures["folds"] == 2
+    assert 0 <= figures["accuracy"] <= 1 and "skipped" not in figures
+    assert report.model_choice["chosen"] in ("tfidf", "finetune")
+    # the diversity strategy was not asked for and no candidate needs embeddings: none were computed
+    assert not store.artifacts.path("labeling/tuned/embeddings").exists()
+
+
+def test_the_jobs_embeddings_are_computed_once(
+    store: Store, import_small: Callable[..., str], tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loopwise.labeling import embeddings
+
+    job_id, truth, workers = _auto_job(store, import_small, tiny_bert_dir)
+    encoded: list[int] = []
+    real = embeddings.encode
+
+    def counting(texts, *args, **kwargs):  # type: ignore[no-untyped-def]
+        encoded.append(len(texts))
+        return real(texts, *args, **kwargs)
+
+    monkeypatch.setattr(embeddings, "encode", counting)
+    for _ in range(2):
+        _answer_all(store, workers, job_id, truth)
+        run_round(store, "auto")
+    assert encoded == [len(truth)]  # every item of the job once, in the first round only
+    assert len(list(store.artifacts.path("labeling/auto/embeddings").glob("*.npz"))) == 1

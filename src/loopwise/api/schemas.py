@@ -76,7 +76,7 @@ class JobRequest(BaseModel):
     items: list[dict[str, Any]] | None = None
     dataset: Text | None = None
     split: Text = "train"
-    #: automated labeling's settings (``loopwise.labeling.auto.AutoLabelSettings``), or none
+    #: automated labeling's settings (``loopwise.labeling.planning.AutoLabelSettings``), or none
     auto_label: dict[str, Any] | None = None
 
 

@@ -70,6 +70,17 @@ BatchShareOption = Annotated[
 StrategyOption = Annotated[
     str, typer.Option(help="Automated labeling: margin, entropy, diversity or random.")
 ]
+ModelsOption = Annotated[
+    str,
+    typer.Option(
+        help="Automated labeling: the candidate models compared each round, comma-separated: tfidf, "
+        "embeddings (the bundled MiniLM's sentence embeddings), finetune (from 2,000 answers on)."
+    ),
+]
+AuditShareOption = Annotated[
+    float,
+    typer.Option(help="Automated labeling: the share of each batch drawn at random to validate thresholds."),
+]
 
 
 @job_app.command("create")
@@ -93,15 +104,17 @@ def create(
     seed_share: SeedShareOption = 0.1,
     batch_share: BatchShareOption = 0.05,
     strategy: StrategyOption = "margin",
+    models: ModelsOption = "tfidf,embeddings,finetune",
+    audit_share: AuditShareOption = 0.5,
     as_json: AsJson = False,
 ) -> None:
     """Create a labeling job. The manifest is checked whole first: a malformed line is reported with its
     number and nothing is imported."""
     from loopwise._durations import parse_duration
     from loopwise.errors import LabelingError
-    from loopwise.labeling.auto import AutoLabelSettings
     from loopwise.labeling.jobs import parse_category
     from loopwise.labeling.manifest import read_manifest
+    from loopwise.labeling.planning import AutoLabelSettings
     from loopwise.labeling.service import create_labeling_job
 
     if (manifest is None) == (dataset is None):
@@ -112,6 +125,8 @@ def create(
             seed_share=seed_share,
             batch_share=batch_share,
             strategy=strategy,  # type: ignore[arg-type]
+            models=tuple(m.strip() for m in models.split(",") if m.strip()),
+            audit_share=audit_share,
         )
         if auto_label
         else None

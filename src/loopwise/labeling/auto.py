@@ -1,167 +1,43 @@
 """Automated labeling with active learning, as Ground Truth does it but open and adjustable.
 
-People first label a random seed set; part of it (the holdout) never trains a model and only measures
-one. Each round then:
+People first label a random seed set. Each round then (see :mod:`loopwise.labeling.planning`):
 
 1. consolidates the people's answers;
-2. trains a fast classifier (loopwise's TF-IDF backend, registered as ``<job>-auto``) on the people's
-   labels outside the holdout;
-3. chooses a confidence threshold per class on the holdout by fixed-sequence testing: thresholds are
-   tried from the highest confidence down (starting at four times the smallest count that could pass
-   at all: 236 items for 0.95 at 95%), each kept only while the one-sided Clopper-Pearson lower bound (at
-   ``confidence_level``) of the accuracy above it reaches ``target_accuracy``; a class whose first
-   threshold fails gets no machine labels this round;
-4. labels by machine the waiting items whose predicted class passes its threshold (each marked with the
-   model version and the threshold);
-5. sends the most informative of the rest to people: ``margin`` (the smallest gap between the two most
-   likely classes), ``entropy``, ``diversity`` (k-means clusters over the most uncertain, one item from
-   each, so a batch does not repeat itself) or ``random``;
+2. cross-fits each candidate model (TF-IDF, the bundled MiniLM's sentence embeddings with a linear
+   head, and once the job is large enough a fine-tuned MiniLM) on the answers and keeps the one with the
+   best out-of-fold accuracy;
+3. certifies one confidence threshold on that model's out-of-fold predictions of the answers people
+   gave at random (fixed-sequence Clopper-Pearson: :mod:`loopwise.labeling.certificate`);
+4. labels by machine the waiting items whose confidence reaches it (each marked with the round's model
+   version and the threshold);
+5. sends the next batch to people: part of it at random (to validate later thresholds on), the rest the
+   most informative by the job's strategy (``margin``, ``entropy``, ``diversity``: cluster-margin over
+   the chosen model's representation, or ``random``);
 
-until every item has a label. The holdout is a random sample, so it stands for the items the machine
-labels; actively chosen items only ever train.
+until every item has a label. ``docs/labeling.md`` explains the method and what its guarantee assumes.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from loopwise.errors import LabelingError
 from loopwise.labeling.lookup import find_job
+from loopwise.labeling.planning import AutoLabelSettings, RoundPlan, plan_round
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
-    from loopwise.classifiers.tfidf import TfidfClassifier
+    from loopwise.labeling.learners import FitPredict
     from loopwise.labeling.records import LabelingJob
     from loopwise.registry.records import ModelVersion
     from loopwise.storage import Store
 
-Strategy = Literal["margin", "entropy", "diversity", "random"]
-STRATEGIES: tuple[Strategy, ...] = ("margin", "entropy", "diversity", "random")
-
-
-@dataclass(frozen=True)
-class AutoLabelSettings:
-    target_accuracy: float = 0.95
-    #: the confidence of the accuracy's lower bound
-    confidence_level: float = 0.95
-    #: the random seed set people label first, as a share of the items (at least ``min_seed``)
-    seed_share: float = 0.1
-    min_seed: int = 100
-    #: the part of the seed set that only measures models (never trains them)
-    holdout_share: float = 0.5
-    #: items sent to people per round after the seed, as a share of the items (at least 1)
-    batch_share: float = 0.05
-    strategy: Strategy = "margin"
-    #: the fewest holdout items a first threshold is tried on (default: four times the fewest that could
-    #: pass at all, 236 for 0.95 at 95%: a sequence that starts where one error fails it is fragile)
-    min_count: int | None = None
-    #: the TF-IDF classifier's inverse regularisation
-    C: float = 4.0
-    seed: int = 0
-    rounds: list[dict[str, Any]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        problems = []
-        if not 0.5 <= self.target_accuracy < 1:
-            problems.append(f"target accuracy {self.target_accuracy}: between 0.5 and 1")
-        if not 0.5 <= self.confidence_level < 1:
-            problems.append(f"confidence level {self.confidence_level}: between 0.5 and 1")
-        if not 0 < self.seed_share < 1 or not 0 < self.batch_share < 1:
-            problems.append("seed and batch shares: between 0 and 1")
-        if not 0 < self.holdout_share < 1:
-            problems.append(f"holdout share {self.holdout_share}: between 0 and 1")
-        if self.strategy not in STRATEGIES:
-            problems.append(f"strategy {self.strategy!r}: one of {', '.join(STRATEGIES)}")
-        if problems:
-            raise LabelingError("automated labeling: " + "; ".join(problems))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, document: dict[str, Any]) -> AutoLabelSettings:
-        return cls(**document)
-
-
-def lower_bound(correct: int, total: int, level: float) -> float:
-    """The one-sided Clopper-Pearson lower bound of a proportion at confidence ``level``."""
-    from scipy.stats import beta
-
-    if total == 0 or correct == 0:
-        return 0.0
-    return float(beta.ppf(1 - level, correct, total - correct + 1))
-
-
-def fewest_passing(target: float, level: float) -> int:
-    """The fewest items, all right, whose accuracy's lower bound reaches ``target``."""
-    return math.ceil(math.log(1 - level) / math.log(target))
-
-
-def choose_thresholds(
-    proba: np.ndarray, truth: np.ndarray, target: float, level: float, min_count: int | None = None
-) -> list[float | None]:
-    """Per class, the lowest confidence threshold whose accuracy on the holdout (``proba`` rows with
-    ``truth`` class indices) keeps a lower bound of at least ``target`` in a fixed sequence from the
-    top; None where the first threshold tried fails. The sequence starts at ``min_count`` items (four
-    times the fewest that could pass, unless told): where it starts depends on the target and level
-    only, never on the labels, so the choice stays valid."""
-    predicted, confidence = proba.argmax(axis=1), proba.max(axis=1)
-    fewest = fewest_passing(target, level)
-    start = max(fewest, 4 * fewest if min_count is None else min_count)
-    chosen: list[float | None] = []
-    for k in range(proba.shape[1]):
-        mine = np.flatnonzero(predicted == k)
-        order = mine[np.argsort(-confidence[mine], kind="stable")]
-        scores = confidence[order]
-        right = np.cumsum(truth[order] == k)
-        threshold = None
-        for i in range(start, len(order) + 1):
-            if i < len(order) and scores[i] == scores[i - 1]:
-                continue  # a threshold keeps every item of equal confidence or none
-            if lower_bound(int(right[i - 1]), i, level) < target:
-                break
-            threshold = float(scores[i - 1])
-        chosen.append(threshold)
-    return chosen
-
-
-def select(
-    strategy: Strategy, proba: np.ndarray, count: int, *, features: Any = None, seed: int = 0
-) -> np.ndarray:
-    """Indices of the ``count`` rows of ``proba`` people should label next."""
-    n = proba.shape[0]
-    if count >= n:
-        return np.arange(n)
-    rng = np.random.default_rng(seed)
-    if strategy == "random":
-        return np.sort(rng.choice(n, count, replace=False))
-    ordered = np.sort(proba, axis=1)
-    margin = ordered[:, -1] - ordered[:, -2]
-    if strategy == "entropy":
-        entropy = -(proba * np.log(np.clip(proba, 1e-12, 1))).sum(axis=1)
-        return np.argsort(-entropy, kind="stable")[:count]
-    most_uncertain = np.argsort(margin, kind="stable")
-    if strategy == "margin" or features is None:
-        return most_uncertain[:count]
-    # diversity: cluster the 5 x count most uncertain and take the most uncertain of each cluster
-    from sklearn.cluster import MiniBatchKMeans
-
-    pool = most_uncertain[: min(n, 5 * count)]
-    clusters = MiniBatchKMeans(n_clusters=count, random_state=seed, n_init=3).fit_predict(features[pool])
-    picked = []
-    for cluster in range(count):
-        members = pool[clusters == cluster]
-        if len(members):
-            picked.append(members[np.argmin(margin[members])])
-    rest = [i for i in pool if i not in set(picked)]
-    return np.array(picked + rest[: count - len(picked)])
+#: the pools of items people labeled at random: they train models and validate thresholds
+RANDOM_POOLS = frozenset({"seed", "holdout", "audit"})
 
 
 @dataclass(frozen=True)
@@ -172,8 +48,12 @@ class RoundReport:
     machine_labeled: int
     sent_to_people: int
     waiting: int
+    #: answers people gave at random (the seed and the audits): they validate the threshold
     holdout: int
     trained_on: int
+    model_choice: dict[str, Any] = field(default_factory=dict)
+    certificate: dict[str, Any] = field(default_factory=dict)
+    audit: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -214,39 +94,94 @@ def _start_round(store: Store, job: LabelingJob) -> tuple[AutoLabelSettings, int
     return settings, counts.get("waiting", 0)
 
 
+@dataclass(frozen=True)
+class _JobItems:
+    """A job's items as arrays of rows (positions in the job's order)."""
+
+    ids: np.ndarray
+    texts: list[str]
+    validating: tuple[np.ndarray, np.ndarray]
+    extra: tuple[np.ndarray, np.ndarray]
+    waiting: np.ndarray
+
+    @classmethod
+    def read(cls, store: Store, job: LabelingJob) -> _JobItems:
+        with store.uow() as uow:
+            rows = uow.labels.auto_items(job.id)
+        index = {label: k for k, label in enumerate(job.labels)}
+        answered: dict[bool, list[tuple[int, int]]] = {True: [], False: []}
+        waiting = []
+        for row, (_, _, status, pool, label) in enumerate(rows):
+            if status == "waiting":
+                waiting.append(row)
+            elif label is not None and label in index:
+                answered[pool in RANDOM_POOLS].append((row, index[label]))
+
+        def pairs(kind: bool) -> tuple[np.ndarray, np.ndarray]:
+            found = np.asarray(answered[kind], dtype=int).reshape(-1, 2)
+            return found[:, 0], found[:, 1]
+
+        return cls(
+            ids=np.asarray([item_id for item_id, *_ in rows], dtype=int),
+            texts=[text for _, text, *_ in rows],
+            validating=pairs(True),
+            extra=pairs(False),
+            waiting=np.asarray(waiting, dtype=int),
+        )
+
+    def answered(self) -> int:
+        return len(self.validating[0]) + len(self.extra[0])
+
+
 def _label_round(store: Store, job: LabelingJob, settings: AutoLabelSettings) -> RoundReport:
     """Steps 2 to 5 of a round, for a job with waiting items; records the round."""
-    with store.uow() as uow:
-        people = uow.labels.human_labeled(job.id)
-        waiting = uow.labels.waiting_items(job.id)
-    labels = job.labels
-    train = [(text, label) for text, label, pool in people if pool != "holdout"]
-    holdout = [(text, label) for text, label, pool in people if pool == "holdout"]
-    if len({label for _, label in train}) < 2:
-        raise LabelingError(f"job {job.name}: the people's labels hold fewer than two classes: label more")
+    items = _JobItems.read(store, job)
+    if len(set(items.validating[1].tolist())) < 2:
+        raise LabelingError(
+            f"job {job.name}: the answers people gave at random hold fewer than two classes: label more"
+        )
     number = len(settings.rounds) + 1
-    model, folder = _train(store, job, settings, train, number)
-    thresholds = _holdout_thresholds(model, labels, holdout, settings)
-    by_class = dict(zip(labels, thresholds, strict=True))
-    version = _register_model(store, job, folder, number, by_class)
-    proba = model.predict_proba([text for _, text in waiting]) if waiting else np.zeros((0, len(labels)))
-    machine = _machine_labels(waiting, proba, thresholds, labels)
-    rest = [row for row, (item_id, _) in enumerate(waiting) if item_id not in machine]
-    chosen = _for_people(model, settings, job, waiting, rest, proba, number)
+    candidates, skipped, features = _candidates(store, job, settings, items)
+    plan = plan_round(
+        candidates,
+        items.validating,
+        items.extra,
+        items.waiting,
+        settings,
+        batch=max(1, round(settings.batch_share * job.items_count)),
+        seed=settings.seed + number,
+        skipped=skipped,
+        features=features,
+    )
+    threshold = plan.certificate.threshold
+    by_class = {label: threshold for label in job.labels}
+    folder = store.artifacts.path(f"labeling/{job.name}/models/round-{number}")
+    folder.mkdir(parents=True, exist_ok=True)
+    version = _register_model(store, job, folder, number, plan)
+    machine = {
+        int(items.ids[items.waiting[row]]): (job.labels[k], confidence, float(threshold or 0.0))
+        for row, (k, confidence) in plan.machine.items()
+    }
+    audit = [int(items.ids[items.waiting[row]]) for row in plan.audit]
+    active = [int(items.ids[items.waiting[row]]) for row in plan.active]
     report = RoundReport(
         round=number,
         model=version.ref,
         thresholds=by_class,
         machine_labeled=len(machine),
-        sent_to_people=len(chosen),
-        waiting=len(rest) - len(chosen),
-        holdout=len(holdout),
-        trained_on=len(train),
+        sent_to_people=len(audit) + len(active),
+        waiting=len(items.waiting) - len(machine) - len(audit) - len(active),
+        holdout=len(items.validating[0]),
+        trained_on=items.answered(),
+        model_choice=plan.choice,
+        certificate={**plan.certificate.to_dict(), "could_label": len(machine)},
+        audit=len(audit),
     )
     rounds = [*settings.rounds, {**report.to_dict(), "at": datetime.now(UTC).isoformat()}]
     with store.uow() as uow:
         uow.labels.set_machine_labels(job.id, machine, version.ref)
-        uow.labels.release(job.id, chosen, pool="active")
+        uow.labels.release(job.id, audit, pool="audit")
+        uow.labels.release(job.id, active, pool="active")
         uow.labels.set_auto_label(job.id, {**settings.to_dict(), "rounds": rounds})
         if not uow.labeling.open_items(job.id):
             uow.labeling.set_status(job.id, "Completed", when="InProgress")
@@ -254,103 +189,74 @@ def _label_round(store: Store, job: LabelingJob, settings: AutoLabelSettings) ->
     return report
 
 
-def _train(
-    store: Store, job: LabelingJob, settings: AutoLabelSettings, train: list[tuple[str, str]], number: int
-) -> tuple[TfidfClassifier, Path]:
-    """Step 2: the round's TF-IDF classifier, fitted on the people's labels outside the holdout and saved
-    under the job's artifacts; returns it and its folder."""
-    from loopwise.classifiers._base import InMemoryExamples
-    from loopwise.classifiers.tfidf import TfidfClassifier
+def _candidates(
+    store: Store, job: LabelingJob, settings: AutoLabelSettings, items: _JobItems
+) -> tuple[dict[str, FitPredict], dict[str, str], Any]:
+    """The round's candidate models (cheapest first), the ones skipped and why, and the representation
+    each learns from (for the diversity strategy)."""
+    from loopwise.labeling import learners
 
-    model = TfidfClassifier(job.labels, C=settings.C, min_df=1)
-    model.fit(InMemoryExamples([t for t, _ in train], [label for _, label in train]), progress=False)
-    folder = store.artifacts.path(f"labeling/{job.name}/models/round-{number}")
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save(folder)
-    return model, folder
+    labels = list(job.labels)
+    candidates: dict[str, FitPredict] = {}
+    skipped: dict[str, str] = {}
+    embeddings: np.ndarray | None = None
+    if "tfidf" in settings.models:
+        candidates["tfidf"] = learners.tfidf_learner(items.texts, labels, settings.C)
+    if "embeddings" in settings.models or settings.strategy == "diversity":
+        from loopwise.labeling.embeddings import job_embeddings
 
+        pairs = list(zip(items.ids.tolist(), items.texts, strict=True))
+        embeddings = job_embeddings(store, job.name, pairs, settings.base_model)
+    if "embeddings" in settings.models and embeddings is not None:
+        candidates["embeddings"] = learners.linear_learner(embeddings, len(labels), settings.embeddings_C)
+    if "finetune" in settings.models:
+        if items.answered() >= settings.finetune_min_labels:
+            from loopwise.classifiers._base import TrainConfig
 
-def _holdout_thresholds(
-    model: TfidfClassifier, labels: list[str], holdout: list[tuple[str, str]], settings: AutoLabelSettings
-) -> list[float | None]:
-    """Step 3: each class's confidence threshold, chosen on the holdout (none without a holdout)."""
-    if not holdout:
-        return [None] * len(labels)
-    index = {label: i for i, label in enumerate(labels)}
-    proba = model.predict_proba([t for t, _ in holdout])
-    truth = np.array([index[label] for _, label in holdout])
-    return choose_thresholds(
-        proba, truth, settings.target_accuracy, settings.confidence_level, settings.min_count
-    )
+            config = TrainConfig(epochs=settings.finetune_epochs, seed=settings.seed)
+            candidates["finetune"] = learners.finetune_learner(
+                items.texts, labels, settings.base_model, config
+            )
+        else:
+            skipped["finetune"] = (
+                f"needs {settings.finetune_min_labels:,} answers from people; the job has "
+                f"{items.answered():,}"
+            )
+
+    def features(name: str, rows: np.ndarray) -> Any:
+        return None if embeddings is None else embeddings[rows]
+
+    return candidates, skipped, features
 
 
 def _register_model(
-    store: Store, job: LabelingJob, folder: Path, number: int, by_class: dict[str, float | None]
+    store: Store, job: LabelingJob, folder: Any, number: int, plan: RoundPlan
 ) -> ModelVersion:
-    """The round's model in the registry, as ``<job>-auto`` with its thresholds."""
+    """The round in the registry, as ``<job>-auto``: the chosen candidate, its threshold and the
+    validation figures (the cross-fitted models themselves are not kept; the folder holds the round's
+    record)."""
     from loopwise.registry import register
 
+    threshold = plan.certificate.threshold
     with store.uow() as uow:
         return register(
             uow,
             f"{job.name}-auto",
-            backend="tfidf",
+            backend=plan.chosen.name,
             uri=folder.as_uri(),
             labels=list(job.labels),
-            params={"labeling_job": job.name, "round": number, "thresholds": by_class},
-            description=f"automated labeling of job {job.name}, round {number}",
+            params={"labeling_job": job.name, "round": number, "threshold": threshold},
+            metrics=plan.chosen.figures(),
+            description=f"automated labeling of job {job.name}, round {number} (record only)",
         )
 
 
-def _machine_labels(
-    waiting: list[tuple[int, str]], proba: np.ndarray, thresholds: list[float | None], labels: list[str]
-) -> dict[int, tuple[str, float, float]]:
-    """Step 4: the waiting items whose predicted class passes its threshold, by item id, with their
-    label, confidence and threshold."""
-    predicted, confidence = proba.argmax(axis=1), proba.max(axis=1)
-    machine: dict[int, tuple[str, float, float]] = {}
-    for row, (item_id, _) in enumerate(waiting):
-        threshold = thresholds[predicted[row]]
-        if threshold is not None and confidence[row] >= threshold:
-            machine[item_id] = (labels[predicted[row]], float(confidence[row]), threshold)
-    return machine
-
-
-def _for_people(
-    model: TfidfClassifier,
-    settings: AutoLabelSettings,
-    job: LabelingJob,
-    waiting: list[tuple[int, str]],
-    rest: list[int],
-    proba: np.ndarray,
-    number: int,
-) -> list[int]:
-    """Step 5: the item ids of the next batch for people, chosen by the job's strategy among ``rest``
-    (rows of ``waiting`` the machine did not label)."""
-    if not rest:
-        return []
-    batch = max(1, round(settings.batch_share * job.items_count))
-    features = (
-        model.vectorizer.transform([waiting[r][1] for r in rest])
-        if settings.strategy == "diversity"
-        else None
-    )
-    picks = select(settings.strategy, proba[rest], batch, features=features, seed=settings.seed + number)
-    return [waiting[rest[int(p)]][0] for p in picks]
-
-
 def initial_pools(count: int, settings: AutoLabelSettings) -> list[tuple[str, str | None]]:
-    """Each item's first status and pool: the random seed set (its holdout part apart) open for people,
-    the rest waiting."""
+    """Each item's first status and pool: the random seed set open for people, the rest waiting."""
     rng = np.random.default_rng(settings.seed)
     seed_size = min(count, max(settings.min_seed, round(settings.seed_share * count)))
-    seed = rng.permutation(count)[:seed_size]
-    holdout = set(seed[: round(settings.holdout_share * seed_size)].tolist())
-    chosen = set(seed.tolist())
-    return [
-        ("open", "holdout" if i in holdout else "seed") if i in chosen else ("waiting", None)
-        for i in range(count)
-    ]
+    chosen = set(rng.permutation(count)[:seed_size].tolist())
+    return [("open", "seed") if i in chosen else ("waiting", None) for i in range(count)]
 
 
 def run_due_rounds(store: Store) -> list[RoundReport]:

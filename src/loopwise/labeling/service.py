@@ -27,7 +27,7 @@ from loopwise.labeling.lookup import visible_jobs as visible_jobs
 from loopwise.labeling.records import Answer, Assignment, Category, LabelingJob, Progress, Task, WorkerFigures
 
 if TYPE_CHECKING:
-    from loopwise.labeling.auto import AutoLabelSettings
+    from loopwise.labeling.planning import AutoLabelSettings
     from loopwise.labeling.records import ManifestItem, Review
     from loopwise.storage import Store
     from loopwise.storage.session import UnitOfWork

@@ -106,8 +106,8 @@ async def create(request: Request, store: StoreDep, worker: WorkerDep) -> Respon
 def _create(store: Store, asked: JobRequest, worker: Worker) -> LabelingJob:
     """The job ``asked`` for, its free-form parts (automated labeling's settings, the manifest's lines)
     parsed here, off the event loop."""
-    from loopwise.labeling.auto import AutoLabelSettings
     from loopwise.labeling.manifest import parse_records
+    from loopwise.labeling.planning import AutoLabelSettings
 
     try:
         automated = None if asked.auto_label is None else AutoLabelSettings(**asked.auto_label)

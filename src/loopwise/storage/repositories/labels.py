@@ -49,6 +49,19 @@ class LabelsRepository:
         )
         return [(text, label or "", pool) for text, label, pool in self.session.execute(query).tuples()]
 
+    def auto_items(self, job_id: int) -> builtins.list[tuple[int, str, str, str | None, str | None]]:
+        """(id, text, status, pool, label if people gave it) of every item, in the job's order: what a
+        round of automated labeling learns from and labels."""
+        query = (
+            select(Item.id, Item.source, Item.status, Item.pool, Item.label, Item.labeled_by)
+            .where(Item.job_id == job_id)
+            .order_by(Item.position)
+        )
+        return [
+            (item_id, text, status, pool, label if by == "human" else None)
+            for item_id, text, status, pool, label, by in self.session.execute(query).tuples()
+        ]
+
     def waiting_items(self, job_id: int) -> builtins.list[tuple[int, str]]:
         query = (
             select(Item.id, Item.source)
