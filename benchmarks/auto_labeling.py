@@ -84,6 +84,7 @@ def simulate_job(name: str, texts: list[str], truth: list[str], models: list[str
     from loopwise.workforce import service as workforce
 
     classes = sorted(set(truth))
+    job_name = name.replace("_", "-")  # job names take hyphens
     categories = list(COURSE_CATEGORIES) if name == "reviews" else [Category(label) for label in classes]
     rng = random.Random(0)
     with tempfile.TemporaryDirectory() as home:
@@ -95,13 +96,13 @@ def simulate_job(name: str, texts: list[str], truth: list[str], models: list[str
         ]
         items = parse_records([{"source": t} for t in texts], where=name)
         job = service.create_job(
-            store, name, items, team="labelers", categories=categories, workers_per_item=3,
+            store, job_name, items, team="labelers", categories=categories, workers_per_item=3,
             auto_label=AutoLabelSettings(models=tuple(models)),
         )  # fmt: skip
         answers = 0
         rounds = []
         started = time.perf_counter()
-        while service.find_job(store, name).status == "InProgress":
+        while service.find_job(store, job_name).status == "InProgress":
             progress = True
             while progress:  # each worker takes the next item and answers it, in turn
                 progress = False
@@ -115,7 +116,7 @@ def simulate_job(name: str, texts: list[str], truth: list[str], models: list[str
                     service.submit(store, worker, tasks[0].assignment_id, answer)
                     answers += 1
                     progress = True
-            report = run_round(store, name)
+            report = run_round(store, job_name)
             rounds.append(report.to_dict())
             brief = {
                 k: report.to_dict()[k] for k in ("round", "machine_labeled", "sent_to_people", "waiting")
@@ -126,7 +127,7 @@ def simulate_job(name: str, texts: list[str], truth: list[str], models: list[str
                 file=sys.stderr,
                 flush=True,
             )
-        labeled = labeled_items(store, service.find_job(store, name))
+        labeled = labeled_items(store, service.find_job(store, job_name))
         store.close()
     machine = [i for i in labeled if i.labeled_by == "machine"]
     people = [i for i in labeled if i.labeled_by == "human"]
