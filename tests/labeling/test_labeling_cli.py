@@ -114,3 +114,34 @@ def test_status_shows_automated_labelings_rounds(tmp_path: Path) -> None:
     assert rows["1"] == ["-", "-", "-", "-", "40", "-", "1: 0.971, 0: -, -1: -", "-", "10"]  # an old round
     assert f"why not more (round 2): {WHY_NOT_MORE}" in shown
     assert "finetune skipped (round 2): needs 2,000 labels from people" in shown
+
+
+def test_automated_labelings_candidates_and_audits_are_chosen_at_creation(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    run(home, "workforce", "team", "create", "labelers")
+    manifest = tmp_path / "texts.manifest"
+    manifest.write_text("".join(f'{{"source": "text {i}"}}\n' for i in range(5)))
+    made = run(
+        home, "label", "job", "create", "texts", "--team", "labelers", "--manifest", str(manifest),
+        "--auto-label", "--models", "tfidf, embeddings", "--audit-share", "0.25", "--json",
+    )  # fmt: skip
+    store = Store.open(Settings(home=home, database_url=None))
+    try:
+        with store.uow() as uow:
+            settings = uow.labels.auto_label(json.loads(made.stdout)["id"])
+    finally:
+        store.close()
+    assert settings is not None
+    assert settings["models"] == ["tfidf", "embeddings"] and settings["audit_share"] == 0.25
+    bad = run(
+        home, "label", "job", "create", "other", "--team", "labelers", "--manifest", str(manifest),
+        "--auto-label", "--models", "tfidf,bert",
+        check=False,
+    )  # fmt: skip
+    assert (
+        bad.returncode != 0
+        and "models ['tfidf', 'bert']: one or more of tfidf, embeddings, finetune" in bad.stderr
+    )
+    assert "Traceback" not in bad.stderr
+    early = run(home, "label", "job", "auto-label", "texts", check=False)
+    assert early.returncode == 1 and "people still have 5 open items this round" in early.stderr

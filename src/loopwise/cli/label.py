@@ -309,7 +309,8 @@ def to_dataset_command(
 @job_app.command("auto-label")
 def auto_label_command(name: JobName, as_json: AsJson = False) -> None:
     """Run a round of automated labeling now (the server runs them by itself as people finish each
-    batch): train, set per-class thresholds on the holdout, label by machine, send the next batch."""
+    batch): compare the candidate models on people's answers, certify a threshold, label by machine
+    what reaches it, send the next batch."""
     from loopwise.labeling.auto import run_round
 
     with open_store() as store:
@@ -317,14 +318,18 @@ def auto_label_command(name: JobName, as_json: AsJson = False) -> None:
     if as_json:
         print_json(report.to_dict())
         return
-    thresholds = ", ".join(
-        f"{label}: {'-' if t is None else f'{t:.3f}'}" for label, t in report.thresholds.items()
-    )
+    certificate = report.certificate
+    threshold = certificate.get("threshold")
+    chosen = report.model_choice.get("chosen", "-")
     console.print(
-        f"{name} round {report.round} ({report.model}): {report.machine_labeled} labeled by machine, "
-        f"{report.sent_to_people} sent to people, {report.waiting} waiting; thresholds {thresholds}",
+        f"{name} round {report.round} ({report.model or 'no model: the job is complete'}, {chosen}): "
+        f"{report.machine_labeled} labeled by machine at threshold "
+        f"{'-' if threshold is None else f'{threshold:.3f}'}, {report.sent_to_people} sent to people "
+        f"({report.audit} at random), {report.waiting} waiting",
         highlight=False,
     )
+    if certificate.get("why_not_more"):
+        console.print(f"why not more: {certificate['why_not_more']}", highlight=False)
 
 
 @job_app.command("find-errors")
