@@ -127,6 +127,6 @@ def _why_not_more(
     threshold, count, errors, bound = failed
     which = "the next threshold down" if kept else "the first threshold tried"
     return (
-        f"{which} ({threshold:.3f}: {count} answers, {errors} wrong) has a lower bound of {bound:.3f}, "
-        f"under the target {target}"
+        f"{which} ({threshold:.3f}: {count} answers, {errors} wrong) has a lower bound of "
+        f"{math.floor(bound * 1000) / 1000:.3f}, under the target {target}"  # rounded down: never "= target"
     )
