@@ -176,3 +176,17 @@ def test_the_jobs_embeddings_are_computed_once(
         run_round(store, "auto")
     assert encoded == [len(truth)]  # every item of the job once, in the first round only
     assert len(list(store.artifacts.path("labeling/auto/embeddings").glob("*.npz"))) == 1
+
+
+def test_a_seed_of_one_class_gets_a_random_batch_instead_of_a_model(
+    store: Store, import_small: Callable[..., str], tiny_bert_dir: Path
+) -> None:
+    job_id, truth, workers = _auto_job(store, import_small, tiny_bert_dir, models=("tfidf",))
+    one_class = {position: "1" for position in truth}  # the people answer "1" to everything
+    _answer_all(store, workers, job_id, one_class)
+    report = run_round(store, "auto")
+    assert report.model == "" and report.machine_labeled == 0 and report.audit == report.sent_to_people > 0
+    assert "a single class" in report.certificate["why_not_more"]
+    assert service.progress(store, service.find_job(store, "auto")).waiting == report.waiting
+    _answer_all(store, workers, job_id, truth)  # the audit's answers bring the other classes
+    assert run_round(store, "auto").model == "auto-auto:1"

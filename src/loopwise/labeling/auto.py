@@ -136,11 +136,9 @@ class _JobItems:
 def _label_round(store: Store, job: LabelingJob, settings: AutoLabelSettings) -> RoundReport:
     """Steps 2 to 5 of a round, for a job with waiting items; records the round."""
     items = _JobItems.read(store, job)
-    if len(set(items.validating[1].tolist())) < 2:
-        raise LabelingError(
-            f"job {job.name}: the answers people gave at random hold fewer than two classes: label more"
-        )
     number = len(settings.rounds) + 1
+    if len(set(items.validating[1].tolist())) < 2:
+        return _random_round(store, job, settings, items, number)
     candidates, skipped, features = _candidates(store, job, settings, items)
     plan = plan_round(
         candidates,
@@ -186,6 +184,34 @@ def _label_round(store: Store, job: LabelingJob, settings: AutoLabelSettings) ->
         if not uow.labeling.open_items(job.id):
             uow.labeling.set_status(job.id, "Completed", when="InProgress")
     (folder / "round.json").write_text(json.dumps(rounds[-1], indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def _random_round(
+    store: Store, job: LabelingJob, settings: AutoLabelSettings, items: _JobItems, number: int
+) -> RoundReport:
+    """A round without a model: the answers people gave at random hold one class, so no model can be
+    trained or checked yet; people get a random batch (an audit) and the next round tries again."""
+    batch = min(len(items.waiting), max(1, round(settings.batch_share * job.items_count)))
+    rng = np.random.default_rng(settings.seed + number)
+    audit = sorted(int(items.ids[row]) for row in rng.choice(items.waiting, batch, replace=False))
+    why = "the answers people gave at random hold a single class: no model yet; people label a random batch"
+    report = RoundReport(
+        round=number,
+        model="",
+        thresholds={label: None for label in job.labels},
+        machine_labeled=0,
+        sent_to_people=len(audit),
+        waiting=len(items.waiting) - len(audit),
+        holdout=len(items.validating[0]),
+        trained_on=items.answered(),
+        certificate={"threshold": None, "could_label": 0, "why_not_more": why},
+        audit=len(audit),
+    )
+    rounds = [*settings.rounds, {**report.to_dict(), "at": datetime.now(UTC).isoformat()}]
+    with store.uow() as uow:
+        uow.labels.release(job.id, audit, pool="audit")
+        uow.labels.set_auto_label(job.id, {**settings.to_dict(), "rounds": rounds})
     return report
 
 
