@@ -297,10 +297,11 @@ def flaky_model(two_models: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the longest tests first (the real MiniLM's, and those that start a Ray cluster): with
-    ``-n 2 --dist worksteal`` a five-minute test that starts last leaves one worker running it alone."""
+    """Run the longest tests first (the real MiniLM's, those that start a Ray cluster or install into a
+    fresh virtual environment): with ``-n 2 --dist worksteal`` a five-minute test that starts last leaves
+    one worker running it alone."""
     slow = [
-        item for item in items if item.get_closest_marker("integration") or item.get_closest_marker("ray")
+        item for item in items if any(item.get_closest_marker(m) for m in ("integration", "ray", "install"))
     ]
     if slow:
         chosen = {id(item) for item in slow}

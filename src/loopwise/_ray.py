@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from loopwise.errors import ConfigurationError
+from loopwise.errors import MissingExtraError
 
 #: variables Ray's worker processes need from this one (offline model hubs, quiet tokenizers)
 FORWARDED_ENV = (
@@ -18,12 +18,12 @@ FORWARDED_ENV = (
 
 
 def import_ray(what: str, otherwise: str) -> Any:
-    """The ``ray`` module; when it is missing, a :class:`ConfigurationError` saying that ``what`` needs it,
+    """The ``ray`` module; when it is missing, a :class:`MissingExtraError` saying that ``what`` needs it,
     how to install it, and what to do ``otherwise``."""
     try:
         import ray
     except ImportError:
-        raise ConfigurationError(f"{what} needs Ray: pip install 'loopwise[ray]' (or {otherwise})") from None
+        raise MissingExtraError(f"{what} needs Ray: pip install 'loopwise[ray]' (or {otherwise})") from None
     return ray
 
 

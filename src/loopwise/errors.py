@@ -4,6 +4,7 @@ The tree::
 
     LoopwiseError
     ├── ConfigurationError        a setting is missing or invalid
+    │   └── MissingExtraError     what was asked needs an optional extra this installation lacks
     ├── NotFoundError             a named thing (data set, run, model version, alias) does not exist
     ├── StorageError              the metadata database failed; nothing was half-written
     │   └── MigrationError        the schema could not be brought to the current revision
@@ -44,6 +45,11 @@ class LoopwiseError(Exception):
 
 class ConfigurationError(LoopwiseError):
     """A setting is missing or has a value loopwise cannot use."""
+
+
+class MissingExtraError(ConfigurationError):
+    """What was asked needs a package of one of loopwise's optional extras (``loopwise[train]``,
+    ``loopwise[ray]``) that this installation lacks; the message names the pip command that adds it."""
 
 
 class NotFoundError(LoopwiseError):

@@ -10,7 +10,9 @@ from types import ModuleType
 from typing import Any
 
 import typer
+from rich.markup import escape
 
+from loopwise._extras import missing_extra
 from loopwise.cli import (
     ab,
     data,
@@ -119,7 +121,15 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except LoopwiseError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        # escaped: a message's brackets (pip install 'loopwise[train]') are text, not rich markup
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        sys.exit(1)
+    except ModuleNotFoundError as exc:
+        # a command that needs an optional extra this installation lacks (loopwise[train]): say which
+        error = missing_extra(exc)
+        if error is None:
+            raise
+        err_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
         sys.exit(1)
     except KeyboardInterrupt:
         err_console.print("interrupted")

