@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,34 @@ def test_a_stale_holders_write_is_refused_and_the_new_holders_goes_through(
 
     run_fenced(replica, Fence(DUTY, new), _add_webhook("http://current.example/"))
     assert _webhooks(store) == ["http://current.example/"]
+
+
+def test_a_takeover_waits_for_the_fenced_transaction_in_flight(store: Store, replica: Store) -> None:
+    """The check and the takeover are ordered: a write that passed its check commits before the next
+    holder's token exists, never after (PostgreSQL: the lease row is share-locked until the commit;
+    SQLite: the transaction holds the write lock)."""
+    with store.uow() as uow:
+        old = uow.leases.acquire(DUTY, "a", 0.2)
+    assert old is not None
+    with replica.uow() as uow:  # the lease runs out while the holder is in the middle of a pass
+        expires_at = uow.leases.all()[0].expires_at
+    while datetime.now(UTC) < expires_at + timedelta(seconds=0.1):  # the database runs on this host
+        time.sleep(0.05)
+    taken: list[int | None] = []
+
+    def take_over() -> None:
+        with replica.uow() as uow:
+            taken.append(uow.leases.acquire(DUTY, "b", 30.0))
+
+    successor = threading.Thread(target=take_over)
+    with store.uow() as uow:
+        uow.leases.check(DUTY, old)
+        successor.start()
+        successor.join(timeout=1.0)
+        assert successor.is_alive() and not taken, "the takeover did not wait for the fenced transaction"
+        uow.monitoring.add_webhook("http://in-flight.example/", "secret")
+    successor.join(timeout=60)
+    assert taken == [old + 1] and _webhooks(store) == ["http://in-flight.example/"]
 
 
 def test_a_keeper_lets_go_of_a_duty_whose_write_found_the_lease_gone(store: Store) -> None:
