@@ -49,8 +49,13 @@ def private_file(path: Path) -> Path:
 
 
 def open_private(path: Path, mode: str = "ab") -> IO[bytes]:
-    """Open ``path`` for appending bytes (``"ab"``) or writing them anew (``"wb"``), created 0600."""
-    flags = {"ab": os.O_WRONLY | os.O_CREAT | os.O_APPEND, "wb": os.O_WRONLY | os.O_CREAT | os.O_TRUNC}
+    """Open ``path`` for appending bytes (``"ab"``; ``"a+b"`` reads too) or writing them anew (``"wb"``),
+    created 0600."""
+    flags = {
+        "ab": os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+        "a+b": os.O_RDWR | os.O_CREAT | os.O_APPEND,
+        "wb": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+    }
     fd = os.open(path, flags[mode], FILE_MODE)
     try:
         os.fchmod(fd, FILE_MODE)

@@ -1,7 +1,9 @@
 """The ``loopwise server`` application: the composition root. :func:`create_app` builds the state the
 routes read through :mod:`loopwise.api.deps` (the store, the data plane, the settings, the credentials
 cache), includes the routers (:mod:`loopwise.api.routes`, :mod:`loopwise.web`) and adds the middleware;
-the data plane, the monitoring scheduler and the background duties start and stop with the app.
+the data plane and the background duties start and stop with the app. Each duty runs only while this
+process holds its lease (:mod:`loopwise.storage.leases`), so on several servers over one database each
+duty runs on one of them at a time, and every write of a pass is fenced by the lease's token.
 
 Errors answer JSON ``{"error": {"type": ..., "message": ...}}`` with the status that says whose fault it
 was: 400 bad input (malformed body, empty text, unknown target variant, a field out of range or holding a
@@ -31,15 +33,26 @@ from loopwise.api.invocations import KNOWN_ERRORS, InvocationsMiddleware, error_
 from loopwise.api.openapi import install as install_openapi
 from loopwise.api.routes import ROUTERS
 from loopwise.config import MAX_BODY_BYTES, ServerSettings
-from loopwise.monitoring.scheduling import MonitorScheduler
-from loopwise.serving.plane import DataPlane
+from loopwise.errors import LeaseLostError
+from loopwise.serving.plane import ROLLOUT_GUARD, DataPlane
+from loopwise.storage.leases import LeaseKeeper, run_fenced
 from loopwise.web import ROUTERS as PAGES
 from loopwise.web.console import static
 
 if TYPE_CHECKING:
     from loopwise.storage import Store
 
-__all__ = ["MAX_BODY_BYTES", "ServerSettings", "background_server", "create_app"]
+__all__ = ["DUTIES", "MAX_BODY_BYTES", "ServerSettings", "background_server", "create_app"]
+
+#: the background duties, each under a lease of its own (so several servers share them out)
+MONITORING, AUTO_LABELING, SETTLING, WEBHOOKS, PIPELINE_TRIGGERS = (
+    "monitoring-schedules",
+    "automated-labeling",
+    "settling-human-loops",
+    "webhook-outbox",
+    "pipeline-triggers",
+)
+DUTIES = (MONITORING, AUTO_LABELING, SETTLING, WEBHOOKS, PIPELINE_TRIGGERS, ROLLOUT_GUARD)
 
 
 def create_app(store: Store, settings: ServerSettings | None = None, **options: Any) -> FastAPI:
@@ -57,8 +70,9 @@ def create_app(store: Store, settings: ServerSettings | None = None, **options: 
     app = FastAPI(title="loopwise", lifespan=_lifespan)
     state = app.state
     state.settings, state.store, state.max_body_bytes = settings, store, settings.max_body_bytes
-    state.plane = DataPlane(store) if settings.watch_s is None else DataPlane(store, watch_s=settings.watch_s)
-    state.scheduler = MonitorScheduler(store, interval_s=settings.monitor_interval_s)
+    state.leases = LeaseKeeper(store, DUTIES)
+    watch = {} if settings.watch_s is None else {"watch_s": settings.watch_s}
+    state.plane = DataPlane(store, leases=state.leases, **watch)
     state.credentials = Credentials(store, ttl_s=settings.credentials_ttl_s)
     state.signin_limiter = SignInLimiter()
     for router in (*ROUTERS, *PAGES):
@@ -85,12 +99,14 @@ def create_app(store: Store, settings: ServerSettings | None = None, **options: 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """The data plane, the monitoring scheduler and the background duties, for the app's lifetime."""
+    """The duties' leases, the data plane and the background duties, for the app's lifetime; the
+    leases are given up last, so another server takes the duties over at once."""
     from loopwise.labeling.service import warm
 
     state = app.state
     settings: ServerSettings = state.settings
     await asyncio.to_thread(warm, state.store)
+    state.leases.start()
     await state.plane.start()
     if settings.freeze_heap:
         # what start-up made lives as long as the server process: moved out of the collector's
@@ -98,15 +114,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         # flight). Only for a process that is the server (`loopwise server`), not one that hosts it.
         gc.collect()
         gc.freeze()
-    state.scheduler.start()
-    background = _background(state.store, settings)
+    background = _background(state.store, settings, state.leases)
     try:
         yield
     finally:
         for task in background:
             task.cancel()
-        await state.scheduler.close()
         await state.plane.close()
+        await state.leases.close()
 
 
 async def _known_error(request: Request, exc: Exception) -> Response:
@@ -123,37 +138,50 @@ async def _known_error(request: Request, exc: Exception) -> Response:
     return Response(error_body(kind, message), status_code=status, media_type="application/json")
 
 
-async def _every(interval_s: float, step: Callable[[Store], object], store: Store, what: str) -> None:
-    """``step(store)`` every ``interval_s`` seconds, off the event loop; a failing pass is logged and
-    does not stop the next ones."""
+async def _every(
+    interval_s: float, step: Callable[[Store], object], store: Store, leases: LeaseKeeper, duty: str
+) -> None:
+    """``step(store)`` every ``interval_s`` seconds, off the event loop, while this process holds the
+    duty's lease (each write of the pass fenced by it); a failing pass is logged and does not stop the
+    next ones, and one that finds the lease taken over lets it go."""
     import logging
 
     while True:
         await asyncio.sleep(interval_s)
+        fence = leases.fence(duty)
+        if fence is None:
+            continue
         try:
-            await asyncio.to_thread(step, store)
+            await asyncio.to_thread(run_fenced, store, fence, step)
+        except LeaseLostError:
+            leases.lost(duty)
         except Exception:
-            logging.getLogger(__name__).exception("%s failed", what)
+            logging.getLogger(__name__).exception("duty %s failed", duty)
 
 
-def _background(store: Store, settings: ServerSettings) -> list[asyncio.Task[None]]:
-    """The server's periodic work: automated labeling's rounds as jobs become due; human loops settled
-    (answered ones completed, late ones failed); the webhook outbox's due deliveries sent (alerts, loop
-    events, pipeline runs: one duty, in a task of its own, so a webhook that does not answer holds
-    nothing else back); pipelines whose triggers are due run."""
+def _background(store: Store, settings: ServerSettings, leases: LeaseKeeper) -> list[asyncio.Task[None]]:
+    """The server's periodic work, each a duty under its lease: monitoring schedules run as they become
+    due; automated labeling's rounds as jobs become due; human loops settled (answered ones completed,
+    late ones failed); the webhook outbox's due deliveries sent (alerts, loop events, pipeline runs: one
+    duty, in a task of its own, so a webhook that does not answer holds nothing else back); pipelines
+    whose triggers are due run. (The rollout guard is the data plane's, under its lease too.)"""
     from loopwise.labeling.auto import run_due_rounds
+    from loopwise.monitoring.scheduling import run_due as run_due_schedules
     from loopwise.pipelines.triggers import run_due
     from loopwise.review.service import settle
     from loopwise.webhooks import deliver_due
 
     review_s = settings.review_interval_s
-    steps = (
-        (settings.auto_label_interval_s, run_due_rounds, "automated labeling"),
-        (review_s, settle, "settling human loops"),
-        (review_s, deliver_due, "sending webhook deliveries"),
-        (settings.pipeline_interval_s, functools.partial(run_due, background=True), "pipeline triggers"),
+    steps: tuple[tuple[float, Callable[[Store], object], str], ...] = (
+        (settings.monitor_interval_s, run_due_schedules, MONITORING),
+        (settings.auto_label_interval_s, run_due_rounds, AUTO_LABELING),
+        (review_s, settle, SETTLING),
+        (review_s, deliver_due, WEBHOOKS),
+        (settings.pipeline_interval_s, functools.partial(run_due, background=True), PIPELINE_TRIGGERS),
     )
-    return [asyncio.create_task(_every(interval, step, store, what)) for interval, step, what in steps]
+    return [
+        asyncio.create_task(_every(interval, step, store, leases, duty)) for interval, step, duty in steps
+    ]
 
 
 @contextmanager

@@ -7,7 +7,8 @@ The tree::
     │   └── MissingExtraError     what was asked needs an optional extra this installation lacks
     ├── NotFoundError             a named thing (data set, run, model version, alias) does not exist
     ├── StorageError              the metadata database failed; nothing was half-written
-    │   └── MigrationError        the schema could not be brought to the current revision
+    │   ├── MigrationError        the schema could not be brought to the current revision
+    │   └── LeaseLostError        a background duty's lease moved to another server: its write was refused
     ├── DataError                 input data is unusable
     │   ├── DownloadError         a download failed or was refused
     │   ├── ChecksumError         a file's sha256 is not the expected one
@@ -58,6 +59,11 @@ class NotFoundError(LoopwiseError):
 
 class StorageError(LoopwiseError):
     """The metadata database failed; the transaction was rolled back."""
+
+
+class LeaseLostError(StorageError):
+    """A background duty's lease is no longer this process's (another server took it over): the write
+    the duty was about to commit was rolled back, and the duty stops here until it holds the lease again."""
 
 
 class MigrationError(StorageError):

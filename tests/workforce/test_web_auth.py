@@ -15,7 +15,7 @@ import pytest
 
 from api.test_permission_matrix import EVERYONE, MATRIX, concrete
 from auth_helpers import ADMIN_PASSWORD, admin_token, bearer, ensure_admin
-from loopwise.app import background_server
+from loopwise.app import DUTIES, background_server
 from loopwise.storage import Store
 from loopwise.workforce import service
 from loopwise.workforce.records import ROLE_PERMISSIONS, ROLES
@@ -55,7 +55,9 @@ def test_nothing_but_sign_in_answers_without_an_account(server: tuple[str, objec
             page.status_code == 303
             and page.headers["location"] == "/signin?next=%2Fconsole%2Falerts%3Fstatus%3Dopen"
         )
-        assert anonymous.get("/healthz").json() == {"status": "ok"}  # says nothing about the endpoints
+        health = anonymous.get("/healthz").json()  # says nothing about the endpoints
+        assert health["status"] == "ok" and set(health) == {"status", "duties"}
+        assert set(health["duties"]) <= set(DUTIES)  # the background duties this server runs now
 
 
 def test_each_role_reaches_what_its_permissions_allow_and_nothing_else(

@@ -16,6 +16,7 @@ from loopwise.api.auth import Credentials, Principal, SignInLimiter, principal
 from loopwise.config import ServerSettings
 from loopwise.serving.plane import DataPlane
 from loopwise.storage import Store
+from loopwise.storage.leases import LeaseKeeper
 from loopwise.workforce.records import Worker
 
 
@@ -29,6 +30,10 @@ async def _plane(request: Request) -> DataPlane:
 
 async def _settings(request: Request) -> ServerSettings:
     return request.app.state.settings
+
+
+async def _leases(request: Request) -> LeaseKeeper:
+    return request.app.state.leases
 
 
 async def _credentials(request: Request) -> Credentials:
@@ -50,6 +55,8 @@ async def _worker(request: Request) -> Worker:
 StoreDep = Annotated[Store, Depends(_store)]
 PlaneDep = Annotated[DataPlane, Depends(_plane)]
 SettingsDep = Annotated[ServerSettings, Depends(_settings)]
+#: the server's duty leases (which background duties this process runs)
+LeasesDep = Annotated[LeaseKeeper, Depends(_leases)]
 CredentialsDep = Annotated[Credentials, Depends(_credentials)]
 LimiterDep = Annotated[SignInLimiter, Depends(_limiter)]
 #: the signed-in caller (the auth middleware let the request through, so there is one)

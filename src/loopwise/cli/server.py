@@ -23,7 +23,9 @@ def server(
     and POST /api/v1/endpoints/NAME/predict, the REST API under /api/v1, the web console at /console and
     the labeling pages at /label; endpoints created, re-weighted or deleted meanwhile are picked up within
     a second. Every route but /signin needs a signed-in account or an API token. Behind a reverse proxy,
-    name it with --forwarded-allow-ips, or every client looks like the proxy's address."""
+    name it with --forwarded-allow-ips, or every client looks like the proxy's address. Several servers
+    may share one PostgreSQL database (each background duty runs on one of them at a time); on SQLite a
+    second server is refused."""
     import os
 
     import uvicorn
@@ -31,6 +33,7 @@ def server(
     from loopwise.app import create_app
     from loopwise.cli._common import console, open_store, settings
     from loopwise.config import ServerSettings
+    from loopwise.storage.locks import only_server
     from loopwise.workforce.queries import has_admin
 
     # what the server and its workers write (reports, labeling outputs, journals) is the owner's only,
@@ -44,7 +47,7 @@ def server(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--forwarded-allow-ips") from None
 
-    with open_store() as store:
+    with open_store() as store, only_server(store.engine):  # one server on SQLite; replicas need PostgreSQL
         console.print(
             f"loopwise server on http://{host}:{port} (sign in at http://{host}:{port}/signin)",
             highlight=False,

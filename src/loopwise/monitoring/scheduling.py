@@ -1,14 +1,12 @@
 """Monitoring on a schedule, alerts from violations, and the webhooks they go to.
 
-The server's scheduler (:class:`MonitorScheduler`) calls :func:`run_due` every few seconds; alerts are
+The server's monitoring duty (``loopwise.app``) calls :func:`run_due` every few seconds; alerts are
 queued in the webhook outbox (:mod:`loopwise.webhooks`) with the alert, and the server's one delivery
 duty sends them. Both are plain functions over the store, so the CLI and tests call them too.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -163,35 +161,7 @@ def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()}
 
 
-class MonitorScheduler:
-    """The server's background loop: due schedules every ``interval_s`` (their alerts' deliveries go
-    with every other webhook event, in the server's one outbox duty)."""
-
-    def __init__(self, store: Store, interval_s: float = 5.0) -> None:
-        self.store = store
-        self.interval_s = interval_s
-        self.task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self.task = asyncio.create_task(self._run())
-
-    async def close(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await asyncio.to_thread(run_due, self.store)
-            except Exception:
-                log.exception("monitoring: run_due failed; trying again")
-            await asyncio.sleep(self.interval_s)
-
-
 __all__ = [
-    "MonitorScheduler",
     "add_webhook",
     "create_schedule",
     "deliver_due",

@@ -4,7 +4,10 @@
 InService, and looks at the endpoints' configuration versions every :data:`WATCH_S` seconds: a new
 version is applied in place (new weights take effect at once, with no restart and no failed request;
 variants whose model or batching changed get new pools, the old ones drain), a new endpoint is started, a
-deleted one stopped. :meth:`DataPlane.invoke` answers one request.
+deleted one stopped. :meth:`DataPlane.invoke` answers one request. The autoscaler runs in every server
+(it sizes this server's own pools from its own traffic); the rollout guard, which writes the endpoints'
+weights, runs only in the server that holds its lease (:data:`ROLLOUT_GUARD`) when given a
+:class:`~loopwise.storage.leases.LeaseKeeper`.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 import uuid
@@ -20,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from loopwise.errors import NotFoundError
+from loopwise.errors import LeaseLostError, NotFoundError
 from loopwise.experiments.bandit import BanditBook
 from loopwise.review.activation import LoopStarter, activate
 from loopwise.review.conditions import Condition
@@ -44,9 +48,11 @@ from loopwise.serving.router import (
 )
 from loopwise.serving.service import guard_rollouts
 from loopwise.serving.shadow import ShadowComparison
+from loopwise.storage.leases import run_fenced
 
 if TYPE_CHECKING:
     from loopwise.storage import Store
+    from loopwise.storage.leases import LeaseKeeper
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +60,16 @@ log = logging.getLogger(__name__)
 WATCH_S = 0.5
 #: shadow requests in flight at most; past this, copies are skipped (and counted as the shadow's 5XX)
 MAX_SHADOW_IN_FLIGHT = 256
+#: the rollout guard's duty lease: one server advances or rolls back the rollouts at a time
+ROLLOUT_GUARD = "rollout-guard"
 
 
 class DataPlane:
-    def __init__(self, store: Store, *, watch_s: float = WATCH_S) -> None:
+    def __init__(self, store: Store, *, watch_s: float = WATCH_S, leases: LeaseKeeper | None = None) -> None:
         self.store = store
         self.watch_s = watch_s
+        #: the server's duty leases: the rollout guard runs while it holds ROLLOUT_GUARD (always without)
+        self.leases = leases
         self.runtimes: dict[str, EndpointRuntime] = {}
         self.watcher: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()
@@ -373,13 +383,28 @@ class DataPlane:
                 log.exception("could not read the endpoints' configurations; trying again")
             for runtime in list(self.runtimes.values()):
                 self.autoscaler.tick(runtime)
-            try:
-                await asyncio.to_thread(guard_rollouts, self.store, self.metrics, set(self.runtimes))
-            except Exception:
-                log.exception("could not advance the rollouts; trying again")
+            await self._guard_rollouts()
             if time.monotonic() - self._sampled >= 1.0:
                 self.resources.sample(self.runtimes.values(), self.metrics)
                 self._sampled = time.monotonic()
 
+    async def _guard_rollouts(self) -> None:
+        """Advance, complete or roll back the rollouts: here if this server holds the guard's lease (each
+        write fenced by it), or always when the plane has no leases."""
+        fence = None if self.leases is None else self.leases.fence(ROLLOUT_GUARD)
+        if self.leases is not None and fence is None:
+            return  # another server guards the rollouts
+        guard = functools.partial(guard_rollouts, metrics=self.metrics, in_service=set(self.runtimes))
+        try:
+            if fence is None:
+                await asyncio.to_thread(guard, self.store)
+            else:
+                await asyncio.to_thread(run_fenced, self.store, fence, guard)
+        except LeaseLostError:
+            if self.leases is not None:
+                self.leases.lost(ROLLOUT_GUARD)
+        except Exception:
+            log.exception("could not advance the rollouts; trying again")
 
-__all__ = ["DataPlane", "Invocation"]
+
+__all__ = ["ROLLOUT_GUARD", "DataPlane", "Invocation"]

@@ -1,5 +1,7 @@
 """The unit of work: one session scope that commits, rolls back, and maps database errors to
-:class:`~loopwise.errors.StorageError`. Repositories hang off it."""
+:class:`~loopwise.errors.StorageError`. Repositories hang off it. Inside a background duty's pass
+(:func:`loopwise.storage.fencing.fenced`) every commit first checks the duty's lease, in the same
+transaction."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from loopwise.errors import LoopwiseError, StorageError
+from loopwise.storage.fencing import current_fence
 from loopwise.storage.repositories import (
     BanditRepository,
     DatasetRepository,
@@ -19,6 +22,7 @@ from loopwise.storage.repositories import (
     FeedbackRepository,
     LabelingRepository,
     LabelsRepository,
+    LeaseRepository,
     ModelRepository,
     MonitoringRepository,
     PipelineRepository,
@@ -53,6 +57,7 @@ class UnitOfWork:
     review: ReviewRepository
     pipelines: PipelineRepository
     webhooks: WebhookOutboxRepository
+    leases: LeaseRepository
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._factory = session_factory
@@ -82,6 +87,7 @@ class UnitOfWork:
         self.review = ReviewRepository(self._session)
         self.pipelines = PipelineRepository(self._session)
         self.webhooks = WebhookOutboxRepository(self._session)
+        self.leases = LeaseRepository(self._session)
         return self
 
     def __exit__(
@@ -90,11 +96,7 @@ class UnitOfWork:
         session = self.session
         try:
             if exc_type is None:
-                try:
-                    session.commit()
-                except SQLAlchemyError as error:
-                    session.rollback()
-                    raise StorageError(f"the database refused the change: {_short(error)}") from error
+                self.commit()
             else:
                 session.rollback()
                 if isinstance(exc, SQLAlchemyError) and not isinstance(exc, LoopwiseError):
@@ -104,12 +106,20 @@ class UnitOfWork:
             self._session = None
 
     def commit(self) -> None:
-        """Commit what was done so far; the unit of work stays open."""
+        """Commit what was done so far; the unit of work stays open. Inside a duty's pass the duty's
+        lease is checked first: :class:`~loopwise.errors.LeaseLostError` (and nothing committed) when
+        another server holds it now."""
+        fence = current_fence()
         try:
+            if fence is not None:
+                self.leases.check(fence.duty, fence.token)
             self.session.commit()
         except SQLAlchemyError as error:
             self.session.rollback()
             raise StorageError(f"the database refused the change: {_short(error)}") from error
+        except LoopwiseError:
+            self.session.rollback()
+            raise
 
 
 def _short(error: SQLAlchemyError) -> str:

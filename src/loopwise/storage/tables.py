@@ -625,3 +625,18 @@ class PipelineStepRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class DutyLeaseRow(Base):
+    """Who runs a background duty now (``storage.leases``): one row a duty, taken over when it expires.
+
+    ``expires_at`` is the database's clock plus the lease's time to live, so hosts whose clocks differ
+    agree on it; ``token`` grows by one on every change of holder and fences the duty's writes."""
+
+    __tablename__ = "duty_leases"
+
+    duty: Mapped[str] = mapped_column(String(63), primary_key=True)
+    #: ``host:pid:uuid`` of the server process that holds it (empty once released)
+    holder: Mapped[str] = mapped_column(String(200))
+    token: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

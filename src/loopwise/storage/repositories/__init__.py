@@ -10,6 +10,7 @@ from loopwise.storage.repositories.evaluations import EvaluationRepository
 from loopwise.storage.repositories.feedback import FeedbackRepository
 from loopwise.storage.repositories.labeling import LabelingRepository
 from loopwise.storage.repositories.labels import LabelsRepository
+from loopwise.storage.repositories.leases import LeaseRepository
 from loopwise.storage.repositories.models import ModelRepository
 from loopwise.storage.repositories.monitoring import MonitoringRepository
 from loopwise.storage.repositories.pipelines import PipelineRepository
@@ -28,6 +29,7 @@ __all__ = [
     "FeedbackRepository",
     "LabelingRepository",
     "LabelsRepository",
+    "LeaseRepository",
     "ModelRepository",
     "MonitoringRepository",
     "PipelineRepository",
