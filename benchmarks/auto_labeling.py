@@ -324,8 +324,8 @@ def main() -> None:
     args.models = [m for m in args.models.split(",") if m]
     names = [n for n in args.data_sets.split(",") if n]
     started = time.perf_counter()
-    found = {}
-    for name in names:
+    found: dict[str, dict[str, Any]] = {}
+    for name in names:  # saved after each data set, so a failure later keeps what was measured
         found[name] = measure(name, args)
         print(
             name,
@@ -333,22 +333,22 @@ def main() -> None:
             file=sys.stderr,
             flush=True,
         )
-    result = {
-        "benchmark": "auto_labeling",
-        "command": "python benchmarks/auto_labeling.py " + " ".join(sys.argv[1:]),
-        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {platform.python_version()}",
-        **worst(found),
-        "targets": {
-            "machine_label_accuracy": ">= 0.95",
-            "machine_share": ">= 0.30",
-            "label_fraction_vs_random": "<= 0.5",
-        },
-        "wall_s": round(time.perf_counter() - started, 1),
-        "data_sets": found,
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        result = {
+            "benchmark": "auto_labeling",
+            "command": "python benchmarks/auto_labeling.py " + " ".join(sys.argv[1:]),
+            "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+            "machine": f"{platform.machine()}, {platform.python_version()}",
+            **worst(found),
+            "targets": {
+                "machine_label_accuracy": ">= 0.95",
+                "machine_share": ">= 0.30",
+                "label_fraction_vs_random": "<= 0.5",
+            },
+            "wall_s": round(time.perf_counter() - started, 1),
+            "data_sets": found,
+        }
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     summary = {k: v for k, v in result.items() if k != "data_sets"}
     summary["data_sets"] = {
         name: {k: v for k, v in f.items() if not isinstance(v, dict | list)} for name, f in found.items()

@@ -162,3 +162,21 @@ def test_admins_see_automated_labelings_rounds_and_workers_do_not(store: Store) 
         assert "1: 0.971, 0: -, -1: -" in page  # the old round's per-class thresholds
         plain_page = http.get(f"/console/labeling/{plain_id}", headers=admin).text
         assert "Automated labeling" not in plain_page
+
+
+def test_a_job_of_twelve_categories_gives_keys_to_the_first_ten(store: Store) -> None:
+    workforce.create_team(store, "labelers")
+    workforce.create_worker(store, "ann@example.com", teams=("labelers",))
+    ann = bearer(workforce.create_token(store, "ann@example.com", "api"))
+    admin = bearer(admin_token(store))
+    twelve = [{"label": f"domain{i}"} for i in range(1, 13)]
+    with background_server(store) as (url, _), httpx.Client(base_url=url) as http:
+        made = http.post("/api/v1/labeling/jobs", json={**_job(3, 1), "categories": twelve}, headers=admin)
+        assert made.status_code == 201, made.text
+        page = http.get(f"/label/jobs/{made.json()['id']}", headers=ann).text
+        assert 'data-label="domain9" data-key="9"' in page and 'data-label="domain10" data-key="0"' in page
+        assert 'data-label="domain11">' in page  # no key: a click or Tab answers it
+        assert "Keys: 1–9 and 0 answer" in page
+        too_many = {**_job(3, 1, "wide"), "categories": [{"label": f"c{i}"} for i in range(21)]}
+        refused = http.post("/api/v1/labeling/jobs", json=too_many, headers=admin)
+        assert refused.status_code == 400 and "2 to 20 categories" in refused.json()["error"]["message"]

@@ -93,7 +93,8 @@ def test_a_malformed_manifest_is_refused_by_line_and_nothing_is_imported(
     for bad, message in (
         ({"workers_per_item": 10}, "workers per item: 1 to 9"),
         ({"task_time_limit_s": 5}, "task time limit: 30 to 28800"),
-        ({"categories": [Category("only")]}, "2 to 9 categories"),
+        ({"categories": [Category("only")]}, "2 to 20 categories"),
+        ({"categories": [Category(f"c{i}") for i in range(21)]}, "2 to 20 categories.*got 21"),
         ({"categories": [Category("a"), Category("a")]}, "repeat a label"),
         ({"team": "nobody"}, "no team 'nobody'"),
     ):

@@ -8,6 +8,8 @@ from loopwise.errors import LabelingError
 from loopwise.labeling.records import Category
 
 MAX_WORKERS_PER_ITEM = 9
+#: the most categories a job may have (keys 1-9 and 0 answer the first ten on the labeling page)
+MAX_CATEGORIES = 20
 #: Ground Truth's bounds for a task's time limit: 30 seconds to 8 hours
 TASK_TIME_LIMIT_S = (30, 8 * 3600)
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -40,9 +42,10 @@ def check_name(name: str) -> str:
 
 
 def check_categories(categories: list[Category]) -> list[Category]:
-    if not 2 <= len(categories) <= 9:
+    if not 2 <= len(categories) <= MAX_CATEGORIES:
         raise LabelingError(
-            f"a job needs 2 to 9 categories (one keyboard key each, 1 to 9); got {len(categories)}"
+            f"a job needs 2 to {MAX_CATEGORIES} categories (keys 1-9 and 0 answer the first ten, a click "
+            f"or Tab the others); got {len(categories)}"
         )
     labels = [c.label for c in categories]
     if len(set(labels)) != len(labels):

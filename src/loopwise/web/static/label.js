@@ -1,4 +1,4 @@
-// The labeling page: one item on screen, the next already held and loaded; keys 1-9 answer, S skips,
+// The labeling page: one item on screen, the next already held and loaded; keys 1-9 and 0 answer, S skips,
 // U (or Ctrl+Z) takes back the last answer. A human loop's item comes with the model's prediction
 // preselected: Enter accepts it. Answers go to the server in the background, each once.
 (() => {
