@@ -303,6 +303,21 @@ def worst(found: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _arguments() -> str:
+    """The command line as recorded: folders of this machine (``--data-dir``, ``--cache-dir``) as names."""
+    shown, hide = [], False
+    for argument in sys.argv[1:]:
+        shown.append(
+            "DIR"
+            if hide
+            else argument.split("=")[0] + "=DIR"
+            if argument.startswith(("--data-dir=", "--cache-dir="))
+            else argument
+        )
+        hide = argument in ("--data-dir", "--cache-dir")
+    return " ".join(shown)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -337,7 +352,7 @@ def main() -> None:
         )
         result = {
             "benchmark": "auto_labeling",
-            "command": "python benchmarks/auto_labeling.py " + " ".join(sys.argv[1:]),
+            "command": "python benchmarks/auto_labeling.py " + _arguments(),
             "date": datetime.now(UTC).strftime("%Y-%m-%d"),
             "machine": f"{platform.machine()}, {platform.python_version()}",
             **worst(found),
