@@ -141,8 +141,9 @@ def test_the_server_runs_the_rounds_by_itself(
 
 
 def test_a_fine_tuned_candidate_joins_once_people_gave_enough_answers(
-    store: Store, import_small: Callable[..., str], tiny_bert_dir: Path
+    sqlite_store: Store, import_small: Callable[..., str], tiny_bert_dir: Path
 ) -> None:
+    store = sqlite_store  # the storage paths are the whole-job test's, on both databases
     job_id, truth, workers = _auto_job(
         store, import_small, tiny_bert_dir, name="tuned", rows_per_class=40, strategy="margin",
         seed_share=0.5, models=("tfidf", "finetune"), finetune_min_labels=30, finetune_epochs=1, folds=2,
@@ -158,8 +159,12 @@ def test_a_fine_tuned_candidate_joins_once_people_gave_enough_answers(
 
 
 def test_the_jobs_embeddings_are_computed_once(
-    store: Store, import_small: Callable[..., str], tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+    sqlite_store: Store,
+    import_small: Callable[..., str],
+    tiny_bert_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    store = sqlite_store  # the storage paths are the whole-job test's, on both databases
     from loopwise.labeling import embeddings
 
     job_id, truth, workers = _auto_job(store, import_small, tiny_bert_dir)
@@ -179,8 +184,9 @@ def test_the_jobs_embeddings_are_computed_once(
 
 
 def test_a_seed_of_one_class_gets_a_random_batch_instead_of_a_model(
-    store: Store, import_small: Callable[..., str], tiny_bert_dir: Path
+    sqlite_store: Store, import_small: Callable[..., str], tiny_bert_dir: Path
 ) -> None:
+    store = sqlite_store  # the storage paths are the whole-job test's, on both databases
     job_id, truth, workers = _auto_job(store, import_small, tiny_bert_dir, models=("tfidf",))
     one_class = {position: "1" for position in truth}  # the people answer "1" to everything
     _answer_all(store, workers, job_id, one_class)
