@@ -16,7 +16,7 @@ same code runs in jobs, in the benchmark and in the certificate's simulation tes
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -170,7 +170,7 @@ def plan_round(
         level,
         start=settings.min_count,
     )
-    certificate = Certificate(**{**certificate.to_dict(), "confidence": settings.confidence_level})
+    certificate = replace(certificate, confidence=settings.confidence_level)  # the level stated
     machine = _machine(chosen.waiting, certificate.threshold)
     rest = np.array([row for row in range(len(waiting)) if row not in machine], dtype=int)
     audit, active = _for_people(chosen, settings, waiting, rest, batch, seed, features)
