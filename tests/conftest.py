@@ -296,10 +296,24 @@ def flaky_model(two_models: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     return two_models
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the longest tests first (the real MiniLM's, those that start a Ray cluster or install into a
+def _on_postgresql(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and callspec.params.get("store") == "postgresql"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out the PostgreSQL case of the flows marked ``sqlite_only``: the repositories, the API's
+    edge and the tests of concurrent writers run on both databases, and a flow built on them (a tuning
+    job, an endpoint's traffic, a pipeline) run twice would double its minutes and find nothing new.
+
+    Then run the longest tests first (the real MiniLM's, those that start a Ray cluster or install into a
     fresh virtual environment): with ``-n 2 --dist worksteal`` a five-minute test that starts last leaves
     one worker running it alone."""
+    left_out = [item for item in items if item.get_closest_marker("sqlite_only") and _on_postgresql(item)]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        dropped = {id(item) for item in left_out}
+        items[:] = [item for item in items if id(item) not in dropped]
     slow = [
         item for item in items if any(item.get_closest_marker(m) for m in ("integration", "ray", "install"))
     ]

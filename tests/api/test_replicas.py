@@ -15,8 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cli.test_cli import run
-from cli_helpers import first_line
+from cli_helpers import first_line, run_process
 from loopwise.app import DUTIES, background_server
 from loopwise.storage import Store
 from loopwise.storage.leases import RENEW_S
@@ -71,7 +70,7 @@ def test_a_second_server_on_a_sqlite_database_is_refused_at_start(tmp_path: Path
     )
     try:
         assert "loopwise server on" in first_line(first, timeout_s=120)  # printed once it holds the database
-        refused = run(home, "server", "--port", "0", check=False)
+        refused = run_process(home, "server", "--port", "0", check=False)
         assert first.poll() is None, "the first server keeps serving"
     finally:
         first.terminate()

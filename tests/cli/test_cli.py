@@ -1,38 +1,19 @@
-"""The ``loopwise`` command, run as users run it: as a process, with a private LOOPWISE_HOME."""
+"""The ``loopwise`` command with a private LOOPWISE_HOME: through its entry point in this process, and the
+main job as users run it, as a process."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import typer.main
 
+from cli_helpers import run, run_process
 from loopwise.cli import app, main
 from loopwise.storage.migrate import head_revision
-
-
-def run(
-    home: Path, *args: str, check: bool = True, input: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LOOPWISE_HOME": str(home), "COLUMNS": "200"}
-    env.pop("LOOPWISE_DATABASE_URL", None)
-    result = subprocess.run(
-        [sys.executable, "-c", "from loopwise.cli import main; main()", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        input=input,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"loopwise {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
-    return result
 
 
 def _commands(group: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -187,16 +168,17 @@ def test_bad_input_fails_clearly_and_changes_nothing(tmp_path: Path) -> None:
 @pytest.mark.integration
 def test_the_main_job_runs_end_to_end_on_a_small_budget(tmp_path: Path, reviews_csv: Path) -> None:
     home = tmp_path / "home"
-    budget = ("--budget", "96", "--per-trial", "48", "--max-trials", "3", "--max-seq-length", "32")
+    # two trials of at most 32 examples: the search's early stop and crumbs have tests of their own
+    budget = ("--budget", "64", "--per-trial", "32", "--max-trials", "2", "--max-seq-length", "32")
     # no final fit here (an epoch of the whole split would double this test): real final fits are trained in
     # tests/tuning/test_tuning_final_fit.py, and the demo's use of one in tests/cli/test_demo_steps.py
     budget += ("--final-epochs", "0")
-    out = run(home, "demo", "--file", str(reviews_csv), *budget, "--no-serve").stdout
+    out = run_process(home, "demo", "--file", str(reviews_csv), *budget, "--no-serve").stdout
     assert "course split reviews:1: train 5,537 / validation 307 / test 309" in out
     assert "tuning job reviews-sentiment-tuning-1" in out
     trials = [line for line in out.splitlines() if line.startswith("trial ") and " examples; " in line]
     used = [int(line.split("(")[1].split()[0].replace(",", "")) for line in trials]
-    assert len(trials) >= 2 and all(n <= 48 for n in used) and sum(used) <= 96  # 96 in all, 48 a trial
+    assert len(trials) == 2 and all(n <= 32 for n in used) and sum(used) <= 64  # 64 in all, 32 a trial
     report = Path(out.split("\nreport: ", 1)[1].split()[0])
     assert report.name == "report.html" and report.exists()
     figures = json.loads((report.parent / "evaluation.json").read_text())

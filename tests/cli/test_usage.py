@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 import typer.main
-from test_cli import COMMANDS, run
+from test_cli import COMMANDS
 
-from cli_helpers import usage_error
+from cli_helpers import run, usage_error
 from loopwise.cli import app, click_exceptions
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cli.test_cli import run
+from cli_helpers import run
 from labeling_helpers import NEW_ROUND, OLD_ROUND, WHY_NOT_MORE, write_rounds
 from loopwise.config import Settings
 from loopwise.storage import Store

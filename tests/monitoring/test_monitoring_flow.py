@@ -188,7 +188,7 @@ def test_the_monitor_commands_without_embeddings(
     settings: Settings, import_small: Callable[[Store], str]
 ) -> None:
     """A TF-IDF model has no sentence embeddings: the baseline and checks go on without the MMD test."""
-    from cli.test_cli import run  # the command as users run it, as a process
+    from cli_helpers import run_process as run  # the command as users run it, as a process
 
     store = Store.open(settings)
     dataset = import_small(store)

@@ -1,7 +1,8 @@
-"""A pipeline's canary, A/B test and promotion against a real server on 127.0.0.1 (SQLite and
-PostgreSQL): the candidate deployed as a new variant, rolled out to its canary share and on to the A/B
-split, the sequential test waited for while traffic and feedback arrive, then promoted (all the traffic,
-the alias) or retired (out of the endpoint, the alias unmoved); and the step's bad inputs refused."""
+"""A pipeline's canary, A/B test and promotion against a real server on 127.0.0.1 (on SQLite: the steps
+store through the repositories that run on both databases): the candidate deployed as a new variant,
+rolled out to its canary share and on to the A/B split, the sequential test waited for while traffic and
+feedback arrive, then promoted (all the traffic, the alias) or retired (out of the endpoint, the alias
+unmoved); and the step's bad inputs refused."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from loopwise.serving.config import parse_endpoint_config
 from loopwise.serving.service import create_endpoint, describe_endpoint
 from loopwise.storage import Store
 from loopwise.training.service import TrainRequest, train
+
+pytestmark = pytest.mark.sqlite_only
 
 PIPELINE = """\
 name: ship

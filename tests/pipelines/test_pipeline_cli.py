@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from cli.test_cli import run
+from cli_helpers import run
 from loopwise import registry
 from loopwise.app import background_server
 from loopwise.config import Settings

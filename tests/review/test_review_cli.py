@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cli.test_cli import run
+from cli_helpers import run
 
 
 def test_the_review_commands(tmp_path: Path) -> None:

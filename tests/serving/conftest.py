@@ -3,9 +3,7 @@ models they serve, ``two_models`` and ``flaky_model``, are in the top conftest: 
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +12,7 @@ from typing import Any
 import httpx
 
 from auth_helpers import admin_token, bearer
+from cli_helpers import run
 from loopwise.app import background_server
 from loopwise.storage import Store
 
@@ -31,8 +30,6 @@ def running_server(store: Store, **options: Any) -> Iterator[tuple[httpx.Client,
 
 
 def run_loopwise(home: Path, *args: str, columns: int = 200) -> subprocess.CompletedProcess[str]:
-    """``loopwise ARGS`` as a user runs it: a process with ``home`` as its LOOPWISE_HOME (on SQLite)."""
-    env = {**os.environ, "LOOPWISE_HOME": str(home), "COLUMNS": str(columns)}
-    env.pop("LOOPWISE_DATABASE_URL", None)
-    command = [sys.executable, "-c", "from loopwise.cli import main; main()", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    """``loopwise ARGS`` with ``home`` as its LOOPWISE_HOME (on SQLite), as :func:`cli_helpers.run` runs
+    it: its output and exit status, whatever the status."""
+    return run(home, *args, check=False, columns=columns)

@@ -7,11 +7,15 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import running_server
 from loopwise.serving.ab_report import ab_report
 from loopwise.serving.config import parse_endpoint_config
 from loopwise.serving.service import create_endpoint, describe_endpoint
 from loopwise.storage import Store
+
+pytestmark = pytest.mark.sqlite_only
 
 FEEDBACK = "/api/v1/endpoints/reviews/feedback"
 

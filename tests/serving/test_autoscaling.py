@@ -18,6 +18,8 @@ from loopwise.serving.router import EndpointRuntime, Routing
 from loopwise.serving.service import create_endpoint, describe_endpoint, set_autoscaling
 from loopwise.storage import Store
 
+pytestmark = pytest.mark.sqlite_only
+
 COURSE_POLICY = Autoscaling(target=2.0, min_instances=1, max_instances=2)
 
 

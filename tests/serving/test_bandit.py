@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from conftest import running_server
 from loopwise.serving.config import parse_endpoint_config
 from loopwise.serving.service import create_endpoint
 from loopwise.storage import Store
+
+pytestmark = pytest.mark.sqlite_only
 
 
 def test_feedback_moves_a_bandit_endpoints_traffic_to_the_better_variant_and_survives_a_restart(

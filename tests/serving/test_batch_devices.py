@@ -25,6 +25,8 @@ from loopwise.serving.batch import batch_transform
 from loopwise.storage import Store
 from loopwise.training.service import TrainRequest, train
 
+pytestmark = pytest.mark.sqlite_only
+
 CPU = "CPUExecutionProvider"
 
 

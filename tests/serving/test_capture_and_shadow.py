@@ -15,6 +15,8 @@ from loopwise.serving.config import parse_endpoint_config
 from loopwise.serving.service import create_endpoint
 from loopwise.storage import Store
 
+pytestmark = pytest.mark.sqlite_only
+
 URL = "/endpoints/reviews/invocations"
 
 

@@ -18,6 +18,8 @@ from loopwise.serving.service import create_endpoint
 from loopwise.storage import Store
 from loopwise.workforce.service import program_token
 
+pytestmark = pytest.mark.sqlite_only
+
 COURSE = ["I love this product!", "OK, but not great.", "This is not the right product."]
 
 

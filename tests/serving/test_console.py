@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from auth_helpers import sign_in
 from conftest import running_server
@@ -12,6 +13,8 @@ from loopwise.serving.config import parse_endpoint_config
 from loopwise.serving.metrics import CHARTS
 from loopwise.serving.service import create_endpoint, update_weights
 from loopwise.storage import Store
+
+pytestmark = pytest.mark.sqlite_only
 
 URL = "/endpoints/reviews/invocations"
 LINES_IN_EVERY_CHART = """([charts, variants]) => {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from PIL import Image
 
 from loopwise.cli._course_lab2 import ENDPOINT, course_lab2
@@ -13,6 +14,8 @@ from loopwise.monitoring.records import Alert
 from loopwise.serving.service import describe_endpoint
 from loopwise.storage import Store
 from loopwise.training.service import TrainRequest, train
+
+pytestmark = pytest.mark.sqlite_only
 
 
 def test_the_course_lab2_step(two_models: Store, capsys: object) -> None:

@@ -21,6 +21,8 @@ from loopwise.serving.service import create_endpoint
 from loopwise.storage import Store
 from loopwise.workforce.service import program_token
 
+pytestmark = pytest.mark.sqlite_only
+
 FEEDBACK = "/api/v1/endpoints/reviews/feedback"
 PREDICT = "/api/v1/endpoints/reviews/predict"
 

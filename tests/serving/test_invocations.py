@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 
 from conftest import running_server
 from loopwise.classifiers import TrainConfig
@@ -27,6 +28,8 @@ from loopwise.serving.config import parse_endpoint_config
 from loopwise.serving.service import create_endpoint, update_weights
 from loopwise.storage import Store
 from loopwise.training.service import TrainRequest, train
+
+pytestmark = pytest.mark.sqlite_only
 
 COURSE = ["I love this product!", "OK, but not great.", "This is not the right product."]
 URL = "/endpoints/reviews/invocations"

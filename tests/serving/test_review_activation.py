@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import httpx
+import pytest
 
 from auth_helpers import bearer
 from loopwise.labeling.jobs import COURSE_CATEGORIES, COURSE_TITLE
@@ -16,6 +17,8 @@ from loopwise.serving.service import create_endpoint
 from loopwise.storage import Store
 from loopwise.workforce import service as workforce
 from serving.conftest import running_server
+
+pytestmark = pytest.mark.sqlite_only
 
 #: the course's Lab 3 reviews
 REVIEWS = ["I enjoy this product", "I am unhappy with this product", "It is okay", "sometimes it works"]

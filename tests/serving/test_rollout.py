@@ -14,6 +14,8 @@ from loopwise.serving.rollout import RolloutPlan, alarm, step_weights
 from loopwise.serving.service import create_endpoint, describe_endpoint, start_rollout
 from loopwise.storage import Store
 
+pytestmark = pytest.mark.sqlite_only
+
 URL = "/endpoints/reviews/invocations"
 
 

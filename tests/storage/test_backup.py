@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from schema_rows import Remembered, declared_changes, fill, missing
 from sqlalchemy import Engine, create_engine
 
+from cli_helpers import run
 from loopwise.config import Settings
 from loopwise.errors import MigrationError
 from loopwise.storage import Store, backup
@@ -76,17 +74,7 @@ def test_opening_an_older_database_backs_it_up_first(
 
 
 def _loopwise(home: Path, *args: str) -> str:
-    env = {**os.environ, "LOOPWISE_HOME": str(home), "COLUMNS": "300"}
-    env.pop("LOOPWISE_DATABASE_URL", None)
-    done = subprocess.run(
-        [sys.executable, "-c", "from loopwise.cli import main; main()", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    return done.stdout
+    return run(home, *args, columns=300).stdout
 
 
 def test_db_upgrade_prints_the_backup_and_makes_none_at_the_head(tmp_path: Path) -> None:

@@ -19,6 +19,8 @@ from loopwise.training.records import RunStatus
 from loopwise.training.service import TrainRequest, train
 from training_helpers import small_config
 
+pytestmark = pytest.mark.sqlite_only
+
 
 def _staging_is_empty(store: Store) -> bool:
     return not list((store.artifacts.root / ".staging").iterdir())

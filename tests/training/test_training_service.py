@@ -11,6 +11,8 @@ from loopwise.training.records import RunStatus
 from loopwise.training.service import TrainRequest, train
 from training_helpers import small_config
 
+pytestmark = pytest.mark.sqlite_only
+
 
 def test_a_run_registers_a_model_with_lineage_metrics_and_profile(
     store: Store, small_dataset: str, tiny_bert_dir: Path

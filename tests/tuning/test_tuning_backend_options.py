@@ -18,6 +18,8 @@ from loopwise.tuning import backend_options, build_config, parse_spec
 from loopwise.tuning.records import JobStatus
 from loopwise.tuning.service import job_trials, run_job, start_job
 
+pytestmark = pytest.mark.sqlite_only
+
 
 def _spec(parameters: dict[str, Any], **overrides: Any) -> dict[str, Any]:
     return {"name": "opts", "dataset": "d:1", "backend": "tfidf", "parameters": parameters, **overrides}

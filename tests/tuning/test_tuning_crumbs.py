@@ -22,6 +22,8 @@ from loopwise.tuning.outcome import meaningful_trial, why_done
 from loopwise.tuning.records import JobStatus
 from loopwise.tuning.service import job_ending, job_trials, run_job, start_job
 
+pytestmark = pytest.mark.sqlite_only
+
 
 def _trial(examples: int, state: TrialState = TrialState.COMPLETE) -> FrozenTrial:
     trial = optuna.trial.create_trial(

@@ -24,6 +24,8 @@ from loopwise.tuning.executors import ProcessExecutor
 from loopwise.tuning.records import JobStatus
 from loopwise.tuning.service import job_trials, run_job, start_job
 
+pytestmark = pytest.mark.sqlite_only
+
 
 def _spec(dataset: str, **overrides: Any) -> dict[str, Any]:
     """A TF-IDF job that leaves max_parallel_trials unset: its trials run one per device share."""

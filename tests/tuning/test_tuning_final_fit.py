@@ -23,6 +23,8 @@ from loopwise.tuning.records import JobStatus
 from loopwise.tuning.service import job_ending, job_final_fit, job_trials, run_job, start_job
 from tuning_helpers import bert_spec, start_tuning, tune_cli
 
+pytestmark = pytest.mark.sqlite_only
+
 
 def _bert_spec(dataset: str, tiny_bert_dir: Path, **overrides: Any) -> dict[str, Any]:
     """Two trials of 24 examples each under a budget of 48; the final fit of 2 whole epochs."""

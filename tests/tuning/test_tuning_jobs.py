@@ -23,6 +23,8 @@ from loopwise.tuning.records import JobStatus
 from loopwise.tuning.service import job_trials, run_job, start_job
 from tuning_helpers import bert_spec, start_tuning, tune_cli
 
+pytestmark = pytest.mark.sqlite_only
+
 
 def test_a_job_runs_its_trials_registers_each_and_marks_the_best(
     store: Store, tmp_path: Path, import_small: Callable[[Store], str]

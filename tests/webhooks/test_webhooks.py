@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from auth_helpers import admin_token, bearer
-from cli.test_cli import run
+from cli_helpers import run
 from loopwise import webhooks
 from loopwise.app import background_server
 from loopwise.errors import WebhookSignatureError

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from auth_helpers import ADMIN_EMAIL, ADMIN_PASSWORD, ensure_admin
-from cli.test_cli import run
+from cli_helpers import run_process
 from loopwise.app import background_server
 from loopwise.config import Settings, parse_networks
 from loopwise.storage import Store
@@ -83,5 +83,5 @@ def test_the_proxies_setting_is_checked(tmp_path: Path, monkeypatch: pytest.Monk
     with pytest.raises(ValueError, match="LOOPWISE_FORWARDED_ALLOW_IPS: 'everyone'"):
         Settings(home=tmp_path)
     monkeypatch.delenv("LOOPWISE_FORWARDED_ALLOW_IPS")
-    refused = run(tmp_path / "home", "server", "--forwarded-allow-ips", "10.0.0.300", check=False)
+    refused = run_process(tmp_path / "home", "server", "--forwarded-allow-ips", "10.0.0.300", check=False)
     assert refused.returncode != 0 and "'10.0.0.300' is not an IP address" in refused.stderr

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from auth_helpers import admin_token, bearer, ensure_admin
-from cli.test_cli import run
+from cli_helpers import run
 from loopwise.app import background_server
 from loopwise.errors import AuthError
 from loopwise.storage import Store
