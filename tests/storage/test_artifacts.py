@@ -188,7 +188,8 @@ def test_a_model_registered_on_s3_is_served_by_a_host_that_only_has_the_cache(
         pool = VariantPool(endpoint.config.variants[0], spec)
         await pool.start()
         try:
-            return list((await pool.predict(texts)).labels)
+            answer = await pool.predict(texts)
+            return [answer.labels[i] for i in answer.proba.argmax(axis=1)]
         finally:
             await pool.close()
 
