@@ -54,7 +54,7 @@ def test_only_uncertain_texts_start_loops_named_by_their_inference(store: Store)
 def test_loops_journaled_by_a_dead_server_are_written_by_the_next_once(store: Store) -> None:
     flow = _flow(store)
     journal = store.artifacts.host_dir("review/journal")
-    journal.mkdir(parents=True)
+    journal.mkdir(parents=True, exist_ok=True)
     records = [
         activate(flow, "reviews", "VariantA", f"id-{i}", [f"text {i}"], LABELS, np.array([[0.3, 0.3, 0.4]]),
                  random.Random(0))[0][1]
