@@ -48,7 +48,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 ## lock: refresh requirements.lock from pyproject.toml's ranges (then commit it on its own)
 lock:
 	test -x $(BIN)/uv || { test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); $(BIN)/python -m pip install --quiet uv; }
-	$(BIN)/uv pip compile pyproject.toml --extra train --extra ray --extra dev --generate-hashes --upgrade \
+	$(BIN)/uv pip compile pyproject.toml --extra train --extra ray --extra s3 --extra dev --generate-hashes --upgrade \
 		--python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 		--find-links "$${PIP_FIND_LINKS:-$$($(PYTHON) -m pip config get global.find-links)}" --no-emit-find-links \
 		--override lock-overrides.txt --custom-compile-command 'make lock' --quiet -o requirements.lock

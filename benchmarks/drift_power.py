@@ -408,7 +408,7 @@ def speed(data: dict[str, Any], baseline_folder: Path, records: int, work: Path)
     start = end - timedelta(hours=24)
     rng = np.random.default_rng(2)
     picks = rng.choice(rows, records)
-    writer = CaptureWriter(store.artifacts.path("capture"))
+    writer = CaptureWriter(store.artifacts.host_dir("capture"))
     began = time.perf_counter()
     step = 24 * 3600 / records
     for i, row in enumerate(picks.tolist()):
@@ -432,7 +432,7 @@ def speed(data: dict[str, Any], baseline_folder: Path, records: int, work: Path)
         if (i + 1) % 200_000 == 0:
             _note(f"captured {i + 1}/{records} records ({time.perf_counter() - began:.0f} s)")
     writer.close()
-    capture_bytes = sum(p.stat().st_size for p in store.artifacts.path("capture").rglob("*.jsonl"))
+    capture_bytes = sum(p.stat().st_size for p in store.artifacts.host_dir("capture").rglob("*.jsonl"))
     truth = [
         Feedback(f"{'A' if i % 2 == 0 else 'B'}-{i}", (sentiment[int(data["ratings"][picks[i]])],))
         for i in range(0, records, max(1, records // 20_000))

@@ -286,13 +286,11 @@ def flaky_model(two_models: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     )
     monkeypatch.syspath_prepend(str(plugins))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(plugins), os.environ.get("PYTHONPATH", "")]))
-    checkpoint = two_models.artifacts.path("models/flaky")
-    checkpoint.mkdir(parents=True)
-    (checkpoint / "classifier.json").write_text(
-        json.dumps({"format": 1, "backend": "flaky", "labels": ["-1", "0", "1"]}), encoding="utf-8"
-    )
+    manifest = json.dumps({"format": 1, "backend": "flaky", "labels": ["-1", "0", "1"]}).encode()
+    two_models.artifacts.put_bytes("models/flaky", "classifier.json", manifest)
     with two_models.uow() as uow:
-        registry.register(uow, "flaky", backend="flaky", uri=checkpoint.as_uri(), labels=["-1", "0", "1"])
+        uri = two_models.artifacts.uri("models/flaky")
+        registry.register(uow, "flaky", backend="flaky", uri=uri, labels=["-1", "0", "1"])
     return two_models
 
 

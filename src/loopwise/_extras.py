@@ -27,6 +27,7 @@ EXTRA_OF = {
     "onnxscript": "train",
     "crowdkit": "train",
     "ray": "ray",
+    "s3fs": "s3",
 }
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import ByteSize, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REVIEWS_URL = (
@@ -37,6 +38,26 @@ class Settings(BaseSettings):
         default=None,
         description="Directory for data files, checkpoints and reports; default: $HOME/artifacts",
     )
+    artifacts: str | None = Field(
+        default=None,
+        description="Where artifacts live: a directory (a shared mount for several hosts) or an fsspec URL "
+        "such as s3://bucket/prefix (needs loopwise[s3]); default: LOOPWISE_ARTIFACT_ROOT",
+    )
+    artifacts_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The fsspec file system's options as a JSON object, for example "
+        '{"client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}} for an S3-compatible server',
+    )
+    artifact_cache_dir: Path | None = Field(
+        default=None,
+        description="This host's cache of artifacts read from an object store; default: "
+        "$LOOPWISE_HOME/artifact-cache",
+    )
+    artifact_cache_size: ByteSize = Field(
+        default=ByteSize(10 * 1024**3),
+        description="The most the artifact cache keeps (bytes, or 512MiB, 20GB, ...); least recently "
+        "used artifacts go first",
+    )
     cache_dir: Path | None = Field(
         default=None, description="Download cache for data sets; default: $LOOPWISE_HOME/cache"
     )
@@ -54,7 +75,7 @@ class Settings(BaseSettings):
         parse_networks(value, "LOOPWISE_FORWARDED_ALLOW_IPS")
         return value
 
-    @field_validator("home", "artifact_root", "cache_dir", mode="after")
+    @field_validator("home", "artifact_root", "artifact_cache_dir", "cache_dir", mode="after")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
@@ -66,6 +87,15 @@ class Settings(BaseSettings):
     @property
     def resolved_artifact_root(self) -> Path:
         return self.artifact_root or self.home / "artifacts"
+
+    @property
+    def resolved_artifacts(self) -> str:
+        """The artifact store's location: LOOPWISE_ARTIFACTS, else the artifact root directory."""
+        return self.artifacts or str(self.resolved_artifact_root)
+
+    @property
+    def resolved_artifact_cache_dir(self) -> Path:
+        return self.artifact_cache_dir or self.home / "artifact-cache"
 
     @property
     def resolved_cache_dir(self) -> Path:

@@ -31,7 +31,7 @@ def _register(store: Store, evaluated: bool, **params: Any) -> tuple[Any, int | 
         )  # fmt: skip
         if not evaluated:
             return version, None
-        report = store.artifacts.path("evaluations/best/report.html")
+        report = store.artifacts.root / "evaluations/best/report.html"
         report.parent.mkdir(parents=True, exist_ok=True)
         figures = {"accuracy": {"value": 0.75, "ci95": [0.7, 0.8]}, "macro_f1": {"value": 0.74}}
         (report.parent / "evaluation.json").write_text(json.dumps({"metrics": figures}))

@@ -82,7 +82,7 @@ def test_prepare_reviews_is_the_course_split_and_content_addressed(store: Store,
 
     texts, labels = read_split(version.split("validation").uri)
     assert len(texts) == 307 and set(labels) == {"-1", "0", "1"}
-    examples = split_examples(version, "train")
+    examples = split_examples(store, version, "train")
     assert len(examples) == 5_537
     assert sum(len(t) for t, _ in examples.iter_chunks(1_000)) == 5_537
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from loopwise.labeling import embeddings
-from loopwise.labeling.embeddings import encode, job_embeddings, model_key
+from loopwise.labeling.embeddings import CACHE_FILE, encode, job_embeddings, model_key
 from loopwise.storage import Store
 
 TEXTS = ["I love this dress, it fits well", "too small", "The fabric tore after one wash and I sent it back"]
@@ -33,7 +33,11 @@ def encoded(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
 
 
 def _cache(store: Store, job: str, model: Path) -> Path:
-    return store.artifacts.path(f"labeling/{job}/embeddings/{model_key(model)}.npz")
+    return store.artifacts.local(_key(job, model)) / CACHE_FILE
+
+
+def _key(job: str, model: Path) -> str:
+    return f"labeling/{job}/embeddings/{model_key(model)}"
 
 
 def _another_model(model: Path, folder: Path) -> Path:
@@ -105,8 +109,8 @@ def test_another_model_keeps_its_own_file(
     job_embeddings(sqlite_store, "reviews", items, tiny_bert_dir)
     job_embeddings(sqlite_store, "reviews", items, other)
     assert encoded == [TEXTS, TEXTS]
-    files = sorted(p.name for p in _cache(sqlite_store, "reviews", other).parent.iterdir())
-    assert files == sorted(f"{model_key(m)}.npz" for m in (tiny_bert_dir, other))
+    keys = sqlite_store.artifacts.list("labeling/reviews/embeddings")
+    assert keys == sorted(_key("reviews", m) for m in (tiny_bert_dir, other))
 
 
 def test_a_corrupt_cache_is_rebuilt_with_a_warning(
@@ -118,11 +122,11 @@ def test_a_corrupt_cache_is_rebuilt_with_a_warning(
     path.write_bytes(path.read_bytes()[:100])  # a file cut short
     with caplog.at_level(logging.WARNING, logger="loopwise.labeling.embeddings"):
         rebuilt = job_embeddings(sqlite_store, "reviews", items, tiny_bert_dir)
-    assert "cannot be read" in caplog.text and str(path) in caplog.text
+    assert "cannot be read" in caplog.text and _key("reviews", tiny_bert_dir) in caplog.text
     assert encoded == [TEXTS, TEXTS] and np.abs(rebuilt - expected).max() < 1e-6
-    with np.load(path) as stored:
+    with np.load(_cache(sqlite_store, "reviews", tiny_bert_dir)) as stored:
         assert stored["ids"].tolist() == [1, 2, 3] and stored["vectors"].dtype == np.float32
-    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind
+    assert not list((sqlite_store.artifacts.root / ".staging").iterdir())  # no staged copy left behind
     assert path.stat().st_mode & 0o777 == 0o600
 
 

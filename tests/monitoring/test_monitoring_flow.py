@@ -48,7 +48,7 @@ def _capture(store: Store, texts: list[str], variant: str = "A", model_ref: str 
         model = registry.resolve(uow, model_ref)
     classifier = load_for_serving(serving_dir(store, model))
     proba, embeddings = classifier.predict_with_embeddings(texts)
-    writer = CaptureWriter(store.artifacts.path("capture"))
+    writer = CaptureWriter(store.artifacts.host_dir("capture"))
     for i, text in enumerate(texts):
         writer.offer(
             {
@@ -84,7 +84,7 @@ def test_the_baseline_describes_the_data_and_suggests_constraints(monitored: Sto
     assert sum(statistics["predictions"]["confidence_histogram"]) == 83
     assert baseline.embeddings is not None and baseline.embeddings.shape == (83, 32)
     assert "item" in baseline.vocabulary
-    files = {p.name for p in baseline.directory.iterdir()}
+    files = {p.name for p in baseline.directory.iterdir() if not p.name.startswith(".loopwise-")}
     assert files == {"statistics.json", "constraints.json", "vocabulary.json", "embeddings.npy"}
     with pytest.raises(NotFoundError, match="loopwise monitor baseline"):
         load_baseline(monitored, "nope")
@@ -131,7 +131,7 @@ def test_in_distribution_traffic_passes_and_a_garbled_surge_is_caught(monitored:
     assert garbled_rate["p_value"] < 0.01 and garbled_rate["examples"][0] == garbled[0]
     assert {"garbled_rate", "oov_rate"} <= {v["constraint"] for v in surge["violations"]}
     assert any(v["check"] == "drift" for v in surge["violations"])
-    written = json.loads(Path(report["path"]).read_text())
+    written = json.loads(monitored.artifacts.read_uri(report["path"]))
     assert written["variants"]["B"]["status"] == "violations"
     histograms = surge["histograms"]["confidence"]
     assert sum(histograms["window"]) == 60 and sum(histograms["baseline"]) == 83
@@ -147,7 +147,7 @@ def test_in_distribution_traffic_passes_and_a_garbled_surge_is_caught(monitored:
 
 def test_a_small_window_gets_no_verdict_and_corrupt_lines_are_counted(monitored: Store) -> None:
     _capture(monitored, ["#### $$$"] * 10, variant="A")
-    files = list(monitored.artifacts.path("capture/reviews/A").rglob("*.jsonl"))
+    files = list((monitored.artifacts.host_dir("capture") / "reviews" / "A").rglob("*.jsonl"))
     with files[0].open("ab") as handle:
         handle.write(b'{"not": "a record"}\n{broken json\n')
     report = run_monitor(monitored, "reviews", "tiny-base")

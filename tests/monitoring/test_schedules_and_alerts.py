@@ -149,7 +149,7 @@ def test_bad_schedules_are_refused_and_a_failing_run_is_recorded(watched: Store)
         add_webhook(watched, "ftp://example")
 
     create_schedule(watched, "reviews", "b", every="1h", now=T0)
-    (watched.artifacts.path("monitoring/baselines/b") / "constraints.json").write_text("{broken")
+    (watched.artifacts.local("monitoring/baselines/b") / "constraints.json").write_text("{broken")
     (outcome,) = run_due(watched, now=T0)
     assert "failed: DataFormatError" in outcome["error"]
     with watched.uow() as uow:

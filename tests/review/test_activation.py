@@ -53,8 +53,8 @@ def test_only_uncertain_texts_start_loops_named_by_their_inference(store: Store)
 
 def test_loops_journaled_by_a_dead_server_are_written_by_the_next_once(store: Store) -> None:
     flow = _flow(store)
-    journal = store.artifacts.path("review/journal")
-    journal.mkdir(parents=True)
+    journal = store.artifacts.host_dir("review/journal")
+    journal.mkdir(parents=True, exist_ok=True)
     records = [
         activate(flow, "reviews", "VariantA", f"id-{i}", [f"text {i}"], LABELS, np.array([[0.3, 0.3, 0.4]]),
                  random.Random(0))[0][1]
@@ -111,4 +111,4 @@ def test_a_batch_that_fails_stays_journaled_and_is_written_later(store: Store, m
     assert len(kept) == 1  # on disk while the database was away
     with store.uow() as uow:
         assert uow.review.count() == {"InProgress": 1}
-    assert list(store.artifacts.path("review/journal").glob("*.jsonl")) == []
+    assert list(store.artifacts.host_dir("review/journal").glob("*.jsonl")) == []

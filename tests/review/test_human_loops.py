@@ -68,7 +68,7 @@ def test_a_loop_starts_once_is_answered_and_completes_with_its_output(store: Sto
     _answer(store, workers[1], "reviews-sentiment", "0")
     done = service.describe_loop(store, "loop-1")
     assert done.status == "Completed" and done.output_uri
-    output = loop_output.read_output(done)
+    output = loop_output.read_output(store, done)
     assert [a["answerContent"] for a in output["humanAnswers"]] == [{"sentiment": {"label": "0"}}] * 2
     first = output["humanAnswers"][0]
     assert (

@@ -260,7 +260,7 @@ def test_an_onnx_variant_answers_what_the_exported_model_answers(
     np.testing.assert_allclose(got, expected, atol=1e-6)
     # the capture holds each text's sentence embedding, for drift monitoring
     # (packed as float16: three significant digits)
-    (record,) = read_captures(sqlite_store.artifacts.path("capture"), "reviews")
+    (record,) = read_captures(sqlite_store.artifacts.host_dir("capture"), "reviews")
     assert record["embedding"]["dtype"] == "float16" and record["embedding"]["shape"] == [3, 32]
     embeddings = unpack_embeddings(record["embedding"])
     assert embeddings is not None and embeddings.shape == (3, 32)

@@ -73,7 +73,7 @@ def test_a_reviewer_answers_the_course_loops_in_the_browser(two_models: Store, p
             while (loop := review.describe_loop(store, name)).status != "Completed":
                 assert time.monotonic() < deadline, f"{name} did not complete"
                 time.sleep(0.05)
-            output = read_output(loop)
+            output = read_output(store, loop)
             assert output["humanAnswers"][0]["answerContent"] == {"sentiment": {"label": expected[text]}}
             assert output["humanAnswers"][0]["workerMetadata"]["identityData"]["email"] == "rita@example.com"
             assert output["inputContent"]["taskObject"] == text

@@ -77,8 +77,8 @@ def test_a_home_left_readable_is_made_private_when_the_store_opens(tmp_path: Pat
     home = tmp_path / "home"
     store = Store.open(Settings(home=home))
     try:
-        store.artifacts.path("datasets/old").mkdir(parents=True)
-        store.artifacts.path("datasets/old/rows.csv").write_text("text,label\n", encoding="utf-8")
+        (store.artifacts.root / "datasets/old").mkdir(parents=True)
+        (store.artifacts.root / "datasets/old/rows.csv").write_text("text,label\n", encoding="utf-8")
     finally:
         store.close()
     for path in [home, *home.rglob("*")]:  # as an older loopwise left it

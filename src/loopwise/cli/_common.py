@@ -23,6 +23,7 @@ from rich.progress import (
 )
 
 from loopwise.config import Settings
+from loopwise.errors import ConfigurationError
 from loopwise.storage import Store
 
 console = Console(soft_wrap=True)
@@ -30,7 +31,19 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 
 def settings() -> Settings:
-    return Settings()
+    """The LOOPWISE_* settings; one that cannot be read is a :class:`ConfigurationError` naming it."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"LOOPWISE_{'_'.join(str(p) for p in e['loc'][:1]).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigurationError(f"a setting is not valid: {problems}") from None
+    except SettingsError as exc:  # a JSON setting (LOOPWISE_ARTIFACTS_OPTIONS) that does not parse
+        raise ConfigurationError(f"a setting is not valid: {exc}") from None
 
 
 @contextmanager

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from loopwise.cli._common import console
 
@@ -74,10 +74,13 @@ def course_lab2(store: Store, variant_a: str, variant_b: str, *, loops: int = LO
             )
             window = max(1, int(time.time() - started) + 1)
             rows = client.metrics(ENDPOINT, period=1, window=window)
-            path = store.artifacts.path(
-                f"serving/{ENDPOINT}/course-lab2-{'ab' if phase == '50/50' else 'shifted'}.png"
-            )
-            plots.append(variant_metrics_png(rows, path, title=f"{ENDPOINT}: {phase} (1 s periods)"))
+            name = f"course-lab2-{'ab' if phase == '50/50' else 'shifted'}"
+            title = f"{ENDPOINT}: {phase} (1 s periods)"
+
+            def draw(folder: Path, rows: Any = rows, name: str = name, title: str = title) -> Path:
+                return variant_metrics_png(rows, folder / f"{name}.png", title=title)
+
+            plots.append(store.artifacts.write_with(f"serving/{ENDPOINT}/{name}", draw))
             _print_totals(rows)
     policy = Autoscaling(
         target=2.0, min_instances=1, max_instances=2, scale_out_cooldown_s=60, scale_in_cooldown_s=300

@@ -87,8 +87,10 @@ def course_labeling(store: Store, dataset_ref: str) -> LabelingOutcome:
     console.print(
         f"cleanlab flagged {len(flagged)} likely wrong labels into the review queue (/review/jobs/{job.id})"
     )
-    manifest = store.artifacts.path(f"labeling/{name}/output.manifest")
-    export_job(store, name, manifest)
+    _, manifest = store.artifacts.write_with(
+        f"labeling/{name}/output",
+        lambda folder: (export_job(store, name, folder / "output.manifest"), folder / "output.manifest"),
+    )
     version = to_dataset(store, name, "course-lab3-labels")
     console.print(f"output manifest: {manifest}; new data set version {version.ref}", highlight=False)
     return LabelingOutcome(name, manifest, version.ref, accuracy)

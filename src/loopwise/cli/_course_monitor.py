@@ -39,7 +39,7 @@ def course_monitoring(store: Store, endpoint: str, dataset_ref: str, model_ref: 
     )
     console.print(f"baseline {name}: {folder}")
     dataset = get_dataset(store, *parse_dataset_ref(dataset_ref))
-    texts, labels = read_split(dataset.split("test").uri)
+    texts, labels = read_split(store.artifacts.local_file(dataset.split("test").uri))
     broken = [
         "#### %% 0x3f 0x00 $$ ####" if i % GARBLED_EVERY == 0 else text[:CUT_AT]
         for i, text in enumerate(texts)

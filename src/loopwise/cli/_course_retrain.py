@@ -78,15 +78,12 @@ def course_retrain(
     from loopwise.pipelines import service
     from loopwise.workforce.service import program_token
 
-    path = store.artifacts.path(f"pipelines/{PIPELINE}.yaml")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        TEMPLATE.format(
-            pipeline=PIPELINE, dataset=dataset, job=labeling_job, flow=flow, tuning_job=tuning_job,
-            model=model, steps=steps, endpoint=endpoint, max_labelled=MAX_LABELLED,
-        ),
-        encoding="utf-8",
+    text = TEMPLATE.format(
+        pipeline=PIPELINE, dataset=dataset, job=labeling_job, flow=flow, tuning_job=tuning_job,
+        model=model, steps=steps, endpoint=endpoint, max_labelled=MAX_LABELLED,
     )  # fmt: skip
+    uri = store.artifacts.put_bytes(f"pipelines/{PIPELINE}", f"{PIPELINE}.yaml", text.encode(), replace=True)
+    path = store.artifacts.local_file(uri)
     spec, _ = service.create_pipeline(store, path)
     console.print(f"pipeline {spec.name}: {' -> '.join(s.name for s in spec.order())} ({path})")
     known = {r.id for r in service.list_runs(store, PIPELINE, limit=1000)}
@@ -126,7 +123,7 @@ def _live_reviews(store: Store, csv_path: Path, dataset: str) -> list[tuple[str,
     found = get_dataset(store, *parse_dataset_ref(dataset))
     used: set[str] = set()
     for split in found.splits:
-        used.update(read_split(found.split(split).uri)[0])
+        used.update(read_split(store.artifacts.local_file(found.split(split).uri))[0])
     everything = reviews_splits(
         csv_path, balance=False, dropna="needed", train=1.0, validation=0.0, test=0.0
     ).frames["train"]

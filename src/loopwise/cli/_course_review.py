@@ -111,8 +111,13 @@ def course_review(store: Store, endpoint: str) -> ReviewOutcome:
                 f"output {described['HumanLoopOutput']['OutputUri']}",
                 highlight=False,
             )
-    examples = store.artifacts.path(f"review/{flow.name}/training-data.jsonl")
-    count = export(store, flow.name, examples)
+    count, examples = store.artifacts.write_with(
+        f"review/{flow.name}/training-data",
+        lambda folder: (
+            export(store, flow.name, folder / "training-data.jsonl"),
+            folder / "training-data.jsonl",
+        ),
+    )
     console.print(f"{count} reviewed examples collected as training data: {examples}", highlight=False)
     return ReviewOutcome(flow.name, list(started), examples)
 

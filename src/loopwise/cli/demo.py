@@ -103,8 +103,9 @@ def demo(
 
         console.rule("4. tuning report")
         attrs = job_attrs(store, job.name)
-        report_dir = store.artifacts.path(f"tuning/{job.name}/report")
-        report = write_tuning_report(job, trials, report_dir, attrs=attrs)
+        report = store.artifacts.write_with(
+            f"tuning/{job.name}/report", lambda folder: write_tuning_report(job, trials, folder, attrs=attrs)
+        )
 
         console.rule("5. register")
         champion = point_alias(store, best.ref, "champion")
@@ -346,9 +347,11 @@ def _print_trial(trial: Any) -> None:
 
 
 def _local(uri: str) -> Path:
-    from loopwise.storage.artifacts.local import local_path
+    """This host's copy of an artifact's file (the demo's store is the settings' store)."""
+    from loopwise.cli._common import settings
+    from loopwise.storage.artifacts import open_artifacts
 
-    return local_path(uri)
+    return open_artifacts(settings()).local_file(uri)
 
 
 def _evaluation_figures(report_uri: str) -> dict[str, Any]:

@@ -77,12 +77,16 @@ def metrics(
         )
     console.print(table)
     if rows:
-        with open_store() as store:
-            target = plot or store.artifacts.path(
-                f"serving/{name}/metrics-{datetime.now():%Y%m%d-%H%M%S}.png"
-            )
         title = f"{name}: per-variant metrics ({period} s periods)"
-        console.print(f"plot: {variant_metrics_png(rows, target, title=title)}", highlight=False)
+        if plot is not None:
+            drawn = variant_metrics_png(rows, plot, title=title)
+        else:
+            with open_store() as store:
+                drawn = store.artifacts.write_with(
+                    f"serving/{name}/metrics-{datetime.now():%Y%m%d-%H%M%S}",
+                    lambda folder: variant_metrics_png(rows, folder / "metrics.png", title=title),
+                )
+        console.print(f"plot: {drawn}", highlight=False)
 
 
 @app.command("shadow-report")

@@ -258,7 +258,7 @@ def loop_describe(
 
     with open_store() as store:
         loop = describe_loop(store, name)
-    print_json(read_output(loop) if output else loop.to_dict())
+    print_json(read_output(store, loop) if output else loop.to_dict())
 
 
 @loop_app.command("list")

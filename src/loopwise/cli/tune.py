@@ -328,8 +328,13 @@ def results(
     with open_store() as store:
         found, trials = job_trials(store, job)
         attrs = job_attrs(store, job)
-        out_dir = out or store.artifacts.path(f"tuning/{found.name}/report")
-    report = write_tuning_report(found, trials, out_dir, attrs=attrs)
+        if out is None:
+            report = store.artifacts.write_with(
+                f"tuning/{found.name}/report",
+                lambda folder: write_tuning_report(found, trials, folder, attrs=attrs),
+            )
+    if out is not None:
+        report = write_tuning_report(found, trials, out, attrs=attrs)
     document = json.loads(report.json.read_text(encoding="utf-8"))
     if as_json:
         print_json(document)

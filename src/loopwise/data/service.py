@@ -34,7 +34,6 @@ from loopwise.data.recipes import SPLITS, DropNa, assign_splits, check_ratios, r
 from loopwise.data.records import DatasetVersion, SplitInfo
 from loopwise.data.splits import ParquetExamples, SplitWriter, WrittenSplit, version_hash, write_frames
 from loopwise.errors import DataError, DataFormatError
-from loopwise.storage.artifacts.local import local_path
 
 if TYPE_CHECKING:
     from loopwise.storage import Store
@@ -201,9 +200,10 @@ def import_rows(
         )  # fmt: skip
 
 
-def split_examples(version: DatasetVersion, split: str) -> ParquetExamples:
-    """A split of a version as streamed :class:`~loopwise.classifiers._base.Examples`."""
-    return ParquetExamples(local_path(version.split(split).uri))
+def split_examples(store: Store, version: DatasetVersion, split: str) -> ParquetExamples:
+    """A split of a version as streamed :class:`~loopwise.classifiers._base.Examples` (from this host's
+    copy of the file)."""
+    return ParquetExamples(store.artifacts.local_file(version.split(split).uri))
 
 
 def _check_labels(labels: Sequence[str] | None) -> list[str] | None:
@@ -321,9 +321,9 @@ def _record(
         return existing
     key = f"datasets/{content_hash}"
     created = not store.artifacts.exists(key)
-    directory = local_path(store.artifacts.commit_dir(staged, key))
+    store.artifacts.commit_dir(staged, key)
     splits = [
-        SplitInfo(s.name, (directory / s.path.name).as_uri(), s.rows, s.label_counts, s.sha256)
+        SplitInfo(s.name, store.artifacts.uri(key, s.path.name), s.rows, s.label_counts, s.sha256)
         for s in written.values()
     ]
     try:

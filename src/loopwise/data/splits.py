@@ -249,13 +249,15 @@ class ParquetExamples:
                 yield batch.column("text").to_pylist(), batch.column("label").to_pylist()
 
 
-def read_split(uri: str) -> tuple[list[str], list[str]]:
-    """All texts and labels of a (small) split, by its URI or path."""
-    from loopwise.storage.artifacts.local import local_path
+def read_split(source: Path | str) -> tuple[list[str], list[str]]:
+    """All texts and labels of a (small) split file: a local path or ``file://`` URI (a split in the
+    artifact store: ``read_split(store.artifacts.local_file(split.uri))``)."""
+    from loopwise.storage.artifacts import local_path
 
     texts: list[str] = []
     labels: list[str] = []
-    for chunk_texts, chunk_labels in ParquetExamples(local_path(uri)).iter_chunks(65_536):
+    path = source if isinstance(source, Path) else local_path(source)
+    for chunk_texts, chunk_labels in ParquetExamples(path).iter_chunks(65_536):
         texts.extend(chunk_texts)
         labels.extend(chunk_labels)
     return texts, labels

@@ -21,7 +21,6 @@ from loopwise.evaluation.metrics import classification_metrics
 from loopwise.evaluation.records import EvaluationRecord
 from loopwise.evaluation.report import EvaluationReport, write_comparison_report, write_evaluation_report
 from loopwise.registry.records import ModelVersion
-from loopwise.storage.artifacts.local import local_path
 
 if TYPE_CHECKING:
     from loopwise.storage import Store
@@ -60,12 +59,13 @@ def load_model(store: Store, ref: str, *, device: str = "cpu", precision: str = 
         with store.uow() as uow:
             version = registry.resolve(uow, ref)
         version.require_checkpoint()
-        loaded = LoadedModel(version.ref, load_classifier(local_path(version.uri)), version)
+        loaded = LoadedModel(version.ref, load_classifier(store.artifacts.local_file(version.uri)), version)
     loaded.classifier.use_device(device, precision)
     return loaded
 
 
 def predict_split(
+    store: Store,
     model: LoadedModel,
     dataset: DatasetVersion,
     split: str,
@@ -74,7 +74,7 @@ def predict_split(
     progress: Progress | None = None,
 ) -> tuple[list[str], np.ndarray]:
     """True labels and predicted probabilities (columns in the classifier's label order) of a split."""
-    texts, labels = read_split(dataset.split(split).uri)
+    texts, labels = read_split(store.artifacts.local_file(dataset.split(split).uri))
     unknown = sorted(set(labels) - set(model.classifier.labels))
     if unknown:
         raise DataFormatError(
@@ -105,10 +105,23 @@ def _dataset(store: Store, ref: str | None, model: LoadedModel) -> DatasetVersio
         return uow.datasets.get_by_id(model.version.dataset_version_id)
 
 
-def _default_dir(store: Store, what: str) -> Path:
+def _default_key(what: str) -> str:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     safe = what.replace(":", "-v").replace("@", "-").replace("/", "_")
-    return store.artifacts.path(f"evaluations/{safe}-{stamp}")
+    return f"evaluations/{safe}-{stamp}"
+
+
+def _write_report(
+    store: Store, out_dir: Path | None, what: str, write: Callable[[Path], EvaluationReport]
+) -> tuple[EvaluationReport, str]:
+    """The report ``write`` makes in ``out_dir``, or (None) committed to the artifact store under
+    ``evaluations/``; with the report page's URI."""
+    if out_dir is not None:
+        report = write(out_dir)
+        return report, report.html.resolve().as_uri()
+    key = _default_key(what)
+    report = store.artifacts.write_with(key, write)  # its paths: this host's copy of the files
+    return report, store.artifacts.uri(key, report.html.name)
 
 
 def evaluate(
@@ -129,9 +142,8 @@ def evaluate(
     ``device`` in ``precision`` (``auto`` for either resolves on this machine)."""
     model = load_model(store, model_ref, device=device, precision=precision)
     dataset = _dataset(store, dataset_ref, model)
-    y_true, proba = predict_split(model, dataset, split, batch_size=batch_size, progress=progress)
+    y_true, proba = predict_split(store, model, dataset, split, batch_size=batch_size, progress=progress)
     metrics = classification_metrics(y_true, proba, model.classifier.labels, bootstrap=bootstrap)
-    out_dir = out_dir or _default_dir(store, f"{model.ref}-{dataset.ref}-{split}")
     context = {
         "model": model.ref,
         "dataset": dataset.ref,
@@ -139,8 +151,13 @@ def evaluate(
         "examples": len(y_true),
         "evaluated_at": datetime.now().astimezone().isoformat(timespec="seconds"),
     }
-    report = write_evaluation_report(
-        out_dir, metrics, y_true=y_true, proba=proba, labels=model.classifier.labels, context=context
+    report, report_uri = _write_report(
+        store,
+        out_dir,
+        f"{model.ref}-{dataset.ref}-{split}",
+        lambda folder: write_evaluation_report(
+            folder, metrics, y_true=y_true, proba=proba, labels=model.classifier.labels, context=context
+        ),
     )
     headline = {
         f"{split}_{key}": metrics[key]
@@ -154,7 +171,7 @@ def evaluate(
             dataset_version_id=dataset.id,
             split=split,
             metrics=headline,
-            report_uri=report.html.resolve().as_uri(),
+            report_uri=report_uri,
         )
         if model.version is not None:
             uow.models.update_metrics(model.version.id, headline)
@@ -181,12 +198,16 @@ def compare(
     first = load_model(store, model_a, device=device, precision=precision)
     second = load_model(store, model_b, device=device, precision=precision)
     dataset = _dataset(store, dataset_ref, first)
-    y_true, proba_a = predict_split(first, dataset, split, batch_size=batch_size, progress=progress)
-    _, proba_b = predict_split(second, dataset, split, batch_size=batch_size, progress=progress)
+    y_true, proba_a = predict_split(store, first, dataset, split, batch_size=batch_size, progress=progress)
+    _, proba_b = predict_split(store, second, dataset, split, batch_size=batch_size, progress=progress)
     pred_a = [first.classifier.labels[i] for i in proba_a.argmax(axis=1)]
     pred_b = [second.classifier.labels[i] for i in proba_b.argmax(axis=1)]
     comparison = paired_comparison(y_true, pred_a, pred_b, name_a=first.ref, name_b=second.ref, alpha=alpha)
-    out_dir = out_dir or _default_dir(store, f"compare-{first.ref}-{second.ref}-{dataset.ref}-{split}")
     context = {"model_a": first.ref, "model_b": second.ref, "dataset": dataset.ref, "split": split}
-    path = write_comparison_report(out_dir, comparison, context)
+    if out_dir is not None:
+        return ComparisonOutcome(comparison, write_comparison_report(out_dir, comparison, context))
+    key = _default_key(f"compare-{first.ref}-{second.ref}-{dataset.ref}-{split}")
+    path = store.artifacts.write_with(
+        key, lambda folder: write_comparison_report(folder, comparison, context)
+    )
     return ComparisonOutcome(comparison, path)

@@ -154,9 +154,16 @@ def _label_round(store: Store, job: LabelingJob, settings: AutoLabelSettings) ->
     )
     threshold = plan.certificate.threshold
     by_class = {label: threshold for label in job.labels}
-    folder = store.artifacts.path(f"labeling/{job.name}/models/round-{number}")
-    folder.mkdir(parents=True, exist_ok=True)
-    version = _register_model(store, job, folder, number, plan)
+    record = {"job": job.name, "round": number, "model": plan.chosen.name, "figures": plan.chosen.figures()}
+    store.artifacts.put_bytes(
+        f"labeling/{job.name}/models/round-{number}",
+        "round.json",
+        json.dumps(record, indent=2, default=float).encode(),
+        replace=True,
+    )
+    version = _register_model(
+        store, job, store.artifacts.uri(f"labeling/{job.name}/models/round-{number}"), number, plan
+    )
     machine = {
         int(items.ids[items.waiting[row]]): (job.labels[k], confidence, float(threshold or 0.0))
         for row, (k, confidence) in plan.machine.items()
@@ -184,7 +191,8 @@ def _label_round(store: Store, job: LabelingJob, settings: AutoLabelSettings) ->
         uow.labels.set_auto_label(job.id, {**settings.to_dict(), "rounds": rounds})
         if not uow.labeling.open_items(job.id):
             uow.labeling.set_status(job.id, "Completed", when="InProgress")
-    (folder / "round.json").write_text(json.dumps(rounds[-1], indent=2) + "\n", encoding="utf-8")
+    whole = (json.dumps(rounds[-1], indent=2) + "\n").encode()  # the round's whole record, once it is stored
+    store.artifacts.put_bytes(f"labeling/{job.name}/models/round-{number}", "round.json", whole, replace=True)
     return report
 
 
@@ -262,12 +270,10 @@ def _candidates(
     return candidates, skipped, features
 
 
-def _register_model(
-    store: Store, job: LabelingJob, folder: Any, number: int, plan: RoundPlan
-) -> ModelVersion:
+def _register_model(store: Store, job: LabelingJob, uri: str, number: int, plan: RoundPlan) -> ModelVersion:
     """The round in the registry, as ``<job>-auto``: the chosen candidate, its threshold and the
-    validation figures (the cross-fitted models themselves are not kept; the folder holds the round's
-    record)."""
+    validation figures (the cross-fitted models themselves are not kept; the artifact at ``uri`` holds
+    the round's record)."""
     from loopwise.registry import register
 
     threshold = plan.certificate.threshold
@@ -276,7 +282,7 @@ def _register_model(
             uow,
             f"{job.name}-auto",
             backend=plan.chosen.name,
-            uri=folder.as_uri(),
+            uri=uri,
             labels=list(job.labels),
             params={"labeling_job": job.name, "round": number, "threshold": threshold},
             metrics=plan.chosen.figures(),

@@ -4,10 +4,10 @@
 tokens, mean-pooled over the attention mask, unit length), with any local encoder; batches are sorted by
 length so that each pads only to its own longest text. Automated labeling and active learning fit linear
 heads on these vectors round after round, so :func:`job_embeddings` encodes each item of a job once: the
-vectors live in ``labeling/<job>/embeddings/<model key>.npz`` (``ids`` int64, ``vectors`` float32), one
-file per encoder (:func:`model_key`), so a cache made by another model is never read. The file is
-rewritten whole through a temporary file and ``os.replace``: a reader sees the old file or the new one,
-and a file that cannot be read is logged and rebuilt.
+vectors live in the artifact ``labeling/<job>/embeddings/<model key>`` (``vectors.npz``: ``ids`` int64,
+``vectors`` float32), one per encoder (:func:`model_key`), so a cache made by another model is never read.
+It is committed again whole (``replace=True``): a reader sees the old one or the new one, and one that
+cannot be read is logged and rebuilt.
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import os
 import threading
-import uuid
 import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,12 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from loopwise._private import open_private, private_dir
+from loopwise.errors import LoopwiseError
 
 if TYPE_CHECKING:
     from loopwise.storage import Store
 
 log = logging.getLogger(__name__)
+
+#: the file of an embeddings cache, in its artifact (``labeling/<job>/embeddings/<model key>``)
+CACHE_FILE = "vectors.npz"
 
 #: texts tokenized at once (bounds the memory the token ids take for long inputs)
 ENCODE_CHUNK = 4096
@@ -177,44 +178,35 @@ def job_embeddings(
     and rebuilt. An item's text is taken to be fixed: its id alone finds its vector."""
     if not items:
         return encode([], base_model)
-    path = store.artifacts.path(f"labeling/{job_name}/embeddings/{model_key(base_model)}.npz")
-    known = _read_cache(path)
+    key = f"labeling/{job_name}/embeddings/{model_key(base_model)}"
+    known = _read_cache(store, key)
     missing = {item_id: text for item_id, text in items if item_id not in known}
     if missing:
         known.update(zip(missing, encode(list(missing.values()), base_model, progress=progress), strict=True))
-        _write_cache(path, known)
+        _write_cache(store, key, known)
     return np.stack([known[item_id] for item_id, _ in items])
 
 
-def _read_cache(path: Path) -> dict[int, np.ndarray]:
-    """The vectors of ``path`` by item id; empty when there is no file, logged when it cannot be read."""
-    if not path.exists():
+def _read_cache(store: Store, key: str) -> dict[int, np.ndarray]:
+    """The vectors of artifact ``key`` by item id; empty when there is none, logged when it cannot be read."""
+    if not store.artifacts.exists(key):
         return {}
     try:
-        with np.load(path, allow_pickle=False) as stored:
+        with np.load(store.artifacts.local(key) / CACHE_FILE, allow_pickle=False) as stored:
             ids, vectors = stored["ids"], stored["vectors"]
         if ids.ndim != 1 or vectors.ndim != 2 or len(ids) != len(vectors):
             raise ValueError(f"ids of shape {ids.shape} and vectors of shape {vectors.shape} do not match")
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        log.warning("the embeddings cache %s cannot be read (%s); encoding its items again", path, exc)
+    except (LoopwiseError, OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        log.warning("the embeddings cache %s cannot be read (%s); encoding its items again", key, exc)
         return {}
     return dict(zip(ids.astype(np.int64).tolist(), vectors.astype(np.float32), strict=True))
 
 
-def _write_cache(path: Path, vectors: dict[int, np.ndarray]) -> None:
-    """Write ``vectors`` to ``path`` whole: a private temporary file beside it, then ``os.replace``."""
-    private_dir(path.parent, repair=False)
-    staged = path.with_name(f".{path.stem}-{uuid.uuid4().hex}.npz")
-    try:
-        with open_private(staged, "wb") as handle:
-            np.savez(
-                handle,
-                ids=np.fromiter(vectors, dtype=np.int64, count=len(vectors)),
-                vectors=np.stack(list(vectors.values())).astype(np.float32, copy=False),
-            )
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(staged, path)
-    except BaseException:
-        staged.unlink(missing_ok=True)
-        raise
+def _write_cache(store: Store, key: str, vectors: dict[int, np.ndarray]) -> None:
+    """Commit ``vectors`` as artifact ``key``, replacing the one there: a reader sees the old or the new."""
+    with store.artifacts.writing(key, replace=True) as staged:
+        np.savez(
+            staged / CACHE_FILE,
+            ids=np.fromiter(vectors, dtype=np.int64, count=len(vectors)),
+            vectors=np.stack(list(vectors.values())).astype(np.float32, copy=False),
+        )

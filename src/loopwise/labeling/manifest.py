@@ -165,7 +165,7 @@ def dataset_items(store: Store, ref: str, split: str) -> list[ManifestItem]:
     name, version = parse_dataset_ref(ref)
     with store.uow() as uow:
         found = uow.datasets.get(name, version)
-    texts, labels = read_split(found.split(split).uri)
+    texts, labels = read_split(store.artifacts.local_file(found.split(split).uri))
     return [
         ManifestItem(i, text, {"dataset_label": label})
         for i, (text, label) in enumerate(zip(texts, labels, strict=True), start=1)

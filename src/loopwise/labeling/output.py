@@ -63,17 +63,17 @@ def consolidate_job(store: Store, name: str, method: Method = "dawid-skene") -> 
         uow.labels.set_labels(
             job.id, {i: (result.labels[i], result.confidence[i]) for i in result.labels}, by="human"
         )
-    folder = store.artifacts.path(f"labeling/{job.name}")
-    folder.mkdir(parents=True, exist_ok=True)
-    report = folder / "consolidation.json"
     document = {
         **result.to_dict(),
         "job": job.name,
         "answers": len(votes),
         "at": datetime.now(UTC).isoformat(),
     }
-    report.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    return result, report
+    data = (json.dumps(document, indent=2) + "\n").encode()
+    uri = store.artifacts.put_bytes(
+        f"labeling/{job.name}/consolidation", "consolidation.json", data, replace=True
+    )
+    return result, store.artifacts.local_file(uri)
 
 
 def labeled_items(store: Store, job: LabelingJob) -> list[LabeledItem]:

@@ -18,7 +18,7 @@ import jinja2
 import numpy as np
 from matplotlib.figure import Figure
 
-from loopwise.errors import NotFoundError
+from loopwise.errors import LoopwiseError, NotFoundError
 from loopwise.evaluation._files import write_text_atomic
 from loopwise.evaluation.plots import render_png
 
@@ -29,28 +29,37 @@ DRIFT_TESTS = ("embeddings", "predicted_class", "confidence", "length")
 
 
 def load_reports(store: Store, endpoint: str) -> list[dict[str, Any]]:
-    """The endpoint's monitoring reports, oldest first (unreadable files are skipped)."""
-    folder = store.artifacts.path(f"monitoring/reports/{endpoint}")
+    """The endpoint's monitoring reports, oldest first (unreadable ones are skipped)."""
+    from loopwise.monitoring.service import REPORT_FILE
+
     reports = []
-    for path in sorted(folder.glob("*.json")):
+    for key in store.artifacts.list(f"monitoring/reports/{endpoint}"):
+        if key.endswith("/summary"):
+            continue
         try:
-            reports.append(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError):
+            reports.append(json.loads(store.artifacts.read_bytes(key, REPORT_FILE)))
+        except (LoopwiseError, OSError, json.JSONDecodeError):
             continue
     return reports
 
 
 def write_report(store: Store, endpoint: str, out: Path | None = None) -> Path:
     """``report.json`` and ``report.html`` of the endpoint's checks so far, in ``out`` (default:
-    ``monitoring/reports/<endpoint>/summary``); returns the HTML page's path."""
+    ``monitoring/reports/<endpoint>/summary`` in the artifact store); returns the HTML page's local path."""
     reports = load_reports(store, endpoint)
     if not reports:
         raise NotFoundError(
             f"no monitoring report of {endpoint} yet: run `loopwise monitor run {endpoint} --baseline B` "
             "or create a schedule"
         )
-    out = out or store.artifacts.path(f"monitoring/reports/{endpoint}/summary")
+    if out is None:
+        key = f"monitoring/reports/{endpoint}/summary"
+        return store.artifacts.write_with(key, lambda folder: _write(folder, endpoint, reports))
     out.mkdir(parents=True, exist_ok=True)
+    return _write(out, endpoint, reports)
+
+
+def _write(out: Path, endpoint: str, reports: list[dict[str, Any]]) -> Path:
     series = _series(reports)
     latest = reports[-1]
     figures = {

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from loopwise.errors import DataFormatError, NotFoundError
-from loopwise.evaluation._files import write_text_atomic
 from loopwise.monitoring import baseline as baselines
 from loopwise.monitoring.checks import check_window
 from loopwise.monitoring.scan import scan
@@ -28,10 +26,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KINDS = ("data-quality", "drift", "model-quality")
+#: the file of a monitoring run's report, in its artifact (``monitoring/reports/<endpoint>/<time>``)
+REPORT_FILE = "report.json"
 
 
-def baseline_dir(store: Store, name: str) -> Path:
-    return store.artifacts.path(f"monitoring/baselines/{check_name(name, 'baseline name')}")
+def baseline_key(name: str) -> str:
+    """The artifact key of baseline ``name``."""
+    return f"monitoring/baselines/{check_name(name, 'baseline name')}"
 
 
 def create_baseline(
@@ -63,8 +64,8 @@ def create_baseline(
         dataset = uow.datasets.get(dataset_name, dataset_version)
         model = registry.resolve(uow, model_ref)
     name = name or f"{model.name}-v{model.version}"
-    directory = baseline_dir(store, name)
-    texts, _ = read_split(dataset.split(split).uri)
+    key = baseline_key(name)
+    texts, _ = read_split(store.artifacts.local_file(dataset.split(split).uri))
     if len(texts) > max_texts:
         keep = np.sort(np.random.default_rng(0).choice(len(texts), max_texts, replace=False))
         texts = [texts[i] for i in keep]
@@ -72,7 +73,9 @@ def create_baseline(
     # the model's answers come from texts it did not learn from: the held-out split when it was trained
     # on this split (on its training data it is surer than on any traffic)
     trained_on_it = model.dataset_version_id == dataset.id and split == "train" and held_out
-    answered = read_split(dataset.split(held_out[0]).uri)[0] if trained_on_it else []
+    answered = (
+        read_split(store.artifacts.local_file(dataset.split(held_out[0]).uri))[0] if trained_on_it else []
+    )
     answered_from = held_out[0] if len(answered) >= 20 else split
     if answered_from == split:
         answered = texts
@@ -87,7 +90,7 @@ def create_baseline(
     proba, embeddings = classifier.predict_with_embeddings(answered)
     evaluation = None
     if held_out:
-        eval_texts, eval_labels = read_split(dataset.split(held_out[0]).uri)
+        eval_texts, eval_labels = read_split(store.artifacts.local_file(dataset.split(held_out[0]).uri))
         if eval_texts:  # the same texts as the answers' when those came from the held-out split
             same = answered_from == held_out[0]
             evaluation = (eval_labels, proba if same else classifier.predict_proba(eval_texts))
@@ -109,22 +112,19 @@ def create_baseline(
         evaluation=evaluation,
         reference_size=reference_size,
     )
-    staging = directory.with_name(directory.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    baselines.save(staging, statistics, constraints, vocab, reference)
-    shutil.rmtree(directory, ignore_errors=True)
-    staging.rename(directory)
-    return directory
+    with store.artifacts.writing(key, replace=True) as staged:
+        baselines.save(staged, statistics, constraints, vocab, reference)
+    return store.artifacts.local(key)
 
 
 def load_baseline(store: Store, name: str) -> baselines.Baseline:
-    directory = baseline_dir(store, name)
-    if not directory.is_dir():
+    key = baseline_key(name)
+    if not store.artifacts.exists(key):
         raise NotFoundError(
             f"no baseline {name!r}; make one with "
             f"`loopwise monitor baseline --dataset D --model M --name {name}`"
         )
-    return baselines.load(directory)
+    return baselines.load(store.artifacts.local(key))
 
 
 def run_monitor(
@@ -151,7 +151,7 @@ def run_monitor(
     since = now - timedelta(hours=hours)
     ground_truth = _ground_truth(store, endpoint) if "model-quality" in kinds else {}
     found = scan(
-        store.artifacts.path("capture"),
+        store.artifacts.host_dir("capture"),
         endpoint,
         since,
         now,
@@ -183,10 +183,9 @@ def run_monitor(
         "variants": variants,
         "message": "" if variants else f"no captured records of {endpoint} in the window",
     }
-    path = store.artifacts.path(f"monitoring/reports/{endpoint}/{now:%Y%m%dT%H%M%S}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(report, indent=2, default=float) + "\n")
-    report["path"] = str(path)
+    key = f"monitoring/reports/{endpoint}/{now:%Y%m%dT%H%M%S}"
+    data = (json.dumps(report, indent=2, default=float) + "\n").encode()
+    report["path"] = store.artifacts.put_bytes(key, REPORT_FILE, data, replace=True)
     return report
 
 

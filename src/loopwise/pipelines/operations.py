@@ -85,7 +85,7 @@ def gather_labels(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, A
         base_name, base_version = parse_dataset_ref(str(base))
         with store.uow() as uow:
             found = uow.datasets.get(base_name, base_version)
-        texts, found_labels = read_split(found.split("train").uri)
+        texts, found_labels = read_split(store.artifacts.local_file(found.split("train").uri))
         rows += list(zip(texts, found_labels, strict=True))
         labels = [str(x) for x in found.labels]
         log(f"base {found.ref}: {len(texts)} training rows")
@@ -143,7 +143,7 @@ def _feedback_rows(store: Store, endpoint: str, reviewed: set[str], log: Log) ->
         given = {f.inference_id: f.labels for f in uow.feedback.for_endpoint(endpoint) if f.labels}
     rows: list[tuple[str, str]] = []
     captured = matched = 0
-    for record in read_captures(store.artifacts.path("capture"), endpoint):
+    for record in read_captures(store.artifacts.host_dir("capture"), endpoint):
         if "shadow_of" in record:
             continue
         captured += 1
@@ -202,12 +202,11 @@ def train(store: Store, inputs: dict[str, Any], log: Log) -> dict[str, Any]:
 def _checkpoint(store: Store, ref: str) -> str:
     """The local checkpoint directory of a registered model (``name:3``, ``name@champion``)."""
     from loopwise import registry
-    from loopwise.storage.artifacts.local import local_path
 
     with store.uow() as uow:
         version = registry.resolve(uow, ref)
     version.require_checkpoint()
-    return str(local_path(version.uri))
+    return str(store.artifacts.local_file(version.uri))
 
 
 def _best_params(store: Store, job_name: str) -> dict[str, Any]:

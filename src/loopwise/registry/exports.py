@@ -3,14 +3,14 @@
 A transformers model version is served from an ONNX export (``serving/<name>/v<version>/onnx`` in the
 artifact store; ``model.int8.onnx`` added when a variant asks for int8, with a report of what int8 did to
 accuracy, :data:`QUANTIZATION_REPORT`; ``model.fp16.onnx`` when a GPU variant asks for fp16); any other
-backend is served from its checkpoint as it is. An export is built in a staging directory and renamed into
-place, so a reader never sees half of one.
+backend is served from its checkpoint as it is. An export is built in a staging directory and committed to
+the artifact store (replacing the export with fewer precisions), so a reader never sees half of one; hosts
+load both from their local copies (:meth:`~loopwise.storage.artifacts.ArtifactStore.local`).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +19,6 @@ import numpy as np
 from loopwise._extras import needs_extra
 from loopwise.errors import EndpointConfigError
 from loopwise.registry.records import ModelVersion
-from loopwise.storage.artifacts.local import local_path
 
 if TYPE_CHECKING:
     from loopwise.classifiers.onnx import Precision
@@ -35,41 +34,43 @@ def serving_dir(store: Store, version: ModelVersion, precision: Precision = "fp3
     precisions exported before, which other variants' workers may load), the checkpoint itself for other
     backends."""
     version.require_checkpoint()
-    checkpoint = local_path(version.uri)
     if version.backend != "transformers":
         if precision != "fp32":
             raise EndpointConfigError(
                 f"model {version.ref} ({version.backend}) has no {precision} form: use precision fp32",
                 [("precision", f"{precision} needs a transformers model")],
             )
-        return checkpoint
+        return store.artifacts.local_file(version.uri)
     from loopwise.classifiers import read_manifest
 
-    exported = store.artifacts.path(f"serving/{version.name}/v{version.version}/onnx")
+    key = export_key(version)
     present: set[str] = set()
-    if (exported / "classifier.json").exists():
+    if store.artifacts.exists(key):
+        exported = store.artifacts.local(key)
         present = set(read_manifest(exported).get("precisions", ["fp32"]))
         if precision in present:
             return exported  # served as exported: no torch needed (a host with the core alone)
     with needs_extra(f"exporting {version.ref} to ONNX ({precision})"):
-        _export(store, version, checkpoint, exported, present | {"fp32", precision})
-    return exported
+        _export(store, version, key, present | {"fp32", precision})
+    return store.artifacts.local(key)
 
 
-def _export(store: Store, version: ModelVersion, checkpoint: Path, exported: Path, wanted: set[str]) -> None:
-    """Export the transformers checkpoint in the ``wanted`` precisions into ``exported``, built in a
-    staging directory and renamed into place. Needs torch (``loopwise[train]``)."""
+def export_key(version: ModelVersion) -> str:
+    """The artifact key of a model version's ONNX export."""
+    return f"serving/{version.name}/v{version.version}/onnx"
+
+
+def _export(store: Store, version: ModelVersion, key: str, wanted: set[str]) -> None:
+    """Export the transformers checkpoint in the ``wanted`` precisions as artifact ``key``, built in a
+    staging directory and committed in place of the export there. Needs torch (``loopwise[train]``)."""
     from loopwise.classifiers.onnx import export_onnx
     from loopwise.classifiers.transformer import TransformerClassifier
 
-    staging = exported.with_name(exported.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    original = TransformerClassifier.load(checkpoint)
-    export_onnx(original, staging, int8="int8" in wanted, fp16="fp16" in wanted)
-    if "int8" in wanted:
-        _quantization_report(store, version, original, staging)
-    shutil.rmtree(exported, ignore_errors=True)
-    staging.rename(exported)  # a reader never sees half an export
+    original = TransformerClassifier.load(store.artifacts.local_file(version.uri))
+    with store.artifacts.writing(key, replace=True) as staged:
+        export_onnx(original, staged, int8="int8" in wanted, fp16="fp16" in wanted)
+        if "int8" in wanted:
+            _quantization_report(store, version, original, staged)
 
 
 def quantization_report(directory: Path) -> dict[str, Any] | None:
@@ -90,7 +91,7 @@ def _quantization_report(store: Store, version: ModelVersion, original: Any, dir
     split = "validation" if "validation" in dataset.splits else "test" if "test" in dataset.splits else None
     if split is None:
         return
-    texts, labels = read_split(dataset.split(split).uri)
+    texts, labels = read_split(store.artifacts.local_file(dataset.split(split).uri))
     if not texts:
         return
     truth = np.array(labels)

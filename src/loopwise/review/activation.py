@@ -112,7 +112,7 @@ class LoopStarter:
     def __init__(self, store: Store, *, batch_wait_s: float = BATCH_WAIT_S) -> None:
         self.store = store
         self.batch_wait_s = batch_wait_s
-        self.root = store.artifacts.path("review/journal")
+        self.root = store.artifacts.host_dir("review/journal")
         self._flows: dict[str, Flow] = {}
         self._pending: list[dict[str, Any]] = []
         self._segment: Path | None = None

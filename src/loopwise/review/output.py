@@ -5,6 +5,7 @@ lines with where each label came from, or a new data set version)."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,13 +49,11 @@ def output_document(
     }
 
 
-def read_output(loop: HumanLoop) -> dict[str, Any]:
+def read_output(store: Store, loop: HumanLoop) -> dict[str, Any]:
     """A completed loop's output.json."""
-    from loopwise.storage.artifacts.local import local_path
-
     if not loop.output_uri:
         raise ReviewError(f"human loop {loop.name} is {loop.status}: it has no output")
-    return dict(json.loads(local_path(loop.output_uri).read_text(encoding="utf-8")))
+    return dict(json.loads(store.artifacts.read_uri(loop.output_uri)))
 
 
 def completed_examples(store: Store, flow: str) -> list[dict[str, Any]]:
@@ -63,7 +62,7 @@ def completed_examples(store: Store, flow: str) -> list[dict[str, Any]]:
 
     rows = []
     for loop in all_loops(store, find_flow(store, flow), status="Completed"):
-        output = read_output(loop)
+        output = read_output(store, loop)
         answer = output["consolidatedAnswer"]
         rows.append(
             {
@@ -99,9 +98,11 @@ def export_dataset(
     rows = completed_examples(store, flow)
     if not rows:
         raise ReviewError(f"flow {flow} has no completed loop yet: nothing to export")
-    kept = store.artifacts.path(f"review/{flow}/{dataset}-examples.jsonl")
-    export(store, flow, kept)  # each example with the loop it came from, kept beside the version
-    origin = {"kind": "human review", "flow": flow, "loops": len(rows), "examples": str(kept)}
+    # each example with the loop it came from, kept beside the version
+    lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    kept = store.artifacts.put_bytes(f"review/{flow}/exports/{dataset}-{stamp}", "examples.jsonl", lines)
+    origin = {"kind": "human review", "flow": flow, "loops": len(rows), "examples": kept}
     examples = ((row["text"], row["label"]) for row in rows)
     return import_rows(
         store,

@@ -25,4 +25,4 @@ def loop_output(store: Store, name: str, worker: Worker | None = None) -> dict[s
     """The output.json of the loop ``worker`` may see (:func:`loopwise.review.output.read_output`)."""
     from loopwise.review.output import read_output
 
-    return read_output(service.describe_loop(store, name, worker))
+    return read_output(store, service.describe_loop(store, name, worker))

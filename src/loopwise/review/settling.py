@@ -6,8 +6,6 @@ Each status change is recorded for the flow's webhook (:mod:`loopwise.review.eve
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -60,17 +58,12 @@ def _complete(store: Store, loop: HumanLoop, now: datetime) -> bool:
     from loopwise.review.output import output_document
 
     document = output_document(flow, loop, answers, label, confidence)
-    key = f"review/{flow.name}/{loop.name}/output.json"
-    path = store.artifacts.path(key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staged = path.with_name(f".output-{uuid.uuid4().hex}.json")  # two settles at once write apart
-    with staged.open("w", encoding="utf-8") as handle:
-        handle.write(json.dumps(document, indent=2, default=str))
-        handle.flush()
-        os.fsync(handle.fileno())  # on disk before the loop says Completed
-    staged.replace(path)
+    # committed before the loop says Completed; two settles at once stage apart and the first commit
+    # stays (both hold the same answers)
+    data = json.dumps(document, indent=2, default=str).encode()
+    output_uri = store.artifacts.put_bytes(f"review/{flow.name}/{loop.name}", "output.json", data)
     with store.uow() as uow:
-        if not uow.review.end(loop.id, "Completed", now, output_uri=store.artifacts.uri(key)):
+        if not uow.review.end(loop.id, "Completed", now, output_uri=output_uri):
             return False
         # ground truth for the inference (monitoring's model quality and the A/B report join on it);
         # an inference of several texts gets it from feedback, which names a label for each text

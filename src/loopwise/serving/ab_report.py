@@ -56,7 +56,7 @@ def ab_report(
     production = _compared(endpoint, [v.name for v in config.production], only)
     records = [
         r
-        for r in read_captures(store.artifacts.path("capture"), endpoint)
+        for r in read_captures(store.artifacts.host_dir("capture"), endpoint)
         if r["variant"] in production and "shadow_of" not in r and _since(r, since_config)
     ]
     traffic, latencies, outcomes = _tally(records, production, feedback)

@@ -81,7 +81,7 @@ class DataPlane:
         self.capture_writers: dict[str, CaptureWriter] = {}
         self.bandits = BanditBook()
         #: what feedback may name: the ids answered lately, the capture's, the classes (serving.known)
-        self.known = Known(store.artifacts.path("capture"))
+        self.known = Known(store.artifacts.host_dir("capture"))
         self.resources = ResourceSampler()
         self._sampled = 0.0
         self.loops = LoopStarter(store)
@@ -262,7 +262,7 @@ class DataPlane:
         capture = None if runtime is None else runtime.routing.config.capture
         writer = self.capture_writers.get(result.endpoint)
         if writer is None:
-            root = self.store.artifacts.path("capture")
+            root = self.store.artifacts.host_dir("capture")
             max_queue = capture.max_queue if capture is not None else 10_000
             writer = self.capture_writers[result.endpoint] = CaptureWriter(root, max_queue=max_queue)
         version = None if runtime is None else runtime.routing.version

@@ -204,7 +204,7 @@ def record_feedback(
     with store.uow() as uow:
         endpoint = load(uow, name)  # the endpoint must exist
         if not allow_unknown:
-            (known or Known(store.artifacts.path("capture"))).check(uow, endpoint, items, unanswered)
+            (known or Known(store.artifacts.host_dir("capture"))).check(uow, endpoint, items, unanswered)
         return uow.feedback.put(name, items)
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from loopwise._private import private_dir
 from loopwise.config import Settings
-from loopwise.storage.artifacts import LocalArtifactStore
+from loopwise.storage.artifacts import ArtifactStore, LocalArtifactStore, open_artifacts
 from loopwise.storage.engine import build_engine
 from loopwise.storage.migrate import ensure_schema
 from loopwise.storage.session import UnitOfWork, session_factory
@@ -24,7 +24,7 @@ from loopwise.storage.session import UnitOfWork, session_factory
 class Store:
     engine: Engine
     sessions: sessionmaker[Session]
-    artifacts: LocalArtifactStore
+    artifacts: ArtifactStore
     settings: Settings
 
     @classmethod
@@ -32,12 +32,11 @@ class Store:
         """The store ``settings`` describe. Its home is a 0700 directory and what loopwise keeps in it (the
         SQLite database, the artifacts) only its owner may read: see :mod:`loopwise._private`."""
         private_dir(settings.home)
+        artifacts = open_artifacts(settings)  # first: a bad LOOPWISE_ARTIFACTS stops before the database
         engine = build_engine(settings.resolved_database_url)
         if migrate:
             ensure_schema(engine)
-        return cls(
-            engine, session_factory(engine), LocalArtifactStore(settings.resolved_artifact_root), settings
-        )
+        return cls(engine, session_factory(engine), artifacts, settings)
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.sessions)
@@ -46,4 +45,4 @@ class Store:
         self.engine.dispose()
 
 
-__all__ = ["LocalArtifactStore", "Store", "UnitOfWork"]
+__all__ = ["ArtifactStore", "LocalArtifactStore", "Store", "UnitOfWork"]

@@ -32,7 +32,7 @@ from torch import nn
 
 from loopwise.classifiers import InMemoryExamples, Reporter, TrainConfig, TransformerClassifier
 from loopwise.data.splits import ParquetExamples, read_split
-from loopwise.storage.artifacts.local import local_path
+from loopwise.storage.artifacts import local_path
 from loopwise.training.distributed import METRICS, RESULT, SPEC, STOP, WorkerSpec
 
 KILL_HOOK = "LOOPWISE_TEST_KILL_RANK"

@@ -154,7 +154,7 @@ def train(
         if request.distributed:
             result = _fit_data_parallel(store, request, dataset, classifier.labels, staged, database_reporter)
         else:
-            train_examples, validation = _examples(dataset, request)
+            train_examples, validation = _examples(store, dataset, request)
             result = classifier.fit(
                 train_examples, validation, request.config, database_reporter, progress=progress
             )
@@ -201,22 +201,25 @@ def _record_run(store: Store, request: TrainRequest, dataset: DatasetVersion) ->
         )
 
 
-def _examples(dataset: DatasetVersion, request: TrainRequest) -> tuple[Any, InMemoryExamples | None]:
+def _examples(
+    store: Store, dataset: DatasetVersion, request: TrainRequest
+) -> tuple[Any, InMemoryExamples | None]:
     """The training examples (streamed from disk or read whole) and the validation ones (None without
     a validation split)."""
     parts = request.train_split.split("+")
-    train_examples: Any = split_examples(dataset, request.train_split) if request.stream else None
+    train_examples: Any = split_examples(store, dataset, request.train_split) if request.stream else None
     if not request.stream:
         texts: list[str] = []
         labels: list[str] = []
         for part in parts:
-            part_texts, part_labels = read_split(dataset.split(part).uri)
+            part_texts, part_labels = read_split(store.artifacts.local_file(dataset.split(part).uri))
             texts += part_texts
             labels += part_labels
         train_examples = InMemoryExamples(texts, labels)
     validation = None
     if request.validation_split and request.validation_split in dataset.splits:
-        validation = InMemoryExamples(*read_split(dataset.split(request.validation_split).uri))
+        validation_file = store.artifacts.local_file(dataset.split(request.validation_split).uri)
+        validation = InMemoryExamples(*read_split(validation_file))
     return train_examples, validation
 
 
@@ -265,8 +268,13 @@ def _fit_data_parallel(
         labels=list(labels),
         options=_backend_options(request),
         config=request.config.to_dict(),
-        train_uri=dataset.split(request.train_split).uri,
-        validation_uri=dataset.split(validation).uri if validation and validation in dataset.splits else None,
+        # the ranks read local files: the splits as this host has them (in place, or the artifact cache)
+        train_uri=store.artifacts.local_file(dataset.split(request.train_split).uri).as_uri(),
+        validation_uri=(
+            store.artifacts.local_file(dataset.split(validation).uri).as_uri()
+            if validation and validation in dataset.splits
+            else None
+        ),
         stream=request.stream,
         output_dir=str(staged),
     )

@@ -5,7 +5,6 @@ the ``keep_checkpoints`` best complete trials removed as trials end."""
 from __future__ import annotations
 
 import logging
-import shutil
 from typing import TYPE_CHECKING
 
 import optuna
@@ -13,7 +12,6 @@ import optuna
 from loopwise import registry
 from loopwise.data.versions import parse_dataset_ref
 from loopwise.errors import LoopwiseError
-from loopwise.storage.artifacts.local import local_path
 from loopwise.storage.tables import utcnow
 from loopwise.tuning import final_fit
 from loopwise.tuning.outcome import ENDED_BECAUSE, Ending, best_trial, ranked_trials
@@ -39,10 +37,11 @@ def keep_best_checkpoints(store: Store, study: optuna.Study, spec: TuningSpec) -
             if version.checkpoint_removed_at is not None or version.aliases:
                 continue  # removed already, or somebody points at it
             uow.models.mark_checkpoint_removed(version.id)
-            path = local_path(version.uri)
-            root = store.artifacts.root
-            if root in path.parents:
-                shutil.rmtree(path, ignore_errors=True)
+            # only a checkpoint inside the artifact store is removed (one a user named stays); one
+            # committed before commit markers existed is a folder under the store's root all the same
+            key = store.artifacts.relative(version.uri)
+            if key is not None:
+                store.artifacts.remove(key)
 
 
 def record_ending(study: optuna.Study, ending: Ending) -> None:
