@@ -22,13 +22,16 @@ from loopwise.cli._common import console, err_console
 
 
 @contextlib.contextmanager
-def _environment(home: Path, columns: int) -> Iterator[None]:
-    """LOOPWISE_HOME set and LOOPWISE_DATABASE_URL unset (SQLite) for the block, and the CLI's consoles
+def _environment(home: Path, columns: int, database_url: str | None) -> Iterator[None]:
+    """LOOPWISE_HOME and LOOPWISE_DATABASE_URL set (unset: SQLite) for the block, and the CLI's consoles
     ``columns`` wide; restored after. rich reads COLUMNS once, when a console is made, so the width is set
     on the consoles themselves (pytest-xdist's workers start with COLUMNS=80)."""
     saved = dict(os.environ)
     os.environ.update({"LOOPWISE_HOME": str(home), "COLUMNS": str(columns)})
-    os.environ.pop("LOOPWISE_DATABASE_URL", None)
+    if database_url is None:
+        os.environ.pop("LOOPWISE_DATABASE_URL", None)
+    else:
+        os.environ["LOOPWISE_DATABASE_URL"] = database_url
     widths = [(each, each._width) for each in (console, err_console)]
     for each, _ in widths:
         each.width = columns
@@ -48,20 +51,29 @@ def _hidden_prompt(prompt: str) -> str:
 
 
 def run(
-    home: Path, *args: str, check: bool = True, input: str | None = None, columns: int = 200
+    home: Path,
+    *args: str,
+    check: bool = True,
+    input: str | None = None,
+    columns: int = 200,
+    database_url: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """``loopwise ARGS`` with ``home`` as its LOOPWISE_HOME, on SQLite, answered as a child process's
-    would be (stdout, stderr, the exit status; an escaped exception's traceback on stderr with status 1),
-    but run in this process through the script's own entry point, ``loopwise.cli.main``: a process would
-    first spend two seconds importing what this one has imported already. ``input`` is its stdin, a
-    password prompt's answer included (read as getpass reads it without a terminal). :func:`run_process`
-    runs it as a process, for what only a process shows."""
+    """``loopwise ARGS`` with ``home`` as its LOOPWISE_HOME, on ``database_url`` (SQLite without),
+    answered as a child process's would be (stdout, stderr, the exit status; an escaped exception's
+    traceback on stderr with status 1), but run in this process through the script's own entry point,
+    ``loopwise.cli.main``: a process would first spend two seconds importing what this one has imported
+    already. ``input`` is its stdin, a password prompt's answer included (read as getpass reads it
+    without a terminal). :func:`run_process` runs it as a process, for what only a process shows."""
     out, err = io.StringIO(), io.StringIO()
     stdin = io.StringIO(input or "")
     termui = sys.modules[typer.prompt.__module__]  # click's, or the copy of click a newer typer bundles
     hidden = termui.hidden_prompt_func
     code: int
-    with _environment(home, columns), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with (
+        _environment(home, columns, database_url),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
         sys.stdin, saved_stdin = stdin, sys.stdin
         termui.hidden_prompt_func = _hidden_prompt
         try:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
+from cli_helpers import run
 from conftest import running_server
 from loopwise.serving.ab_report import ab_report
 from loopwise.serving.config import parse_endpoint_config
@@ -68,17 +66,13 @@ def test_feedback_joins_captures_into_a_verdict_and_the_winner_is_promoted(two_m
     (comparison,) = report["comparisons"]
     assert comparison["difference"] == -1.0 and comparison["p_value"] < 0.05
 
-    env = {**os.environ, "LOOPWISE_HOME": str(two_models.settings.home), "COLUMNS": "200"}
-    env["LOOPWISE_DATABASE_URL"] = two_models.settings.resolved_database_url
-    command = [sys.executable, "-c", "from loopwise.cli import main; main()", "ab", "report", "reviews"]
-    shown = subprocess.run(
-        [*command, "--promote", "--json"], env=env, capture_output=True, text=True, timeout=120
-    )
+    home, url = two_models.settings.home, two_models.settings.resolved_database_url
+    shown = run(home, "ab", "report", "reviews", "--promote", "--json", check=False, database_url=url)
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["promoted"] == 2
     endpoint, _ = describe_endpoint(two_models, "reviews")
     assert endpoint.config.traffic_shares() == {"VariantA": 1.0, "VariantB": 0.0}
-    text = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    text = run(home, "ab", "report", "reviews", check=False, database_url=url)
     assert text.returncode == 0 and "verdict: winner: VariantA" in text.stdout
 
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from cli_helpers import run
 from conftest import running_server
 from loopwise.client import Client, ServerError
 from loopwise.evaluation.service import load_model
@@ -56,18 +54,9 @@ def test_batch_transform_answers_a_file_in_order_or_writes_nothing(two_models: S
     texts = [f"review number {i} {COURSE[i % 3]}" for i in range(2500)]  # more than one chunk
     source.write_text("".join(json.dumps({"features": [t]}) + "\n" for t in texts), encoding="utf-8")
     target = tmp_path / "out.jsonl"
-    env = {**os.environ, "LOOPWISE_HOME": str(two_models.settings.home), "COLUMNS": "200"}
-    env["LOOPWISE_DATABASE_URL"] = two_models.settings.resolved_database_url
-    command = [
-        sys.executable,
-        "-c",
-        "from loopwise.cli import main; main()",
-        "batch-transform",
-        "small-tfidf@champion",
-    ]
-    done = subprocess.run(
-        [*command, str(source), str(target)], env=env, capture_output=True, text=True, timeout=300
-    )
+    home, url = two_models.settings.home, two_models.settings.resolved_database_url
+    command = ("batch-transform", "small-tfidf@champion")
+    done = run(home, *command, str(source), str(target), check=False, database_url=url)
     assert done.returncode == 0, done.stderr
     assert "2500 lines answered" in done.stdout
     answers = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
@@ -77,12 +66,6 @@ def test_batch_transform_answers_a_file_in_order_or_writes_nothing(two_models: S
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"features": ["fine"]}\n{"features": []}\n', encoding="utf-8")
-    failed = subprocess.run(
-        [*command, str(bad), str(tmp_path / "never.jsonl")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    failed = run(home, *command, str(bad), str(tmp_path / "never.jsonl"), check=False, database_url=url)
     assert failed.returncode == 1 and "bad.jsonl line 2" in failed.stderr
     assert not (tmp_path / "never.jsonl").exists() and not (tmp_path / "never.jsonl.partial").exists()

@@ -6,13 +6,12 @@ feedback already (``loopwise.serving.known``)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from cli_helpers import run
 from conftest import running_server
 from loopwise.client import Client, ServerError
 from loopwise.serving.config import parse_endpoint_config
@@ -95,10 +94,7 @@ def test_feedback_for_ids_not_served_or_labels_not_the_models_is_refused_unless_
 
 
 def _loopwise(store: Store, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LOOPWISE_HOME": str(store.settings.home), "COLUMNS": "200"}
-    env["LOOPWISE_DATABASE_URL"] = store.settings.resolved_database_url
-    command = [sys.executable, "-c", "from loopwise.cli import main; main()", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    return run(store.settings.home, *args, check=False, database_url=store.settings.resolved_database_url)
 
 
 def test_the_capture_makes_ids_known_to_a_restarted_server_and_to_the_command_line(

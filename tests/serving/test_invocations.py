@@ -8,7 +8,6 @@ import math
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -19,6 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
+from cli_helpers import run
 from conftest import running_server
 from loopwise.classifiers import TrainConfig
 from loopwise.classifiers.onnx import OnnxClassifier
@@ -133,10 +133,7 @@ def test_bad_requests_get_a_4xx_that_says_what_was_wrong(two_models: Store) -> N
 
 
 def _cli(store: Store, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LOOPWISE_HOME": str(store.settings.home), "COLUMNS": "200"}
-    env["LOOPWISE_DATABASE_URL"] = store.settings.resolved_database_url
-    command = [sys.executable, "-c", "from loopwise.cli import main; main()", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    return run(store.settings.home, *args, check=False, database_url=store.settings.resolved_database_url)
 
 
 def test_traffic_follows_the_weights_and_is_measured_per_variant(two_models: Store, tmp_path: Path) -> None:

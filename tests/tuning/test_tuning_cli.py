@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
+
+from cli_helpers import run
 
 
 def tune(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LOOPWISE_HOME": str(home)}
-    return subprocess.run(
-        [sys.executable, "-c", "from loopwise.cli import main; main()", "tune", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run(home, "tune", *args, check=False)
 
 
 def test_the_course_spec_checks_as_written(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from cli_helpers import run
 from loopwise.config import Settings
 from loopwise.data.versions import parse_dataset_ref
 from loopwise.errors import NotFoundError, TuningSpecError
@@ -21,7 +21,7 @@ from loopwise.tuning import parse_spec
 from loopwise.tuning.outcome import examples_spent, own_trials
 from loopwise.tuning.records import JobStatus
 from loopwise.tuning.service import job_ending, job_final_fit, job_trials, run_job, start_job
-from tuning_helpers import bert_spec, start_tuning, tune_cli
+from tuning_helpers import bert_spec, start_tuning
 
 pytestmark = pytest.mark.sqlite_only
 
@@ -226,11 +226,9 @@ def test_a_final_fit_killed_midway_is_redone_once_by_resume(
         assert uow.tuning_jobs.get("fit").status is JobStatus.RUNNING
     assert not [m for m in _models(store, "fit-model").values() if m.params.get("final_fit")]
 
-    command, env = tune_cli(home, "resume", "fit")
-    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    resumed = run(home, "tune", "resume", "fit", check=False)
     assert resumed.returncode == 0, resumed.stderr
-    command, env = tune_cli(home, "status", "fit")
-    shown = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    shown = run(home, "tune", "status", "fit", check=False)
 
     fit = job_final_fit(store, "fit")
     assert fit is not None and fit["state"] == "complete" and fit["attempt"] == 2

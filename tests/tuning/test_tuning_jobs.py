@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from cli_helpers import run
 from loopwise.config import Settings
 from loopwise.errors import NotFoundError, StorageError, TuningSpecError
 from loopwise.storage import Store
@@ -21,7 +21,7 @@ from loopwise.tuning import parse_spec
 from loopwise.tuning._study import optuna_storage
 from loopwise.tuning.records import JobStatus
 from loopwise.tuning.service import job_trials, run_job, start_job
-from tuning_helpers import bert_spec, start_tuning, tune_cli
+from tuning_helpers import bert_spec, start_tuning
 
 pytestmark = pytest.mark.sqlite_only
 
@@ -148,8 +148,7 @@ def test_sigkill_in_the_middle_of_a_trial_loses_nothing_on_resume(
         completed = [t for t in before.values() if t.state is TrialState.COMPLETE]
         assert len(interrupted) == 1 and completed
 
-        command, env = tune_cli(home, "resume", "tiny")
-        resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        resumed = run(home, "tune", "resume", "tiny", check=False)
         assert resumed.returncode == 0, resumed.stderr
 
         after = {t.number: t for t in _trials(storage, "tiny")}
@@ -175,8 +174,7 @@ def test_sigkill_in_the_middle_of_a_trial_loses_nothing_on_resume(
     store.close()
     assert job.status is JobStatus.COMPLETED and best is not None and "best" in best.aliases
 
-    command, env = tune_cli(home, "status", "tiny")
-    shown = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    shown = run(home, "tune", "status", "tiny", check=False)
     assert shown.returncode == 0, shown.stderr
     assert "best trial" in shown.stdout and "interrupted" in shown.stdout
 

@@ -4,9 +4,6 @@ importances or the reason there are none, and ``loopwise tune results`` over a r
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +15,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 from typer.testing import CliRunner
 
+from cli_helpers import run
 from loopwise.cli import app
 from loopwise.config import Settings
 from loopwise.storage import Store
@@ -359,15 +357,7 @@ def test_tune_results_writes_where_out_says(recorded_job: str, tmp_path: Path) -
 
 
 def test_tune_results_for_an_unknown_job_is_one_clear_error(tmp_path: Path) -> None:
-    env = {**os.environ, "LOOPWISE_HOME": str(tmp_path / "home")}
-    env.pop("LOOPWISE_DATABASE_URL", None)
-    result = subprocess.run(
-        [sys.executable, "-c", "from loopwise.cli import main; main()", "tune", "results", "nope"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run(tmp_path / "home", "tune", "results", "nope", check=False)
     assert result.returncode == 1
     assert "tuning job 'nope' not found" in result.stderr and "Traceback" not in result.stderr
 
