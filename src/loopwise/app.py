@@ -34,6 +34,7 @@ from loopwise.api.openapi import install as install_openapi
 from loopwise.api.routes import ROUTERS
 from loopwise.config import MAX_BODY_BYTES, ServerSettings
 from loopwise.errors import LeaseLostError
+from loopwise.serving.autoscaler import AUTOSCALER
 from loopwise.serving.plane import ROLLOUT_GUARD, DataPlane
 from loopwise.storage.leases import LeaseKeeper, run_fenced
 from loopwise.web import ROUTERS as PAGES
@@ -52,7 +53,7 @@ MONITORING, AUTO_LABELING, SETTLING, WEBHOOKS, PIPELINE_TRIGGERS = (
     "webhook-outbox",
     "pipeline-triggers",
 )
-DUTIES = (MONITORING, AUTO_LABELING, SETTLING, WEBHOOKS, PIPELINE_TRIGGERS, ROLLOUT_GUARD)
+DUTIES = (MONITORING, AUTO_LABELING, SETTLING, WEBHOOKS, PIPELINE_TRIGGERS, ROLLOUT_GUARD, AUTOSCALER)
 
 
 def create_app(store: Store, settings: ServerSettings | None = None, **options: Any) -> FastAPI:
@@ -74,7 +75,7 @@ def create_app(store: Store, settings: ServerSettings | None = None, **options: 
     watch = {} if settings.watch_s is None else {"watch_s": settings.watch_s}
     state.plane = DataPlane(store, leases=state.leases, **watch)
     state.credentials = Credentials(store, ttl_s=settings.credentials_ttl_s)
-    state.signin_limiter = SignInLimiter()
+    state.signin_limiter = SignInLimiter(store)
     for router in (*ROUTERS, *PAGES):
         app.include_router(router)
     app.mount("/static", static(), name="static")
@@ -164,11 +165,13 @@ def _background(store: Store, settings: ServerSettings, leases: LeaseKeeper) -> 
     due; automated labeling's rounds as jobs become due; human loops settled (answered ones completed,
     late ones failed); the webhook outbox's due deliveries sent (alerts, loop events, pipeline runs: one
     duty, in a task of its own, so a webhook that does not answer holds nothing else back); pipelines
-    whose triggers are due run. (The rollout guard is the data plane's, under its lease too.)"""
+    whose triggers are due run; the autoscaler sets the autoscaled variants' instance counts from every
+    server's load reports. (The rollout guard is the data plane's, under its lease too.)"""
     from loopwise.labeling.auto import run_due_rounds
     from loopwise.monitoring.scheduling import run_due as run_due_schedules
     from loopwise.pipelines.triggers import run_due
     from loopwise.review.service import settle
+    from loopwise.serving.autoscaler import autoscale
     from loopwise.webhooks import deliver_due
 
     review_s = settings.review_interval_s
@@ -178,6 +181,7 @@ def _background(store: Store, settings: ServerSettings, leases: LeaseKeeper) -> 
         (review_s, settle, SETTLING),
         (review_s, deliver_due, WEBHOOKS),
         (settings.pipeline_interval_s, functools.partial(run_due, background=True), PIPELINE_TRIGGERS),
+        (settings.autoscale_interval_s, autoscale, AUTOSCALER),
     )
     return [
         asyncio.create_task(_every(interval, step, store, leases, duty)) for interval, step, duty in steps

@@ -128,6 +128,7 @@ class ServerSettings:
     auto_label_interval_s: float = 2.0
     review_interval_s: float = 1.0
     pipeline_interval_s: float = 10.0
+    autoscale_interval_s: float = 0.5
     freeze_heap: bool = False
     forwarded_allow_ips: tuple[str, ...] = ()
 

@@ -1,20 +1,18 @@
-"""Target tracking on InvocationsPerInstance: the rule, the cooldowns, and both directions on a server."""
+"""Target tracking on InvocationsPerInstance: the rule, the decision over several servers' load with its
+cooldowns, and both directions on a server."""
 
 from __future__ import annotations
 
-import random
 import time
-from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from conftest import running_server
 from loopwise.errors import EndpointConfigError
-from loopwise.serving import metrics as metrics_module
-from loopwise.serving.autoscaler import Autoscaler
+from loopwise.serving.autoscaler import count_of, decide
 from loopwise.serving.config import Autoscaling, parse_endpoint_config
-from loopwise.serving.metrics import Metrics
-from loopwise.serving.router import EndpointRuntime, Routing
+from loopwise.serving.records import VariantLoad, VariantScale
 from loopwise.serving.service import create_endpoint, describe_endpoint, set_autoscaling
 from loopwise.storage import Store
 
@@ -35,45 +33,47 @@ def test_target_tracking_sets_the_count_that_meets_the_target_within_bounds() ->
         Autoscaling(target=2.0, min_instances=3, max_instances=2)
 
 
-@dataclass
-class _Pool:
-    target: int
-
-    def scale(self, instances: int) -> None:
-        self.target = instances
-
-
-def test_cooldowns_hold_scale_outs_apart_and_scale_ins_after_any_change(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    clock = [1_000_000.0]
-    monkeypatch.setattr(metrics_module.time, "time", lambda: clock[0])
+def test_the_decision_counts_every_servers_load_and_waits_out_the_cooldowns() -> None:
     policy = Autoscaling(
         target=2.0, min_instances=1, max_instances=4, scale_out_cooldown_s=60, scale_in_cooldown_s=300
     )
     config = parse_endpoint_config(
         {"variants": [{"name": "A", "model": "m:1", "autoscaling": policy.model_dump()}]}
     )
-    pool = _Pool(1)
-    runtime = EndpointRuntime("reviews", Routing.of(1, config), {"A": pool}, rng=random.Random(0))  # type: ignore[dict-item]
-    metrics = Metrics()
-    scaler = Autoscaler(metrics)
+    variant = config.variant("A")
+    start = datetime(2026, 1, 1, tzinfo=UTC)
 
-    def traffic(requests: int) -> None:
-        for _ in range(requests):
-            metrics.answered("reviews", "A", 1.0, 0.1)
+    def at(seconds: float) -> datetime:
+        return start + timedelta(seconds=seconds)
 
-    traffic(6)  # 6 per instance in the last minute against a target of 2
-    assert [(e.instances_before, e.instances_after) for e in scaler.tick(runtime, now=clock[0])] == [(1, 3)]
-    clock[0] += 30
-    traffic(30)
-    assert scaler.tick(runtime, now=clock[0]) == [] and pool.target == 3  # scale-out cooldown (60 s)
-    clock[0] += 31
-    assert scaler.tick(runtime, now=clock[0])[0].instances_after == 4
-    clock[0] += 200  # quiet now, but the last change was 200 s ago (scale-in cooldown 300 s)
-    assert scaler.tick(runtime, now=clock[0]) == [] and pool.target == 4
-    clock[0] += 101
-    assert scaler.tick(runtime, now=clock[0])[0].instances_after == 1
+    def load(*invocations: int) -> list[VariantLoad]:  # one report a server
+        return [VariantLoad("reviews", "A", n, 60.0, 1, replica=f"s{i}") for i, n in enumerate(invocations)]
+
+    def scale(instances: int, changed_s: float, scaled_out_s: float | None) -> VariantScale:
+        return VariantScale(
+            "reviews", "A", instances, at(changed_s), None if scaled_out_s is None else at(scaled_out_s)
+        )
+
+    # 6 invocations on one server at 1 instance: 6 per instance against a target of 2 -> 3 a server
+    first = decide("reviews", variant, load(6), None, at(0))
+    assert first is not None and (first.instances_before, first.instances_after, first.metric) == (1, 3, 6.0)
+    # two servers, 12 and 0 invocations: 6 per instance over their 2 instances -> 3 a server, where
+    # the busy server alone would have asked for 4 (its 12 against a target of 2 on 1 instance: 6)
+    both = decide("reviews", variant, load(12, 0), None, at(0))
+    assert both is not None and (both.instances_after, both.invocations, both.replicas) == (3, 12, 2)
+    assert both.metric == 6.0
+    busy = decide("reviews", variant, load(30, 30), scale(3, 0, 0), at(30))
+    assert busy is None  # 5 per instance wants 4, but the scale-out cooldown (60 s) runs
+    later = decide("reviews", variant, load(30, 30), scale(3, 0, 0), at(61))
+    assert later is not None and later.instances_after == 4
+    assert decide("reviews", variant, load(0, 0), scale(4, 61, 61), at(261)) is None  # scale-in: 300 s
+    quiet = decide("reviews", variant, load(0, 0), scale(4, 61, 61), at(362))
+    assert quiet is not None and quiet.instances_after == 1
+    assert decide("reviews", variant, [], scale(4, 0, 0), at(999)) is None  # no server reports: no view
+    # the count in force is kept within the policy's bounds; a variant without a policy keeps its own
+    assert count_of(variant, scale(9, 0, 0)) == 4 and count_of(variant, None) == 1
+    plain = parse_endpoint_config({"variants": [{"name": "B", "model": "m:1", "instances": 3}]})
+    assert count_of(plain.variant("B"), scale(1, 0, 0)) == 3
 
 
 def test_a_server_scales_a_variant_out_under_load_and_back_in_when_quiet(two_models: Store) -> None:

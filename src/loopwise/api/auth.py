@@ -20,8 +20,8 @@ import hashlib
 import html
 import re
 import time
-from collections import deque
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qs, quote
 
@@ -188,28 +188,24 @@ class Credentials:
 class SignInLimiter:
     """At most ``limit`` failed sign-ins per client address in ``window_s`` seconds (on top of the lock
     of an (email, address) pair after five failures in a row): a guesser spraying many emails is slowed
-    too. The address is the ASGI scope's client: the socket's, or what a configured proxy forwarded."""
+    too. The address is the ASGI scope's client: the socket's, or what a configured proxy forwarded.
+    The failures are counted in the database (:func:`loopwise.workforce.service.address_wait`), so a
+    guesser whose requests a load balancer spreads over several servers meets one budget."""
 
-    def __init__(self, limit: int = 20, window_s: float = 300.0) -> None:
-        self.limit, self.window_s = limit, window_s
-        self._failures: dict[str, deque[float]] = {}
+    def __init__(self, store: Store, limit: int = 20, window_s: float = 300.0) -> None:
+        self.store = store
+        self.limit, self.window = limit, timedelta(seconds=window_s)
 
-    def retry_after(self, client: str) -> int:
+    async def retry_after(self, client: str) -> int:
         """Seconds until ``client`` may try again (0: now)."""
-        failures = self._failures.get(client)
-        if not failures:
-            return 0
-        horizon = time.monotonic() - self.window_s
-        while failures and failures[0] < horizon:
-            failures.popleft()
-        if len(failures) < self.limit:
-            return 0
-        return max(1, int(failures[0] - horizon) + 1)
+        from loopwise.workforce.service import address_wait
 
-    def failed(self, client: str) -> None:
-        if len(self._failures) > 10_000:
-            self._failures.clear()
-        self._failures.setdefault(client, deque()).append(time.monotonic())
+        return await asyncio.to_thread(address_wait, self.store, client, limit=self.limit, window=self.window)
+
+    async def failed(self, client: str) -> None:
+        from loopwise.workforce.service import address_failed
+
+        await asyncio.to_thread(address_failed, self.store, client, window=self.window)
 
 
 class AuthMiddleware:

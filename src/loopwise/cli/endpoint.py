@@ -26,7 +26,8 @@ def create(
             "--variant",
             help="A variant as key=value pairs, repeatable: "
             "name=VariantA,model=reviews-sentiment@champion,weight=50,instances=1 "
-            "(also role=shadow, shadow_share, precision=int8|fp16, max_batch_size, max_wait_ms, and "
+            "(instances: worker processes on each server; also role=shadow, shadow_share, "
+            "precision=int8|fp16, max_batch_size, max_wait_ms, and "
             "device=cpu|cuda|cuda:N|auto: a GPU variant serves fp16 on ONNX Runtime's CUDA provider, "
             "falling back to the CPU with a warning).",
         ),
@@ -214,7 +215,16 @@ def _print_endpoint(endpoint: Any) -> None:
 
     shares = endpoint.config.traffic_shares()
     table = Table()
-    for column in ("variant", "role", "model", "traffic", "instances", "device", "precision", "batching"):
+    for column in (
+        "variant",
+        "role",
+        "model",
+        "traffic",
+        "instances a server",
+        "device",
+        "precision",
+        "batching",
+    ):
         table.add_column(column)
     for v in endpoint.config.variants:
         traffic = f"{shares[v.name]:.0%}" if v.role == "production" else f"copy of {v.shadow_share:.0%}"

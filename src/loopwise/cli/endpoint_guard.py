@@ -18,8 +18,12 @@ def autoscale(
     target: Annotated[
         float | None, typer.Option(help="Invocations per instance per period to hold (the course: 2.0).")
     ] = None,
-    min_instances: Annotated[int, typer.Option("--min", min=1, help="Fewest instances.")] = 1,
-    max_instances: Annotated[int, typer.Option("--max", min=1, help="Most instances.")] = 2,
+    min_instances: Annotated[
+        int, typer.Option("--min", min=1, help="Fewest instances (worker processes) on each server.")
+    ] = 1,
+    max_instances: Annotated[
+        int, typer.Option("--max", min=1, help="Most instances (worker processes) on each server.")
+    ] = 2,
     scale_out_cooldown: Annotated[float, typer.Option(min=0, help="Seconds between scale-outs.")] = 60.0,
     scale_in_cooldown: Annotated[
         float, typer.Option(min=0, help="Seconds after any change before a scale-in.")
@@ -28,7 +32,8 @@ def autoscale(
     off: Annotated[bool, typer.Option("--off", help="Remove the variant's policy.")] = False,
 ) -> None:
     """Attach a target-tracking policy on InvocationsPerInstance to a variant (or remove it with --off);
-    a running server applies it within a second."""
+    a running server applies it within a second. The count it sets is per server: with several servers
+    on one database, one of them decides from all their load and every server runs that many."""
     from loopwise.errors import EndpointConfigError
     from loopwise.serving.config import Autoscaling
     from loopwise.serving.service import set_autoscaling

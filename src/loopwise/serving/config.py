@@ -3,9 +3,9 @@
 A configuration is immutable; changing an endpoint (new weights, a new variant) records a new version of
 it. Each variant names a model version or alias (resolved to a version when the configuration is
 recorded, so moving an alias later does not change a running endpoint), its traffic weight, how many
-instances (worker processes) serve it and how they batch. SageMaker's names are accepted as aliases
-(``variant_name``, ``model_name``, ``initial_weight``, ``initial_instance_count``), so a production variant
-list from the course reads as written.
+instances (worker processes) serve it on each server and how they batch. SageMaker's names are accepted
+as aliases (``variant_name``, ``model_name``, ``initial_weight``, ``initial_instance_count``), so a
+production variant list from the course reads as written.
 
 A variant runs on a ``device``: ``cpu`` (the default), ``cuda``, ``cuda:N`` or ``auto``. A GPU variant's
 workers ask ONNX Runtime for its CUDA provider and fall back to the CPU with one warning when it cannot be
@@ -59,10 +59,12 @@ def check_endpoint_name(name: str) -> str:
 
 class Autoscaling(BaseModel):
     """Target tracking on InvocationsPerInstance (the course's policy: target 2.0 per minute, 1 to 2
-    instances, 60 s scale-out and 300 s scale-in cooldowns). Every few seconds the autoscaler compares the
-    variant's invocations per instance over the last ``period_s`` with ``target`` and sets the instance
-    count to ``ceil(instances * metric / target)`` within the bounds; a scale-out waits
-    ``scale_out_cooldown_s`` after the last scale-out, a scale-in ``scale_in_cooldown_s`` after any change."""
+    instances, 60 s scale-out and 300 s scale-in cooldowns). Twice a second the autoscaler compares the
+    variant's invocations per instance over the last ``period_s`` (every server's, over all their
+    instances) with ``target`` and sets the instance count to ``ceil(instances * metric / target)`` within
+    the bounds; a scale-out waits ``scale_out_cooldown_s`` after the last scale-out, a scale-in
+    ``scale_in_cooldown_s`` after any change. Counts and bounds are per server
+    (:mod:`loopwise.serving.autoscaler`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -1,12 +1,19 @@
 """The data plane of ``loopwise server``: every InService endpoint running, kept in step with the database.
 
 :class:`DataPlane` starts a runtime (variant pools of worker processes) for each endpoint that is
-InService, and looks at the endpoints' configuration versions every :data:`WATCH_S` seconds: a new
-version is applied in place (new weights take effect at once, with no restart and no failed request;
-variants whose model or batching changed get new pools, the old ones drain), a new endpoint is started, a
-deleted one stopped. :meth:`DataPlane.invoke` answers one request. The autoscaler runs in every server
-(it sizes this server's own pools from its own traffic); the rollout guard, which writes the endpoints'
-weights, runs only in the server that holds its lease (:data:`ROLLOUT_GUARD`) when given a
+InService, and polls the endpoints' versions every :data:`WATCH_S` seconds (one small query: id, status,
+configuration version and instance counts' version of each endpoint): a new configuration is applied in
+place (new weights take effect at once, with no restart and no failed request; variants whose model or
+batching changed get new pools, the old ones drain), new instance counts resize the pools, a new endpoint
+is started, a deleted one stopped. Every server of one database polls, so whatever changes an
+endpoint's routing through any of them (new weights, a rollout's step, the autoscaler's count) reaches
+all of them within a poll; the requests themselves never read the database. :meth:`DataPlane.invoke`
+answers one request.
+
+The server reports its autoscaled variants' load every :data:`~loopwise.serving.autoscaler.REPORT_S`
+seconds for the autoscaler, which runs as a duty of its own on one server
+(:mod:`loopwise.serving.autoscaler`); the rollout guard, which writes the endpoints' weights, runs only
+in the server that holds its lease (:data:`ROLLOUT_GUARD`) when given a
 :class:`~loopwise.storage.leases.LeaseKeeper`.
 """
 
@@ -19,7 +26,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,14 +36,13 @@ from loopwise.experiments.bandit import BanditBook
 from loopwise.review.activation import LoopStarter, activate
 from loopwise.review.conditions import Condition
 from loopwise.review.records import Flow
-from loopwise.serving.autoscaler import Autoscaler
 from loopwise.serving.capture import CaptureWriter
 from loopwise.serving.deployment import pool_specs
-from loopwise.serving.endpoints import Endpoint, load_all
 from loopwise.serving.invocation import Invocation, capture_record
 from loopwise.serving.known import Known
 from loopwise.serving.metrics import Metrics
-from loopwise.serving.records import EndpointStatus, Feedback
+from loopwise.serving.records import EndpointVersion, Feedback
+from loopwise.serving.replica import Replica, changes
 from loopwise.serving.resources import ResourceSampler
 from loopwise.serving.router import (
     DRAIN_S,
@@ -48,7 +54,7 @@ from loopwise.serving.router import (
 )
 from loopwise.serving.service import guard_rollouts
 from loopwise.serving.shadow import ShadowComparison
-from loopwise.storage.leases import run_fenced
+from loopwise.storage.leases import new_holder, run_fenced
 
 if TYPE_CHECKING:
     from loopwise.storage import Store
@@ -70,12 +76,16 @@ class DataPlane:
         self.watch_s = watch_s
         #: the server's duty leases: the rollout guard runs while it holds ROLLOUT_GUARD (always without)
         self.leases = leases
+        #: this server among the others (its load reports carry the leases' holder id)
+        self.replica = Replica(store, leases.holder if leases is not None else new_holder())
         self.runtimes: dict[str, EndpointRuntime] = {}
+        #: the versions each running endpoint was last brought in step with
+        self.applied: dict[str, EndpointVersion] = {}
         self.watcher: asyncio.Task[None] | None = None
+        self.reporter: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()
         self.draining: set[asyncio.Task[None]] = set()
         self.metrics = Metrics()
-        self.autoscaler = Autoscaler(self.metrics)
         self.shadows = ShadowComparison()
         self.shadow_tasks: set[asyncio.Task[None]] = set()
         self.capture_writers: dict[str, CaptureWriter] = {}
@@ -85,7 +95,6 @@ class DataPlane:
         self.resources = ResourceSampler()
         self._sampled = 0.0
         self.loops = LoopStarter(store)
-        #: each endpoint's attached flow definition (``review`` in its configuration), as last read
         #: each reviewed endpoint's flow, with its activation conditions parsed once (not per request)
         self.flows: dict[str, tuple[Flow, Condition]] = {}
 
@@ -93,12 +102,15 @@ class DataPlane:
         await self.loops.start()
         await self.refresh()
         self.watcher = asyncio.create_task(self._watch())
+        self.reporter = asyncio.create_task(self.replica.report(self.runtimes.values, self.metrics))
 
     async def close(self) -> None:
-        if self.watcher is not None:
-            self.watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.watcher
+        for task in (self.watcher, self.reporter):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self.replica.withdraw()
         for task in list(self.shadow_tasks):
             task.cancel()
         for runtime in self.runtimes.values():
@@ -232,19 +244,11 @@ class DataPlane:
             return 0
         evidence = self.bandits.evidence(endpoint, items)
         if evidence:
-            await asyncio.to_thread(self._add_evidence, endpoint, evidence)
+            await asyncio.to_thread(self.replica.add_evidence, endpoint, evidence)
             for variant, (total, pulls) in evidence.items():
                 old_total, old_pulls = runtime.arms.get(variant, (0.0, 0))
                 runtime.arms[variant] = (old_total + total, old_pulls + pulls)
         return sum(pulls for _, pulls in evidence.values())
-
-    def _add_evidence(self, endpoint: str, evidence: dict[str, tuple[float, int]]) -> None:
-        with self.store.uow() as uow:
-            uow.bandits.add(endpoint, evidence)
-
-    def _arms(self, endpoint: str) -> dict[str, tuple[float, int]]:
-        with self.store.uow() as uow:
-            return uow.bandits.arms(endpoint)
 
     def shadow_report(self, endpoint: str) -> dict[str, Any]:
         return self.shadows.report(endpoint)
@@ -310,45 +314,53 @@ class DataPlane:
         self._capture(result, texts, answer.embeddings, latency_ms, shadow_of=production.variant)
 
     async def refresh(self) -> None:
-        """Bring the runtimes in step with the database's endpoints."""
+        """Bring the runtimes in step with the database's endpoints: read every endpoint's versions, then
+        load and apply only what changed."""
         async with self.lock:
-            endpoints = await asyncio.to_thread(self._endpoints)
-            wanted = {e.name: e for e in endpoints if e.status is EndpointStatus.IN_SERVICE}
-            for name in list(self.runtimes):
-                if name not in wanted:
-                    log.info("endpoint %s: stopped", name)
-                    await self.runtimes.pop(name).close()
-            for name, endpoint in wanted.items():
-                runtime = self.runtimes.get(name)
-                if runtime is None or runtime.routing.version != endpoint.current.version:
+            versions = await asyncio.to_thread(self.replica.versions)
+            stopped, configured, restated = changes(self.applied, versions)
+            for name in stopped:
+                log.info("endpoint %s: stopped", name)
+                self.applied.pop(name, None)
+                await self.runtimes.pop(name).close()
+            for apply, group in ((self._apply, configured), (self._restate, restated)):
+                for seen in group:
                     try:
-                        await self._apply(endpoint, runtime)
+                        await apply(seen)
                     except Exception:
-                        log.exception(
-                            "endpoint %s: configuration %d not applied", name, endpoint.current.version
-                        )
+                        log.exception("endpoint %s: version %d not applied", seen.name, seen.config_version)
 
-    def _endpoints(self) -> list[Endpoint]:
-        with self.store.uow() as uow:
-            return load_all(uow)
+    async def _restate(self, seen: EndpointVersion) -> None:
+        """Apply a new live state (the autoscaler's counts, a bandit's evidence) to the running endpoint."""
+        endpoint, wanted = await asyncio.to_thread(self.replica.configuration, seen.name)
+        runtime = self.runtimes[seen.name]
+        if endpoint.current.version != runtime.routing.version:
+            # a configuration came in between the two reads: the next poll applies it whole
+            self.applied[seen.name] = dataclasses.replace(seen, config_version=-1)
+            return
+        for variant, pool in runtime.pools.items():
+            if pool.target != wanted.get(variant, pool.target):
+                pool.scale(wanted[variant])
+        if endpoint.config.routing == "bandit":
+            runtime.arms = await asyncio.to_thread(self.replica.arms, seen.name)
+        self.applied[seen.name] = seen
 
-    async def _apply(self, endpoint: Endpoint, runtime: EndpointRuntime | None) -> None:
+    async def _apply(self, seen: EndpointVersion) -> None:
+        endpoint, wanted = await asyncio.to_thread(self.replica.configuration, seen.name)
+        runtime = self.runtimes.get(seen.name)
         config = endpoint.config
         specs = await asyncio.to_thread(pool_specs, self.store, endpoint)
         old = {} if runtime is None else dict(runtime.pools)
         pools: dict[str, VariantPool] = {}
         for variant in config.variants:
             pool = old.get(variant.name)
-            if pool is not None and pool.spec == specs[variant.name]:
-                policy = variant.autoscaling
-                if policy is None:
-                    pool.scale(variant.instances)
-                else:  # the autoscaler owns the count: keep it within the (new) bounds
-                    pool.scale(max(policy.min_instances, min(policy.max_instances, pool.target)))
-            else:
-                pool = VariantPool(variant, specs[variant.name])
-                await pool.start(wait=True)
+            if pool is None or pool.spec != specs[variant.name]:
+                pool = VariantPool(variant, specs[variant.name], wanted[variant.name])
             pools[variant.name] = pool
+        await _start_new(p for p in pools.values() if p.supervisor is None)
+        for name, pool in old.items():
+            if pools.get(name) is pool:
+                pool.scale(wanted[name])
         if config.review is not None:
             from loopwise.review.conditions import flow_condition
             from loopwise.review.flows import find_flow
@@ -358,7 +370,7 @@ class DataPlane:
         else:
             self.flows.pop(endpoint.name, None)
         routing = Routing.of(endpoint.current.version, config)
-        arms = await asyncio.to_thread(self._arms, endpoint.name) if config.routing == "bandit" else {}
+        arms = await asyncio.to_thread(self.replica.arms, endpoint.name) if config.routing == "bandit" else {}
         if runtime is None:
             self.runtimes[endpoint.name] = EndpointRuntime(endpoint.name, routing, pools, arms=arms)
             log.info("endpoint %s: in service (configuration %d)", endpoint.name, routing.version)
@@ -368,6 +380,8 @@ class DataPlane:
             runtime.arms = arms
             runtime.routing = routing
             log.info("endpoint %s: configuration %d in force", endpoint.name, routing.version)
+        # what was read may be newer than the poll: the next poll applies anything newer still
+        self.applied[endpoint.name] = dataclasses.replace(seen, config_version=endpoint.current.version)
         for name, pool in old.items():
             if pools.get(name) is not pool:
                 task = asyncio.create_task(pool.close(drain_s=DRAIN_S))
@@ -376,17 +390,17 @@ class DataPlane:
 
     async def _watch(self) -> None:
         while True:
-            await asyncio.sleep(self.watch_s)
+            started = time.monotonic()
             try:
                 await self.refresh()
             except Exception:
                 log.exception("could not read the endpoints' configurations; trying again")
-            for runtime in list(self.runtimes.values()):
-                self.autoscaler.tick(runtime)
             await self._guard_rollouts()
             if time.monotonic() - self._sampled >= 1.0:
                 self.resources.sample(self.runtimes.values(), self.metrics)
                 self._sampled = time.monotonic()
+            # a poll every watch_s, whatever the pass took (a slow guard does not delay the next poll)
+            await asyncio.sleep(max(0.05, self.watch_s - (time.monotonic() - started)))
 
     async def _guard_rollouts(self) -> None:
         """Advance, complete or roll back the rollouts: here if this server holds the guard's lease (each
@@ -405,6 +419,18 @@ class DataPlane:
                 self.leases.lost(ROLLOUT_GUARD)
         except Exception:
             log.exception("could not advance the rollouts; trying again")
+
+
+async def _start_new(pools: Iterable[VariantPool]) -> None:
+    """Start new pools together (an endpoint of several variants starts as fast as its slowest); if
+    one cannot start, the others are closed again and its error raised."""
+    started = list(pools)
+    outcomes = await asyncio.gather(*(p.start(wait=True) for p in started), return_exceptions=True)
+    failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+    if failed is not None:
+        for pool in started:
+            await pool.close()
+        raise failed
 
 
 __all__ = ["ROLLOUT_GUARD", "DataPlane", "Invocation"]

@@ -71,3 +71,69 @@ class EndpointRecord:
     created_at: datetime
     updated_at: datetime
     failure_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class EndpointVersion:
+    """What the servers poll of an endpoint to see that it changed: its id (a re-created endpoint has a
+    new one), status, configuration version in force, and the version of its live state beside the
+    configuration (the autoscaler's instance counts, a bandit's evidence)."""
+
+    id: int
+    name: str
+    status: EndpointStatus
+    config_version: int
+    state_version: int
+
+
+@dataclass(frozen=True)
+class VariantLoad:
+    """One server's report of an autoscaled variant's traffic: invocations over the policy's period
+    and live instances (``reported_at``: the database's clock, set when stored)."""
+
+    endpoint: str
+    variant: str
+    invocations: int
+    period_s: float
+    instances: int
+    replica: str = ""
+    reported_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class VariantScale:
+    """An autoscaled variant's instance count on every server, and when its cooldowns began."""
+
+    endpoint: str
+    variant: str
+    instances: int
+    changed_at: datetime
+    scaled_out_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ScalingEvent:
+    """One decision of the autoscaler (times are the database's clock)."""
+
+    endpoint: str
+    variant: str
+    at: datetime
+    instances_before: int
+    instances_after: int
+    #: invocations per instance over the policy's period, across the servers
+    metric: float
+    invocations: int
+    #: the servers whose reports were counted
+    replicas: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at.timestamp(),
+            "endpoint": self.endpoint,
+            "variant": self.variant,
+            "instances_before": self.instances_before,
+            "instances_after": self.instances_after,
+            "metric": self.metric,
+            "invocations": self.invocations,
+            "replicas": self.replicas,
+        }

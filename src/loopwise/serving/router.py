@@ -179,16 +179,18 @@ class PoolSpec:
 class VariantPool:
     """The instances of one variant: started, watched and restarted; requests go to the least busy."""
 
-    def __init__(self, variant: Variant, spec: PoolSpec) -> None:
+    def __init__(self, variant: Variant, spec: PoolSpec, instances: int | None = None) -> None:
+        """A pool of ``instances`` workers (None: the variant's ``instances``, within its autoscaling
+        bounds)."""
         self.name = variant.name
         self.spec = spec
         self.instances: list[Instance] = []
         policy = variant.autoscaling
-        self.target = (
-            variant.instances
-            if policy is None
-            else max(policy.min_instances, min(policy.max_instances, variant.instances))
-        )
+        if instances is None:
+            instances = variant.instances
+            if policy is not None:
+                instances = max(policy.min_instances, min(policy.max_instances, instances))
+        self.target = instances
         self.closing = False
         self.supervisor: asyncio.Task[None] | None = None
         self.changed = asyncio.Event()

@@ -88,11 +88,14 @@ def update_weights(
 
 
 def set_autoscaling(store: Store, name: str, variant: str, policy: Autoscaling | None) -> Endpoint:
-    """Attach a target-tracking policy to a variant (None: detach it); records a new configuration."""
+    """Attach a target-tracking policy to a variant (None: detach it); records a new configuration.
+    A changed policy keeps the count the autoscaler set (within the new bounds); a detached one drops
+    it, so the configuration's ``instances`` count again (on each server)."""
     with store.uow() as uow:
         endpoint = load(uow, name, for_update=True)
         config = endpoint.config.with_autoscaling(variant, policy)
         if policy is None:
+            uow.scaling.forget(name, variant)
             note = f"autoscaling {variant}: off"
         else:
             note = (
@@ -182,6 +185,7 @@ def remove_variant(store: Store, name: str, variant: str, *, note: str | None = 
         if review and review.get("variants"):
             review["variants"] = [v for v in review["variants"] if v != variant]
         updated = parse_endpoint_config(document, source=f"the endpoint without {variant}")
+        uow.scaling.forget(name, variant)  # a variant added later under this name starts afresh
         return record_config(uow, name, updated, note or f"variant {variant}: removed")
 
 

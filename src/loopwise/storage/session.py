@@ -29,6 +29,7 @@ from loopwise.storage.repositories import (
     ReviewRepository,
     RolloutRepository,
     RunRepository,
+    ScalingRepository,
     TuningJobRepository,
     WebhookOutboxRepository,
     WorkforceRepository,
@@ -58,6 +59,7 @@ class UnitOfWork:
     pipelines: PipelineRepository
     webhooks: WebhookOutboxRepository
     leases: LeaseRepository
+    scaling: ScalingRepository
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._factory = session_factory
@@ -88,6 +90,7 @@ class UnitOfWork:
         self.pipelines = PipelineRepository(self._session)
         self.webhooks = WebhookOutboxRepository(self._session)
         self.leases = LeaseRepository(self._session)
+        self.scaling = ScalingRepository(self._session)
         return self
 
     def __exit__(

@@ -175,6 +175,10 @@ class EndpointRow(Base):
     status: Mapped[str] = mapped_column(String(20), index=True)
     #: the version of endpoint_configs in force
     config_version: Mapped[int] = mapped_column(Integer)
+    #: one more at every change of the endpoint's live state beside its configuration (the autoscaler's
+    #: instance counts in ``variant_scales``, a bandit's evidence in ``bandit_arms``), so that the
+    #: servers see such a change by reading this row alone
+    state_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -357,6 +361,18 @@ class SignInFailureRow(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+class SignInAddressFailureRow(Base):
+    """A failed sign-in from one client address, whatever the email: the servers count them together
+    to slow a guesser spraying many emails (``workforce.service.ADDRESS_LIMIT`` in a window)."""
+
+    __tablename__ = "sign_in_address_failures"
+    __table_args__ = (Index("ix_sign_in_address_failures_address_at", "address", "failed_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address: Mapped[str] = mapped_column(String(64))
+    failed_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
 class TeamRow(Base):
@@ -640,3 +656,51 @@ class DutyLeaseRow(Base):
     holder: Mapped[str] = mapped_column(String(200))
     token: Mapped[int] = mapped_column(Integer)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class VariantScaleRow(Base):
+    """An autoscaled variant's instance count on every server, as the autoscaler last set it, with the
+    times (the database's clock) its cooldowns count from."""
+
+    __tablename__ = "variant_scales"
+
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"), primary_key=True)
+    variant: Mapped[str] = mapped_column(String(63), primary_key=True)
+    instances: Mapped[int] = mapped_column(Integer)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    scaled_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ScalingEventRow(Base):
+    """One decision of the autoscaler: a variant's instance count per server, before and after."""
+
+    __tablename__ = "scaling_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"), index=True)
+    variant: Mapped[str] = mapped_column(String(63))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    instances_before: Mapped[int] = mapped_column(Integer)
+    instances_after: Mapped[int] = mapped_column(Integer)
+    #: invocations per instance over the policy's period, across the servers
+    metric: Mapped[float] = mapped_column(Float)
+    invocations: Mapped[int] = mapped_column(Integer)
+    #: the servers whose load was counted
+    replicas: Mapped[int] = mapped_column(Integer)
+
+
+class VariantLoadRow(Base):
+    """What one server reported of an autoscaled variant's traffic: its invocations over the policy's
+    period and its live instances, at ``reported_at`` (the database's clock). The autoscaler sums the
+    fresh reports of every server."""
+
+    __tablename__ = "variant_loads"
+
+    #: the reporting server (``storage.leases.new_holder``)
+    replica: Mapped[str] = mapped_column(String(200), primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(63), primary_key=True)
+    variant: Mapped[str] = mapped_column(String(63), primary_key=True)
+    invocations: Mapped[int] = mapped_column(Integer)
+    period_s: Mapped[float] = mapped_column(Float)
+    instances: Mapped[int] = mapped_column(Integer)
+    reported_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -3,7 +3,8 @@
 ``POST /signin`` sets the session cookie (HttpOnly, SameSite=Lax, Secure over HTTPS) and sends the browser
 on to where it was going, or to its start page; an account with a temporary password goes to
 ``/account/password`` first. Failed sign-ins are limited per (email, client address) pair (the service's
-lock-out) and per client address (:class:`loopwise.api.auth.SignInLimiter`); the client's address is the
+lock-out) and per client address (:class:`loopwise.api.auth.SignInLimiter`), both counted in the
+database so that every server of one database counts the same failures; the client's address is the
 socket's, or the one a configured proxy forwarded (``--forwarded-allow-ips``). Changing the password
 ends every other session of the account; this one stays signed in.
 """
@@ -68,14 +69,14 @@ async def signin(
     if origin and urlsplit(origin).netloc != request.headers.get("host"):
         return _signin_refused(request, email, next, "sign-in refused: the form came from another site", 403)
     client = request.client.host if request.client else "?"
-    wait = limiter.retry_after(client)
+    wait = await limiter.retry_after(client)
     if wait:
         message = f"too many failed sign-ins from this address: try again in {wait} s"
         return _signin_refused(request, email, next, message, 429, {"Retry-After": str(wait)})
     try:
         worker = await asyncio.to_thread(service.sign_in, store, email, password, address=client)
     except AuthError as exc:
-        limiter.failed(client)
+        await limiter.failed(client)
         return _signin_refused(request, email, next, str(exc), 401)
     session = await asyncio.to_thread(service.start_session, store, worker)
     target = "/account/password" if worker.must_change_password else _local(next) or start_page(worker)

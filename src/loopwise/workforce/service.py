@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import re
 import secrets
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
 #: failed sign-ins in a row that lock an (email, client address) pair, and for how long
 LOCK_AFTER = 5
 LOCK_FOR = timedelta(minutes=15)
+#: failed sign-ins from one client address (any emails) in a window, past which it must wait
+ADDRESS_LIMIT = 20
+ADDRESS_WINDOW = timedelta(minutes=5)
 SESSION_LIFETIME = timedelta(hours=12)
 TOKEN_PREFIX = "lw_"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -159,6 +163,36 @@ def sign_in(
     if worker.disabled:
         raise AuthError("sign-in refused: this account is disabled; ask an admin")
     return worker
+
+
+def address_wait(
+    store: Store,
+    address: str,
+    *,
+    limit: int = ADDRESS_LIMIT,
+    window: timedelta = ADDRESS_WINDOW,
+    now: datetime | None = None,
+) -> int:
+    """Seconds until ``address`` may try to sign in again (0: now): it must wait once ``limit`` of its
+    sign-ins failed in the last ``window``, whichever emails they named. Counted in the database, so
+    every server of one database counts the same failures."""
+    now = now or datetime.now(UTC)
+    with store.uow() as uow:
+        failures = uow.workforce.address_failures(address[:64], now - window)
+    if len(failures) < limit:
+        return 0
+    # the wait ends when enough of them leave the window that fewer than ``limit`` remain
+    frees_at = failures[len(failures) - limit] + window
+    return max(1, math.ceil((frees_at - now).total_seconds()))
+
+
+def address_failed(
+    store: Store, address: str, *, window: timedelta = ADDRESS_WINDOW, now: datetime | None = None
+) -> None:
+    """Count a failed sign-in from ``address`` (see :func:`address_wait`)."""
+    now = now or datetime.now(UTC)
+    with store.uow() as uow:
+        uow.workforce.address_failed(address[:64], now, forget_before=now - window)
 
 
 def change_password(

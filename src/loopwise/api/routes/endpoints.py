@@ -135,9 +135,23 @@ async def bandit(name: str, plane: PlaneDep) -> Response:
 
 
 @router.get("/api/v1/endpoints/{name}/scaling")
-async def scaling_events(name: str, plane: PlaneDep) -> Response:
-    """The autoscaler's decisions for the endpoint (newest last) and each variant's instances now."""
+async def scaling_events(name: str, store: StoreDep, plane: PlaneDep) -> Response:
+    """The autoscaler's decisions for the endpoint (newest last, whichever server took them), the
+    servers' latest load reports it decides from (``servers``), and each variant's instances on this
+    server (an instance count is per server)."""
+    from loopwise.serving.autoscaler import scaling_view
+
     runtime = plane.runtime(name)
-    events = [e.__dict__ for e in plane.autoscaler.events if e.endpoint == name]
+    events, loads = await asyncio.to_thread(scaling_view, store, name)
     instances = {v: {"target": p.target, "live": len(p.live)} for v, p in runtime.pools.items()}
-    return _json({"events": events, "instances": instances})
+    servers = [
+        {
+            "server": load.replica,
+            "variant": load.variant,
+            "invocations": load.invocations,
+            "period_s": load.period_s,
+            "instances": load.instances,
+        }
+        for load in loads
+    ]
+    return _json({"events": [e.to_dict() for e in events], "instances": instances, "servers": servers})

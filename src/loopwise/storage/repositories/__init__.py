@@ -17,6 +17,7 @@ from loopwise.storage.repositories.pipelines import PipelineRepository
 from loopwise.storage.repositories.review import ReviewRepository
 from loopwise.storage.repositories.rollouts import RolloutRepository
 from loopwise.storage.repositories.runs import RunRepository
+from loopwise.storage.repositories.scaling import ScalingRepository
 from loopwise.storage.repositories.tuning import TuningJobRepository
 from loopwise.storage.repositories.webhooks import WebhookOutboxRepository
 from loopwise.storage.repositories.workforce import WorkforceRepository
@@ -36,6 +37,7 @@ __all__ = [
     "ReviewRepository",
     "RolloutRepository",
     "RunRepository",
+    "ScalingRepository",
     "TuningJobRepository",
     "WebhookOutboxRepository",
     "WorkforceRepository",

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from loopwise.storage.repositories._state import raise_state_version
 from loopwise.storage.tables import BanditArmRow, utcnow
 
 
@@ -15,7 +16,8 @@ class BanditRepository:
         self.session = session
 
     def add(self, endpoint: str, evidence: Mapping[str, tuple[float, int]]) -> None:
-        """Add ``(rewards, pulls)`` to each variant's arm (rows are locked while they change)."""
+        """Add ``(rewards, pulls)`` to each variant's arm (rows are locked while they change) and raise the
+        endpoint's ``state_version``."""
         rows = {
             row.variant: row
             for row in self.session.scalars(
@@ -32,6 +34,7 @@ class BanditRepository:
             row.rewards += rewards
             row.pulls += pulls
             row.updated_at = utcnow()
+        raise_state_version(self.session, name=endpoint)  # every server's router re-reads the arms
         self.session.flush()
 
     def arms(self, endpoint: str) -> dict[str, tuple[float, int]]:

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from loopwise.errors import NotFoundError, StorageError
-from loopwise.serving.records import ConfigRecord, EndpointRecord, EndpointStatus
+from loopwise.serving.records import ConfigRecord, EndpointRecord, EndpointStatus, EndpointVersion
 from loopwise.storage.tables import EndpointConfigRow, EndpointRow, utcnow
 
 
@@ -41,6 +41,22 @@ class EndpointRepository:
     def list(self) -> builtins.list[EndpointRecord]:
         rows = self.session.scalars(select(EndpointRow).order_by(EndpointRow.name)).all()
         return [self._domain(row) for row in rows]
+
+    def versions(self) -> builtins.list[EndpointVersion]:
+        """Every endpoint's id, status and versions, in one small query: what the servers poll."""
+        rows = self.session.execute(
+            select(
+                EndpointRow.id,
+                EndpointRow.name,
+                EndpointRow.status,
+                EndpointRow.config_version,
+                EndpointRow.state_version,
+            ).order_by(EndpointRow.name)
+        )
+        return [
+            EndpointVersion(key, name, EndpointStatus(status), config, scale)
+            for key, name, status, config, scale in rows
+        ]
 
     def add_config(self, name: str, config: Mapping[str, Any], note: str) -> EndpointRecord:
         """Record the next configuration version and put it in force."""

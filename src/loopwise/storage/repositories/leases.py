@@ -7,18 +7,16 @@ so servers whose clocks disagree still agree on who holds a lease.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Interval, case, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from loopwise.errors import LeaseLostError
+from loopwise.storage.repositories._clock import later_expression, now_expression
 from loopwise.storage.tables import DutyLeaseRow
-
-#: SQLite's clock in the format SQLAlchemy stores datetimes in (microseconds: milliseconds and ``000``)
-_SQLITE_FORMAT = "%Y-%m-%d %H:%M:%f000"
 
 
 @dataclass(frozen=True)
@@ -96,12 +94,8 @@ class LeaseRepository:
 
     def _now(self) -> ColumnElement[Any]:
         """The database's clock now, comparable with ``expires_at``."""
-        if self._dialect == "postgresql":
-            return func.now()
-        return func.strftime(_SQLITE_FORMAT, "now")
+        return now_expression(self.session)
 
     def _later(self, seconds: float) -> ColumnElement[Any]:
         """The database's clock ``seconds`` from now (negative: ago)."""
-        if self._dialect == "postgresql":
-            return func.now() + literal(timedelta(seconds=seconds), Interval())
-        return func.strftime(_SQLITE_FORMAT, "now", f"{seconds:+.3f} seconds")
+        return later_expression(self.session, seconds)

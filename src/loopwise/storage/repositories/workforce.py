@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from loopwise.errors import NotFoundError
 from loopwise.storage.tables import (
     ApiTokenRow,
+    SignInAddressFailureRow,
     SignInFailureRow,
     TeamMemberRow,
     TeamRow,
@@ -117,6 +118,25 @@ class WorkforceRepository:
                 SignInFailureRow.email == email, SignInFailureRow.address == address
             )
         )
+
+    def address_failures(self, address: str, since: datetime) -> builtins.list[datetime]:
+        """When ``address``'s failed sign-ins since ``since`` happened (any email), oldest first."""
+        return list(
+            self.session.scalars(
+                select(SignInAddressFailureRow.failed_at)
+                .where(SignInAddressFailureRow.address == address, SignInAddressFailureRow.failed_at >= since)
+                .order_by(SignInAddressFailureRow.failed_at)
+            )
+        )
+
+    def address_failed(self, address: str, now: datetime, *, forget_before: datetime) -> None:
+        """Count a failed sign-in from ``address``; every address's failures before ``forget_before``
+        are forgotten (the table holds one window of failures)."""
+        self.session.add(SignInAddressFailureRow(address=address, failed_at=now))
+        self.session.execute(
+            delete(SignInAddressFailureRow).where(SignInAddressFailureRow.failed_at < forget_before)
+        )
+        self.session.flush()
 
     def set_disabled(self, email: str, disabled: bool) -> Worker:
         row = self._require(email, lock=True)
