@@ -245,3 +245,33 @@ def test_a_poll_of_the_versions_says_what_to_stop_apply_or_restate() -> None:
     assert sorted(stopped) == ["again", "gone", "off"]
     assert sorted(v.name for v in configured) == ["again", "new", "weights"]
     assert [v.name for v in restated] == ["scaled"]
+
+
+def test_every_write_of_an_endpoints_live_state_raises_its_state_version(sqlite_store: Store) -> None:
+    from loopwise.serving.records import ScalingEvent
+
+    def versions() -> tuple[int, int]:
+        with sqlite_store.uow() as uow:
+            (seen,) = uow.endpoints.versions()
+        return seen.config_version, seen.state_version
+
+    with sqlite_store.uow() as uow:
+        uow.endpoints.add("reviews", {"variants": [{"name": "A", "model": "m:1"}]})
+        now = uow.scaling.clock()
+    assert versions() == (1, 0)
+    with sqlite_store.uow() as uow:
+        uow.bandits.add("reviews", {"A": (1.0, 1)})  # feedback through any server
+    assert versions() == (1, 1)
+    with sqlite_store.uow() as uow:
+        uow.scaling.set_count(ScalingEvent("reviews", "A", now, 1, 2, 6.0, 12, 2))
+    with sqlite_store.uow() as uow:
+        assert uow.scaling.scales("reviews")["A"].instances == 2
+        assert [e.instances_after for e in uow.scaling.events("reviews")] == [2]
+    assert versions() == (1, 2)
+    for _ in range(2):  # the policy removed: the count goes, once
+        with sqlite_store.uow() as uow:
+            uow.scaling.forget("reviews", "A")
+    assert versions() == (1, 3)
+    with sqlite_store.uow() as uow:
+        uow.endpoints.add_config("reviews", {"variants": [{"name": "A", "model": "m:1"}]}, "weights")
+    assert versions() == (2, 3)

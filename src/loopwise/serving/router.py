@@ -179,17 +179,12 @@ class PoolSpec:
 class VariantPool:
     """The instances of one variant: started, watched and restarted; requests go to the least busy."""
 
-    def __init__(self, variant: Variant, spec: PoolSpec, instances: int | None = None) -> None:
-        """A pool of ``instances`` workers (None: the variant's ``instances``, within its autoscaling
-        bounds)."""
+    def __init__(self, variant: Variant, spec: PoolSpec, instances: int) -> None:
+        """A pool of ``instances`` workers (the variant's count on this server:
+        :func:`loopwise.serving.autoscaler.count_of`)."""
         self.name = variant.name
         self.spec = spec
         self.instances: list[Instance] = []
-        policy = variant.autoscaling
-        if instances is None:
-            instances = variant.instances
-            if policy is not None:
-                instances = max(policy.min_instances, min(policy.max_instances, instances))
         self.target = instances
         self.closing = False
         self.supervisor: asyncio.Task[None] | None = None
