@@ -1,20 +1,15 @@
 """The data plane of ``loopwise server``: every InService endpoint running, kept in step with the database.
 
-:class:`DataPlane` starts a runtime (variant pools of worker processes) for each endpoint that is
-InService, and polls the endpoints' versions every :data:`WATCH_S` seconds (one small query: id, status,
-configuration version and instance counts' version of each endpoint): a new configuration is applied in
-place (new weights take effect at once, with no restart and no failed request; variants whose model or
-batching changed get new pools, the old ones drain), new instance counts resize the pools, a new endpoint
-is started, a deleted one stopped. Every server of one database polls, so whatever changes an
-endpoint's routing through any of them (new weights, a rollout's step, the autoscaler's count) reaches
-all of them within a poll; the requests themselves never read the database. :meth:`DataPlane.invoke`
-answers one request.
-
-The server reports its autoscaled variants' load every :data:`~loopwise.serving.autoscaler.REPORT_S`
-seconds for the autoscaler, which runs as a duty of its own on one server
-(:mod:`loopwise.serving.autoscaler`); the rollout guard, which writes the endpoints' weights, runs only
-in the server that holds its lease (:data:`ROLLOUT_GUARD`) when given a
-:class:`~loopwise.storage.leases.LeaseKeeper`.
+:class:`DataPlane` starts a runtime (variant pools of worker processes) for each InService endpoint and
+polls the endpoints' versions every :data:`WATCH_S` seconds (one small query, :mod:`.replica`): a new
+configuration is applied in place (new weights take effect at once, with no restart and no failed
+request; variants whose model or batching changed get new pools, the old ones drain), a new live state
+resizes the pools (the autoscaler's counts) or reloads a bandit's arms, a new endpoint is started, a
+deleted one stopped. Every server of one database polls, so a change made through any of them reaches
+all of them within a poll; requests never read the database. :meth:`DataPlane.invoke` answers one
+request. The server reports its autoscaled variants' load for the autoscaler, a duty of its own
+(:mod:`.autoscaler`); the rollout guard, which writes the endpoints' weights, runs only in the server
+that holds its lease (:data:`ROLLOUT_GUARD`) when given a :class:`~loopwise.storage.leases.LeaseKeeper`.
 """
 
 from __future__ import annotations
@@ -26,7 +21,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,6 +46,7 @@ from loopwise.serving.router import (
     Routing,
     VariantPool,
     VariantUnavailable,
+    start_together,
 )
 from loopwise.serving.service import guard_rollouts
 from loopwise.serving.shadow import ShadowComparison
@@ -357,7 +353,7 @@ class DataPlane:
             if pool is None or pool.spec != specs[variant.name]:
                 pool = VariantPool(variant, specs[variant.name], wanted[variant.name])
             pools[variant.name] = pool
-        await _start_new(p for p in pools.values() if p.supervisor is None)
+        await start_together([p for p in pools.values() if p.supervisor is None])
         for name, pool in old.items():
             if pools.get(name) is pool:
                 pool.scale(wanted[name])
@@ -419,18 +415,6 @@ class DataPlane:
                 self.leases.lost(ROLLOUT_GUARD)
         except Exception:
             log.exception("could not advance the rollouts; trying again")
-
-
-async def _start_new(pools: Iterable[VariantPool]) -> None:
-    """Start new pools together (an endpoint of several variants starts as fast as its slowest); if
-    one cannot start, the others are closed again and its error raised."""
-    started = list(pools)
-    outcomes = await asyncio.gather(*(p.start(wait=True) for p in started), return_exceptions=True)
-    failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
-    if failed is not None:
-        for pool in started:
-            await pool.close()
-        raise failed
 
 
 __all__ = ["ROLLOUT_GUARD", "DataPlane", "Invocation"]

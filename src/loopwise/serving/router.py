@@ -280,6 +280,17 @@ class VariantPool:
             await process.wait()
 
 
+async def start_together(pools: Sequence[VariantPool]) -> None:
+    """Start new pools together (an endpoint of several variants starts as fast as its slowest); if
+    one cannot start, the others are closed again and its error raised."""
+    outcomes = await asyncio.gather(*(p.start(wait=True) for p in pools), return_exceptions=True)
+    failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+    if failed is not None:
+        for pool in pools:
+            await pool.close()
+        raise failed
+
+
 async def _stop(instance: Instance) -> None:
     if instance.client is not None:
         instance.client.close()
