@@ -12,13 +12,13 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from schema_rows import fill, missing
+from schema_rows import data_tables, declared_changes, fill, missing
 
 from auth_helpers import admin_token, bearer
 from cli_helpers import run
 from loopwise import registry
 from loopwise.app import background_server
-from loopwise.backups import create_backup, restore_backup
+from loopwise.backups import Bundle, create_backup, restore_backup
 from loopwise.backups.studies import OPTUNA_TABLES
 from loopwise.classifiers import load_classifier
 from loopwise.cli import main
@@ -28,11 +28,14 @@ from loopwise.serving.config import parse_endpoint_config
 from loopwise.serving.service import create_endpoint
 from loopwise.storage import Store, tables
 from loopwise.storage.artifacts import open_artifacts
+from loopwise.storage.dump import dump_table, snapshot
 from loopwise.storage.engine import build_engine
-from loopwise.storage.migrate import upgrade
+from loopwise.storage.migrate import current_revision, head_revision, upgrade
 from loopwise.training.service import TrainRequest, train
 
 TEXTS = ["awful terrible item", "okay plain item", "great lovely item"]
+#: an earlier schema revision, as an older loopwise wrote it
+OLD = "0010"
 
 
 def _loopwise(
@@ -204,6 +207,30 @@ def test_every_row_of_every_table_survives_a_backup_from_sqlite_restored_on_post
     assert restored.trials == study.trials and restored.user_attrs == study.user_attrs
     restored.optimize(objective, n_trials=1)  # new rows after the restored ones: the sequences moved on
     assert len(restored.trials) == 4
+
+
+def test_a_backup_of_an_older_schema_restores_into_this_loopwise_and_is_migrated(tmp_path: Path) -> None:
+    """A backup an older loopwise made (rows of revision OLD) is loaded at OLD, then migrated to head."""
+    engine = build_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade(engine, OLD)
+    rows = fill(engine)
+    folder = tmp_path / "backup"
+    with snapshot(engine) as connection:  # what the older loopwise wrote: its tables, as they were
+        dumps = tuple(
+            dump_table(connection, table, folder, f"database/{number:03d}-{table.name}.jsonl.gz")
+            for number, table in enumerate(data_tables(engine).sorted_tables)
+        )
+    engine.dispose()
+    Bundle(
+        "2025-01-01T00:00:00+00:00", "0.0.1", "sqlite", OLD, None, dumps, {}, {}, "file:///gone", None
+    ).write(folder)
+    restore_backup(Settings(home=tmp_path / "target"), folder)
+    target = build_engine(f"sqlite:///{tmp_path / 'target' / 'loopwise.db'}")
+    try:
+        assert current_revision(target) == head_revision()
+        assert missing(target, rows, declared_changes(OLD)) == []
+    finally:
+        target.dispose()
 
 
 def _sql_nulls_in_json_columns(engine: sa.Engine) -> dict[str, int]:

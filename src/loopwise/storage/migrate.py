@@ -1,7 +1,8 @@
 """Alembic migrations shipped in the package, applied on first use and by ``loopwise db upgrade``.
 
 Before an upgrade changes a SQLite database that has a schema already, a copy of the file is kept beside
-it (see :mod:`loopwise.storage.backup`); PostgreSQL users back up with their own tools.
+it (see :mod:`loopwise.storage.backup`). On PostgreSQL, back up before upgrading: ``loopwise backup
+create`` (:mod:`loopwise.backups`) or ``pg_dump`` (docs/deploy.md).
 """
 
 from __future__ import annotations
