@@ -149,12 +149,34 @@ def copy_host_folder(source: Path, target: Path) -> dict[str, str]:
         relative = path.relative_to(source).as_posix()
         destination = target / relative
         destination.parent.mkdir(parents=True, exist_ok=True)
-        data = path.read_bytes()
+        _copy_prefix(path, destination, path.stat().st_size)
         if path.suffix == ".jsonl":
-            data = data[: data.rfind(b"\n") + 1]
-        destination.write_bytes(data)
+            _cut_after_last_line(destination)
         copied[relative] = sha256_of(destination)
     return copied
+
+
+def _copy_prefix(source: Path, destination: Path, size: int) -> None:
+    """The first ``size`` bytes of ``source`` (its size when the copy began: it may grow meanwhile)."""
+    with open(source, "rb") as reader, open(destination, "wb") as writer:
+        while size > 0 and (chunk := reader.read(min(size, 1 << 20))):
+            writer.write(chunk)
+            size -= len(chunk)
+
+
+def _cut_after_last_line(path: Path) -> None:
+    """Truncate ``path`` just after its last newline (to nothing when it has none)."""
+    with open(path, "r+b") as handle:
+        end = handle.seek(0, 2)
+        while end > 0:
+            start = max(0, end - (1 << 16))
+            handle.seek(start)
+            found = handle.read(end - start).rfind(b"\n")
+            if found >= 0:
+                handle.truncate(start + found + 1)
+                return
+            end = start
+        handle.truncate(0)
 
 
 def _holder(inside: str, keys: dict[str, str]) -> str | None:
