@@ -30,6 +30,7 @@ The tree::
     ├── ReviewError               a flow definition or human loop request is invalid
     │   └── HumanLoopConflictError  a loop name taken with other input, a loop in the wrong state (409)
     ├── PipelineError             a pipeline step failed or a run cannot do what was asked
+    ├── BackupError               a backup cannot be made, or restored into a target that is not empty
     └── WebhookSignatureError     a webhook delivery's signature is missing, wrong or too old
 
 Messages say what was wrong (naming the file, line and field where there is one) and what to do.
@@ -167,6 +168,12 @@ class PipelineSpecError(SpecError):
 class PipelineError(LoopwiseError):
     """A pipeline step failed (the run stops there and can be resumed from it), or a run cannot do what
     was asked in its state."""
+
+
+class BackupError(LoopwiseError):
+    """A backup cannot be made (a database at another schema revision than this loopwise's), or restored
+    (a target database or artifact store that is not empty, a backup from a newer loopwise); nothing was
+    written, or the message says what was."""
 
 
 class WebhookSignatureError(LoopwiseError):

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from loopwise.config import Settings
-from loopwise.errors import NotFoundError
-from loopwise.storage.artifacts import ArtifactStore
+from loopwise.errors import ChecksumError, NotFoundError
+from loopwise.storage.artifacts import MARKER, ArtifactStore, LocalArtifactStore
 
 FILES = {"classifier.json": b'{"backend": "tfidf"}', "weights/part-0.bin": bytes(range(256)) * 8}
 
@@ -118,6 +118,28 @@ class ArtifactStoreContract:
         assert not store.exists("models/a") and store.list("models") == ["models/b"]
         with pytest.raises(NotFoundError):
             store.read_bytes("models/a", "f.txt")
+
+    def test_a_copy_out_commits_into_another_store_checked_against_its_manifest(
+        self, store: ArtifactStore, tmp_path: Path
+    ) -> None:
+        store.commit_dir(stage(store), "models/m")
+        manifest = store.copy_out("models/m", tmp_path / "m")
+        assert read_tree(tmp_path / "m") == FILES and (tmp_path / "m" / MARKER).is_file()
+        other = LocalArtifactStore(tmp_path / "other")
+        assert other.copy_in(tmp_path / "m", "models/m") == manifest
+        assert other.copy_in(tmp_path / "m", "models/m") == manifest  # the same content again: kept
+        assert read_tree(other.local("models/m")) == FILES and other.manifest("models/m") == manifest
+        (tmp_path / "m" / "classifier.json").write_bytes(b"changed")
+        with pytest.raises(ChecksumError, match=r"classifier\.json is missing or not the file"):
+            store.copy_in(tmp_path / "m", "models/damaged")
+        (tmp_path / "m" / MARKER).unlink()
+        with pytest.raises(ChecksumError, match="has no commit marker"):
+            store.copy_in(tmp_path / "m", "models/damaged")
+        assert not store.exists("models/damaged")
+        store.commit_dir(stage(store, {"other.txt": b"x"}), "models/taken")
+        other.copy_out("models/m", tmp_path / "again")
+        with pytest.raises(ChecksumError, match="exists already with other content"):
+            store.copy_in(tmp_path / "again", "models/taken")
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from rich.markup import escape
 from loopwise._extras import missing_extra
 from loopwise.cli import (
     ab,
+    backup,
     data,
     db,
     endpoint,
@@ -64,6 +65,7 @@ def _root(
 
 
 app.add_typer(db.app, name="db")
+app.add_typer(backup.app, name="backup")
 app.add_typer(data.app, name="data")
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")

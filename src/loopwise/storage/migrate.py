@@ -1,7 +1,8 @@
 """Alembic migrations shipped in the package, applied on first use and by ``loopwise db upgrade``.
 
 Before an upgrade changes a SQLite database that has a schema already, a copy of the file is kept beside
-it (see :mod:`loopwise.storage.backup`); PostgreSQL users back up with their own tools.
+it (see :mod:`loopwise.storage.backup`). On PostgreSQL, back up before upgrading: ``loopwise backup
+create`` (:mod:`loopwise.backups`) or ``pg_dump`` (docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def ensure_schema(engine: Engine) -> None:
         ) from exc
     if current == head:
         return
-    if current is not None and current not in _known_revisions():
+    if current is not None and current not in known_revisions():
         raise MigrationError(
             f"the database is at revision {current}, which this loopwise does not know; "
             "it was written by a newer loopwise: upgrade loopwise"
@@ -120,7 +121,7 @@ def _adopt_legacy_revision(engine: Engine) -> None:
         return
     with engine.begin() as connection:
         rows = [row[0] for row in connection.execute(text("SELECT version_num FROM alembic_version"))]
-        ours = [revision for revision in rows if revision in _known_revisions()]
+        ours = [revision for revision in rows if revision in known_revisions()]
         if not ours:
             return
         context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
@@ -130,7 +131,8 @@ def _adopt_legacy_revision(engine: Engine) -> None:
             connection.execute(text("DROP TABLE alembic_version"))
 
 
-def _known_revisions() -> set[str]:
+def known_revisions() -> set[str]:
+    """Every schema revision this loopwise ships, the oldest to the head."""
     return {script.revision for script in ScriptDirectory(str(MIGRATIONS)).walk_revisions()}
 
 

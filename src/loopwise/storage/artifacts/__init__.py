@@ -11,7 +11,7 @@ import re
 from typing import TYPE_CHECKING
 
 from loopwise.errors import ConfigurationError, MissingExtraError
-from loopwise.storage.artifacts._base import MARKER, ArtifactStore, Manifest, local_path
+from loopwise.storage.artifacts._base import MARKER, ArtifactStore, Manifest, local_path, sha256_of
 from loopwise.storage.artifacts.cache import ArtifactCache
 from loopwise.storage.artifacts.local import LocalArtifactStore
 from loopwise.storage.artifacts.remote import FsspecArtifactStore
@@ -28,6 +28,7 @@ __all__ = [
     "Manifest",
     "local_path",
     "open_artifacts",
+    "sha256_of",
 ]
 
 _PROTOCOL = re.compile(r"^([a-z][a-z0-9+.-]*)://", re.IGNORECASE)

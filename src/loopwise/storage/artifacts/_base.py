@@ -172,6 +172,11 @@ class ArtifactStore(ABC):
         """One file of a committed artifact, checked against its manifest."""
 
     @abstractmethod
+    def _download(self, key: str, manifest: Manifest, into: Path) -> None:
+        """Write the committed files of ``manifest`` (artifact ``key``) under the existing local directory
+        ``into``, unchecked (:meth:`copy_out` checks them)."""
+
+    @abstractmethod
     def host_dir(self, name: str) -> Path:
         """A directory on a file system of this process for files that are appended in place (captured
         requests, the human-loop journal), which no object store can hold. A directory store keeps it
@@ -181,6 +186,48 @@ class ArtifactStore(ABC):
     @abstractmethod
     def relative(self, uri: str) -> str | None:
         """The path of ``uri`` inside the store (``key`` or ``key/file``), None when it is elsewhere."""
+
+    def copy_out(self, key: str, into: Path) -> Manifest:
+        """Copy the committed artifact ``key`` (its files and its commit marker) into ``into``, a local
+        directory made here (it must not exist), and check the copy against the manifest: a backup's copy,
+        which :meth:`copy_in` commits into another store. Reads around the host's cache, so a backup does
+        not evict the models this host serves. :class:`NotFoundError` when ``key`` is not committed,
+        :class:`ChecksumError` when what was read is not what was committed."""
+        manifest = self.manifest(key)
+        into.mkdir(parents=True)
+        for name in manifest.files:
+            (into / name).parent.mkdir(parents=True, exist_ok=True)
+        self._download(key, manifest, into)
+        manifest.check(into, f"artifact {key} of {self.url}")
+        (into / MARKER).write_bytes(manifest.to_json())
+        return manifest
+
+    def copy_in(self, folder: Path, key: str) -> Manifest:
+        """Commit ``folder``, a copy :meth:`copy_out` made, as ``key``, after checking its files against the
+        marker it carries; returns the manifest. :class:`ChecksumError` when the copy is damaged (a missing
+        or unreadable marker, a file missing or changed), or when ``key`` is committed already with other
+        content; a key committed with the same content is kept (a restore run again)."""
+        where = f"the copy of artifact {key} at {folder}"
+        try:
+            marker = (folder / MARKER).read_bytes()
+        except OSError:
+            raise ChecksumError(f"{where} has no commit marker {MARKER}: the copy is incomplete") from None
+        manifest = Manifest.from_json(marker, where)
+        manifest.check(folder, where)
+        staged = self.staging()
+        try:
+            for name in manifest.files:
+                (staged / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(folder / name, staged / name)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+        self.commit_dir(staged, key)
+        if self.manifest(key).digest != manifest.digest:
+            raise ChecksumError(
+                f"artifact {key} of {self.url} exists already with other content than {where}"
+            )
+        return manifest
 
     def uri(self, key: str, name: str = "") -> str:
         """The URI of artifact ``key`` (of file ``name`` in it when given)."""

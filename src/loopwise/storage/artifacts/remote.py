@@ -103,13 +103,16 @@ class FsspecArtifactStore(ArtifactStore):
         manifest = self.manifest(key)
 
         def fetch(into: Path) -> None:
-            names = sorted(manifest.files)
-            for name in names:
+            for name in manifest.files:
                 (into / name).parent.mkdir(parents=True, exist_ok=True)
-            if names:
-                self.fs.get([self._remote(key, n) for n in names], [str(into / n) for n in names])
+            self._download(key, manifest, into)
 
         return self.cache.get(manifest, fetch, f"artifact {key} of {self.url}")
+
+    def _download(self, key: str, manifest: Manifest, into: Path) -> None:
+        names = sorted(manifest.files)
+        if names:
+            self.fs.get([self._remote(key, n) for n in names], [str(into / n) for n in names])
 
     def read_bytes(self, key: str, name: str) -> bytes:
         manifest = self.manifest(key)
