@@ -90,7 +90,7 @@ def test_captured_requests_and_shadow_answers_are_recorded_but_never_returned(tw
             time.sleep(0.05)
         plane.capture_writers["reviews"].flush()
         report = client.get("/api/v1/endpoints/reviews/shadow").json()["shadows"]
-    root = two_models.artifacts.path("capture")
+    root = two_models.artifacts.host_dir("capture")
     production = list(read_captures(root, "reviews", "VariantA"))
     shadowed = list(read_captures(root, "reviews", "Shadow"))
     assert sorted(r["inference_id"] for r in production) == sorted(ids)
@@ -113,5 +113,5 @@ def test_capture_samples_its_share_of_requests(two_models: Store) -> None:
         for _ in range(200):
             assert client.post(URL, json={"features": ["fine"]}).status_code == 200
         app.state.plane.capture_writers["reviews"].flush()
-    captured = len(list(read_captures(two_models.artifacts.path("capture"), "reviews")))
+    captured = len(list(read_captures(two_models.artifacts.host_dir("capture"), "reviews")))
     assert 26 <= captured <= 74  # binomial(200, 0.25): 50 +- 4 sd
