@@ -215,7 +215,8 @@ def test_the_autoscaler_counts_both_servers_load_and_sets_one_count_for_both(
             instances = client.get("/api/v1/endpoints/reviews/scaling").json()["instances"]["VariantA"]
             return instances == {"target": 2, "live": 2}
 
-        _until("both servers run 2 instances", lambda: scaled(a) and scaled(b), 15)
+        # a worker starts in seconds, more on a loaded machine
+        _until("both servers run 2 instances", lambda: scaled(a) and scaled(b), 45)
         # each server's latest report: A's 36 invocations and B's none, both at 2 live instances
         _until("both servers report their load at 2 instances", lambda: reports() == [(0, 2), (36, 2)], 5)
         events = view()["events"]

@@ -31,14 +31,15 @@ def _register(store: Store, evaluated: bool, **params: Any) -> tuple[Any, int | 
         )  # fmt: skip
         if not evaluated:
             return version, None
-        report = store.artifacts.root / "evaluations/best/report.html"
-        report.parent.mkdir(parents=True, exist_ok=True)
         figures = {"accuracy": {"value": 0.75, "ci95": [0.7, 0.8]}, "macro_f1": {"value": 0.74}}
-        (report.parent / "evaluation.json").write_text(json.dumps({"metrics": figures}))
+        with store.artifacts.writing("evaluations/best") as staged:  # a committed report, as evaluate makes
+            (staged / "report.html").write_text("<html></html>")
+            (staged / "evaluation.json").write_text(json.dumps({"metrics": figures}))
+        report_uri = store.artifacts.uri("evaluations/best", "report.html")
         dataset = uow.datasets.list()[0]
         evaluation = uow.evaluations.add(
             model_ref=version.ref, model_version_id=version.id, dataset_version_id=dataset.id,
-            split="test", metrics={}, report_uri=report.as_uri(),
+            split="test", metrics={}, report_uri=report_uri,
         )  # fmt: skip
         return version, evaluation.id
 

@@ -137,7 +137,9 @@ def test_a_model_that_cannot_load_leaves_the_endpoint_failed_with_the_reason(two
     shutil.rmtree(checkpoint)
     endpoint = create_endpoint(two_models, "reviews", parse_endpoint_config(_two()))
     assert endpoint.status is EndpointStatus.FAILED
-    assert "no saved classifier" in (endpoint.failure_reason or "")
+    # the checkpoint's artifact is gone: the reason names it and says where it was looked for
+    reason = endpoint.failure_reason or ""
+    assert checkpoint.as_uri() in reason and "neither in the artifact store" in reason, reason
     assert describe_endpoint(two_models, "reviews")[0].status is EndpointStatus.FAILED
 
 

@@ -4,6 +4,7 @@ remote artifacts, the settings that choose a store, and a model served from the 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -185,7 +186,7 @@ def test_a_model_registered_on_s3_is_served_by_a_host_that_only_has_the_cache(
     assert spec.directory.is_relative_to(server.settings.resolved_artifact_cache_dir)
 
     async def serve() -> list[str]:
-        pool = VariantPool(endpoint.config.variants[0], spec)
+        pool = VariantPool(endpoint.config.variants[0], spec, instances=1)
         await pool.start()
         try:
             answer = await pool.predict(texts)
@@ -193,6 +194,8 @@ def test_a_model_registered_on_s3_is_served_by_a_host_that_only_has_the_cache(
         finally:
             await pool.close()
 
-    assert asyncio.run(serve()) == list(expected)
+    # in a thread of its own: an event loop another test left running in this thread refuses asyncio.run
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        assert thread.submit(asyncio.run, serve()).result(timeout=120) == list(expected)
     assert not (tmp_path / "server" / "artifacts").exists()  # nothing but the cache on the serving host
     server.close()

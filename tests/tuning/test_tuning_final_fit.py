@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from cli_helpers import run
+from cli_helpers import run_process as run  # resume starts trial processes: a process, as users run it
 from loopwise.config import Settings
 from loopwise.data.versions import parse_dataset_ref
 from loopwise.errors import NotFoundError, TuningSpecError

@@ -13,7 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from cli_helpers import run
+from cli_helpers import run_process as run  # resume starts trial processes: a process, as users run it
 from loopwise.config import Settings
 from loopwise.errors import NotFoundError, StorageError, TuningSpecError
 from loopwise.storage import Store
