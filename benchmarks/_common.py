@@ -30,6 +30,16 @@ def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 300.0
     raise RuntimeError(f"{url} did not answer in {timeout:.0f} s")
 
 
+def stop(process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    """Stop a server: SIGTERM, then SIGKILL when it has not exited within ``timeout`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=30)
+
+
 def fine_tune(store: Any, dataset: str, steps: int, *, name: str = "bench-minilm") -> Any:
     """MiniLM fine-tuned for ``steps`` (batch 16) on the data set ``dataset`` (a reference such as
     ``reviews:1``), registered with it (so that an int8 export's accuracy against PyTorch is measured on its

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from _common import free_port, wait_http
+from _common import free_port, stop, wait_http
 
 SETUPS = ("dev", "production")
 REQUIREMENTS = ("label-studio==1.23.*", "pyuwsgi==2.0.*")
@@ -108,15 +108,6 @@ def _package_dir(venv: Path) -> Path:
     return found[-1]
 
 
-def _stop(server: subprocess.Popen[bytes]) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait(timeout=30)
-
-
 @contextmanager
 def deploy(setup: str, clients: int, postgres_url: str) -> Iterator[Deployment]:
     """Start the set-up ``setup`` (one of ``SETUPS``) for ``clients`` clients; stop it (and drop its
@@ -156,7 +147,7 @@ def _dev(venv: Path, env: dict[str, str], clients: int) -> Iterator[Deployment]:
         server_words = "label-studio start (Django's development server), SQLite"
         yield Deployment("dev", url, f"Token {token}", [f"Token {token}"] * clients, server_words)
     finally:
-        _stop(server)
+        stop(server)
 
 
 @contextmanager
@@ -222,7 +213,7 @@ def _production(venv: Path, env: dict[str, str], clients: int, postgres_url: str
         yield Deployment("production", url, f"Token {tokens['admin']}", clients_headers, server_words)
     finally:
         if server is not None:
-            _stop(server)
+            stop(server)
         with psycopg.connect(admin_url, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 

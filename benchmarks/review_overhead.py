@@ -40,7 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _common import fine_tune, free_port, wait_http
+from _common import fine_tune, free_port, stop, wait_http
 
 RESULTS = Path(__file__).resolve().parent / "results" / "review_overhead.json"
 POSTGRES_URL = os.environ.get(
@@ -63,14 +63,6 @@ def _server(home: Path, database_url: str | None, port: int) -> subprocess.Popen
     )
     wait_http(f"http://127.0.0.1:{port}/healthz", server)
     return server
-
-
-def _stop(server: subprocess.Popen[bytes]) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        server.kill()
 
 
 def _deploy(store: Any, model_ref: str) -> str:
@@ -272,7 +264,7 @@ def loops_under_load(
                 break
             time.sleep(0.2)
     finally:
-        _stop(crash.server)
+        stop(crash.server)
         store.close()
     answered = {name for found in burst["names"].values() for name in found}
     stored = {name for name, _, _ in rows}
@@ -335,7 +327,7 @@ def main() -> None:
                 f"http://127.0.0.1:{port}", token, texts[: args.requests + 20]
             )
         finally:
-            _stop(server)
+            stop(server)
         print("paired", figures["paired"], file=sys.stderr, flush=True)
 
     loads: dict[str, Any] = {}

@@ -214,15 +214,6 @@ while True:
 """
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def _ensure_ray_serve() -> None:
     try:
         import ray.serve  # noqa: F401
@@ -258,7 +249,7 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    from _common import fine_tune, free_port, wait_http
+    from _common import fine_tune, free_port, stop, wait_http
     from loopwise.classifiers.onnx import OnnxClassifier
     from loopwise.config import Settings
     from loopwise.data.cache import fetch_reviews
@@ -323,7 +314,7 @@ def main() -> None:
                 figures[f"loopwise_{name}_c32"] = load(urls[name], 32, bodies)
                 _note(f"loopwise {name} c32", figures[f"loopwise_{name}_c32"])
         finally:
-            _stop(server)
+            stop(server, timeout=30)
 
         # a plain FastAPI + PyTorch app
         app_dir = Path(tmp) / "plain"
@@ -342,7 +333,7 @@ def main() -> None:
             figures["fastapi_pytorch_c32"] = load(url, 32, bodies[: args.requests // 2])
             _note("fastapi c32", figures["fastapi_pytorch_c32"])
         finally:
-            _stop(plain)
+            stop(plain, timeout=30)
 
         if not args.skip_ray:
             _ensure_ray_serve()
@@ -363,7 +354,7 @@ def main() -> None:
                 figures["ray_serve_c32"] = load(url, 32, bodies)
                 _note("ray c32", figures["ray_serve_c32"])
             finally:
-                _stop(ray_server)
+                stop(ray_server, timeout=30)
                 subprocess.run(
                     [sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True
                 )
